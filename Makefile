@@ -1,0 +1,28 @@
+# Two entry points (README): `make demo` runs the main job end to end, `make test` runs the test suite.
+# Both create .venv/ inside the repository on first use and install the pinned stack into it.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= data/synthetic
+DEMO_STAYS ?= 2000
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+# torch first: pip takes this machine's local CPU build of 2.13.0; any later request is then satisfied.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/sepsis-fusion demo --stays $(DEMO_STAYS) --out $(DEMO_DIR)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) data

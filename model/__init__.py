@@ -1,0 +1,1 @@
+"""The fusion model: training, evaluation and scoring (grows with the model issues)."""

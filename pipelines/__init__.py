@@ -1,0 +1,1 @@
+"""Pipelines: the synthetic MIMIC-IV generator, the end-to-end runs and the command line."""

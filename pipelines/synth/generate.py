@@ -1,0 +1,138 @@
+"""`sepsis-fusion synth`: a synthetic MIMIC-IV (hosp/, icu/, note/) with known truth.
+
+Two passes: `cohort.plan` draws every patient, admission and stay with its latent course and outcome;
+then chunks of whole patients get their timed rows (charts, labs, drugs, cultures, notes), written as
+gzip CSV in MIMIC-IV v2.2's layout. The same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from . import events, hospital, infection, notes, truth
+from .cohort import plan as make_plan
+from .events import Chunk
+from .writer import TableWriter
+
+CHUNK_STAYS = 200
+# Nursing documentation every ~1.6 h per routine item gives MIMIC-IV's ~3,000 chart rows per stay.
+ROUTINE_EVERY_H = {"full": 0.55, "light": 12.0}
+CHUNKED_TABLES = ["icu/chartevents", "hosp/labevents", "icu/inputevents", "icu/outputevents",
+                  "hosp/prescriptions", "hosp/microbiologyevents", "note/radiology", "note/discharge"]
+
+
+class SynthError(ValueError):
+    """Bad arguments to the generator; the message says which and why."""
+
+
+@dataclass
+class SynthResult:
+    out: Path
+    stays: int
+    rows: dict[str, int]
+
+
+def check_arguments(stays: int, out: Path) -> None:
+    if stays < 1:
+        raise SynthError(f"--stays must be at least 1 (got {stays})")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise SynthError(f"--out {out}: {probe} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        test = out / ".write-test"
+        test.write_bytes(b"")
+        test.unlink()
+    except OSError as exc:
+        raise SynthError(f"--out {out} is not writable: {exc.strerror or exc}") from exc
+
+
+def generate(stays: int, seed: int, out: Path, density: str = "full", level: int = 3,
+             progress: bool = True) -> SynthResult:
+    """Write a synthetic MIMIC-IV with `stays` ICU stays to `out` (hosp/, icu/, note/, _truth/)."""
+    out = Path(out)
+    check_arguments(stays, out)
+    if density not in ROUTINE_EVERY_H:
+        raise SynthError(f"--density must be one of {sorted(ROUTINE_EVERY_H)} (got {density!r})")
+    plan = make_plan(stays, seed)
+    rows: dict[str, int] = {}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # Small tables in one go.
+        rng = np.random.default_rng([seed, 1])
+        diag, codes = hospital.diagnoses(plan, rng)
+        for name, tbl in (("hosp/patients", hospital.patients(plan)), ("hosp/admissions", hospital.admissions(plan, rng)),
+                          ("hosp/diagnoses_icd", diag), ("hosp/d_icd_diagnoses", hospital.d_icd_diagnoses(codes)),
+                          ("hosp/omr", hospital.omr(plan, rng)), ("hosp/d_labitems", hospital.d_labitems()),
+                          ("icu/icustays", hospital.icustays(plan)), ("icu/d_items", hospital.d_items())):
+            w = TableWriter(out, name, level, pool)
+            w.write(tbl)
+            w.close()
+            rows[name] = w.rows
+
+        writers = {name: TableWriter(out, name, level, pool) for name in CHUNKED_TABLES}
+        truth_parts = []
+        bounds = _chunk_bounds(plan.stays["patient"], CHUNK_STAYS)
+        try:
+            with _progress(progress) as bar:
+                task = bar.add_task("synthetic MIMIC-IV", total=stays)
+                for index, (lo, hi) in enumerate(bounds):
+                    chunk = Chunk(index, {k: v[lo:hi] for k, v in plan.stays.items()})
+                    truth_parts.append(_write_chunk(chunk, seed, density, writers))
+                    bar.update(task, advance=hi - lo)
+            for w in writers.values():
+                w.close()
+        except BaseException:
+            for w in writers.values():
+                w.abort()
+            raise
+        rows.update({name: w.rows for name, w in writers.items()})
+    truth_dir = out / "_truth"
+    truth_dir.mkdir(exist_ok=True)
+    pacsv.write_csv(pa.concat_tables(truth_parts), truth_dir / "stays.csv")
+    shutil.copyfile(Path(__file__).with_name("TRUTH.md"), truth_dir / "README.md")
+    return SynthResult(out=out, stays=stays, rows=rows)
+
+
+def _write_chunk(chunk: Chunk, seed: int, density: str, writers: dict[str, TableWriter]) -> pa.Table:
+    def rng(k: int) -> np.random.Generator:
+        return np.random.default_rng([seed, 2, chunk.index, k])
+
+    writers["icu/chartevents"].write(events.chartevents(chunk, rng(0), ROUTINE_EVERY_H[density]))
+    writers["hosp/labevents"].write(events.labevents(chunk, rng(1)))
+    writers["icu/inputevents"].write(events.inputevents(chunk, rng(2)))
+    writers["icu/outputevents"].write(events.outputevents(chunk, rng(3)))
+    abx, cul = infection.infection_events(chunk, rng(4))
+    writers["hosp/prescriptions"].write(infection.prescriptions(chunk, rng(5), abx))
+    micro, cultures = infection.microbiologyevents(chunk, rng(6), cul)
+    writers["hosp/microbiologyevents"].write(micro)
+    writers["note/radiology"].write(notes.radiology(chunk, rng(7), {}))
+    writers["note/discharge"].write(notes.discharge(chunk, rng(8), {}))
+    return truth.stay_truth(chunk, infection.suspected_infection(chunk, abx, cultures))
+
+
+def _chunk_bounds(patient: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """[lo, hi) row ranges of about `size` stays that never split a patient."""
+    bounds, lo = [], 0
+    n = patient.size
+    while lo < n:
+        hi = min(lo + size, n)
+        while hi < n and patient[hi] == patient[hi - 1]:
+            hi += 1
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("stays"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled)

@@ -1,0 +1,57 @@
+"""Deterministic gzip CSV writing in MIMIC-IV's layout (unquoted header, quotes only where needed)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from .schema import column_names
+
+CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed", batch_size=65536)
+
+
+class TableWriter:
+    """Appends chunks of one MIMIC-IV table to DIR/<table>.csv.gz.
+
+    The gzip header carries no file name and no time, so the same rows give the same bytes. Formatting
+    and compression run on a background thread (both release the GIL), one chunk behind the caller.
+    """
+
+    def __init__(self, root: Path, table: str, level: int, pool: ThreadPoolExecutor):
+        self.path = root / f"{table}.csv.gz"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(self.path.name + ".part")
+        self._raw = open(self._tmp, "wb")
+        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, compresslevel=level, mtime=0)
+        self._gz.write((",".join(column_names(table)) + "\n").encode())
+        self._pool = pool
+        self._pending: Future | None = None
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        previous = self._pending
+        self._pending = self._pool.submit(self._write_after, previous, table)
+
+    def _write_after(self, previous: Future | None, table: pa.Table) -> None:
+        if previous is not None:
+            previous.result()
+        buf = io.BytesIO()
+        pacsv.write_csv(table, buf, CSV_OPTIONS)
+        self._gz.write(buf.getbuffer())
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+        self._gz.close()
+        self._raw.close()
+        self._tmp.replace(self.path)
+
+    def abort(self) -> None:
+        self._raw.close()
+        self._tmp.unlink(missing_ok=True)

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sepsis_fusion.pipelines.synth.generate import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT.parent / "shared" / "mimic-iv-demo"
+
+
+@pytest.fixture(scope="session")
+def demo_dir() -> Path:
+    if not DEMO.is_dir():
+        pytest.skip(f"the open MIMIC-IV demo is not at {DEMO}")
+    return DEMO
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory) -> Path:
+    """1,500 synthetic stays (light charting density): enough for the planted rates to show."""
+    out = tmp_path_factory.mktemp("synthetic")
+    generate(1500, 7, out, density="light", progress=False)
+    return out

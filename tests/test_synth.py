@@ -1,0 +1,185 @@
+"""The synthetic MIMIC-IV generator: layout, determinism, planted properties, bad arguments."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from sepsis_fusion.pipelines.synth.generate import SynthError, generate
+from sepsis_fusion.pipelines.synth.schema import MIMIC_TABLES, NOTE_COLUMNS, column_names, read_csv_sql
+
+CLINICAL_TABLES = [t for t in MIMIC_TABLES if not t.startswith("note/")]
+
+
+def header(path: Path) -> list[str]:
+    with gzip.open(path, "rt") as f:
+        return f.readline().rstrip("\n").split(",")
+
+
+def read(path: Path, table: str) -> pd.DataFrame:
+    return duckdb.sql(f"SELECT * FROM {read_csv_sql(str(path), table)}").df()
+
+
+@pytest.mark.parametrize("table", CLINICAL_TABLES)
+def test_headers_and_types_match_the_demo(table, synthetic, demo_dir):
+    assert header(synthetic / f"{table}.csv.gz") == header(demo_dir / f"{table}.csv.gz") == column_names(table)
+    # Both files parse under MIMIC-IV v2.2's column types: a value of the wrong type would fail the cast.
+    for root in (synthetic, demo_dir):
+        n = duckdb.sql(f"SELECT count(*) FROM {read_csv_sql(f'{root / table}.csv.gz', table)}").fetchall()[0][0]
+        assert n > 0
+
+
+@pytest.mark.parametrize("table", ["note/radiology", "note/discharge"])
+def test_note_tables_have_mimic_iv_note_columns(table, synthetic):
+    assert header(synthetic / f"{table}.csv.gz") == [c for c, _ in NOTE_COLUMNS]
+    notes = read(synthetic / f"{table}.csv.gz", table)
+    prefix = "RR" if table.endswith("radiology") else "DS"
+    assert (notes.note_id == notes.subject_id.astype(str) + f"-{prefix}-" + notes.note_seq.astype(str)).all()
+    assert (notes.storetime > notes.charttime).all()
+
+
+def digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_gives_identical_files(tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    generate(60, 3, a, density="light", progress=False)
+    generate(60, 3, b, density="light", progress=False)
+    generate(60, 4, c, density="light", progress=False)
+    assert digest(a) == digest(b)
+    assert len(digest(a)) == len(MIMIC_TABLES) + 2  # every table, _truth/stays.csv and its README
+    assert digest(a)["icu/chartevents.csv.gz"] != digest(c)["icu/chartevents.csv.gz"]
+
+
+def test_exact_stay_count_and_several_stays_per_patient(synthetic):
+    stays = read(synthetic / "icu/icustays.csv.gz", "icu/icustays")
+    assert len(stays) == 1500 and stays.stay_id.is_unique
+    assert (stays.groupby("subject_id").size() > 1).sum() > 50
+    adm = read(synthetic / "hosp/admissions.csv.gz", "hosp/admissions")
+    assert adm.hadm_id.is_unique and set(stays.hadm_id) <= set(adm.hadm_id)
+    assert len(adm) > len(stays)  # earlier admissions without an ICU stay carry the comorbidity history
+    assert (stays.outtime > stays.intime).all()
+    merged = stays.merge(adm, on=["subject_id", "hadm_id"])
+    assert (merged.intime >= merged.admittime).all() and (merged.outtime <= merged.dischtime).all()
+
+
+@pytest.fixture(scope="module")
+def truth(synthetic) -> pd.DataFrame:
+    return pd.read_csv(synthetic / "_truth/stays.csv")
+
+
+def test_planted_sepsis_share_mortality_and_ideal_auroc(truth):
+    assert 0.30 <= truth.sepsis3_expected.mean() <= 0.50
+    septic = truth[truth.sepsis3_expected]
+    assert 0.15 <= septic.died_in_hospital.mean() <= 0.30
+    ideal = roc_auc_score(septic.died_in_hospital, septic.p_death_in_hospital)
+    assert 0.80 <= ideal <= 0.92
+    for part in ("logit_static", "logit_course", "logit_note"):
+        assert roc_auc_score(septic.died_in_hospital, septic[part]) > 0.55, part
+
+
+def test_each_modality_carries_its_own_signal_in_the_files(synthetic, truth):
+    septic = truth[truth.sepsis3_expected].copy()
+    con = duckdb.connect()
+    con.register("septic", septic)
+    # Static: age at the stay, from patients and admissions.
+    age = con.sql(f"""
+        SELECT s.stay_id, p.anchor_age + year(i.intime) - p.anchor_year AS age
+        FROM septic s JOIN read_csv('{synthetic}/icu/icustays.csv.gz') i USING (stay_id)
+        JOIN read_csv('{synthetic}/hosp/patients.csv.gz') p ON p.subject_id = i.subject_id""").df()
+    df = septic.merge(age, on="stay_id")
+    assert roc_auc_score(df.died_in_hospital, df.age) > 0.58
+    # Course: the highest lactate in the day after the suspected infection (as stored by then).
+    lactate = con.sql(f"""
+        SELECT s.stay_id, max(l.valuenum) AS lactate
+        FROM septic s JOIN read_csv('{synthetic}/hosp/labevents.csv.gz') l ON l.hadm_id = s.hadm_id
+        WHERE l.itemid = 50813 AND l.valuenum IS NOT NULL AND l.charttime BETWEEN s.suspected_infection_time_expected::TIMESTAMP
+              AND s.suspected_infection_time_expected::TIMESTAMP + INTERVAL 24 HOUR
+        GROUP BY 1""").df()
+    df = septic.merge(lactate, on="stay_id")
+    assert len(df) > 0.5 * len(septic)
+    assert roc_auc_score(df.died_in_hospital, df.lactate) > 0.65
+    # Notes: radiology text that names metastatic disease; no lab or code carries this finding.
+    meta = con.sql(f"""
+        SELECT s.stay_id, bool_or(r.text ILIKE '%metasta%') AS metastatic
+        FROM septic s LEFT JOIN read_csv('{synthetic}/note/radiology.csv.gz') r ON r.hadm_id = s.hadm_id
+        GROUP BY 1""").df()
+    df = septic.merge(meta, on="stay_id")
+    rate = df.groupby(df.metastatic.fillna(False)).died_in_hospital.mean()
+    assert rate[True] > 1.8 * rate[False]
+    assert (df.metastatic.fillna(False) == df.note_finding).mean() > 0.8
+
+
+def test_discharge_summary_states_how_the_stay_ended(synthetic, truth):
+    ds = read(synthetic / "note/discharge.csv.gz", "note/discharge")
+    df = ds.merge(truth, on="hadm_id")
+    expired = df.text.str.contains("Discharge Disposition:\nExpired", regex=False)
+    assert (expired == df.died_in_hospital).all()
+
+
+def test_real_data_mess_is_present(synthetic):
+    labs = read(synthetic / "hosp/labevents.csv.gz", "hosp/labevents")
+    assert {"<0.2", "ERROR", "___"} <= set(labs.value.dropna())
+    assert labs.valuenum.isna().mean() > 0.001
+    assert (labs.storetime > labs.charttime + pd.Timedelta(hours=6)).sum() > 100  # stored hours after the draw
+    assert labs.storetime.isna().any() and labs.hadm_id.isna().any()
+    key = ["subject_id", "itemid", "charttime", "valuenum"]
+    assert labs.duplicated(key).sum() > 10
+    chart = read(synthetic / "icu/chartevents.csv.gz", "icu/chartevents")
+    assert chart.duplicated().sum() > 10
+    hr = chart[chart.itemid == 220045].valuenum
+    assert hr.max() > 300 or (hr == 0).any()  # charting errors
+    assert {223761, 223762} <= set(chart.itemid)  # temperature in °F and °C
+    fio2 = chart[chart.itemid == 223835].valuenum
+    assert (fio2 <= 1).any() and (fio2 > 1).any()  # FiO2 as a fraction and as a percentage
+    omr = read(synthetic / "hosp/omr.csv.gz", "hosp/omr")
+    assert {"Weight (Lbs)", "Height (Inches)"} <= set(omr.result_name)
+
+
+def test_sepsis_items_use_mimic_iv_itemids(synthetic):
+    chart = set(read(synthetic / "icu/chartevents.csv.gz", "icu/chartevents").itemid)
+    assert {220045, 220052, 220181, 220739, 223900, 223901, 223835, 223849, 226732, 220210, 220277} <= chart
+    labs = set(read(synthetic / "hosp/labevents.csv.gz", "hosp/labevents").itemid)
+    assert {51265, 50885, 50912, 50821, 50816, 52033, 50813} <= labs
+    inputs = set(read(synthetic / "icu/inputevents.csv.gz", "icu/inputevents").itemid)
+    assert 221906 in inputs
+    outputs = set(read(synthetic / "icu/outputevents.csv.gz", "icu/outputevents").itemid)
+    assert {226559, 227488} <= outputs
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sepsis_fusion.pipelines.cli", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_rejects_zero_stays(tmp_path):
+    result = run_cli("synth", "--stays", "0", "--out", str(tmp_path / "x"))
+    assert result.returncode == 2
+    assert "--stays must be at least 1 (got 0)" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_rejects_unwritable_out(tmp_path):
+    afile = tmp_path / "file.txt"
+    afile.write_text("")
+    result = run_cli("synth", "--stays", "5", "--out", str(afile / "sub"))
+    assert result.returncode == 2 and "is a file, not a folder" in result.stderr
+    result = run_cli("synth", "--stays", "5", "--out", "/proc/sepsis-fusion-synth")
+    assert result.returncode == 2 and "is not writable" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_generate_raises_clear_error(tmp_path):
+    with pytest.raises(SynthError, match="--density"):
+        generate(5, 0, tmp_path, density="dense", progress=False)
