@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -39,6 +40,52 @@ def synth(
     counts = ", ".join(f"{name.split('/')[1]} {result.rows[name]:,}"
                        for name in ("icu/chartevents", "hosp/labevents", "note/radiology"))
     console.print(f"wrote {result.stays:,} ICU stays to {result.out} in {elapsed:.1f} s: {counts}", soft_wrap=True)
+
+
+@app.command()
+def build(
+    mimic: Path = typer.Option(None, "--mimic", help="MIMIC-IV folder with hosp/ and icu/ (default: "
+                               "$SEPSIS_FUSION_MIMIC_DIR, else data/synthetic)."),
+    select: str = typer.Option(None, "--select", help="dbt node selection, as `dbt build --select`."),
+) -> None:
+    """Run `dbt build` (staging -> intermediate -> marts) over a MIMIC-IV folder into the DuckDB warehouse."""
+    from . import paths
+    from .build import BuildError, dbt_build
+
+    mimic = mimic or Path(os.environ.get("SEPSIS_FUSION_MIMIC_DIR", paths.data_dir() / "synthetic"))
+    try:
+        nodes = dbt_build(mimic, select=select)
+    except BuildError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    console.print(f"dbt build: {len(nodes)} nodes passed; warehouse {paths.warehouse_path()}", soft_wrap=True)
+
+
+@app.command()
+def demo(
+    stays: int = typer.Option(2000, "--stays", help="Synthetic ICU stays to generate."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(None, "--out", help="Synthetic MIMIC-IV folder (default: data/synthetic)."),
+) -> None:
+    """The main job end to end on synthetic data: generate MIMIC-IV, then `dbt build`."""
+    from . import paths
+    from .synth.generate import SynthError, generate, matches
+
+    out = out or paths.data_dir() / "synthetic"
+    console.rule("1. synthetic MIMIC-IV")
+    if matches(out, stays, seed, "full"):
+        console.print(f"reusing {out} ({stays:,} stays, seed {seed})")
+    else:
+        try:
+            generate(stays, seed, out)
+        except SynthError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    console.rule("2. dbt build")
+    build(mimic=out, select=None)
+    console.rule("done")
+    console.print(f"synthetic MIMIC-IV: {out}\nwarehouse: {paths.warehouse_path()}", soft_wrap=True)
+
 
 if __name__ == "__main__":
     app()

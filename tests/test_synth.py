@@ -58,7 +58,7 @@ def test_same_seed_gives_identical_files(tmp_path):
     generate(60, 3, b, density="light", progress=False)
     generate(60, 4, c, density="light", progress=False)
     assert digest(a) == digest(b)
-    assert len(digest(a)) == len(MIMIC_TABLES) + 2  # every table, _truth/stays.csv and its README
+    assert len(digest(a)) == len(MIMIC_TABLES) + 3  # every table; _truth/: stays.csv, README.md, arguments.json
     assert digest(a)["icu/chartevents.csv.gz"] != digest(c)["icu/chartevents.csv.gz"]
 
 

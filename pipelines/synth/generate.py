@@ -7,6 +7,7 @@ gzip CSV in MIMIC-IV v2.2's layout. The same seed gives byte-identical files.
 
 from __future__ import annotations
 
+import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from .cohort import plan as make_plan
 from .events import Chunk
 from .writer import TableWriter
 
+# Bump when a change alters the files a seed gives, so that reused folders are regenerated.
+GENERATOR_VERSION = 1
 CHUNK_STAYS = 200
 # Nursing documentation every ~1.6 h per routine item gives MIMIC-IV's ~3,000 chart rows per stay.
 ROUTINE_EVERY_H = {"full": 0.55, "light": 12.0}
@@ -100,7 +103,22 @@ def generate(stays: int, seed: int, out: Path, density: str = "full", level: int
     truth_dir.mkdir(exist_ok=True)
     pacsv.write_csv(pa.concat_tables(truth_parts), truth_dir / "stays.csv")
     shutil.copyfile(Path(__file__).with_name("TRUTH.md"), truth_dir / "README.md")
+    # Written last: its presence says the folder is complete for these arguments.
+    (truth_dir / "arguments.json").write_text(json.dumps(_arguments(stays, seed, density)) + "\n")
     return SynthResult(out=out, stays=stays, rows=rows)
+
+
+def _arguments(stays: int, seed: int, density: str) -> dict:
+    return {"stays": stays, "seed": seed, "density": density, "generator": GENERATOR_VERSION}
+
+
+def matches(out: Path, stays: int, seed: int, density: str) -> bool:
+    """Whether `out` already holds a complete data set generated with these arguments."""
+    stamp = Path(out) / "_truth" / "arguments.json"
+    try:
+        return json.loads(stamp.read_text()) == _arguments(stays, seed, density)
+    except (OSError, ValueError):
+        return False
 
 
 def _write_chunk(chunk: Chunk, seed: int, density: str, writers: dict[str, TableWriter]) -> pa.Table:
