@@ -22,7 +22,8 @@ def patients(plan: Plan) -> pa.Table:
     died = s["died"][last]
     after = ~died & (rng.random(n) < 0.12)
     dod = np.where(died, s["dischtime"][last] // DAY * DAY, dod)
-    dod = np.where(after, (s["dischtime"][last] + rng.uniform(1, 365, n) * DAY) // DAY * DAY, dod)
+    later = (s["dischtime"][last] + rng.uniform(1, 365, n) * DAY).astype(np.int64)
+    dod = np.where(after, later // DAY * DAY, dod)
     cols = {"subject_id": p["subject_id"], "gender": p["gender"].astype(object), "anchor_age": p["anchor_age"],
             "anchor_year": p["anchor_year"],
             "anchor_year_group": np.array(V.ANCHOR_YEAR_GROUPS, dtype=object)[p["anchor_year_group"]],

@@ -122,7 +122,7 @@ def microbiologyevents(chunk: Chunk, rng: np.random.Generator, cul: dict) -> tup
     specimen = [V.SCREENING_SPECIMEN if k < 0 else V.CULTURE_SPECIMENS[k] for k in kind]
     ct = charttime[spec]
     chartdate = ct // DAY_S * DAY_S
-    store = ct + rng.integers(36, 96, spec.size) * 3600
+    store = ct + rng.integers(36, 96, n_spec)[spec] * 3600  # one report time per specimen
     n = spec.size
     cols = {
         "microevent_id": _id_block(chunk, n, width=50_000, start=1),
@@ -144,10 +144,12 @@ def microbiologyevents(chunk: Chunk, rng: np.random.Generator, cul: dict) -> tup
 
 
 def suspected_infection(chunk: Chunk, abx: dict, cultures: dict) -> np.ndarray:
-    """Per chunk stay, the candidate suspected-infection times (seconds; NaN-free lists) by mimic-code's rule.
+    """Per chunk stay, the earliest suspected-infection time (seconds; NAT if none) by mimic-code's rule.
 
-    An antibiotic counts if it starts within the ICU stay and is not given by an excluded route; it
-    matches a culture of the same patient taken up to 72 h before it, or up to 24 h after it.
+    An antibiotic counts if it starts within the ICU stay and is not given by an excluded route; it is
+    paired with the patient's earliest culture taken up to 72 h before it (the culture's time is then
+    the suspicion time), else with one taken up to 24 h after it (the antibiotic's time). A culture with
+    a date only is matched on dates (3 days before, 1 day after) and counts from midnight.
     """
     s = chunk.stays
     valid = abx["drug"] != -2
@@ -155,16 +157,33 @@ def suspected_infection(chunk: Chunk, abx: dict, cultures: dict) -> np.ndarray:
     a_time = chunk.at(a_pos, abx["hour"][valid])
     in_stay = (a_time >= s["intime"][a_pos]) & (a_time < s["outtime"][a_pos])
     a_pos, a_time = a_pos[in_stay], a_time[in_stay]
-    out: list[list[int]] = [[] for _ in range(chunk.n)]
-    subj_cul: dict[int, list[int]] = {}
-    for p, t in zip(cultures["pos"], cultures["time"]):
-        subj_cul.setdefault(int(s["subject_id"][p]), []).append(int(t))
-    for p, ta in zip(a_pos, a_time):
-        times = sorted(subj_cul.get(int(s["subject_id"][p]), []))
-        before = [tc for tc in times if tc < ta <= tc + 72 * 3600]
-        after = [tc for tc in times if tc - 24 * 3600 <= ta < tc]
+    by_subject: dict[int, list[tuple[int, bool]]] = {}
+    for p, t, date_only in zip(cultures["pos"], cultures["time"], cultures["date_only"]):
+        by_subject.setdefault(int(s["subject_id"][p]), []).append((int(t), bool(date_only)))
+    best = np.full(chunk.n, NAT, dtype=np.int64)
+    hour = 3600
+    for p, ta in zip(a_pos.tolist(), a_time.tolist()):
+        a_day = ta // DAY_S
+        before, after = [], []
+        for tc, date_only in by_subject.get(int(s["subject_id"][p]), []):
+            day = tc // DAY_S
+            if date_only:
+                if day <= a_day <= day + 3:
+                    before.append((day, 1, day * DAY_S))
+                if day - 1 <= a_day <= day:
+                    after.append((day, 1, day * DAY_S))
+            else:
+                if tc < ta <= tc + 72 * hour:
+                    before.append((day, 0, tc))
+                if tc - 24 * hour <= ta < tc:
+                    after.append((day, 0, tc))
+        # earliest culture: by date, then charted time (date-only ones last)
         if before:
-            out[p].append(before[0])
+            t = min(before, key=lambda x: (x[0], x[1], x[2]))[2]
         elif after:
-            out[p].append(int(ta))
-    return np.array([min(x) if x else NAT for x in out], dtype=np.int64)
+            t = ta
+        else:
+            continue
+        if best[p] == NAT or t < best[p]:
+            best[p] = t
+    return best

@@ -18,7 +18,7 @@ NAT = -(2**62)  # "no time" in int64 second columns
 def seconds(values: np.ndarray) -> pa.Array:
     """int64/float seconds since the epoch (NaN or NAT = missing) -> timestamp[s]."""
     v = np.asarray(values)
-    missing = np.isnan(v) if v.dtype.kind == "f" else v == NAT
+    missing = (np.isnan(v) | (v <= NAT)) if v.dtype.kind == "f" else v == NAT
     ints = np.where(missing, 0, v).astype(np.int64)
     return pa.array(ints, mask=missing).cast(pa.timestamp("s"))
 

@@ -12,7 +12,11 @@ import pyarrow.csv as pacsv
 
 from .schema import column_names
 
-CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed", batch_size=65536)
+# MIMIC-IV quotes a value only where it holds a comma, quote or line break. Arrow cannot decide that per
+# value, so a chunk goes out unquoted when none of its values needs quotes (Arrow refuses otherwise) and
+# with every string quoted when some do (free text); readers see the same values either way.
+UNQUOTED = pacsv.WriteOptions(include_header=False, quoting_style="none", batch_size=65536)
+QUOTED = pacsv.WriteOptions(include_header=False, quoting_style="needed", batch_size=65536)
 
 
 class TableWriter:
@@ -42,7 +46,11 @@ class TableWriter:
         if previous is not None:
             previous.result()
         buf = io.BytesIO()
-        pacsv.write_csv(table, buf, CSV_OPTIONS)
+        try:
+            pacsv.write_csv(table, buf, UNQUOTED)
+        except pa.ArrowInvalid:
+            buf = io.BytesIO()
+            pacsv.write_csv(table, buf, QUOTED)
         self._gz.write(buf.getbuffer())
 
     def close(self) -> None:

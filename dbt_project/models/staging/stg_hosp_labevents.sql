@@ -1,0 +1,12 @@
+select
+    labevent_id,
+    subject_id,
+    hadm_id,
+    specimen_id,
+    itemid,
+    charttime,
+    storetime,
+    value as value_text,
+    valuenum,
+    valueuom
+from {{ source('mimic', 'hosp_labevents') }}

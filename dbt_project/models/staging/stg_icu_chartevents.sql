@@ -1,0 +1,11 @@
+select
+    subject_id,
+    hadm_id,
+    stay_id,
+    charttime,
+    storetime,
+    itemid,
+    value as value_text,
+    valuenum,
+    valueuom
+from {{ source('mimic', 'icu_chartevents') }}
