@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from sepsis_fusion.pipelines.build import dbt_build
 from sepsis_fusion.pipelines.synth.generate import generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,3 +24,17 @@ def synthetic(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synthetic")
     generate(1500, 7, out, density="light", progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def synthetic_warehouse(synthetic, tmp_path_factory) -> Path:
+    warehouse = tmp_path_factory.mktemp("warehouse") / "synthetic.duckdb"
+    dbt_build(synthetic, warehouse=warehouse)
+    return warehouse
+
+
+@pytest.fixture(scope="session")
+def demo_warehouse(demo_dir, tmp_path_factory) -> Path:
+    warehouse = tmp_path_factory.mktemp("warehouse") / "demo.duckdb"
+    dbt_build(demo_dir, warehouse=warehouse)
+    return warehouse

@@ -20,20 +20,6 @@ def count(warehouse: Path, relation: str) -> int:
     return query(warehouse, f"SELECT count(*) FROM {relation}")[0][0]
 
 
-@pytest.fixture(scope="session")
-def synthetic_warehouse(synthetic, tmp_path_factory) -> Path:
-    warehouse = tmp_path_factory.mktemp("warehouse") / "synthetic.duckdb"
-    dbt_build(synthetic, warehouse=warehouse)
-    return warehouse
-
-
-@pytest.fixture(scope="session")
-def demo_warehouse(demo_dir, tmp_path_factory) -> Path:
-    warehouse = tmp_path_factory.mktemp("warehouse") / "demo.duckdb"
-    dbt_build(demo_dir, warehouse=warehouse)
-    return warehouse
-
-
 def test_dbt_build_on_synthetic(synthetic_warehouse):
     assert count(synthetic_warehouse, "stg_icu_icustays") == 1500
     assert count(synthetic_warehouse, "stg_note_radiology") > 1500

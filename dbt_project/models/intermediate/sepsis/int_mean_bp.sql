@@ -1,0 +1,8 @@
+-- Mean arterial pressure per stay and charted time (mimic-code vitalsign.mbp): invasive or cuff, 0-300 mmHg.
+select
+    stay_id,
+    charttime,
+    avg(case when valuenum > 0 and valuenum < 300 then valuenum end) as mbp
+from {{ ref('stg_icu_chartevents') }}
+where stay_id is not null and itemid in (220052, 220181, 225312)
+group by subject_id, stay_id, charttime
