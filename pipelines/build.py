@@ -33,13 +33,19 @@ def dbt_build(mimic_dir: Path, warehouse: Path | None = None, select: str | None
         raise BuildError(f"{mimic_dir} is not a MIMIC-IV folder: it needs hosp/ and icu/")
     warehouse = Path(warehouse or paths.warehouse_path()).resolve()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, SEPSIS_FUSION_MIMIC_DIR=str(mimic_dir), SEPSIS_FUSION_WAREHOUSE=str(warehouse))
+    features = warehouse.parent / "features"  # Parquet for Feast, beside the warehouse
+    env = dict(os.environ, SEPSIS_FUSION_MIMIC_DIR=str(mimic_dir), SEPSIS_FUSION_WAREHOUSE=str(warehouse),
+               SEPSIS_FUSION_FEATURES=str(features))
     project = paths.DBT_PROJECT_DIR
-    cmd = [dbt_executable(), "build", "--project-dir", str(project), "--profiles-dir", str(project)]
+    # dbt's artifacts and logs go beside the warehouse, so that builds of different warehouses (tests,
+    # benchmarks, a demo) never share dbt_project/target.
+    target = warehouse.parent / f"{warehouse.stem}_dbt"
+    cmd = [dbt_executable(), "build", "--project-dir", str(project), "--profiles-dir", str(project),
+           "--target-path", str(target / "target"), "--log-path", str(target / "logs")]
     if select:
         cmd += ["--select", select]
     proc = subprocess.run(cmd, env=env, cwd=project)
-    results = _run_results(project / "target" / "run_results.json")
+    results = _run_results(target / "target" / "run_results.json")
     if proc.returncode != 0:
         failed = [name for name, status in results if status in ("error", "fail")]
         detail = f"failing nodes: {', '.join(failed)}" if failed else "see the dbt output above"

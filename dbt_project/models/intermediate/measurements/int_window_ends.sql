@@ -1,0 +1,33 @@
+{#-
+  The hourly grid of the 24-hour windows: one row per ICU stay and window end. Window ends are every
+  whole hour after intime (an intime of 10:00 or 10:20 gives 11:00 first) up to the last whole hour at or
+  before outtime; a stay shorter than that has none. The window ending at event_timestamp covers
+  (event_timestamp - 24 h, event_timestamp].
+-#}
+{{ config(materialized='table') }}
+
+with
+
+stays as (
+    select
+        stay_id,
+        subject_id,
+        {{ dbt.dateadd('hour', 1, dbt.date_trunc('hour', 'intime')) }} as first_end,
+        {{ dbt.date_trunc('hour', 'outtime') }} as last_end
+    from {{ ref('stg_icu_icustays') }}
+    where outtime is not null
+),
+
+-- 0 .. 2^17 - 1 hours (15 years): more than any ICU stay; a longer one fails the windows_24h tests.
+hours as (
+    select cast(generated_number as integer) - 1 as hour_offset
+    from ({{ dbt.generate_series(131072) }}) as series
+)
+
+select
+    s.stay_id,
+    s.subject_id,
+    {{ dbt.dateadd('hour', 'h.hour_offset', 's.first_end') }} as event_timestamp
+from stays as s
+inner join hours as h
+    on h.hour_offset <= {{ dbt.datediff('s.first_end', 's.last_end', 'hour') }}

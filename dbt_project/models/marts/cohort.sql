@@ -1,0 +1,20 @@
+{{ config(materialized='external', location=var('feature_dir') ~ '/cohort.parquet') }}
+-- The prediction task (DESIGN.md): adult ICU stays meeting Sepsis-3, the first such stay per patient;
+-- onset = sofa_time (not before ICU admission); prediction time T = onset + {{ var('prediction_hours') }} h;
+-- stays that ended before T are left out (counted in cohort_flow). Labels are about what happens after T.
+select
+    stay_id,
+    subject_id,
+    hadm_id,
+    intime,
+    outtime,
+    age,
+    onset_time,
+    prediction_time,
+    sofa_score_at_onset,
+    died_in_hospital,
+    died_in_icu,
+    died_within_horizon,
+    deathtime
+from {{ ref('int_cohort_candidates') }}
+where is_adult and is_first_sepsis3_stay and not ended_before_prediction
