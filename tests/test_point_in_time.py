@@ -1,4 +1,4 @@
-"""Point-in-time rules of the static baseline, shown by planting violating rows into the raw files."""
+"""Point-in-time rules of the static baseline and the note windows, shown by planting violating rows."""
 
 from __future__ import annotations
 
@@ -36,10 +36,12 @@ def planted(tmp_path_factory):
     before = root / "before.duckdb"
     dbt_build(mimic, warehouse=before)
     base = frame(before, """
-        SELECT b.*, c.hadm_id, c.subject_id, c.prediction_time FROM static_baseline b JOIN cohort c USING (stay_id)
+        SELECT b.*, c.hadm_id, c.subject_id, c.prediction_time, c.outtime
+        FROM static_baseline b JOIN cohort c USING (stay_id)
         ORDER BY stay_id""")
     with_prior = base[base.prior_admissions > 0]
-    without = base[(base.metastatic_solid_tumor == 0) & ~base.stay_id.isin(with_prior.stay_id)]
+    without = base[(base.metastatic_solid_tumor == 0) & ~base.stay_id.isin(with_prior.stay_id)
+                   & (base.outtime >= base.prediction_time + pd.Timedelta(hours=4))]
     assert len(with_prior) and len(without), "the synthetic cohort needs stays with and without earlier admissions"
     current = without.iloc[0]
     earlier = with_prior[with_prior.metastatic_solid_tumor == 0].iloc[0]
@@ -63,9 +65,16 @@ def planted(tmp_path_factory):
          "charttime": (t - pd.Timedelta(minutes=1)).strftime(fmt), "storetime": (t + pd.Timedelta(hours=2)).strftime(fmt),
          "itemid": 224639, "value": "299", "valuenum": 299, "valueuom": "kg"},
     ])
+    # A radiology report charted 2 h before T but stored 1 h after it.
+    append_rows(mimic, "note/radiology", [
+        {"note_id": f"{current.subject_id}-RR-999", "subject_id": current.subject_id, "hadm_id": current.hadm_id,
+         "note_type": "RR", "note_seq": 999, "charttime": (t - pd.Timedelta(hours=2)).strftime(fmt),
+         "storetime": (t + pd.Timedelta(hours=1)).strftime(fmt), "text": "PLANTED: stored after the prediction time"},
+    ])
     after = root / "after.duckdb"
     dbt_build(mimic, warehouse=after)  # also runs the singular test baseline_uses_no_current_admission_diagnosis
     rebuilt = frame(after, "SELECT * FROM static_baseline ORDER BY stay_id").set_index("stay_id")
+    rebuilt.attrs["note_windows"] = frame(after, f"SELECT * FROM note_windows WHERE stay_id = {current.stay_id}")
     return base.set_index("stay_id"), rebuilt, current, earlier
 
 
@@ -85,3 +94,13 @@ def test_weight_charted_or_stored_after_prediction_time_is_not_used(planted):
     base, rebuilt, current, earlier = planted
     assert rebuilt.loc[current.stay_id, "weight_kg"] == pytest.approx(base.loc[current.stay_id, "weight_kg"])
     assert rebuilt.loc[current.stay_id, "weight_kg"] < 250
+
+
+def test_note_stored_after_prediction_time_is_in_no_window_up_to_it(planted):
+    base, rebuilt, current, earlier = planted
+    windows = rebuilt.attrs["note_windows"]
+    planted_note = windows[windows.note_id == f"{current.subject_id}-RR-999"]
+    t = pd.Timestamp(current.prediction_time)
+    assert (planted_note.event_timestamp > t).all()
+    # once stored it is used: the first whole hour after its storetime holds it
+    assert (planted_note.event_timestamp >= t + pd.Timedelta(hours=1)).all() and len(planted_note) > 0
