@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,12 +22,16 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else shutil.which("dbt") or "dbt"
 
 
-def dbt_build(mimic_dir: Path, warehouse: Path | None = None, select: str | None = None) -> list[str]:
+def dbt_build(mimic_dir: Path, warehouse: Path | None = None, select: str | None = None,
+              force: bool = False) -> list[str]:
     """Run `dbt build` with the shipped profile; returns the names of the nodes that ran.
 
     dbt runs in its own process (it keeps DuckDB connections and global state), reading the MIMIC
     folder and the warehouse path from environment variables (dbt_project.yml, profiles.yml), so plain
-    `dbt build` in dbt_project/ does the same.
+    `dbt build` in dbt_project/ does the same. When neither the raw files nor the dbt project changed
+    since the last complete, successful build of this warehouse, nothing runs and [] is returned
+    (`force` builds anyway). Plain `dbt build` always re-runs the models; its raw ingest still skips
+    unchanged files.
     """
     mimic_dir = Path(mimic_dir).resolve()
     if not (mimic_dir / "hosp").is_dir() or not (mimic_dir / "icu").is_dir():
@@ -40,6 +45,12 @@ def dbt_build(mimic_dir: Path, warehouse: Path | None = None, select: str | None
     # dbt's artifacts and logs go beside the warehouse, so that builds of different warehouses (tests,
     # benchmarks, a demo) never share dbt_project/target.
     target = warehouse.parent / f"{warehouse.stem}_dbt"
+    stamp = target / "last_build.json"
+    fingerprint = inputs_fingerprint(mimic_dir, project)
+    if not force and not select and warehouse.exists() and _read_stamp(stamp) == fingerprint:
+        print(f"dbt build skipped: {mimic_dir} and dbt_project/ are unchanged since the last build of {warehouse}")
+        return []
+    stamp.unlink(missing_ok=True)
     cmd = [dbt_executable(), "build", "--project-dir", str(project), "--profiles-dir", str(project),
            "--target-path", str(target / "target"), "--log-path", str(target / "logs")]
     if select:
@@ -50,7 +61,31 @@ def dbt_build(mimic_dir: Path, warehouse: Path | None = None, select: str | None
         failed = [name for name, status in results if status in ("error", "fail")]
         detail = f"failing nodes: {', '.join(failed)}" if failed else "see the dbt output above"
         raise BuildError(f"dbt build over {mimic_dir} failed ({detail})")
+    if not select:
+        stamp.write_text(json.dumps(fingerprint))
     return [name for name, _ in results]
+
+
+def inputs_fingerprint(mimic_dir: Path, project: Path) -> dict[str, str]:
+    """What a build depends on: the raw files (path, size, modification time) and the project's files."""
+    raw = hashlib.sha256()
+    for path in sorted(p for sub in ("hosp", "icu", "note") for p in (mimic_dir / sub).glob("*") if p.is_file()):
+        st = path.stat()
+        raw.update(f"{path.relative_to(mimic_dir)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    code = hashlib.sha256()
+    skip = {"target", "logs", "dbt_packages"}
+    for path in sorted(p for p in project.rglob("*") if p.is_file() and not skip & set(p.relative_to(project).parts)):
+        code.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes())
+    env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("DBT_")}
+    return {"mimic_dir": str(mimic_dir), "raw": raw.hexdigest(), "project": code.hexdigest(),
+            "dbt_env": json.dumps(env)}
+
+
+def _read_stamp(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _run_results(path: Path) -> list[tuple[str, str]]:

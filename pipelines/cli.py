@@ -47,6 +47,7 @@ def build(
     mimic: Path = typer.Option(None, "--mimic", help="MIMIC-IV folder with hosp/ and icu/ (default: "
                                "$SEPSIS_FUSION_MIMIC_DIR, else data/synthetic)."),
     select: str = typer.Option(None, "--select", help="dbt node selection, as `dbt build --select`."),
+    force: bool = typer.Option(False, "--force", help="Build even when nothing changed since the last build."),
 ) -> None:
     """Run `dbt build` (staging -> intermediate -> marts) over a MIMIC-IV folder into the DuckDB warehouse."""
     from . import paths
@@ -54,11 +55,12 @@ def build(
 
     mimic = mimic or Path(os.environ.get("SEPSIS_FUSION_MIMIC_DIR", paths.data_dir() / "synthetic"))
     try:
-        nodes = dbt_build(mimic, select=select)
+        nodes = dbt_build(mimic, select=select, force=force)
     except BuildError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    console.print(f"dbt build: {len(nodes)} nodes passed; warehouse {paths.warehouse_path()}", soft_wrap=True)
+    done = f"{len(nodes)} nodes passed" if nodes else "nothing to do"
+    console.print(f"dbt build: {done}; warehouse {paths.warehouse_path()}", soft_wrap=True)
 
 
 @app.command()
@@ -82,7 +84,7 @@ def demo(
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
     console.rule("2. dbt build")
-    build(mimic=out, select=None)
+    build(mimic=out, select=None, force=False)
     console.rule("done")
     console.print(f"synthetic MIMIC-IV: {out}\nwarehouse: {paths.warehouse_path()}", soft_wrap=True)
 

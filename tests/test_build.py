@@ -108,3 +108,12 @@ def test_parquet_copies_are_accepted(small_mimic, tmp_path):
 def test_build_names_a_folder_that_is_not_mimic(tmp_path):
     with pytest.raises(BuildError, match=f"{tmp_path} is not a MIMIC-IV folder: it needs hosp/ and icu/"):
         dbt_build(tmp_path, warehouse=tmp_path / "w.duckdb")
+
+
+def test_unchanged_inputs_skip_the_build_and_force_runs_it(small_mimic, tmp_path, capfd):
+    warehouse = tmp_path / "w.duckdb"
+    assert dbt_build(small_mimic, warehouse=warehouse)
+    capfd.readouterr()
+    assert dbt_build(small_mimic, warehouse=warehouse) == []
+    assert "dbt build skipped" in capfd.readouterr().out
+    assert "stg_icu_icustays" in dbt_build(small_mimic, warehouse=warehouse, force=True)

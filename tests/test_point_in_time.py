@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import duckdb
@@ -11,15 +10,7 @@ import pytest
 
 from sepsis_fusion.pipelines.build import dbt_build
 from sepsis_fusion.pipelines.synth.generate import generate
-from sepsis_fusion.pipelines.synth.schema import column_names
-
-
-def append_rows(mimic: Path, table: str, rows: list[dict]) -> None:
-    """Append rows (missing columns empty) to a MIMIC-IV gzip CSV, keeping its header and order."""
-    path = mimic / f"{table}.csv.gz"
-    names = column_names(table)
-    lines = [",".join("" if r.get(c) is None else str(r[c]) for c in names) for r in rows]
-    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()) + ("\n".join(lines) + "\n").encode()))
+from mimic_files import append_rows
 
 
 def frame(warehouse: Path, sql: str) -> pd.DataFrame:

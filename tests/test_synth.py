@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score

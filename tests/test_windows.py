@@ -6,10 +6,7 @@ One dbt build (of the staging models and the window and note marts) serves the w
 
 from __future__ import annotations
 
-import csv
-import gzip
 import importlib.util
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +18,7 @@ import yaml
 
 from sepsis_fusion.pipelines.build import dbt_build
 from sepsis_fusion.pipelines.synth.generate import generate
-from sepsis_fusion.pipelines.synth.schema import column_names
+from mimic_files import append_rows
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 # The models this module checks and everything they read; tests run only where all their models ran.
@@ -31,16 +28,6 @@ HOUR = pd.Timedelta(hours=1)
 
 LATE_LACTATE = 49.5     # valid (<= 50 mmol/L) and far above anything the generator draws
 HR_ERRORS = (0.0, 900.0)
-
-
-def append_rows(mimic: Path, table: str, rows: list[dict]) -> None:
-    """Append rows (missing columns empty) to a MIMIC-IV gzip CSV, keeping its header and quoting."""
-    path = mimic / f"{table}.csv.gz"
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    for row in rows:
-        writer.writerow(["" if row.get(c) is None else row[c] for c in column_names(table)])
-    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()) + out.getvalue().encode()))
 
 
 def ts(t: pd.Timestamp) -> str:

@@ -1,10 +1,7 @@
 -- Point-in-time rule: diagnosis codes are assigned at discharge, so a baseline comorbidity may come only
 -- from admissions that ended before the stay's admission began. Returns every stay whose flag is set
 -- without such an admission to support it (the build fails on any row).
-{% set components = ['myocardial_infarct', 'congestive_heart_failure', 'peripheral_vascular_disease',
-    'cerebrovascular_disease', 'dementia', 'chronic_pulmonary_disease', 'rheumatic_disease',
-    'peptic_ulcer_disease', 'mild_liver_disease', 'diabetes_without_cc', 'diabetes_with_cc', 'paraplegia',
-    'renal_disease', 'malignant_cancer', 'severe_liver_disease', 'metastatic_solid_tumor', 'aids'] %}
+{% set components = charlson_components() %}
 with known as (
     select
         c.stay_id,

@@ -16,7 +16,6 @@ import pyarrow.compute as pc
 
 from . import physiology as P
 from . import vocabulary as V
-from .cohort import HOUR
 from .tablekit import NAT, choice_text, grid, number_text, table
 
 MINUTE = 60

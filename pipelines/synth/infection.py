@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import vocabulary as V
-from .events import MINUTE, Chunk, _id_block
+from .events import Chunk, _id_block
 from .tablekit import NAT, table
 
 DAY_S = 86400

@@ -2,10 +2,7 @@
 -- Static baseline per cohort stay, as known at its prediction time T (event_timestamp = T):
 -- demographics and admission, body size, comorbidities from EARLIER admissions only (diagnoses are coded
 -- at discharge), prior use of care, SOFA components at onset, and vitals of the first ICU hours.
-{% set components = ['myocardial_infarct', 'congestive_heart_failure', 'peripheral_vascular_disease',
-    'cerebrovascular_disease', 'dementia', 'chronic_pulmonary_disease', 'rheumatic_disease',
-    'peptic_ulcer_disease', 'mild_liver_disease', 'diabetes_without_cc', 'diabetes_with_cc', 'paraplegia',
-    'renal_disease', 'malignant_cancer', 'severe_liver_disease', 'metastatic_solid_tumor', 'aids'] %}
+{% set components = charlson_components() %}
 {% set first_hours = 6 %}
 {% set first_hours_vitals = [('heart_rate', 'avg'), ('map', 'avg'), ('resp_rate', 'avg'), ('temperature', 'avg'),
                              ('spo2', 'avg'), ('gcs', 'min')] %}

@@ -1,9 +1,6 @@
 -- Charlson comorbidity components per admission from its discharge diagnoses (mimic-code charlson).
 -- Diagnoses are coded at discharge: an admission's components are known only after it ended.
-{% set components = ['myocardial_infarct', 'congestive_heart_failure', 'peripheral_vascular_disease',
-    'cerebrovascular_disease', 'dementia', 'chronic_pulmonary_disease', 'rheumatic_disease',
-    'peptic_ulcer_disease', 'mild_liver_disease', 'diabetes_without_cc', 'diabetes_with_cc', 'paraplegia',
-    'renal_disease', 'malignant_cancer', 'severe_liver_disease', 'metastatic_solid_tumor', 'aids'] %}
+{% set components = charlson_components() %}
 with matched as (
     select distinct d.hadm_id, r.component
     from {{ ref('stg_hosp_diagnoses_icd') }} as d
