@@ -86,7 +86,8 @@ def demo(
     console.rule("2. dbt build")
     build(mimic=out, select=None, force=False)
     console.rule("done")
-    console.print(f"synthetic MIMIC-IV: {out}\nwarehouse: {paths.warehouse_path()}", soft_wrap=True)
+    console.print(f"synthetic MIMIC-IV: {out.resolve()}\nwarehouse: {paths.warehouse_path()}\n"
+                  f"feature tables (Parquet): {paths.warehouse_path().parent / 'features'}", soft_wrap=True)
 
 
 if __name__ == "__main__":
