@@ -38,7 +38,7 @@ def dbt_build(mimic_dir: Path, warehouse: Path | None = None, select: str | None
         raise BuildError(f"{mimic_dir} is not a MIMIC-IV folder: it needs hosp/ and icu/")
     warehouse = Path(warehouse or paths.warehouse_path()).resolve()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    features = warehouse.parent / "features"  # Parquet for Feast, beside the warehouse
+    features = paths.features_dir(warehouse)
     env = dict(os.environ, SEPSIS_FUSION_MIMIC_DIR=str(mimic_dir), SEPSIS_FUSION_WAREHOUSE=str(warehouse),
                SEPSIS_FUSION_FEATURES=str(features))
     project = paths.DBT_PROJECT_DIR

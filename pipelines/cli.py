@@ -87,7 +87,7 @@ def demo(
     build(mimic=out, select=None, force=False)
     console.rule("done")
     console.print(f"synthetic MIMIC-IV: {out.resolve()}\nwarehouse: {paths.warehouse_path()}\n"
-                  f"feature tables (Parquet): {paths.warehouse_path().parent / 'features'}", soft_wrap=True)
+                  f"feature tables (Parquet): {paths.features_dir()}", soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -15,3 +15,8 @@ def data_dir() -> Path:
 
 def warehouse_path() -> Path:
     return data_dir() / "warehouse.duckdb"
+
+
+def features_dir(warehouse: Path | None = None) -> Path:
+    """Parquet for Feast and the trainer: beside the warehouse (so each warehouse has its own)."""
+    return Path(warehouse or warehouse_path()).parent / "features"
