@@ -64,6 +64,34 @@ def build(
 
 
 @app.command()
+def embed(
+    model: str = typer.Option("emilyalsentzer/Bio_ClinicalBERT", "--model", help="Hub id, local folder, or "
+                              "'minilm' (the packaged all-MiniLM-L6-v2, no hub needed)."),
+    pooling: str = typer.Option("mean", "--pooling", help="'mean' (attention-masked) or 'cls'."),
+    device: str = typer.Option("auto", "--device", help="'auto' (GPU when present), 'cpu', 'cuda', 'cuda:1', ..."),
+    max_length: int = typer.Option(512, "--max-length", help="Tokens per chunk, special tokens included."),
+    stride: int = typer.Option(64, "--stride", help="Tokens shared by consecutive chunks of a long note."),
+    batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Padded tokens per encoder batch."),
+) -> None:
+    """Embed the notes of notes_to_embed (only new or changed ones) and pool them per 24-hour window."""
+    from . import paths
+    from .embed.encoder import EncoderNotFound, load_encoder
+    from .embed.run import embed_feature_folder
+
+    try:
+        enc = load_encoder(model, pooling=pooling, device=device, max_length=max_length)
+        result = embed_feature_folder(enc, paths.features_dir(), paths.data_dir() / "embedding_cache",
+                                      stride=stride, batch_tokens=batch_tokens)
+    except (EncoderNotFound, FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    rate = f", {result.embedded / result.seconds_encoding:.1f} notes/s" if result.seconds_encoding else ""
+    console.print(f"notes: {result.notes:,} ({result.embedded:,} embedded now{rate}, the rest from the cache); "
+                  f"windows: {result.windows:,}, {result.windows_with_notes:,} with notes; written to "
+                  f"{paths.features_dir()}", soft_wrap=True)
+
+
+@app.command()
 def demo(
     stays: int = typer.Option(2000, "--stays", help="Synthetic ICU stays to generate."),
     seed: int = typer.Option(0, "--seed"),
@@ -85,6 +113,8 @@ def demo(
             raise typer.Exit(2) from None
     console.rule("2. dbt build")
     build(mimic=out, select=None, force=False)
+    console.rule("3. note embeddings (packaged all-MiniLM-L6-v2)")
+    embed(model="minilm", pooling="mean", device="auto", max_length=512, stride=64, batch_tokens=16384)
     console.rule("done")
     console.print(f"synthetic MIMIC-IV: {out.resolve()}\nwarehouse: {paths.warehouse_path()}\n"
                   f"feature tables (Parquet): {paths.features_dir()}", soft_wrap=True)

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Tests never reach a model hub (nor may they): transformers reads this when first imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest
 

@@ -1,0 +1,177 @@
+"""Note embeddings: chunking, pooling against direct model calls, cache and resume, the offline error."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from sepsis_fusion.pipelines.embed.chunks import chunk_spans, clean_text
+from sepsis_fusion.pipelines.embed.encoder import EncoderNotFound, load_encoder
+from sepsis_fusion.pipelines.embed.run import embed_feature_folder, embed_texts, special_tokens_around
+
+SENTENCES = [
+    "The lungs are clear without focal consolidation.",
+    "New multifocal airspace opacities concerning for pneumonia.",
+    "Endotracheal tube terminates approximately 4 cm above the carina.",
+    "Innumerable hypodense hepatic lesions compatible with metastases.",
+    "Small bilateral pleural effusions and mild pulmonary vascular congestion.",
+] * 20
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer BERT with a WordPiece vocabulary trained on a few sentences, saved as a local model folder."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(SENTENCES, trainers.WordPieceTrainer(
+        vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture()
+def encoder(tiny_bert, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return load_encoder(str(tiny_bert), pooling="mean", device="cpu", max_length=16)
+
+
+def direct(enc, ids: list[int], pooling: str = "mean") -> np.ndarray:
+    """The model called on one token sequence, pooled, without the pipeline."""
+    with torch.no_grad():
+        out = enc.model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long))
+    hidden = out.last_hidden_state[0]
+    return (hidden[0] if pooling == "cls" else hidden.mean(dim=0)).numpy()
+
+
+def test_chunk_spans_cover_every_token_with_the_overlap():
+    assert chunk_spans(0, 14, 4) == [(0, 0)]
+    assert chunk_spans(14, 14, 4) == [(0, 14)]
+    spans = chunk_spans(40, 14, 4)
+    assert spans == [(0, 14), (10, 24), (20, 34), (30, 40)]
+    assert all(b - a <= 14 for a, b in spans)
+    assert all(prev[1] - nxt[0] == 4 for prev, nxt in zip(spans, spans[1:]))
+    with pytest.raises(ValueError, match="must exceed the overlap"):
+        chunk_spans(40, 4, 4)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_short_note_equals_a_direct_model_call(encoder, pooling):
+    encoder.pooling = pooling
+    text = "New multifocal airspace opacities."
+    ids = encoder.tokenizer(text)["input_ids"]
+    assert len(ids) <= encoder.max_length
+    ours = embed_texts(encoder, [text, "The lungs are clear."], stride=4)[0]
+    np.testing.assert_allclose(ours, direct(encoder, ids, pooling), atol=1e-5)
+
+
+def test_long_note_is_the_token_weighted_mean_of_its_chunks(encoder):
+    text = " ".join(SENTENCES[:6])
+    plain = encoder.tokenizer(text, add_special_tokens=False)["input_ids"]
+    prefix, suffix = special_tokens_around(encoder.tokenizer)
+    room = encoder.max_length - len(prefix) - len(suffix)
+    spans = chunk_spans(len(plain), room, 4)
+    assert len(spans) > 3
+    expected = sum((b - a) * direct(encoder, prefix + plain[a:b] + suffix) for a, b in spans) / sum(b - a for a, b in spans)
+    np.testing.assert_allclose(embed_texts(encoder, [text], stride=4)[0], expected, atol=1e-5)
+    # batching changes nothing: one chunk per batch against all in one
+    np.testing.assert_allclose(embed_texts(encoder, [text, "short"], stride=4, batch_tokens=16),
+                               embed_texts(encoder, [text, "short"], stride=4, batch_tokens=100_000), atol=1e-5)
+
+
+def test_empty_note_and_invalid_utf8(encoder):
+    broken = b"pleural \xff\xfe effusion".decode("utf-8", "surrogateescape")
+    vectors = embed_texts(encoder, ["", broken, None], stride=4)
+    assert np.isfinite(vectors).all()
+    np.testing.assert_allclose(vectors[0], vectors[2], atol=1e-6)
+    np.testing.assert_allclose(vectors[1], embed_texts(encoder, ["pleural \ufffd\ufffd effusion"], stride=4)[0], atol=1e-6)
+    assert clean_text(broken) == "pleural \ufffd\ufffd effusion"
+
+
+def write_features(folder: Path, texts: dict[str, str]) -> None:
+    """A feature folder as dbt writes it: five notes of stay 1 over three windows (the last has none)."""
+    t0 = dt.datetime(2150, 1, 1, 10)
+    ids = sorted(texts)
+    pq.write_table(pa.table({
+        "note_id": ids, "stay_id": pa.array([1] * len(ids), pa.int64()),
+        "available_at": [t0 + dt.timedelta(minutes=10 * i) for i in range(len(ids))],
+        "note_text": [texts[i] for i in ids]}), folder / "notes_to_embed.parquet")
+    ends = [t0 + dt.timedelta(hours=h) for h in (1, 2, 3)]
+    pq.write_table(pa.table({"stay_id": pa.array([1, 1, 1], pa.int64()), "event_timestamp": ends}),
+                   folder / "windows_24h.parquet")
+    pq.write_table(pa.table({"stay_id": pa.array([1] * 7, pa.int64()),
+                             "event_timestamp": [ends[0]] * 2 + [ends[1]] * 5,
+                             "note_id": ids[:2] + ids}), folder / "note_windows.parquet")
+
+
+def test_cache_hits_misses_and_resume_after_interruption(encoder, tmp_path, capfd):
+    texts = {f"n{i}": f"{SENTENCES[i]} SECRET-TEXT-{i}" for i in range(5)}
+    write_features(tmp_path, texts)
+    cache = tmp_path / "cache"
+
+    def interrupt(part: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        embed_feature_folder(encoder, tmp_path, cache, notes_per_part=2, after_part=interrupt, stride=4, progress=False)
+    resumed = embed_feature_folder(encoder, tmp_path, cache, notes_per_part=2, stride=4, progress=False)
+    assert resumed.embedded == 3  # the first group of 2 was kept
+    assert embed_feature_folder(encoder, tmp_path, cache, stride=4, progress=False).embedded == 0
+    texts["n3"] = "The lungs are clear."
+    write_features(tmp_path, texts)
+    changed = embed_feature_folder(encoder, tmp_path, cache, stride=4, progress=False)
+    assert changed.embedded == 1 and changed.notes == 5
+
+    notes = pq.read_table(tmp_path / "note_embeddings.parquet").to_pandas().set_index("note_id")
+    np.testing.assert_allclose(np.stack(notes.loc["n3", "embedding"]).ravel(),
+                               embed_texts(encoder, ["The lungs are clear."], stride=4)[0], atol=1e-6)
+    windows = pq.read_table(tmp_path / "note_window_embeddings.parquet").to_pandas()
+    assert windows.has_note.tolist() == [1, 1, 0] and windows.note_count.tolist() == [2, 5, 0]
+    assert windows.embedding[2] is None
+    mean_two = np.mean([notes.loc["n0", "embedding"], notes.loc["n1", "embedding"]], axis=0)
+    np.testing.assert_allclose(windows.embedding[0], mean_two, atol=1e-6)
+    out = capfd.readouterr()
+    assert "SECRET-TEXT" not in out.out + out.err
+
+
+def test_other_settings_never_reuse_cached_vectors(tiny_bert, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    write_features(tmp_path, {f"n{i}": SENTENCES[i] for i in range(5)})
+    mean = load_encoder(str(tiny_bert), pooling="mean", device="cpu", max_length=16)
+    cls = load_encoder(str(tiny_bert), pooling="cls", device="cpu", max_length=16)
+    assert embed_feature_folder(mean, tmp_path, tmp_path / "c", stride=4, progress=False).embedded == 5
+    assert embed_feature_folder(cls, tmp_path, tmp_path / "c", stride=4, progress=False).embedded == 5
+
+
+def test_offline_missing_model_says_how_to_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(EncoderNotFound) as err:
+        load_encoder("emilyalsentzer/Bio_ClinicalBERT")
+    message = str(err.value)
+    assert "HF_HUB_OFFLINE is set" in message and "--model" in message and "minilm" in message
+    with pytest.raises(EncoderNotFound, match="To fix"):
+        load_encoder(str(tmp_path / "no-such-folder"))
+
+
+def test_packaged_minilm_loads_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    enc = load_encoder("minilm", device="cpu")
+    assert enc.dim == 384
+    assert np.isfinite(embed_texts(enc, ["Diffuse bilateral airspace opacities."])).all()
