@@ -89,7 +89,8 @@ def chartevents(chunk: Chunk, rng: np.random.Generator, routine_every_h: float) 
     vent = st.ventilated
     pieces.append(_numeric(pos[vent], h[vent], "resp_rate_total", P.noisy(rng, 18 + 2 * st.severity[vent], abs_=2), 0))
     mbp = P.mean_arterial_pressure(rng, st)
-    sbp, dbp = mbp + P.noisy(rng, 28 + 0 * mbp, abs_=5), mbp - P.noisy(rng, 14 + 0 * mbp, abs_=3)
+    sbp = mbp + P.noisy(rng, P.constant(28, mbp), abs_=5)
+    dbp = mbp - P.noisy(rng, P.constant(14, mbp), abs_=3)
     art = s["arterial_line"][pos]
     for pre, mask in (("abp", art), ("nbp", ~art)):
         pieces.append(_numeric(pos[mask], h[mask], f"{pre}_sys", sbp[mask], 0))
@@ -122,7 +123,7 @@ def chartevents(chunk: Chunk, rng: np.random.Generator, routine_every_h: float) 
     # Respiratory support: FiO2, device with O2 flow, ventilator mode and PEEP.
     pos, h = grid(rng, zero, los, 2.0, keep=0.9, jitter_h=0.2)
     st = state_at(pos, h)
-    fio2 = P.fio2_percent(rng, st)
+    fio2 = P.fio2_percent(st)
     on_o2 = fio2 > 21
     as_fraction = rng.random(pos.size) < 0.03  # a few charted as a fraction (0.4), as in MIMIC-IV
     fio2_charted = np.where(as_fraction, fio2 / 100, fio2)
@@ -302,11 +303,13 @@ def labevents(chunk: Chunk, rng: np.random.Generator) -> pa.Table:
 
 
 def _lookup(itemid: np.ndarray, attr: str) -> np.ndarray:
-    """Per-row attribute of lab items, vectorised through a sorted itemid table."""
+    """Per-row attribute of lab items (unit, ref_low, ref_high), through a sorted itemid table."""
     items = sorted(V.LAB_ITEMS.values(), key=lambda i: i.itemid)
     keys = np.array([i.itemid for i in items])
-    vals = np.array([getattr(i, attr) if getattr(i, attr) not in (None, "") else np.nan if attr.startswith("ref")
-                     else None for i in items], dtype=object if not attr.startswith("ref") else float)
+    if attr.startswith("ref"):
+        vals = np.array([np.nan if getattr(i, attr) is None else getattr(i, attr) for i in items], dtype=float)
+    else:
+        vals = np.array([getattr(i, attr) or None for i in items], dtype=object)
     return vals[np.searchsorted(keys, itemid)]
 
 
@@ -328,7 +331,7 @@ def inputevents(chunk: Chunk, rng: np.random.Generator) -> pa.Table:
     end_h = np.minimum(h + length, s["los_h"][pos])
     drug_choice = rng.choice(4, size=chunk.n, p=[0.8, 0.08, 0.07, 0.05])[pos]
     names = np.array(["norepinephrine", "dopamine", "epinephrine", "dobutamine"])[drug_choice]
-    rate = np.where(names == "dopamine", dose * 100, np.where(names == "dobutamine", 5 + 0 * dose, dose))
+    rate = np.where(names == "dopamine", dose * 100, np.where(names == "dobutamine", 5.0, dose))
     rate = np.round(P.noisy(rng, rate, rel=0.05), 3)
     itemid = np.array([V.VASOPRESSORS[n][0] for n in names])
     weight = s["weight_kg"][pos]

@@ -24,7 +24,7 @@ from .events import Chunk
 from .writer import TableWriter
 
 # Bump when a change alters the files a seed gives, so that reused folders are regenerated.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 CHUNK_STAYS = 200
 # Nursing documentation every ~1.6 h per routine item gives MIMIC-IV's ~3,000 chart rows per stay.
 ROUTINE_EVERY_H = {"full": 0.55, "light": 12.0}

@@ -57,6 +57,10 @@ def state(stays: dict[str, np.ndarray], idx: np.ndarray, hour: np.ndarray) -> St
                  infected_now=stays["infected"][idx] & (since > -6))
 
 
+def constant(value: float, like: np.ndarray) -> np.ndarray:
+    return np.full(like.shape, float(value))
+
+
 def noisy(rng: np.random.Generator, x: np.ndarray, rel: float = 0.0, abs_: float = 0.0) -> np.ndarray:
     return x * (1 + rel * rng.standard_normal(x.size)) + abs_ * rng.standard_normal(x.size)
 
@@ -87,7 +91,7 @@ def lab_values(rng: np.random.Generator, st: State, stays: dict[str, np.ndarray]
         "bun": lambda: noisy(rng, 15 * np.where(ckd, 2.0, 1.0) * np.exp(0.55 * o[:, RENAL]), rel=0.08),
         "potassium": lambda: noisy(rng, 4.0 + 0.25 * o[:, RENAL], abs_=0.35),
         "glucose": lambda: noisy(rng, 118 + 22 * sev, rel=0.15),
-        "magnesium": lambda: noisy(rng, 2.0 + 0.0 * sev, abs_=0.2),
+        "magnesium": lambda: noisy(rng, constant(2.0, sev), abs_=0.2),
         "calcium": lambda: noisy(rng, 8.7 - 0.25 * sev, abs_=0.35),
         "phosphate": lambda: noisy(rng, 3.4 + 0.45 * o[:, RENAL], abs_=0.5),
         "wbc": lambda: wbc,
@@ -95,9 +99,9 @@ def lab_values(rng: np.random.Generator, st: State, stays: dict[str, np.ndarray]
         "hemoglobin": lambda: hgb,
         "hematocrit": lambda: noisy(rng, 3.0 * hgb, abs_=0.8),
         "rbc": lambda: noisy(rng, hgb / 3.05, abs_=0.08),
-        "mcv": lambda: noisy(rng, 90 + 0 * sev, abs_=3),
-        "mch": lambda: noisy(rng, 30 + 0 * sev, abs_=1),
-        "mchc": lambda: noisy(rng, 33 + 0 * sev, abs_=0.8),
+        "mcv": lambda: noisy(rng, constant(90, sev), abs_=3),
+        "mch": lambda: noisy(rng, constant(30, sev), abs_=1),
+        "mchc": lambda: noisy(rng, constant(33, sev), abs_=0.8),
         "rdw": lambda: noisy(rng, 14 + 0.35 * sev, abs_=0.6),
         "inr": lambda: inr,
         "pt": lambda: noisy(rng, 11.6 * inr, rel=0.02),
@@ -110,15 +114,15 @@ def lab_values(rng: np.random.Generator, st: State, stays: dict[str, np.ndarray]
         "ldh": lambda: noisy(rng, 210 * np.exp(0.3 * sev), rel=0.15),
         "neutrophils": lambda: neut,
         "lymphocytes": lambda: np.clip(100 - neut - 9, 1, 60),
-        "monocytes": lambda: np.clip(noisy(rng, 6 + 0 * sev, abs_=1.5), 0.5, 20),
-        "eosinophils": lambda: np.clip(noisy(rng, 1.5 + 0 * sev, abs_=0.8), 0, 10),
-        "basophils": lambda: np.clip(noisy(rng, 0.4 + 0 * sev, abs_=0.2), 0, 3),
+        "monocytes": lambda: np.clip(noisy(rng, constant(6, sev), abs_=1.5), 0.5, 20),
+        "eosinophils": lambda: np.clip(noisy(rng, constant(1.5, sev), abs_=0.8), 0, 10),
+        "basophils": lambda: np.clip(noisy(rng, constant(0.4, sev), abs_=0.2), 0, 3),
         "ph": lambda: noisy(rng, 7.41 - 0.035 * (lactate - 1.0) - 0.02 * o[:, RENAL], abs_=0.025),
         "paco2": lambda: noisy(rng, 39 + 2.5 * o[:, RESP] * st.ventilated, abs_=4),
         "baseexcess": lambda: bicarb - 24.5,
         "totalco2": lambda: bicarb + 1.2,
     }
-    fio2 = fio2_percent(rng, st)
+    fio2 = fio2_percent(st)
     values["fio2_bg"] = lambda: fio2
     values["pao2"] = lambda: pf_ratio(rng, st) * fio2 / 100
     for name in names:
@@ -131,11 +135,11 @@ def pf_ratio(rng: np.random.Generator, st: State) -> np.ndarray:
     return np.clip(noisy(rng, 440 * np.exp(-0.62 * st.organ[:, RESP]), rel=0.1), 40, 600)
 
 
-def fio2_percent(rng: np.random.Generator, st: State) -> np.ndarray:
+def fio2_percent(st: State) -> np.ndarray:
     resp = st.organ[:, RESP]
     vent = np.clip(40 + 22 * (resp - 1.45), 30, 100)
     supplemental = np.where(resp > 0.7, 28 + 8 * (resp - 0.7), 21)
-    return np.round(np.where(st.ventilated, vent, supplemental) / 5) * 5 + 0 * rng.random(resp.size)
+    return np.round(np.where(st.ventilated, vent, supplemental) / 5) * 5
 
 
 def mean_arterial_pressure(rng: np.random.Generator, st: State) -> np.ndarray:
