@@ -10,6 +10,7 @@ never appears in logs or errors.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,8 +121,6 @@ def embed_feature_folder(enc: Encoder, features: Path, cache_root: Path, stride:
                          batch_tokens: int = 16384, notes_per_part: int = 256, progress: bool = True,
                          after_part=None) -> EmbedResult:
     """Embed every note of notes_to_embed (cache misses only) and write the per-note and per-window files."""
-    import time
-
     features = Path(features)
     for name in ("notes_to_embed.parquet", "note_windows.parquet", "windows_24h.parquet"):
         if not (features / name).exists():
