@@ -91,6 +91,79 @@ def embed(
                   f"{paths.features_dir()}", soft_wrap=True)
 
 
+features_app = typer.Typer(help="The Feast feature store in feature_repo/ (files under the data folder): "
+                            "`feast apply`, `feast materialize` and `feast serve` on it.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+ONLINE_OPTION = typer.Option("sqlite", "--online", help="Online store: 'sqlite' (embedded, the default) or "
+                             "'redis' (feature_store.redis.yaml; set SEPSIS_FUSION_REDIS, e.g. 127.0.0.1:6379).")
+
+
+def _feature_store_error(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+@features_app.command("apply")
+def features_apply(online: str = ONLINE_OPTION) -> None:
+    """Register the feature definitions and create the online store's tables (`feast apply`)."""
+    from . import paths
+    from .features.store import FeatureStoreError, apply
+
+    try:
+        output = apply(online=online)
+    except FeatureStoreError as exc:
+        raise _feature_store_error(exc) from None
+    console.print(output.strip(), soft_wrap=True, markup=False, highlight=False)
+    console.print(f"feast apply: registry under {paths.data_dir() / 'feast'}", soft_wrap=True)
+
+
+@features_app.command("materialize")
+def features_materialize(
+    end: str = typer.Option(None, "--end", help="ISO time, or 'now'. Default: the data's latest window end "
+                            "(MIMIC-IV's dates lie in the future)."),
+    start: str = typer.Option(None, "--start", help="ISO time (default: the beginning of the data)."),
+    incremental: bool = typer.Option(False, "--incremental", help="Start where the last run ended "
+                                     "(`feast materialize-incremental`)."),
+    online: str = ONLINE_OPTION,
+) -> None:
+    """Load the latest features per stay as of --end into the online store (`feast materialize`)."""
+    from datetime import datetime, timezone
+
+    from .features.store import FeatureStoreError, materialize, open_store
+
+    def parse(value: str | None) -> datetime | None:
+        if value is None:
+            return None
+        if value == "now":
+            return datetime.now(timezone.utc).replace(tzinfo=None)
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not an ISO time such as 2150-03-01T12:00") from None
+
+    try:
+        store = open_store(online=online)
+        until = materialize(store, end=parse(end), start=parse(start), incremental=incremental)
+    except FeatureStoreError as exc:
+        raise _feature_store_error(exc) from None
+    console.print(f"online store ({online}) holds each stay's latest features as of {until}", soft_wrap=True)
+
+
+@features_app.command("serve")
+def features_serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told otherwise)."),
+    port: int = typer.Option(6566, "--port"),
+    online: str = ONLINE_OPTION,
+) -> None:
+    """Feast's feature server on this store (`feast serve`): POST /get-online-features."""
+    from .features.store import FeatureStoreError, feast_cli
+
+    try:
+        feast_cli(["serve", "-h", host, "-p", str(port)], online=online, capture=False)
+    except FeatureStoreError as exc:
+        raise _feature_store_error(exc) from None
+
+
 @app.command()
 def demo(
     stays: int = typer.Option(2000, "--stays", help="Synthetic ICU stays to generate."),

@@ -15,36 +15,7 @@ from sepsis_fusion.pipelines.embed.chunks import chunk_spans, clean_text
 from sepsis_fusion.pipelines.embed.encoder import EncoderNotFound, load_encoder
 from sepsis_fusion.pipelines.embed.run import embed_feature_folder, embed_texts, special_tokens_around
 
-SENTENCES = [
-    "The lungs are clear without focal consolidation.",
-    "New multifocal airspace opacities concerning for pneumonia.",
-    "Endotracheal tube terminates approximately 4 cm above the carina.",
-    "Innumerable hypodense hepatic lesions compatible with metastases.",
-    "Small bilateral pleural effusions and mild pulmonary vascular congestion.",
-] * 20
-
-
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory) -> Path:
-    """A 2-layer BERT with a WordPiece vocabulary trained on a few sentences, saved as a local model folder."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(SENTENCES, trainers.WordPieceTrainer(
-        vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
-    return folder
-
+from conftest import SENTENCES
 
 @pytest.fixture()
 def encoder(tiny_bert, monkeypatch):

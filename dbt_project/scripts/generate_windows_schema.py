@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import yaml
+
 PROJECT = Path(__file__).resolve().parents[1]
 SEED = PROJECT / "seeds" / "panel_features.csv"
 OUT = PROJECT / "models" / "marts" / "windows_24h.yml"
@@ -57,6 +59,10 @@ models:
         data_type: timestamp
         description: "End of the window, a whole hour; the window is (event_timestamp - 24 h, event_timestamp]."
         data_tests: [not_null]
+      - name: created_timestamp
+        data_type: timestamp
+        description: "When the row's values were known: event_timestamp (Feast's created timestamp)."
+        data_tests: [not_null]
 """
 
 
@@ -69,6 +75,11 @@ def features() -> list[dict[str, str]]:
 
 def render() -> str:
     lines = [HEADER.rstrip("\n")]
+    for lag in range(1, max_sequence_windows()):
+        lines.append(f"      - name: event_timestamp_lag{lag}")
+        lines.append("        data_type: timestamp")
+        lines.append(f"        description: \"event_timestamp + {24 * lag} h: from then on this window is the {ordinal(lag)} "
+                     "before the latest in a daily sequence (Feast view windows_24h_lag" f"{lag})." + '"')
     for row in features():
         for suffix, data_type, what in STATS:
             unit = f" ({row['unit']})" if suffix not in ("count",) and row["unit"] else ""
@@ -79,13 +90,21 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
+def max_sequence_windows() -> int:
+    return int(yaml.safe_load((PROJECT / "dbt_project.yml").read_text(encoding="utf-8"))["vars"]["max_sequence_windows"])
+
+
+def ordinal(n: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
+
+
 def quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def main() -> None:
     OUT.write_text(render(), encoding="utf-8")
-    print(f"wrote {OUT} ({len(features()) * len(STATS) + 2} columns)")
+    print(f"wrote {OUT} ({len(features()) * len(STATS) + 2 + max_sequence_windows()} columns)")
 
 
 if __name__ == "__main__":

@@ -157,24 +157,27 @@ def embed_feature_folder(enc: Encoder, features: Path, cache_root: Path, stride:
 def _write_windows(con: duckdb.DuckDBPyConnection, features: Path, by_note: dict[str, np.ndarray],
                    dim: int) -> tuple[int, int]:
     """Every window of the windows_24h grid: the mean of its notes' vectors, or no vector and
-    has_note = 0 when it holds none (the note modality's mask)."""
-    grid = con.sql(f"""SELECT g.stay_id, g.event_timestamp, list(w.note_id ORDER BY w.note_id) AS notes
-                       FROM (SELECT stay_id, event_timestamp FROM '{features}/windows_24h.parquet') g
+    has_note = 0 when it holds none (the note modality's mask). The grid's timestamps come along
+    (created_timestamp and the event_timestamp_lag<k> columns Feast's lag views are keyed on)."""
+    grid = con.sql(f"""SELECT g.*, list(w.note_id ORDER BY w.note_id) AS notes
+                       FROM (SELECT COLUMNS('^(stay_id|event_timestamp(_lag[0-9]+)?|created_timestamp)$')
+                             FROM '{features}/windows_24h.parquet') g
                        LEFT JOIN '{features}/note_windows.parquet' w
                          ON w.stay_id = g.stay_id AND w.event_timestamp = g.event_timestamp
-                       GROUP BY 1, 2 ORDER BY 1, 2""").fetchall()
+                       GROUP BY ALL ORDER BY g.stay_id, g.event_timestamp""").fetch_arrow_table()
     embeddings, counts = [], []
-    for _, _, note_ids in grid:
+    for note_ids in grid.column("notes").to_pylist():
         ids = [n for n in (note_ids or []) if n is not None and n in by_note]
         counts.append(len(ids))
         embeddings.append(np.mean([by_note[n] for n in ids], axis=0).astype(np.float32) if ids else None)
-    _write(features / "note_window_embeddings.parquet", pa.table({
-        "stay_id": pa.array([g[0] for g in grid], pa.int64()),
-        "event_timestamp": pa.array([g[1] for g in grid], pa.timestamp("us")),
-        "note_count": pa.array(counts, pa.int32()),
-        "has_note": pa.array([int(c > 0) for c in counts], pa.int32()),
-        "embedding": pa.array(embeddings, type=pa.list_(pa.float32()))}))
-    return len(grid), sum(c > 0 for c in counts)
+    table = grid.drop_columns(["notes"]).cast(pa.schema(
+        [pa.field(f.name, pa.int64() if f.name == "stay_id" else pa.timestamp("us")) for f in grid.schema
+         if f.name != "notes"]))
+    table = table.append_column("note_count", pa.array(counts, pa.int32()))
+    table = table.append_column("has_note", pa.array([int(c > 0) for c in counts], pa.int32()))
+    table = table.append_column("embedding", pa.array(embeddings, type=pa.list_(pa.float32())))
+    _write(features / "note_window_embeddings.parquet", table)
+    return table.num_rows, sum(c > 0 for c in counts)
 
 
 def _write(path: Path, table: pa.Table) -> None:

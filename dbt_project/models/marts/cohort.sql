@@ -3,8 +3,8 @@
 -- onset = sofa_time (not before ICU admission); prediction time T = onset + {{ var('prediction_hours') }} h;
 -- stays that ended before T are left out (counted in cohort_flow). Labels are about what happens after T.
 select
-    stay_id,
-    subject_id,
+    cast(stay_id as {{ dbt.type_bigint() }}) as stay_id,
+    cast(subject_id as {{ dbt.type_bigint() }}) as subject_id,
     hadm_id,
     intime,
     outtime,

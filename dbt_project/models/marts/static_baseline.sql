@@ -78,8 +78,9 @@ vitals as (
     group by c.stay_id
 )
 select
-    c.stay_id,
+    cast(c.stay_id as {{ dbt.type_bigint() }}) as stay_id,
     c.prediction_time as event_timestamp,
+    c.prediction_time as created_timestamp,
     c.age,
     (c.gender = 'F')::integer as female,
     c.admission_type,

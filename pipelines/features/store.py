@@ -1,0 +1,129 @@
+"""The project's Feast store (feature_repo/): open it, and run Feast's own CLI on it.
+
+Every path of the store is under the data folder ($SEPSIS_FUSION_DATA, default <repo>/data), which
+feature_repo/feature_store.yaml reads from the environment: these helpers set it before Feast loads the
+file. Two online stores share the definitions: the embedded SQLite default and Redis
+(feature_store.redis.yaml, $SEPSIS_FUSION_REDIS).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from .. import paths
+
+FEATURE_REPO = paths.REPO_ROOT / "feature_repo"
+SERVICE_NAME = "sepsis_fusion_model"
+ONLINE_STORES = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
+FEAST_FILES = ("static_baseline.parquet", "windows_24h.parquet", "note_window_embeddings.parquet")
+
+
+class FeatureStoreError(RuntimeError):
+    """A Feast step failed; the message says which and why."""
+
+
+def store_yaml(online: str) -> Path:
+    if online not in ONLINE_STORES:
+        raise FeatureStoreError(f"unknown online store {online!r}: use one of {', '.join(ONLINE_STORES)}")
+    return FEATURE_REPO / ONLINE_STORES[online]
+
+
+def feast_env(data: Path | None = None, redis: str | None = None) -> dict[str, str]:
+    """The environment feature_store*.yaml and definitions.py read."""
+    env = {"SEPSIS_FUSION_DATA": str(Path(data or paths.data_dir()).resolve())}
+    redis = redis or os.environ.get("SEPSIS_FUSION_REDIS")
+    if redis:
+        env["SEPSIS_FUSION_REDIS"] = redis
+    return env
+
+
+def check_feature_files(data: Path) -> None:
+    missing = [name for name in FEAST_FILES if not (data / "features" / name).exists()]
+    if missing:
+        raise FeatureStoreError(f"{', '.join(missing)} not in {data / 'features'}: run `sepsis-fusion build` "
+                                "and `sepsis-fusion embed` first")
+
+
+@contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def open_store(data: Path | None = None, online: str = "sqlite", redis: str | None = None):
+    """A feast.FeatureStore on feature_repo/ with its files under `data` (it must have been applied)."""
+    from feast import FeatureStore
+
+    env = feast_env(data, redis)
+    if online == "redis" and "SEPSIS_FUSION_REDIS" not in env:
+        raise FeatureStoreError("the Redis online store needs SEPSIS_FUSION_REDIS (e.g. 127.0.0.1:6379)")
+    registry = "registry.db" if online == "sqlite" else "registry_redis.db"
+    if not (Path(env["SEPSIS_FUSION_DATA"]) / "feast" / registry).exists():
+        raise FeatureStoreError(f"no Feast registry under {env['SEPSIS_FUSION_DATA']}/feast: "
+                                f"run `sepsis-fusion features apply{' --online redis' if online == 'redis' else ''}`")
+    with _environment(env):
+        return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=store_yaml(online))
+
+
+def feast_cli(args: list[str], data: Path | None = None, online: str = "sqlite", redis: str | None = None,
+              capture: bool = True) -> subprocess.CompletedProcess:
+    """Run `feast -c feature_repo -f <store yaml> <args>`, the command Feast users type, on this store."""
+    env = feast_env(data, redis)
+    (Path(env["SEPSIS_FUSION_DATA"]) / "feast").mkdir(parents=True, exist_ok=True)
+    feast = shutil.which("feast", path=str(Path(sys.executable).parent)) or "feast"
+    cmd = [feast, "-c", str(FEATURE_REPO), "-f", str(store_yaml(online)), *args]
+    result = subprocess.run(cmd, env={**os.environ, **env}, capture_output=capture, text=True)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout or "").strip().splitlines()[-15:] if capture else []
+        raise FeatureStoreError(f"`feast {' '.join(args)}` failed (exit {result.returncode})"
+                                + ("\n" + "\n".join(detail) if detail else ""))
+    return result
+
+
+def apply(data: Path | None = None, online: str = "sqlite", redis: str | None = None) -> str:
+    """`feast apply`: register the definitions and create the online tables. Returns Feast's output."""
+    data = Path(data or paths.data_dir()).resolve()
+    check_feature_files(data)
+    return feast_cli(["apply"], data, online, redis).stdout
+
+
+def latest_window_end(data: Path | None = None) -> datetime:
+    """The data's present: the end of the latest 24-hour window in the feature files."""
+    path = Path(data or paths.data_dir()) / "features" / "windows_24h.parquet"
+    (latest,) = duckdb.sql(f"SELECT max(event_timestamp) FROM '{path}'").fetchall()[0]
+    if latest is None:
+        raise FeatureStoreError(f"{path} has no windows: nothing to materialize")
+    return latest
+
+
+def materialize(store, data: Path | None = None, end: datetime | None = None, start: datetime | None = None,
+                incremental: bool = False, views: list[str] | None = None) -> datetime:
+    """Load each view's latest row per stay, as of `end`, into the online store (Feast materialize).
+
+    `end` defaults to the data's present (latest_window_end): MIMIC-IV's dates are shifted into the
+    future, so "now" would find nothing; pass the wall clock for live data. Incremental runs start
+    where the previous one ended (`feast materialize-incremental`); full runs start at `start`
+    (default: the beginning of the data)."""
+    end = end or latest_window_end(data)
+    if incremental:
+        store.materialize_incremental(end_date=end, feature_views=views)
+    else:
+        store.materialize(start_date=start or datetime(1900, 1, 1), end_date=end, feature_views=views)
+    return end

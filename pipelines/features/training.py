@@ -1,0 +1,82 @@
+"""Point-in-time training sets from Feast: for every cohort stay, what was known at its prediction time.
+
+The entity dataframe has one row per stay at its prediction time T, with the ends of the K windows the
+sequence reads (the latest whole hour at or before T, and K - 1 days before it) for reference. Feast's
+point-in-time join serves each view's latest row at or before T within the view's ttl, and, with
+filter_by_created_timestamp, only rows created by T; the lag views turn that into the K windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from .. import paths
+from .layout import FeatureArrays, FeatureLayout, arrays_from_columns
+from .store import SERVICE_NAME, open_store
+
+OUTCOMES = ("died_in_hospital", "died_in_icu", "died_within_horizon")
+
+
+@dataclass
+class TrainingSet:
+    features: FeatureArrays
+    cohort: pd.DataFrame    # the cohort mart, row-aligned with features (stay_id, subject_id, labels, ...)
+
+    def labels(self, outcome: str = "died_in_hospital") -> np.ndarray:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
+        return self.cohort[outcome].to_numpy(dtype=np.int64)
+
+
+def read_cohort(data: Path | None = None) -> pd.DataFrame:
+    path = Path(data or paths.data_dir()) / "features" / "cohort.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `sepsis-fusion build` first")
+    # dbt writes one all-NULL row into an empty external model to keep its schema
+    cohort = duckdb.sql(f"SELECT * FROM '{path}' WHERE stay_id IS NOT NULL ORDER BY stay_id").df()
+    cohort["prediction_time"] = cohort["prediction_time"].astype("datetime64[us]")
+    return cohort
+
+
+def entity_frame(stay_ids, times, sequence_windows: int) -> pd.DataFrame:
+    """Feast's entity dataframe: one row per (stay, time), with the ends of the K windows before the time."""
+    times = pd.Series(pd.to_datetime(times)).dt.floor("us").astype("datetime64[us]")
+    frame = pd.DataFrame({"stay_id": np.asarray(stay_ids, dtype=np.int64), "event_timestamp": times.to_numpy(),
+                          "entity_row": np.arange(len(times), dtype=np.int64)})
+    latest_end = times.dt.floor("h")
+    for lag in range(sequence_windows - 1, -1, -1):
+        frame[f"window_end_lag{lag}"] = (latest_end - pd.Timedelta(hours=24 * lag)).to_numpy()
+    return frame
+
+
+def historical_features(store, layout: FeatureLayout, stay_ids, times,
+                        filter_by_created_timestamp: bool = True) -> FeatureArrays:
+    """The model's inputs for each (stay, time), as known at that time (Feast get_historical_features)."""
+    entities = entity_frame(stay_ids, times, layout.sequence_windows)
+    job = store.get_historical_features(entity_df=entities, features=store.get_feature_service(layout.service),
+                                        full_feature_names=True,
+                                        filter_by_created_timestamp=filter_by_created_timestamp)
+    frame = job.to_df().sort_values("entity_row").reset_index(drop=True)
+    if len(frame) != len(entities):
+        raise RuntimeError(f"Feast returned {len(frame)} rows for {len(entities)} entity rows")
+    def numbers(view: str, features: list[str]) -> np.ndarray:
+        return frame[[layout.full_name(view, f) for f in features]].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    return arrays_from_columns(layout, numbers, lambda view, feature: frame[layout.full_name(view, feature)].tolist(),
+                               frame["stay_id"].to_numpy(),
+                               frame["event_timestamp"].dt.tz_localize(None).to_numpy())
+
+
+def training_set(data: Path | None = None, store=None, service: str = SERVICE_NAME) -> TrainingSet:
+    """Every cohort stay at its prediction time, with its labels (cohort mart) and its features (Feast)."""
+    data = Path(data or paths.data_dir())
+    store = store or open_store(data)
+    cohort = read_cohort(data)
+    layout = FeatureLayout.from_service(store, service)
+    features = historical_features(store, layout, cohort["stay_id"], cohort["prediction_time"])
+    return TrainingSet(features, cohort)
