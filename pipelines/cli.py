@@ -156,10 +156,10 @@ def features_serve(
     online: str = ONLINE_OPTION,
 ) -> None:
     """Feast's feature server on this store (`feast serve`): POST /get-online-features."""
-    from .features.store import FeatureStoreError, feast_cli
+    from .features.store import FeatureStoreError, exec_feast
 
     try:
-        feast_cli(["serve", "-h", host, "-p", str(port)], online=online, capture=False)
+        exec_feast(["serve", "-h", host, "-p", str(port)], online=online)
     except FeatureStoreError as exc:
         raise _feature_store_error(exc) from None
 
@@ -170,7 +170,8 @@ def demo(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(None, "--out", help="Synthetic MIMIC-IV folder (default: data/synthetic)."),
 ) -> None:
-    """The main job end to end on synthetic data: generate MIMIC-IV, then `dbt build`."""
+    """The main job end to end on synthetic data: generate MIMIC-IV, `dbt build`, embed the notes, and
+    apply and materialize the Feast store."""
     from . import paths
     from .synth.generate import SynthError, generate, matches
 
@@ -188,9 +189,13 @@ def demo(
     build(mimic=out, select=None, force=False)
     console.rule("3. note embeddings (packaged all-MiniLM-L6-v2)")
     embed(model="minilm", pooling="mean", device="auto", max_length=512, stride=64, batch_tokens=16384)
+    console.rule("4. Feast: apply and materialize (SQLite online store)")
+    features_apply(online="sqlite")
+    features_materialize(end=None, start=None, incremental=False, online="sqlite")
     console.rule("done")
     console.print(f"synthetic MIMIC-IV: {out.resolve()}\nwarehouse: {paths.warehouse_path()}\n"
-                  f"feature tables (Parquet): {paths.features_dir()}", soft_wrap=True)
+                  f"feature tables (Parquet): {paths.features_dir()}\n"
+                  f"Feast registry and online store: {paths.data_dir() / 'feast'}", soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,12 @@ import pytest
 from sepsis_fusion.pipelines.embed.encoder import load_encoder
 from sepsis_fusion.pipelines.embed.run import embed_feature_folder
 from sepsis_fusion.pipelines.features.layout import FeatureLayout
+from sepsis_fusion.pipelines.features.local_redis import free_port, local_redis
 from sepsis_fusion.pipelines.features.online import OnlineFeatures
 from sepsis_fusion.pipelines.features.store import SERVICE_NAME, FeatureStoreError, apply, materialize, open_store
 from sepsis_fusion.pipelines.features.training import historical_features, read_cohort, training_set
 
 K = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +77,7 @@ class Plants:
 
     def drop(self, name: str, where: str) -> None:
         path = self._path(name)
-        kept = duckdb.sql(f"SELECT * FROM '{path}' WHERE NOT ({where})").fetch_arrow_table()
+        kept = duckdb.sql(f"SELECT * FROM '{path}' WHERE NOT ({where})").to_arrow_table()
         pq.write_table(kept, path)
 
     def restore(self) -> None:
@@ -243,28 +237,8 @@ def test_online_sqlite_equals_offline_as_of_the_same_time(feature_data, store, c
 @pytest.fixture(scope="session")
 def redis_server():
     """A real redis-server (Debian package, installed when missing) on a free loopback port."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        for cmd in (["apt-get", "install", "-y", "-q", "redis-server"], ["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", "redis-server"]):
-            subprocess.run(cmd, capture_output=True)
-            exe = shutil.which("redis-server")
-            if exe:
-                break
-    assert exe, "redis-server is not installed and `apt-get install redis-server` failed"
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield f"127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    with local_redis() as connection:
+        yield connection
 
 
 def test_online_redis_equals_offline_as_of_the_same_time(feature_data, cohort, redis_server):

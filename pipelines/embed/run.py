@@ -164,7 +164,7 @@ def _write_windows(con: duckdb.DuckDBPyConnection, features: Path, by_note: dict
                              FROM '{features}/windows_24h.parquet') g
                        LEFT JOIN '{features}/note_windows.parquet' w
                          ON w.stay_id = g.stay_id AND w.event_timestamp = g.event_timestamp
-                       GROUP BY ALL ORDER BY g.stay_id, g.event_timestamp""").fetch_arrow_table()
+                       GROUP BY ALL ORDER BY g.stay_id, g.event_timestamp""").to_arrow_table()
     embeddings, counts = [], []
     for note_ids in grid.column("notes").to_pylist():
         ids = [n for n in (note_ids or []) if n is not None and n in by_note]

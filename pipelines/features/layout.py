@@ -26,6 +26,10 @@ class FeatureLayout:
     note_views: tuple[str, ...]      # oldest first, aligned with window_views
 
     @property
+    def numeric_static(self) -> tuple[str, ...]:
+        return tuple(f for f in self.static if f not in self.categorical)
+
+    @property
     def sequence_windows(self) -> int:
         return len(self.window_views)
 
@@ -98,7 +102,8 @@ class FeatureArrays:
     layout: FeatureLayout
     stay_id: np.ndarray         # (n,) int64
     as_of: np.ndarray           # (n,) datetime64[us]: the time the features are served for
-    static: pd.DataFrame        # (n, S) raw values; categoricals as strings
+    static_numeric: np.ndarray  # (n, len(layout.numeric_static)) float64
+    static_categorical: np.ndarray  # (n, len(layout.categorical)) object: str or None
     windows: np.ndarray         # (n, K, F) float32, oldest window first
     window_mask: np.ndarray     # (n, K) bool
     notes: np.ndarray           # (n, K, D) float32, zeros where no note
@@ -107,18 +112,23 @@ class FeatureArrays:
     def __len__(self) -> int:
         return len(self.stay_id)
 
+    @property
+    def static(self) -> pd.DataFrame:
+        """The static features as a frame, in the view's column order (categoricals as strings)."""
+        frame = pd.DataFrame(self.static_numeric, columns=list(self.layout.numeric_static))
+        categorical = pd.DataFrame(self.static_categorical, columns=list(self.layout.categorical), dtype=object)
+        return pd.concat([frame, categorical], axis=1)[list(self.layout.static)]
+
 
 def arrays_from_columns(layout: FeatureLayout, numbers: Callable[[str, list[str]], np.ndarray],
                         objects: Callable[[str, str], Sequence], stay_id: np.ndarray, as_of: np.ndarray) -> FeatureArrays:
     """Assemble FeatureArrays from a view's columns: `numbers(view, features)` gives an (n, len(features))
     float array with NaN where missing, `objects(view, feature)` a column of strings or vectors."""
     n, k = len(stay_id), layout.sequence_windows
-    numeric = [f for f in layout.static if f not in layout.categorical]
-    matrix = numbers(layout.static_view, numeric)
-    columns: dict[str, object] = {f: matrix[:, i].astype(np.float64) for i, f in enumerate(numeric)}
-    for f in layout.categorical:
-        columns[f] = [v if isinstance(v, str) else None for v in objects(layout.static_view, f)]
-    static = pd.DataFrame({f: columns[f] for f in layout.static}, index=pd.RangeIndex(n))
+    static_numeric = np.asarray(numbers(layout.static_view, list(layout.numeric_static)), dtype=np.float64)
+    static_categorical = np.empty((n, len(layout.categorical)), dtype=object)
+    for j, f in enumerate(layout.categorical):
+        static_categorical[:, j] = [v if isinstance(v, str) else None for v in objects(layout.static_view, f)]
     windows = np.stack([numbers(view, list(layout.windows)) for view in layout.window_views], axis=1) \
         .astype(np.float32) if n else np.zeros((0, k, len(layout.windows)), np.float32)
     # _count is never NULL in a served row (0 when the feature is missing): its presence marks the row
@@ -139,7 +149,7 @@ def arrays_from_columns(layout: FeatureLayout, numbers: Callable[[str, list[str]
             notes[i, j] = v
             note_mask[i, j] = True
     return FeatureArrays(layout, np.asarray(stay_id, dtype=np.int64), np.asarray(as_of, dtype="datetime64[us]"),
-                         static, windows, window_mask, notes, note_mask)
+                         static_numeric, static_categorical, windows, window_mask, notes, note_mask)
 
 
 def _vector(value) -> np.ndarray | None:

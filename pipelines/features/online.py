@@ -46,7 +46,8 @@ class OnlineFeatures:
             numeric = self._numeric[view.name]
             matrix = np.full((len(keys), len(numeric)), np.nan)
             lists = {f: [None] * len(keys) for f in features if f not in numeric}
-            rows = self._online_store.online_read(self.store.config, view, keys, features)
+            # a copy: Feast's Redis store appends its timestamp field to the list it is given
+            rows = self._online_store.online_read(self.store.config, view, keys, list(features))
             for i, (event_time, values) in enumerate(rows):
                 if values is None or event_time is None:
                     continue

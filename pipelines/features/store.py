@@ -87,14 +87,27 @@ def feast_cli(args: list[str], data: Path | None = None, online: str = "sqlite",
     """Run `feast -c feature_repo -f <store yaml> <args>`, the command Feast users type, on this store."""
     env = feast_env(data, redis)
     (Path(env["SEPSIS_FUSION_DATA"]) / "feast").mkdir(parents=True, exist_ok=True)
-    feast = shutil.which("feast", path=str(Path(sys.executable).parent)) or "feast"
-    cmd = [feast, "-c", str(FEATURE_REPO), "-f", str(store_yaml(online)), *args]
+    cmd = _feast_command(args, online)
     result = subprocess.run(cmd, env={**os.environ, **env}, capture_output=capture, text=True)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout or "").strip().splitlines()[-15:] if capture else []
         raise FeatureStoreError(f"`feast {' '.join(args)}` failed (exit {result.returncode})"
                                 + ("\n" + "\n".join(detail) if detail else ""))
     return result
+
+
+def exec_feast(args: list[str], data: Path | None = None, online: str = "sqlite", redis: str | None = None) -> None:
+    """Replace this process with `feast ... <args>` (for `feast serve`: signals then reach Feast itself)."""
+    env = feast_env(data, redis)
+    cmd = _feast_command(args, online)
+    os.execve(cmd[0], cmd, {**os.environ, **env})
+
+
+def _feast_command(args: list[str], online: str) -> list[str]:
+    feast = shutil.which("feast", path=str(Path(sys.executable).parent)) or shutil.which("feast")
+    if feast is None:
+        raise FeatureStoreError("the feast command is not installed in this environment")
+    return [feast, "-c", str(FEATURE_REPO), "-f", str(store_yaml(online)), *args]
 
 
 def apply(data: Path | None = None, online: str = "sqlite", redis: str | None = None) -> str:

@@ -1,0 +1,166 @@
+"""The study's preprocessing, fitted on training rows only and stored with the model.
+
+Static baseline: rows with more than `max_missing` of their static features missing are dropped from
+training; categoricals are one-hot encoded (categories seen in training; mode imputation), continuous
+variables mean-imputed, clipped at mean +- `clip_sigma` standard deviations, then Min-Max scaled when
+bounded (binary, or integer-valued with few levels: flags and scores) and z-scored otherwise. Missing-value
+flags join the candidates where a feature is missing often enough to carry signal. Features are then
+selected by a weighted mix of mutual information and absolute correlation with the outcome (each scaled
+to [0, 1]; top `select_k`).
+
+Windows: each feature clipped and z-scored with training statistics over the present windows; missing
+values become 0 (the training mean) and the `_count` features say what was measured. Notes: as embedded.
+No statistic is ever computed from rows passed to `transform`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from sklearn.feature_selection import mutual_info_classif
+
+from sepsis_fusion.pipelines.features.layout import FeatureArrays
+
+
+@dataclass
+class PreprocessConfig:
+    max_missing: float = 0.2
+    clip_sigma: float = 3.0
+    select_k: int = 25
+    mi_weight: float = 0.5
+    missing_flag_min_rate: float = 0.05
+    bounded_max_levels: int = 30
+    seed: int = 0
+
+
+@dataclass
+class ModelInputs:
+    static: np.ndarray       # (n, selected) float32
+    windows: np.ndarray      # (n, K, F) float32
+    window_mask: np.ndarray  # (n, K) bool
+    notes: np.ndarray        # (n, K, D) float32
+    note_mask: np.ndarray    # (n, K) bool
+
+    def __len__(self) -> int:
+        return len(self.static)
+
+    def subset(self, index) -> "ModelInputs":
+        return ModelInputs(self.static[index], self.windows[index], self.window_mask[index], self.notes[index],
+                           self.note_mask[index])
+
+
+@dataclass
+class Preprocessor:
+    config: PreprocessConfig = field(default_factory=PreprocessConfig)
+    numeric: list[str] = field(default_factory=list)
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    modes: dict[str, str] = field(default_factory=dict)
+    means: list[float] = field(default_factory=list)
+    stds: list[float] = field(default_factory=list)
+    lows: list[float] = field(default_factory=list)
+    highs: list[float] = field(default_factory=list)
+    bounded: list[bool] = field(default_factory=list)
+    flagged: list[str] = field(default_factory=list)
+    candidates: list[str] = field(default_factory=list)
+    selected: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    window_means: list[float] = field(default_factory=list)
+    window_stds: list[float] = field(default_factory=list)
+
+    def missing_fraction(self, features: FeatureArrays) -> np.ndarray:
+        """Share of static features missing in each row (the study's 20% rule)."""
+        missing = np.isnan(features.static_numeric).sum(axis=1)
+        missing += (features.static_categorical == None).sum(axis=1)  # noqa: E711 (elementwise)
+        return missing / (features.static_numeric.shape[1] + features.static_categorical.shape[1])
+
+    def keep_rows(self, features: FeatureArrays) -> np.ndarray:
+        return self.missing_fraction(features) <= self.config.max_missing
+
+    def fit(self, features: FeatureArrays, labels: np.ndarray) -> "Preprocessor":
+        c, layout = self.config, features.layout
+        self.numeric = list(layout.numeric_static)
+        x = features.static_numeric.astype(np.float64)
+        self.means = np.nan_to_num(np.nanmean(x, axis=0)).tolist()
+        self.stds = np.nan_to_num(np.nanstd(x, axis=0)).tolist()
+        clipped = self._clip(np.where(np.isnan(x), np.array(self.means), x))
+        self.lows, self.highs = clipped.min(axis=0).tolist(), clipped.max(axis=0).tolist()
+        self.bounded = [self._is_bounded(col[~np.isnan(col)]) for col in x.T]  # from observed values
+        self.flagged = [f for f, rate in zip(self.numeric, np.isnan(x).mean(axis=0)) if rate >= c.missing_flag_min_rate]
+        self.categories, self.modes = {}, {}
+        for j, f in enumerate(layout.categorical):
+            values = [v for v in features.static_categorical[:, j] if v is not None]
+            levels, counts = np.unique(values, return_counts=True) if values else (np.array(["unknown"]), np.array([1]))
+            self.categories[f] = sorted(levels.tolist())
+            self.modes[f] = str(levels[np.argmax(counts)])
+        matrix, names = self._candidates(features)
+        self.candidates = names
+        self.scores = self._relevance(matrix, labels)
+        ranked = sorted(names, key=lambda n: -self.scores[n])
+        self.selected = ranked[: c.select_k]
+        w = features.windows.reshape(-1, features.windows.shape[2])[features.window_mask.reshape(-1)]
+        self.window_means = np.nan_to_num(np.nanmean(w, axis=0)).tolist() if len(w) else [0.0] * w.shape[1]
+        stds = np.nan_to_num(np.nanstd(w, axis=0)) if len(w) else np.ones(w.shape[1])
+        self.window_stds = np.where(stds > 0, stds, 1.0).tolist()
+        return self
+
+    def transform(self, features: FeatureArrays) -> ModelInputs:
+        matrix, names = self._candidates(features)
+        index = {n: i for i, n in enumerate(names)}
+        static = matrix[:, [index[n] for n in self.selected]].astype(np.float32)
+        mean, std = np.array(self.window_means), np.array(self.window_stds)
+        w = features.windows.astype(np.float64)
+        w = np.clip(w, mean - self.config.clip_sigma * std, mean + self.config.clip_sigma * std)
+        w = np.nan_to_num((w - mean) / std, nan=0.0)
+        w[~features.window_mask] = 0.0
+        return ModelInputs(static, w.astype(np.float32), features.window_mask.copy(),
+                           features.notes.astype(np.float32), features.note_mask.copy())
+
+    def _clip(self, x: np.ndarray) -> np.ndarray:
+        mean, std = np.array(self.means), np.array(self.stds)
+        return np.clip(x, mean - self.config.clip_sigma * std, mean + self.config.clip_sigma * std)
+
+    def _is_bounded(self, column: np.ndarray) -> bool:
+        levels = np.unique(column)
+        return len(levels) == 0 or len(levels) <= 2 or (np.allclose(levels, np.round(levels)) and len(levels) <= self.config.bounded_max_levels)
+
+    def _candidates(self, features: FeatureArrays) -> tuple[np.ndarray, list[str]]:
+        """Every candidate column, scaled: continuous, one-hot categoricals, missing flags."""
+        x = features.static_numeric.astype(np.float64)
+        missing = np.isnan(x)
+        x = self._clip(np.where(missing, np.array(self.means), x))
+        low, high = np.array(self.lows), np.array(self.highs)
+        span = np.where(high > low, high - low, 1.0)
+        std = np.where(np.array(self.stds) > 0, np.array(self.stds), 1.0)
+        scaled = np.where(np.array(self.bounded), (x - low) / span, (x - np.array(self.means)) / std)
+        columns, names = [scaled], list(self.numeric)
+        for j, f in enumerate(features.layout.categorical):
+            values = [v if v in self.categories[f] else self.modes[f] for v in
+                      (self.modes[f] if v is None else v for v in features.static_categorical[:, j])]
+            onehot = np.array([[v == level for level in self.categories[f]] for v in values], dtype=np.float64)
+            columns.append(onehot.reshape(len(values), len(self.categories[f])))
+            names += [f"{f}={level}" for level in self.categories[f]]
+        flag_index = [self.numeric.index(f) for f in self.flagged]
+        columns.append(missing[:, flag_index].astype(np.float64))
+        names += [f"{f}_missing" for f in self.flagged]
+        return np.concatenate(columns, axis=1), names
+
+    def _relevance(self, matrix: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """Weighted mix of mutual information and |Pearson correlation| with the label, each scaled to [0, 1]."""
+        y = np.asarray(labels, dtype=np.float64)
+        mi = mutual_info_classif(matrix, y.astype(int), random_state=self.config.seed)
+        centred = matrix - matrix.mean(axis=0)
+        denom = np.sqrt((centred ** 2).sum(axis=0) * ((y - y.mean()) ** 2).sum())
+        corr = np.abs(np.divide(centred.T @ (y - y.mean()), denom, out=np.zeros(matrix.shape[1]), where=denom > 0))
+        scaled = [v / v.max() if v.max() > 0 else v for v in (mi, corr)]
+        score = self.config.mi_weight * scaled[0] + (1 - self.config.mi_weight) * scaled[1]
+        return {n: float(s) for n, s in zip(self.candidates, score)}
+
+    def state(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Preprocessor":
+        state = dict(state)
+        config = PreprocessConfig(**state.pop("config"))
+        return cls(config=config, **state)

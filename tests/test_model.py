@@ -1,0 +1,125 @@
+"""The fusion model, focal loss, the preprocessing (fitted on training rows only) and the training loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sepsis_fusion.model.fusion import FocalLoss, FusionConfig, FusionModel
+from sepsis_fusion.model.preprocess import PreprocessConfig, Preprocessor
+from sepsis_fusion.model.train import TrainConfig, auroc, fit, predict
+from sepsis_fusion.pipelines.features.layout import FeatureArrays, FeatureLayout
+
+LAYOUT = FeatureLayout(
+    service="test", static_view="static_baseline",
+    static=("age", "lactate_first", "flag", "sofa", "noise", "admission_type"), categorical=("admission_type",),
+    window_views=("w2", "w1", "w0"), windows=("hr_mean", "hr_count", "lac_max", "lac_count"),
+    note_views=("n2", "n1", "n0"))
+
+
+def synthetic_arrays(n: int, seed: int) -> tuple[FeatureArrays, np.ndarray]:
+    """Outcome driven by age (static), lactate in the latest window, and the note vector's first value."""
+    rng = np.random.default_rng(seed)
+    age = rng.normal(65, 15, n)
+    lactate = rng.lognormal(0.7, 0.5, n)
+    note_signal = rng.normal(0, 1, n)
+    logit = 0.06 * (age - 65) + 1.2 * (lactate - 2.2) + 1.0 * note_signal - 1.3
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    static_numeric = np.column_stack([age, rng.normal(2, 1, n), rng.integers(0, 2, n).astype(float),
+                                      rng.integers(0, 15, n).astype(float), rng.normal(0, 1, n)])
+    static_numeric[rng.random((n, 5)) < 0.08] = np.nan
+    categorical = rng.choice(["EW EMER.", "URGENT", "ELECTIVE"], size=(n, 1)).astype(object)
+    windows = np.stack([rng.normal(90, 15, (n, 3)), np.full((n, 3), 24.0), rng.lognormal(0.7, 0.5, (n, 3)),
+                        np.full((n, 3), 2.0)], axis=2)
+    windows[:, -1, 2] = lactate
+    window_mask = np.ones((n, 3), dtype=bool)
+    window_mask[: n // 3, 0] = False
+    windows[~window_mask] = np.nan
+    notes = rng.normal(0, 1, (n, 3, 8)).astype(np.float32)
+    notes[:, -1, 0] = note_signal
+    note_mask = np.ones((n, 3), dtype=bool)
+    note_mask[: n // 2, :2] = False
+    notes[~note_mask] = 0
+    arrays = FeatureArrays(LAYOUT, np.arange(n), np.zeros(n, dtype="datetime64[us]"), static_numeric, categorical,
+                           windows.astype(np.float32), window_mask, notes, note_mask)
+    return arrays, y
+
+
+def test_focal_loss_with_gamma_zero_is_class_weighted_bce_and_focuses_on_hard_examples():
+    logits = torch.tensor([3.0, -3.0, 0.2, -0.1])
+    y = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    weights = torch.where(y == 1, 0.8, 0.2)
+    assert torch.isclose(FocalLoss(0.8, 0.0)(logits, y), (weights * bce).mean())
+    focal = FocalLoss(0.5, 2.0)
+    easy, hard = focal(logits[:1], y[:1]), focal(logits[2:3], y[2:3])
+    assert easy < 0.5 * 0.5 * bce[0] * 0.01 and hard > easy
+    with pytest.raises(ValueError, match="alpha"):
+        FocalLoss(1.5, 2.0)
+
+
+def test_masked_steps_do_not_change_the_output_and_modalities_can_be_switched_off():
+    torch.manual_seed(0)
+    model = FusionModel(FusionConfig(static_dim=4, window_dim=3, note_dim=5)).eval()
+    static, windows, notes = torch.randn(6, 4), torch.randn(6, 3, 3), torch.randn(6, 3, 5)
+    window_mask = torch.tensor([[True, True, True], [False, True, True], [False, False, True],
+                                [False, False, False], [True, False, True], [True, True, False]])
+    note_mask = window_mask.flip(0)
+    out = model(static, windows, window_mask, notes, note_mask)
+    windows2, notes2 = windows.clone(), notes.clone()
+    windows2[~window_mask] = 1e6
+    notes2[~note_mask] = -1e6
+    assert torch.allclose(out, model(static, windows2, window_mask, notes2, note_mask))
+    for flags in [(True, False, False), (False, True, False), (False, False, True), (True, True, False)]:
+        config = FusionConfig(static_dim=4, window_dim=3, note_dim=5, use_static=flags[0], use_windows=flags[1],
+                              use_notes=flags[2])
+        assert FusionModel(config)(static, windows, window_mask, notes, note_mask).shape == (6,)
+    with pytest.raises(ValueError, match="at least one modality"):
+        FusionModel(FusionConfig(4, 3, 5, use_static=False, use_windows=False, use_notes=False))
+
+
+def test_preprocessing_statistics_come_from_training_rows_only():
+    train, y = synthetic_arrays(600, 1)
+    other, _ = synthetic_arrays(300, 2)
+    other.static_numeric[:, 0] = 1e6          # absurd ages outside training
+    other.windows[:, :, 0] = -1e6
+    other.static_categorical[:, 0] = "NEVER SEEN"
+    pre = Preprocessor(PreprocessConfig(select_k=6)).fit(train, y)
+    state = pre.state()
+    inputs = pre.transform(other)
+    assert pre.state() == state                                   # transform fits nothing
+    assert abs(pre.means[0] - np.nanmean(train.static_numeric[:, 0])) < 1e-9
+    assert np.isfinite(inputs.static).all() and np.isfinite(inputs.windows).all()
+    # clipped at the training mean +- 3 sd, not at the new rows' values
+    hr = (np.clip(-1e6, pre.window_means[0] - 3 * pre.window_stds[0], np.inf) - pre.window_means[0]) / pre.window_stds[0]
+    assert np.allclose(inputs.windows[:, :, 0][other.window_mask], hr)
+    assert "age" in pre.selected and not any(name.startswith("noise") for name in pre.selected[:3])
+    assert pre.bounded[LAYOUT.numeric_static.index("flag")] and not pre.bounded[0]
+    assert Preprocessor.from_state(state).transform(other).static.tobytes() == inputs.static.tobytes()
+
+
+def test_rows_with_too_many_missing_static_features_are_dropped():
+    arrays, _ = synthetic_arrays(50, 3)
+    arrays.static_numeric[:5, :3] = np.nan    # 3 of 6 static features missing in the first 5 rows
+    keep = Preprocessor().keep_rows(arrays)
+    assert not keep[:5].any() and keep[5:].mean() > 0.6
+
+
+def test_training_learns_the_planted_signal_reproducibly():
+    train, y_train = synthetic_arrays(1200, 4)
+    val, y_val = synthetic_arrays(400, 5)
+    pre = Preprocessor(PreprocessConfig(select_k=6)).fit(train, y_train)
+    tr, va = pre.transform(train), pre.transform(val)
+    fusion = FusionConfig(static_dim=tr.static.shape[1], window_dim=4, note_dim=8, static_hidden=(16, 8),
+                          window_hidden=8, note_hidden=8, head_hidden=8, dropout=0.1)
+    config = TrainConfig(lr=3e-3, max_epochs=30, patience=5, batch_size=64)
+    model, history = fit(fusion, config, tr, y_train, va, y_val)
+    p = predict(model, va)
+    assert history.best_auroc == pytest.approx(auroc(y_val, p))
+    assert auroc(y_val, p) > 0.78
+    model2, _ = fit(fusion, config, tr, y_train, va, y_val)
+    assert np.array_equal(p, predict(model2, va))
+    only_static = FusionConfig(**{**fusion.to_dict(), "use_windows": False, "use_notes": False})
+    static_model, _ = fit(only_static, config, tr, y_train, va, y_val)
+    assert auroc(y_val, predict(static_model, va)) < auroc(y_val, p) - 0.03
