@@ -58,9 +58,11 @@ def tile(source: Path, out: Path, cohort_stays: int) -> int:
             continue
         ids = "stay_id + i * {0} AS stay_id".format(STAY_OFFSET)
         extra = ", subject_id + i * {0} AS subject_id".format(STAY_OFFSET) if name == "cohort" else ""
+        partial = target.with_suffix(".partial")  # renamed when complete: an interrupted run leaves no file
         duckdb.sql(f"""COPY (SELECT * REPLACE ({ids}{extra}) FROM '{source}/features/{name}.parquet', range({copies}) t(i)
                             WHERE stay_id IS NOT NULL)
-                       TO '{target}' (FORMAT parquet)""")
+                       TO '{partial}' (FORMAT parquet)""")
+        partial.replace(target)
     return copies
 
 
@@ -157,10 +159,12 @@ def icu_snapshot(source: Path, out: Path) -> datetime:
             continue
         columns = duckdb.sql(f"DESCRIBE SELECT * FROM '{source}/features/{name}.parquet'").fetchall()
         shifted = ", ".join(f"f.{c} + s.shift AS {c}" for c, kind, *_ in columns if kind.startswith("TIMESTAMP"))
+        partial = target.with_suffix(".partial")
         duckdb.sql(f"""COPY (SELECT f.* REPLACE ({shifted}) FROM '{source}/features/{name}.parquet' f
                              JOIN (SELECT stay_id, TIMESTAMP '{now}' - date_trunc('hour', prediction_time) AS shift
                                    FROM '{source}/features/cohort.parquet') s USING (stay_id))
-                       TO '{target}' (FORMAT parquet)""")
+                       TO '{partial}' (FORMAT parquet)""")
+        partial.replace(target)
     return now
 
 
@@ -204,7 +208,7 @@ def online(source: Path, calls: int, kind: str, redis: str | None = None) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, default=paths.data_dir(), help="a built data folder (make demo)")
-    parser.add_argument("--stays", type=int, nargs="+", default=[10_000, 30_000])
+    parser.add_argument("--stays", type=int, nargs="*", default=[10_000, 30_000])
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
@@ -214,11 +218,12 @@ def main() -> None:
             sys.exit(f"{source}/features/{name}.parquet not found: run `make demo` first (or pass --source)")
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = {"source": str(source), "cpu_count": os.cpu_count(), "historical": [], "online": []}
-    for stays in args.stays:
-        report["historical"].append(historical(source, stays, args.repeat))
+    # online first: the large historical retrievals leave this process with gigabytes of memory
     report["online"].append(online(source, args.calls, "sqlite"))
     with local_redis() as connection:
         report["online"].append(online(source, args.calls, "redis", connection))
+    for stays in args.stays:
+        report["historical"].append(historical(source, stays, args.repeat))
     (RESULTS / "features.json").write_text(json.dumps(report, indent=2))
     print(f"written to {RESULTS / 'features.json'}")
 

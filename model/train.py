@@ -62,7 +62,10 @@ def auroc(y: np.ndarray, p: np.ndarray) -> float:
 
 def fit(fusion: FusionConfig, config: TrainConfig, train: ModelInputs, y_train: np.ndarray,
         val: ModelInputs, y_val: np.ndarray,
-        on_epoch: Callable[[int, float, float], None] | None = None) -> tuple[FusionModel, History]:
+        on_epoch: Callable[[int, float, float], None] | None = None,
+        early_stopping: bool = True) -> tuple[FusionModel, History]:
+    """Train up to max_epochs. With early stopping, stop after `patience` epochs without a better
+    validation AUROC and keep the best epoch's weights; without, train max_epochs and keep the last."""
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = FusionModel(fusion)
@@ -95,9 +98,9 @@ def fit(fusion: FusionConfig, config: TrainConfig, train: ModelInputs, y_train: 
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             waited += 1
-            if waited >= config.patience:
+            if early_stopping and waited >= config.patience:
                 break
-    if best_state is not None:
+    if early_stopping and best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     return model, history

@@ -165,6 +165,52 @@ def features_serve(
 
 
 @app.command()
+def train(
+    config: Path = typer.Option(None, "--config", help="Study settings (YAML); default model/configs/demo.yaml."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a setting: section.key=value "
+                                        "(e.g. train.lr=0.0005, grid.dropout=[0.1,0.3], outcome=died_in_icu)."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default: data/runs/<time>)."),
+) -> None:
+    """Train the fusion model with the study's protocol on the Feast training set; write a run folder."""
+    import datetime as dt
+
+    from . import paths
+    from .features.store import FeatureStoreError
+    from .features.training import training_set
+    from sepsis_fusion.model.study import StudyError, load_config, run_study
+
+    try:
+        study = load_config(config or paths.REPO_ROOT / "model" / "configs" / "demo.yaml", overrides)
+        ts = training_set()
+        run_dir = out or paths.data_dir() / "runs" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        result = run_study(ts, study, run_dir, progress=lambda line: console.print(line, soft_wrap=True,
+                                                                                   markup=False))
+    except (StudyError, FeatureStoreError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    console.print(f"run folder: {result.run_dir}", soft_wrap=True)
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="A run folder written by `sepsis-fusion train`."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for the 95% intervals."),
+) -> None:
+    """Evaluate a run on its held-out test set: metrics with CIs, baselines, plots and report.md."""
+    from .features.store import FeatureStoreError
+    from .features.training import training_set
+    from sepsis_fusion.model.evaluate import evaluate as evaluate_run
+    from sepsis_fusion.model.study import StudyError
+
+    try:
+        report = evaluate_run(training_set(), run, resamples)
+    except (StudyError, FeatureStoreError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    console.print(f"report: {report}", soft_wrap=True)
+
+
+@app.command()
 def demo(
     stays: int = typer.Option(2000, "--stays", help="Synthetic ICU stays to generate."),
     seed: int = typer.Option(0, "--seed"),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 # Tests never reach a model hub (nor may they): transformers reads this when first imported.
@@ -10,6 +11,9 @@ import pytest
 import torch
 
 from sepsis_fusion.pipelines.build import dbt_build
+from sepsis_fusion.pipelines.embed.encoder import load_encoder
+from sepsis_fusion.pipelines.embed.run import embed_feature_folder
+from sepsis_fusion.pipelines.features.store import apply
 from sepsis_fusion.pipelines.synth.generate import generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,3 +78,15 @@ def tiny_bert(tmp_path_factory) -> Path:
     BertModel(BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def feature_data(synthetic_warehouse, tiny_bert, tmp_path_factory) -> Path:
+    """A data folder with the synthetic build's feature files, notes embedded by the tiny BERT, and the
+    Feast store applied (SQLite and Redis registries)."""
+    data = tmp_path_factory.mktemp("feature_data")
+    shutil.copytree(synthetic_warehouse.parent / "features", data / "features")
+    enc = load_encoder(str(tiny_bert), pooling="mean", device="cpu", max_length=64)
+    embed_feature_folder(enc, data / "features", data / "embedding_cache", stride=16, progress=False)
+    apply(data)
+    return data

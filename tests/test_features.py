@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,8 +18,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sepsis_fusion.pipelines.embed.encoder import load_encoder
-from sepsis_fusion.pipelines.embed.run import embed_feature_folder
 from sepsis_fusion.pipelines.features.layout import FeatureLayout
 from sepsis_fusion.pipelines.features.local_redis import free_port, local_redis
 from sepsis_fusion.pipelines.features.online import OnlineFeatures
@@ -28,18 +25,6 @@ from sepsis_fusion.pipelines.features.store import SERVICE_NAME, FeatureStoreErr
 from sepsis_fusion.pipelines.features.training import historical_features, read_cohort, training_set
 
 K = 3
-
-
-@pytest.fixture(scope="session")
-def feature_data(synthetic_warehouse, tiny_bert, tmp_path_factory) -> Path:
-    """A data folder with the synthetic build's feature files, notes embedded by the tiny BERT, and the
-    Feast store applied (SQLite and Redis registries)."""
-    data = tmp_path_factory.mktemp("feature_data")
-    shutil.copytree(synthetic_warehouse.parent / "features", data / "features")
-    enc = load_encoder(str(tiny_bert), pooling="mean", device="cpu", max_length=64)
-    embed_feature_folder(enc, data / "features", data / "embedding_cache", stride=16, progress=False)
-    apply(data)
-    return data
 
 
 @pytest.fixture(scope="session")

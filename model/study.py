@@ -1,0 +1,191 @@
+"""`sepsis-fusion train`: the study's protocol on a Feast training set, written to a run folder.
+
+Run folder: model.safetensors (weights), model.json (fusion config, feature layout, Feast feature service,
+threshold), preprocess.json (the fitted preprocessing state), config.yaml (the study settings as run),
+cv.json (every setting and fold), predictions.csv (held-out test stays), data.json (a fingerprint of the
+training data and the split), versions.json (package versions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import yaml
+from safetensors.torch import load_file, save_file
+
+from sepsis_fusion.pipelines.features.layout import FeatureArrays, FeatureLayout
+from sepsis_fusion.pipelines.features.training import TrainingSet
+
+from .fusion import FusionConfig, FusionModel
+from .preprocess import PreprocessConfig, Preprocessor
+from .protocol import (ModelSettings, StudyConfig, best_setting, grid_search, out_of_fold,
+                       patient_split, subset, youden_threshold)
+from .train import TrainConfig, auroc, fit, predict
+
+MIN_PER_CLASS = 10
+
+
+class StudyError(ValueError):
+    """The data cannot support the study as configured; the message says why."""
+
+
+def load_config(path: Path | None, overrides: list[str] = ()) -> StudyConfig:
+    """A StudyConfig from YAML plus `section.key=value` overrides (values parsed as YAML)."""
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) if path else {}
+    raw = raw or {}
+    for item in overrides:
+        if "=" not in item:
+            raise StudyError(f"override {item!r}: use section.key=value, e.g. train.lr=0.001")
+        key, value = item.split("=", 1)
+        *sections, leaf = key.split(".")
+        node = raw
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = yaml.safe_load(value)
+    known = {f.name for f in dataclasses.fields(StudyConfig)}
+    if set(raw) - known:
+        raise StudyError(f"unknown config keys {sorted(set(raw) - known)}: use {sorted(known)}")
+    try:
+        model = raw.get("model", {})
+        if "modalities" in model:
+            model = {**model, "modalities": tuple(model["modalities"])}
+        if "static_hidden" in model:
+            model = {**model, "static_hidden": tuple(model["static_hidden"])}
+        return StudyConfig(**{k: v for k, v in raw.items() if k not in ("preprocess", "model", "train")},
+                           preprocess=PreprocessConfig(**raw.get("preprocess", {})),
+                           model=ModelSettings(**model), train=TrainConfig(**raw.get("train", {})))
+    except TypeError as exc:
+        raise StudyError(f"config: {exc}") from None
+
+
+def fingerprint(ts: TrainingSet) -> str:
+    h = hashlib.sha256()
+    f = ts.features
+    for part in (f.stay_id, f.static_numeric, f.windows, f.window_mask, f.notes, f.note_mask,
+                 ts.cohort[["died_in_hospital", "died_in_icu", "died_within_horizon"]].to_numpy()):
+        h.update(np.ascontiguousarray(part).tobytes())
+    h.update(json.dumps(f.static_categorical.tolist()).encode())
+    return h.hexdigest()
+
+
+def check_trainable(y: np.ndarray, config: StudyConfig) -> None:
+    counts = np.bincount(y, minlength=2)
+    need = MIN_PER_CLASS * config.folds
+    if counts.min() < need:
+        raise StudyError(f"{len(y)} cohort stays with {counts[1]} positive and {counts[0]} negative "
+                         f"({config.outcome}): too few to train ({need} of each class needed for "
+                         f"{config.folds}-fold cross-validation plus a test set)")
+
+
+@dataclass
+class StudyResult:
+    run_dir: Path
+    setting: dict
+    cv_auroc: float
+    epochs: int
+    threshold: float
+    test_auroc: float
+
+
+def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
+              progress: Callable[[str], None] = print) -> StudyResult:
+    y = ts.labels(config.outcome)
+    check_trainable(y, config)
+    groups = ts.cohort["subject_id"].to_numpy()
+    train_idx, test_idx = patient_split(y, groups, config.test_size, config.seed)
+    progress(f"{len(y)} stays ({y.mean():.1%} {config.outcome}): {len(train_idx)} train, {len(test_idx)} test, "
+             f"{len(config.settings())} setting(s) x {config.folds} folds")
+    features_train = subset(ts.features, train_idx)
+    results = grid_search(config, features_train, y[train_idx], groups[train_idx], progress)
+    setting, cv_auroc, epochs = best_setting(results)
+    oof = out_of_fold(results, setting, len(train_idx))
+    threshold = youden_threshold(y[train_idx], oof)
+    progress(f"best setting {setting or '(defaults)'}: mean CV AUROC {cv_auroc:.3f}; retraining on the whole "
+             f"training part for {epochs} epochs; threshold {threshold:.3f} (Youden, out-of-fold)")
+    pre = Preprocessor(config.preprocess)
+    keep = pre.keep_rows(features_train)
+    final_train = subset(features_train, np.flatnonzero(keep))
+    pre.fit(final_train, y[train_idx][keep])
+    inputs = pre.transform(final_train)
+    fusion, train_config = config.configs(setting, (inputs.static.shape[1], inputs.windows.shape[2],
+                                                    inputs.notes.shape[2]))
+    train_config = dataclasses.replace(train_config, max_epochs=epochs)
+    model, history = fit(fusion, train_config, inputs, y[train_idx][keep], inputs, y[train_idx][keep],
+                         early_stopping=False)
+    p_test = predict(model, pre.transform(subset(ts.features, test_idx)))
+    test_auroc = auroc(y[test_idx], p_test)
+    save_run(run_dir, model, pre, ts.features.layout, config, threshold, setting)
+    (run_dir / "cv.json").write_text(json.dumps(
+        {"best_setting": setting, "cv_auroc": cv_auroc, "epochs": epochs,
+         "folds": [{"setting": r.setting, "fold": r.fold, "auroc": r.auroc, "best_epoch": r.best_epoch + 1}
+                   for r in results],
+         "final_training": {"train_loss": history.train_loss, "train_auroc": history.val_auroc},
+         "dropped_for_missing": int((~keep).sum())}, indent=2))
+    pd.DataFrame({"stay_id": ts.features.stay_id[test_idx], "subject_id": groups[test_idx],
+                  "outcome": y[test_idx], "probability": p_test}).to_csv(run_dir / "predictions.csv", index=False)
+    pd.DataFrame({"stay_id": ts.features.stay_id[train_idx], "outcome": y[train_idx],
+                  "oof_probability": oof}).to_csv(run_dir / "oof_predictions.csv", index=False)
+    (run_dir / "data.json").write_text(json.dumps(
+        {"fingerprint": fingerprint(ts), "stays": len(y), "train": len(train_idx), "test": len(test_idx),
+         "outcome": config.outcome, "prevalence": float(y.mean())}, indent=2))
+    progress(f"test AUROC {test_auroc:.3f} ({len(test_idx)} stays); run folder {run_dir}")
+    return StudyResult(run_dir, setting, cv_auroc, epochs, threshold, test_auroc)
+
+
+def save_run(run_dir: Path, model: FusionModel, pre: Preprocessor, layout: FeatureLayout, config: StudyConfig,
+             threshold: float, setting: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run_dir / "model.safetensors")
+    (run_dir / "model.json").write_text(json.dumps(
+        {"fusion": model.config.to_dict(), "layout": layout.to_dict(), "feature_service": layout.service,
+         "threshold": threshold, "setting": setting, "outcome": config.outcome}, indent=2))
+    (run_dir / "preprocess.json").write_text(json.dumps(pre.state(), indent=1))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(dataclasses.asdict(config))),
+                                                        sort_keys=False))
+    packages = ["torch", "feast", "duckdb", "dbt-core", "dbt-duckdb", "transformers", "scikit-learn", "numpy",
+                "pandas", "sepsis-fusion"]
+    (run_dir / "versions.json").write_text(json.dumps(
+        {"python": platform.python_version(), **{p: _version(p) for p in packages}}, indent=2))
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@dataclass
+class TrainedModel:
+    model: FusionModel
+    preprocessor: Preprocessor
+    layout: FeatureLayout
+    threshold: float
+    outcome: str
+
+    def predict(self, features: FeatureArrays) -> np.ndarray:
+        differences = self.layout.differences(features.layout)
+        if differences:
+            raise StudyError("the model was trained on other features than these: " + "; ".join(differences))
+        return predict(self.model, self.preprocessor.transform(features))
+
+
+def load_run(run_dir: Path) -> TrainedModel:
+    run_dir = Path(run_dir)
+    if not (run_dir / "model.json").exists():
+        raise StudyError(f"{run_dir} is not a run folder (no model.json): train one with `sepsis-fusion train`")
+    meta = json.loads((run_dir / "model.json").read_text())
+    model = FusionModel(FusionConfig.from_dict(meta["fusion"]))
+    model.load_state_dict(load_file(run_dir / "model.safetensors"))
+    model.eval()
+    pre = Preprocessor.from_state(json.loads((run_dir / "preprocess.json").read_text()))
+    return TrainedModel(model, pre, FeatureLayout.from_dict(meta["layout"]), meta["threshold"], meta["outcome"])
