@@ -16,6 +16,7 @@ from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict  # noqa: E402
 
 from sepsis_fusion.pipelines.features.training import TrainingSet  # noqa: E402
 
@@ -36,7 +37,8 @@ def baselines(ts: TrainingSet, run_dir: Path, train_ids: np.ndarray, test_ids: n
               outcome: str, seed: int) -> dict[str, tuple[np.ndarray, float]]:
     """Test-set probabilities and thresholds of logistic regression and gradient boosting on the model's
     preprocessed inputs (preprocessing fitted on the training part, as stored in the run), and of SOFA at
-    onset alone. Each threshold is its Youden point on its own training-part predictions."""
+    onset alone. Each threshold is its Youden point on out-of-fold predictions of the training part
+    (SOFA's on its training-part rates)."""
     trained = load_run(run_dir)
     index = {s: i for i, s in enumerate(ts.features.stay_id)}
     train, test = np.array([index[s] for s in train_ids]), np.array([index[s] for s in test_ids])
@@ -44,10 +46,14 @@ def baselines(ts: TrainingSet, run_dir: Path, train_ids: np.ndarray, test_ids: n
     x_train = flat(trained.preprocessor.transform(subset(ts.features, train)))
     x_test = flat(trained.preprocessor.transform(subset(ts.features, test)))
     out = {}
+    folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
+    groups = ts.cohort["subject_id"].to_numpy()[train]
     for name, model in (("logistic regression", LogisticRegression(max_iter=2000, C=0.1)),
                         ("gradient boosting", HistGradientBoostingClassifier(random_state=seed))):
+        # threshold from out-of-fold predictions on the training part, as for the fusion model
+        oof = cross_val_predict(model, x_train, y[train], groups=groups, cv=folds, method="predict_proba")[:, 1]
         model.fit(x_train, y[train])
-        out[name] = (model.predict_proba(x_test)[:, 1], _youden(y[train], model.predict_proba(x_train)[:, 1]))
+        out[name] = (model.predict_proba(x_test)[:, 1], _youden(y[train], oof))
     sofa = ts.cohort["sofa_score_at_onset"].to_numpy(dtype=float)
     # SOFA as a probability: its observed mortality in the training part (a monotone recalibration)
     rates = pd.Series(y[train]).groupby(sofa[train]).mean()
@@ -78,17 +84,64 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
              f"{data['train']} for training and cross-validation, {data['test']} held out (grouped by patient). "
              f"Best setting {meta['setting'] or '(defaults)'}, mean CV AUROC {cv['cv_auroc']:.3f}; decision "
              f"threshold {threshold:.3f}, chosen on out-of-fold predictions of the training part (Youden).", "",
-             "Baselines use the same preprocessed inputs and split; each threshold is its Youden point on its own "
-             "training-part predictions.", "",
+             "Baselines use the same preprocessed inputs and split; each threshold is its Youden point on "
+             "out-of-fold predictions of the training part.", "",
              "| model | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
     for name, metrics in table.items():
         lines.append(f"| {name} | " + " | ".join(f"{m['value']:.3f} ({m['low']:.3f}-{m['high']:.3f})"
                                                  for m in metrics.values()) + " |")
     lines += ["", "95% bootstrap intervals over test stays, " + f"{resamples} resamples.", ""]
+    lines += _comparisons(run_dir, y, threshold, resamples)
+    lines += _subgroups(ts, test, threshold, resamples)
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     report = run_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+def _row(name: str, metrics: dict, names: tuple[str, ...]) -> str:
+    return f"| {name} | " + " | ".join(f"{metrics[m]['value']:.3f} ({metrics[m]['low']:.3f}-{metrics[m]['high']:.3f})"
+                                      for m in names) + " |"
+
+
+def _comparisons(run_dir: Path, y: np.ndarray, threshold: float, resamples: int) -> list[str]:
+    """Table 1 (BCE vs focal loss) and the modality ablation, from the run's experiment predictions."""
+    path = run_dir / "experiment_predictions.csv"
+    if not path.exists():
+        return []
+    variants = pd.read_csv(path)
+    names = ("accuracy", "specificity", "f1", "sensitivity", "auroc")
+    lines = ["## Table 1: class-weighted BCE against focal loss (same split, setting and epochs)", "",
+             "| loss | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for column, label in (("bce", "BCE (gamma 0, class-weighted)"), ("focal", "focal loss")):
+        lines.append(_row(label, bootstrap_metrics(y, variants[column].to_numpy(), threshold, resamples), names))
+    lines += ["", "Both at the final model's threshold.", "", "## Modality ablation", "",
+              "| modalities | auroc | auprc |", "|---|---:|---:|"]
+    for column in variants.columns:
+        if column not in ("stay_id", "bce", "focal"):
+            m = bootstrap_metrics(y, variants[column].to_numpy(), threshold, resamples)
+            lines.append(_row(column, m, ("auroc", "auprc")))
+    return lines + [""]
+
+
+def _subgroups(ts: TrainingSet, test: pd.DataFrame, threshold: float, resamples: int) -> list[str]:
+    static = ts.features.static.assign(stay_id=ts.features.stay_id).set_index("stay_id").loc[test["stay_id"]]
+    groups = {"female": static["female"].to_numpy() == 1, "male": static["female"].to_numpy() == 0}
+    age = static["age"].to_numpy()
+    for low, high in ((18, 50), (50, 65), (65, 80), (80, 200)):
+        groups[f"age {low}-{high - 1}" if high < 200 else f"age {low}+"] = (age >= low) & (age < high)
+    lines = ["## Subgroups (fusion model)", "", "| subgroup | stays | deaths | auroc | sensitivity | specificity |",
+             "|---|---:|---:|---:|---:|---:|"]
+    y, p = test["outcome"].to_numpy(), test["probability"].to_numpy()
+    for name, mask in groups.items():
+        if mask.sum() < 10 or len(np.unique(y[mask])) < 2:
+            lines.append(f"| {name} | {mask.sum()} | {y[mask].sum()} | too few | | |")
+            continue
+        m = bootstrap_metrics(y[mask], p[mask], threshold, resamples)
+        lines.append(f"| {name} | {mask.sum()} | {y[mask].sum()} | " + " | ".join(
+            f"{m[k]['value']:.3f} ({m[k]['low']:.3f}-{m[k]['high']:.3f})" for k in ("auroc", "sensitivity", "specificity"))
+            + " |")
+    return lines + [""]
 
 
 def _youden(y: np.ndarray, p: np.ndarray) -> float:

@@ -42,6 +42,7 @@ class StudyConfig:
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainConfig = field(default_factory=TrainConfig)
     grid: dict[str, list] = field(default_factory=dict)
+    experiments: bool = True    # Table 1 (BCE vs focal loss) and the modality ablation on the same split
 
     def settings(self) -> list[dict]:
         unknown = set(self.grid) - GRID_KEYS

@@ -29,7 +29,7 @@ from .fusion import FusionConfig, FusionModel
 from .preprocess import PreprocessConfig, Preprocessor
 from .protocol import (ModelSettings, StudyConfig, best_setting, grid_search, out_of_fold,
                        patient_split, subset, youden_threshold)
-from .train import TrainConfig, auroc, fit, predict
+from .train import History, TrainConfig, auroc, fit, predict
 
 MIN_PER_CLASS = 10
 
@@ -111,16 +111,7 @@ def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
     threshold = youden_threshold(y[train_idx], oof)
     progress(f"best setting {setting or '(defaults)'}: mean CV AUROC {cv_auroc:.3f}; retraining on the whole "
              f"training part for {epochs} epochs; threshold {threshold:.3f} (Youden, out-of-fold)")
-    pre = Preprocessor(config.preprocess)
-    keep = pre.keep_rows(features_train)
-    final_train = subset(features_train, np.flatnonzero(keep))
-    pre.fit(final_train, y[train_idx][keep])
-    inputs = pre.transform(final_train)
-    fusion, train_config = config.configs(setting, (inputs.static.shape[1], inputs.windows.shape[2],
-                                                    inputs.notes.shape[2]))
-    train_config = dataclasses.replace(train_config, max_epochs=epochs)
-    model, history = fit(fusion, train_config, inputs, y[train_idx][keep], inputs, y[train_idx][keep],
-                         early_stopping=False)
+    pre, model, history, keep = train_final(features_train, y[train_idx], config, setting, epochs)
     p_test = predict(model, pre.transform(subset(ts.features, test_idx)))
     test_auroc = auroc(y[test_idx], p_test)
     save_run(run_dir, model, pre, ts.features.layout, config, threshold, setting)
@@ -134,11 +125,52 @@ def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
                   "outcome": y[test_idx], "probability": p_test}).to_csv(run_dir / "predictions.csv", index=False)
     pd.DataFrame({"stay_id": ts.features.stay_id[train_idx], "outcome": y[train_idx],
                   "oof_probability": oof}).to_csv(run_dir / "oof_predictions.csv", index=False)
+    if config.experiments:
+        variants = experiments(ts, config, setting, epochs, train_idx, test_idx, progress)
+        variants.insert(0, "stay_id", ts.features.stay_id[test_idx])
+        variants.to_csv(run_dir / "experiment_predictions.csv", index=False)
     (run_dir / "data.json").write_text(json.dumps(
         {"fingerprint": fingerprint(ts), "stays": len(y), "train": len(train_idx), "test": len(test_idx),
          "outcome": config.outcome, "prevalence": float(y.mean())}, indent=2))
     progress(f"test AUROC {test_auroc:.3f} ({len(test_idx)} stays); run folder {run_dir}")
     return StudyResult(run_dir, setting, cv_auroc, epochs, threshold, test_auroc)
+
+
+def train_final(features: FeatureArrays, y: np.ndarray, config: StudyConfig, setting: dict, epochs: int,
+                **overrides) -> tuple[Preprocessor, FusionModel, History, np.ndarray]:
+    """The chosen setting trained on the whole training part (after the missing-data rule) for `epochs`
+    epochs. `overrides` replace model or training settings (modalities, focal_alpha, focal_gamma, ...)."""
+    pre = Preprocessor(config.preprocess)
+    keep = pre.keep_rows(features)
+    train = subset(features, np.flatnonzero(keep))
+    pre.fit(train, y[keep])
+    inputs = pre.transform(train)
+    fusion, train_config = config.configs({**setting, **overrides}, (inputs.static.shape[1], inputs.windows.shape[2],
+                                                                      inputs.notes.shape[2]))
+    train_config = dataclasses.replace(train_config, max_epochs=epochs)
+    model, history = fit(fusion, train_config, inputs, y[keep], inputs, y[keep], early_stopping=False)
+    return pre, model, history, keep
+
+
+ABLATIONS = (("static",), ("windows",), ("notes",), ("static", "windows"), ("static", "notes"),
+             ("windows", "notes"), ("static", "windows", "notes"))
+
+
+def experiments(ts: TrainingSet, config: StudyConfig, setting: dict, epochs: int, train_idx: np.ndarray,
+                test_idx: np.ndarray, progress: Callable[[str], None]) -> pd.DataFrame:
+    """Test-set probabilities of the study's comparisons, each trained like the final model on the same
+    split: Table 1 (class-weighted BCE, i.e. gamma = 0 with alpha = the negative share, against focal loss)
+    and the modality ablation (each modality, each pair, all three)."""
+    y = ts.labels(config.outcome)
+    features_train, features_test = subset(ts.features, train_idx), subset(ts.features, test_idx)
+    variants = {"bce": {"focal_gamma": 0.0, "focal_alpha": float(1 - y[train_idx].mean())}, "focal": {}}
+    variants.update({"+".join(m): {"modalities": m} for m in ABLATIONS})
+    out = {}
+    for name, overrides in variants.items():
+        pre, model, _, _ = train_final(features_train, y[train_idx], config, setting, epochs, **overrides)
+        out[name] = predict(model, pre.transform(features_test))
+        progress(f"comparison {name}: test AUROC {auroc(y[test_idx], out[name]):.3f}")
+    return pd.DataFrame(out)
 
 
 def save_run(run_dir: Path, model: FusionModel, pre: Preprocessor, layout: FeatureLayout, config: StudyConfig,
