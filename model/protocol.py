@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
+from tqdm import tqdm
 
 from sepsis_fusion.pipelines.features.layout import FeatureArrays
 
@@ -107,7 +108,13 @@ def grid_search(config: StudyConfig, features: FeatureArrays, y: np.ndarray, gro
     results = []
     for s, setting in enumerate(config.settings()):
         for f, (train, val) in enumerate(folds):
-            _, _, history, pred = fit_fold(config, setting, features, y, train, val)
+            with tqdm(total=config.train.max_epochs, unit="epoch", leave=False, disable=progress is None,
+                      desc=f"setting {s + 1} fold {f + 1}") as bar:
+                def on_epoch(epoch: int, loss: float, val_auroc: float) -> None:
+                    bar.set_postfix(loss=f"{loss:.4f}", val_auroc=f"{val_auroc:.3f}")
+                    bar.update(1)
+
+                _, _, history, pred = fit_fold(config, setting, features, y, train, val, on_epoch)
             results.append(FoldResult(setting, f, auroc(y[val], pred), history.best_epoch, val, pred))
             if progress:
                 progress(f"setting {s + 1}/{len(config.settings())} {setting or '(defaults)'} fold {f + 1}/"

@@ -57,6 +57,7 @@ def test_evaluation_report_with_intervals_baselines_and_plots(ts, run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     auroc = metrics["fusion model"]["auroc"]
     assert auroc["low"] <= auroc["value"] <= auroc["high"] and auroc["value"] > 0.5
+    assert "Intended use and limits" in (run_dir / "model_card.md").read_text()
     for png in ("roc.png", "pr.png", "calibration.png", "learning_curve.png"):
         assert (run_dir / png).stat().st_size > 5000
 
