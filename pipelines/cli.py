@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 import typer
 from rich.console import Console
+
+# Feast's DuckDB store (through ibis) calls a DuckDB method deprecated in 2.0, once per query: noise for users.
+warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning)
 
 app = typer.Typer(help="Sepsis Fusion: a point-in-time-correct feature store and fusion model for ICU sepsis "
                        "prognosis on MIMIC-IV.", no_args_is_help=True, add_completion=False)
