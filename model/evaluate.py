@@ -228,15 +228,18 @@ def _plots(run_dir: Path, y: np.ndarray, scores: dict[str, np.ndarray], cv: dict
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="predicted probability", ylabel="observed rate", title="Calibration (deciles)")
     paths.append(_save(fig, run_dir / "calibration.png"))
-    history = cv["final_training"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    epochs = np.arange(1, len(history["train_loss"]) + 1)
-    ax.plot(epochs, history["train_loss"], label="training loss (focal)")
-    ax.set(xlabel="epoch", ylabel="loss", title="Learning curve, final training")
-    ax2 = ax.twinx()
-    ax2.plot(epochs, history["train_auroc"], color="tab:orange", label="training AUROC")
-    ax2.set_ylabel("AUROC")
-    fig.legend(loc="upper right", fontsize=8)
+    # learning curves of the chosen setting's cross-validation folds: training and validation loss, and
+    # validation AUROC, per epoch (the folds stop at different epochs)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for i, fold in enumerate(r for r in cv["folds"] if r["setting"] == cv["best_setting"]):
+        epochs = np.arange(1, len(fold["train_loss"]) + 1)
+        ax.plot(epochs, fold["train_loss"], color="tab:blue", alpha=0.6, label="training" if i == 0 else None)
+        ax.plot(epochs, fold["val_loss"], color="tab:orange", alpha=0.6, label="validation" if i == 0 else None)
+        ax2.plot(epochs, fold["val_auroc"], color="tab:green", alpha=0.6)
+        ax2.plot(fold["best_epoch"], fold["val_auroc"][fold["best_epoch"] - 1], "k.")
+    ax.set(xlabel="epoch", ylabel="focal loss", title="Learning curves (CV folds of the chosen setting)")
+    ax.legend(fontsize=8)
+    ax2.set(xlabel="epoch", ylabel="validation AUROC", title="Validation AUROC (dot: best epoch)")
     paths.append(_save(fig, run_dir / "learning_curve.png"))
     return paths
 

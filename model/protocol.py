@@ -84,6 +84,7 @@ class FoldResult:
     best_epoch: int
     val_index: np.ndarray
     val_pred: np.ndarray
+    history: History
 
 
 def fit_fold(config: StudyConfig, setting: dict, features: FeatureArrays, y: np.ndarray, train: np.ndarray,
@@ -115,7 +116,7 @@ def grid_search(config: StudyConfig, features: FeatureArrays, y: np.ndarray, gro
                     bar.update(1)
 
                 _, _, history, pred = fit_fold(config, setting, features, y, train, val, on_epoch)
-            results.append(FoldResult(setting, f, auroc(y[val], pred), history.best_epoch, val, pred))
+            results.append(FoldResult(setting, f, auroc(y[val], pred), history.best_epoch, val, pred, history))
             if progress:
                 progress(f"setting {s + 1}/{len(config.settings())} {setting or '(defaults)'} fold {f + 1}/"
                          f"{config.folds}: validation AUROC {results[-1].auroc:.3f} (best epoch {history.best_epoch + 1})")

@@ -117,8 +117,9 @@ def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
     save_run(run_dir, model, pre, ts.features.layout, config, threshold, setting)
     (run_dir / "cv.json").write_text(json.dumps(
         {"best_setting": setting, "cv_auroc": cv_auroc, "epochs": epochs,
-         "folds": [{"setting": r.setting, "fold": r.fold, "auroc": r.auroc, "best_epoch": r.best_epoch + 1}
-                   for r in results],
+         "folds": [{"setting": r.setting, "fold": r.fold, "auroc": r.auroc, "best_epoch": r.best_epoch + 1,
+                    "train_loss": r.history.train_loss, "val_loss": r.history.val_loss,
+                    "val_auroc": r.history.val_auroc} for r in results],
          "final_training": {"train_loss": history.train_loss, "train_auroc": history.val_auroc},
          "dropped_for_missing": int((~keep).sum())}, indent=2))
     pd.DataFrame({"stay_id": ts.features.stay_id[test_idx], "subject_id": groups[test_idx],
