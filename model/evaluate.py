@@ -111,12 +111,17 @@ def _comparisons(run_dir: Path, y: np.ndarray, threshold: float, resamples: int)
     if not path.exists():
         return []
     variants = pd.read_csv(path)
+    thresholds_path = run_dir / "experiment_thresholds.json"
+    thresholds = json.loads(thresholds_path.read_text()) if thresholds_path.exists() else {}
     names = ("accuracy", "specificity", "f1", "sensitivity", "auroc")
     lines = ["## Table 1: class-weighted BCE against focal loss (same split, setting and epochs)", "",
              "| loss | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for column, label in (("bce", "BCE (gamma 0, class-weighted)"), ("focal", "focal loss")):
-        lines.append(_row(label, bootstrap_metrics(y, variants[column].to_numpy(), threshold, resamples), names))
-    lines += ["", "Both at the final model's threshold.", "", "## Modality ablation", "",
+        cut = thresholds.get(column, threshold)
+        lines.append(_row(f"{label}, threshold {cut:.3f}", bootstrap_metrics(y, variants[column].to_numpy(), cut,
+                                                                            resamples), names))
+    lines += ["", "Each at its own threshold (Youden on out-of-fold predictions of the training part).", "",
+              "## Modality ablation", "",
               "| modalities | auroc | auprc |", "|---|---:|---:|"]
     for column in variants.columns:
         if column not in ("stay_id", "bce", "focal"):

@@ -130,6 +130,8 @@ def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
         variants = experiments(ts, config, setting, epochs, train_idx, test_idx, progress)
         variants.insert(0, "stay_id", ts.features.stay_id[test_idx])
         variants.to_csv(run_dir / "experiment_predictions.csv", index=False)
+        thresholds = {"focal": threshold, "bce": bce_threshold(ts, config, setting, train_idx)}
+        (run_dir / "experiment_thresholds.json").write_text(json.dumps(thresholds, indent=2))
     (run_dir / "data.json").write_text(json.dumps(
         {"fingerprint": fingerprint(ts), "stays": len(y), "train": len(train_idx), "test": len(test_idx),
          "outcome": config.outcome, "prevalence": float(y.mean())}, indent=2))
@@ -172,6 +174,16 @@ def experiments(ts: TrainingSet, config: StudyConfig, setting: dict, epochs: int
         out[name] = predict(model, pre.transform(features_test))
         progress(f"comparison {name}: test AUROC {auroc(y[test_idx], out[name]):.3f}")
     return pd.DataFrame(out)
+
+
+def bce_threshold(ts: TrainingSet, config: StudyConfig, setting: dict, train_idx: np.ndarray) -> float:
+    """Table 1's BCE model gets its own threshold the way the final model does: Youden on out-of-fold
+    predictions of the same cross-validation folds."""
+    y = ts.labels(config.outcome)[train_idx]
+    bce = {**setting, "focal_gamma": 0.0, "focal_alpha": float(1 - y.mean())}
+    cv = dataclasses.replace(config, grid={k: [v] for k, v in bce.items()})
+    results = grid_search(cv, subset(ts.features, train_idx), y, ts.cohort["subject_id"].to_numpy()[train_idx])
+    return youden_threshold(y, out_of_fold(results, results[0].setting, len(train_idx)))
 
 
 def save_run(run_dir: Path, model: FusionModel, pre: Preprocessor, layout: FeatureLayout, config: StudyConfig,
