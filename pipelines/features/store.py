@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -71,6 +72,9 @@ def open_store(data: Path | None = None, online: str = "sqlite", redis: str | No
     """A feast.FeatureStore on feature_repo/ with its files under `data` (it must have been applied)."""
     from feast import FeatureStore
 
+    # Feast's import sets DeprecationWarnings to "once" ahead of other filters; its DuckDB store (through
+    # ibis) then reports a DuckDB 2.0 deprecation on every query. Noise for users: hidden, after that import.
+    warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning)
     env = feast_env(data, redis)
     if online == "redis" and "SEPSIS_FUSION_REDIS" not in env:
         raise FeatureStoreError("the Redis online store needs SEPSIS_FUSION_REDIS (e.g. 127.0.0.1:6379)")
