@@ -102,7 +102,7 @@ ONLINE_OPTION = typer.Option("sqlite", "--online", help="Online store: 'sqlite' 
                              "'redis' (feature_store.redis.yaml; set SEPSIS_FUSION_REDIS, e.g. 127.0.0.1:6379).")
 
 
-def _feature_store_error(exc: Exception) -> typer.Exit:
+def _error_exit(exc: Exception) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(2)
 
@@ -116,7 +116,7 @@ def features_apply(online: str = ONLINE_OPTION) -> None:
     try:
         output = apply(online=online)
     except FeatureStoreError as exc:
-        raise _feature_store_error(exc) from None
+        raise _error_exit(exc) from None
     console.print(output.strip(), soft_wrap=True, markup=False, highlight=False)
     console.print(f"feast apply: registry under {paths.data_dir() / 'feast'}", soft_wrap=True)
 
@@ -149,7 +149,7 @@ def features_materialize(
         store = open_store(online=online)
         until = materialize(store, end=parse(end), start=parse(start), incremental=incremental)
     except FeatureStoreError as exc:
-        raise _feature_store_error(exc) from None
+        raise _error_exit(exc) from None
     console.print(f"online store ({online}) holds each stay's latest features as of {until}", soft_wrap=True)
 
 
@@ -165,7 +165,7 @@ def features_serve(
     try:
         exec_feast(["serve", "-h", host, "-p", str(port)], online=online)
     except FeatureStoreError as exc:
-        raise _feature_store_error(exc) from None
+        raise _error_exit(exc) from None
 
 
 @app.command()
@@ -190,8 +190,7 @@ def train(
         result = run_study(ts, study, run_dir, progress=lambda line: console.print(line, soft_wrap=True,
                                                                                    markup=False))
     except (StudyError, FeatureStoreError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _error_exit(exc) from None
     console.print(f"run folder: {result.run_dir}", soft_wrap=True)
 
 
@@ -209,8 +208,7 @@ def evaluate(
     try:
         report = evaluate_run(training_set(), run, resamples)
     except (StudyError, FeatureStoreError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _error_exit(exc) from None
     console.print(f"report: {report}", soft_wrap=True)
 
 

@@ -86,15 +86,15 @@ def open_store(data: Path | None = None, online: str = "sqlite", redis: str | No
         return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=store_yaml(online))
 
 
-def feast_cli(args: list[str], data: Path | None = None, online: str = "sqlite", redis: str | None = None,
-              capture: bool = True) -> subprocess.CompletedProcess:
+def feast_cli(args: list[str], data: Path | None = None, online: str = "sqlite",
+              redis: str | None = None) -> subprocess.CompletedProcess:
     """Run `feast -c feature_repo -f <store yaml> <args>`, the command Feast users type, on this store."""
     env = feast_env(data, redis)
     (Path(env["SEPSIS_FUSION_DATA"]) / "feast").mkdir(parents=True, exist_ok=True)
     cmd = _feast_command(args, online)
-    result = subprocess.run(cmd, env={**os.environ, **env}, capture_output=capture, text=True)
+    result = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
     if result.returncode != 0:
-        detail = (result.stderr or result.stdout or "").strip().splitlines()[-15:] if capture else []
+        detail = (result.stderr or result.stdout or "").strip().splitlines()[-15:]
         raise FeatureStoreError(f"`feast {' '.join(args)}` failed (exit {result.returncode})"
                                 + ("\n" + "\n".join(detail) if detail else ""))
     return result
