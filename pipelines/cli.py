@@ -107,6 +107,21 @@ def _error_exit(exc: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _parse_time(value: str | None):
+    """An ISO time (naive UTC), 'now' (the wall clock, UTC) or None."""
+    from datetime import datetime, timezone
+
+    if value is None:
+        return None
+    if value == "now":
+        return datetime.now(timezone.utc).replace(tzinfo=None)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO time such as 2150-03-01T12:00, or 'now'") from None
+    return parsed.astimezone(timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
 @features_app.command("apply")
 def features_apply(online: str = ONLINE_OPTION) -> None:
     """Register the feature definitions and create the online store's tables (`feast apply`)."""
@@ -131,23 +146,11 @@ def features_materialize(
     online: str = ONLINE_OPTION,
 ) -> None:
     """Load the latest features per stay as of --end into the online store (`feast materialize`)."""
-    from datetime import datetime, timezone
-
     from .features.store import FeatureStoreError, materialize, open_store
-
-    def parse(value: str | None) -> datetime | None:
-        if value is None:
-            return None
-        if value == "now":
-            return datetime.now(timezone.utc).replace(tzinfo=None)
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            raise typer.BadParameter(f"{value!r} is not an ISO time such as 2150-03-01T12:00") from None
 
     try:
         store = open_store(online=online)
-        until = materialize(store, end=parse(end), start=parse(start), incremental=incremental)
+        until = materialize(store, end=_parse_time(end), start=_parse_time(start), incremental=incremental)
     except FeatureStoreError as exc:
         raise _error_exit(exc) from None
     console.print(f"online store ({online}) holds each stay's latest features as of {until}", soft_wrap=True)
@@ -210,6 +213,103 @@ def evaluate(
     except (StudyError, FeatureStoreError, FileNotFoundError) as exc:
         raise _error_exit(exc) from None
     console.print(f"report: {report}", soft_wrap=True)
+
+
+STORE_OPTION = typer.Option("sqlite", "--online-store", help="Online store: 'sqlite' (the default) or 'redis' "
+                            "(set SEPSIS_FUSION_REDIS).")
+RUN_OPTION = typer.Option(None, "--run", help="Run folder from `sepsis-fusion train` (default: the newest under "
+                          "data/runs).")
+
+
+@app.command()
+def score(
+    as_of: str = typer.Option(None, "--as-of", help="ISO time to score as of, or 'now'. Offline: required. "
+                              "Online: default the time the online store is materialized to (MIMIC-IV's "
+                              "dates lie in the future; live deployments pass 'now')."),
+    online: bool = typer.Option(False, "--online", help="Read the Feast online store instead of a "
+                                "point-in-time historical retrieval."),
+    stays: str = typer.Option(None, "--stays", help="Comma-separated stay ids (default: the cohort stays in "
+                              "the ICU at that time)."),
+    run: Path = RUN_OPTION,
+    out: Path = typer.Option(None, "--out", help="CSV to write (default: data/scores/<mode>-<time>.csv)."),
+    online_store: str = STORE_OPTION,
+) -> None:
+    """Score stays with only what was known at a time: probability, decision, model version, missing inputs."""
+    from . import paths
+    from .features.store import FeatureStoreError, materialized_until, open_store
+    from .features.training import read_cohort
+    from sepsis_fusion.model.scoring import Scorer, latest_run
+    from sepsis_fusion.model.study import StudyError
+
+    when = _parse_time(as_of)
+    if when is None and not online:
+        raise _error_exit(ValueError("offline scoring needs --as-of TIME (or use --online)"))
+    try:
+        store = open_store(online=online_store)
+        scorer = Scorer(run or latest_run(paths.data_dir() / "runs"), store)
+        if when is None:
+            when = materialized_until(store)
+            if when is None:
+                raise FeatureStoreError("the online store was never materialized: run "
+                                        "`sepsis-fusion features materialize`")
+        if stays:
+            try:
+                ids = [int(s) for s in stays.split(",") if s.strip()]
+            except ValueError:
+                raise typer.BadParameter(f"--stays {stays!r}: use comma-separated integer stay ids") from None
+        else:
+            cohort = read_cohort()
+            ids = cohort.loc[(cohort["intime"] <= when) & (cohort["outtime"] >= when), "stay_id"].tolist()
+            if not ids:
+                raise StudyError(f"no cohort stay was in the ICU at {when}: pass --stays or another --as-of")
+        scores = scorer.online(ids, when) if online else scorer.offline(ids, when)
+    except (StudyError, FeatureStoreError, FileNotFoundError) as exc:
+        raise _error_exit(exc) from None
+    table = scorer.frame(scores)
+    mode = "online" if online else "offline"
+    out = out or paths.data_dir() / "scores" / f"{mode}-{when:%Y%m%dT%H%M%S}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    known = table["probability"].notna()
+    console.print(f"{mode} scores as of {when} by {scorer.version}: {int(known.sum())} stays scored, "
+                  f"{int(table['decision'].eq(True).sum())} above the threshold {scorer.threshold:.3f}"
+                  + (f", {int((~known).sum())} with no features at that time" if (~known).any() else "")
+                  + f"\n{out}", soft_wrap=True, markup=False)
+
+
+@app.command()
+def serve(
+    run: Path = RUN_OPTION,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told otherwise)."),
+    port: int = typer.Option(8000, "--port"),
+    clock: str = typer.Option("materialized", "--clock", help="The time requests are scored as of: "
+                              "'materialized' (where the online store is filled to; for MIMIC-IV replays) or "
+                              "'now' (the wall clock; live data)."),
+    online_store: str = STORE_OPTION,
+    workers: int = typer.Option(1, "--workers", help="Worker processes (about one per core)."),
+) -> None:
+    """HTTP scoring service on the online store: POST /score, GET /health (docs at /docs)."""
+    import uvicorn
+
+    from . import paths
+    from .features.store import FeatureStoreError
+    from sepsis_fusion.model.scoring import latest_run
+    from sepsis_fusion.model.service import app_from_env
+    from sepsis_fusion.model.study import StudyError
+
+    if clock not in ("materialized", "now"):
+        raise typer.BadParameter(f"--clock {clock!r}: use 'materialized' or 'now'")
+    try:
+        run = run or latest_run(paths.data_dir() / "runs")
+        os.environ.update(SEPSIS_FUSION_SERVE_RUN=str(Path(run).resolve()), SEPSIS_FUSION_SERVE_CLOCK=clock,
+                          SEPSIS_FUSION_SERVE_ONLINE_STORE=online_store)
+        app_from_env()  # fails here, with a clear message, on a bad run folder or store
+    except (StudyError, FeatureStoreError, FileNotFoundError) as exc:
+        raise _error_exit(exc) from None
+    console.print(f"serving {run} on http://{host}:{port} with {workers} worker(s) (POST /score, GET /health)",
+                  soft_wrap=True)
+    uvicorn.run("sepsis_fusion.model.service:app_from_env", factory=True, host=host, port=port, workers=workers,
+                access_log=False, log_level="warning")
 
 
 @app.command()

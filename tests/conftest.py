@@ -13,7 +13,9 @@ import torch
 from sepsis_fusion.pipelines.build import dbt_build
 from sepsis_fusion.pipelines.embed.encoder import load_encoder
 from sepsis_fusion.pipelines.embed.run import embed_feature_folder
-from sepsis_fusion.pipelines.features.store import apply
+from sepsis_fusion.model.study import load_config, run_study
+from sepsis_fusion.pipelines.features.store import apply, open_store
+from sepsis_fusion.pipelines.features.training import TrainingSet, training_set
 from sepsis_fusion.pipelines.synth.generate import generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,3 +92,18 @@ def feature_data(synthetic_warehouse, tiny_bert, tmp_path_factory) -> Path:
     embed_feature_folder(enc, data / "features", data / "embedding_cache", stride=16, progress=False)
     apply(data)
     return data
+
+
+@pytest.fixture(scope="session")
+def synthetic_training_set(feature_data) -> TrainingSet:
+    return training_set(feature_data, open_store(feature_data))
+
+
+@pytest.fixture(scope="session")
+def trained_run(synthetic_training_set, tmp_path_factory) -> Path:
+    """A run folder from the study's protocol on the synthetic training set, with a small grid."""
+    config = load_config(ROOT / "model" / "configs" / "demo.yaml",
+                         ["folds=3", "grid={dropout: [0.1, 0.3]}", "train.max_epochs=6", "train.patience=3"])
+    out = tmp_path_factory.mktemp("run") / "run"
+    run_study(synthetic_training_set, config, out, progress=lambda line: None)
+    return out

@@ -12,23 +12,16 @@ import pytest
 
 from sepsis_fusion.model.evaluate import evaluate
 from sepsis_fusion.model.study import StudyError, load_config, load_run, run_study
-from sepsis_fusion.pipelines.features.store import open_store
-from sepsis_fusion.pipelines.features.training import training_set
-from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def ts(feature_data):
-    return training_set(feature_data, open_store(feature_data))
+def ts(synthetic_training_set):
+    return synthetic_training_set
 
 
 @pytest.fixture(scope="module")
-def run_dir(ts, tmp_path_factory):
-    config = load_config(ROOT / "model" / "configs" / "demo.yaml",
-                         ["folds=3", "grid={dropout: [0.1, 0.3]}", "train.max_epochs=6", "train.patience=3"])
-    out = tmp_path_factory.mktemp("run") / "run"
-    run_study(ts, config, out, progress=lambda line: None)
-    return out
+def run_dir(trained_run):
+    return trained_run
 
 
 def test_run_folder_holds_everything_to_reload_and_rescore(ts, run_dir):

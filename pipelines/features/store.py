@@ -14,7 +14,7 @@ import subprocess
 import sys
 import warnings
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -144,3 +144,14 @@ def materialize(store, data: Path | None = None, end: datetime | None = None, st
     else:
         store.materialize(start_date=start or datetime(1900, 1, 1), end_date=end, feature_views=views)
     return end
+
+
+def materialized_until(store, service: str = SERVICE_NAME) -> datetime | None:
+    """How far the online store is filled for the service: the time every one of its views has been
+    materialized to (Feast's most recent end time, naive UTC), or None if a view never was."""
+    ends = [store.get_feature_view(p.name).most_recent_end_time
+            for p in store.get_feature_service(service).feature_view_projections]
+    if any(end is None for end in ends):
+        return None
+    latest = min(ends)
+    return latest.astimezone(timezone.utc).replace(tzinfo=None) if latest.tzinfo else latest
