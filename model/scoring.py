@@ -35,11 +35,11 @@ def model_version(run_dir: Path) -> str:
 
 
 def latest_run(runs: Path) -> Path:
-    """The newest run folder under `runs` (train names them by time)."""
-    found = sorted(p.parent for p in Path(runs).glob("*/model.json"))
+    """The most recently written run folder under `runs`."""
+    found = list(Path(runs).glob("*/model.json"))
     if not found:
         raise StudyError(f"no run folder under {runs}: train one with `sepsis-fusion train` or pass --run")
-    return found[-1]
+    return max(found, key=lambda p: p.stat().st_mtime).parent
 
 
 @dataclass

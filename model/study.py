@@ -77,6 +77,16 @@ def fingerprint(ts: TrainingSet) -> str:
     return h.hexdigest()
 
 
+def is_current(run_dir: Path, ts: TrainingSet, config: StudyConfig) -> bool:
+    """Whether a complete run folder was trained with this config on exactly this training set."""
+    run_dir = Path(run_dir)
+    if not all((run_dir / name).exists() for name in ("model.safetensors", "data.json", "config.yaml")):
+        return False
+    written = yaml.safe_load((run_dir / "config.yaml").read_text())
+    return (json.loads((run_dir / "data.json").read_text()).get("fingerprint") == fingerprint(ts)
+            and written == json.loads(json.dumps(dataclasses.asdict(config))))
+
+
 def check_trainable(y: np.ndarray, config: StudyConfig) -> None:
     counts = np.bincount(y, minlength=2)
     need = MIN_PER_CLASS * config.folds

@@ -215,6 +215,17 @@ def evaluate(
     console.print(f"report: {report}", soft_wrap=True)
 
 
+def _write_scores(scorer, scores, mode: str, when, out: Path | None = None):
+    """Scores as a CSV (default data/scores/<mode>-<time>.csv); returns the table and the path."""
+    from . import paths
+
+    table = scorer.frame(scores)
+    out = out or paths.data_dir() / "scores" / f"{mode}-{when:%Y%m%dT%H%M%S}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    return table, out
+
+
 STORE_OPTION = typer.Option("sqlite", "--online-store", help="Online store: 'sqlite' (the default) or 'redis' "
                             "(set SEPSIS_FUSION_REDIS).")
 RUN_OPTION = typer.Option(None, "--run", help="Run folder from `sepsis-fusion train` (default: the newest under "
@@ -265,11 +276,8 @@ def score(
         scores = scorer.online(ids, when) if online else scorer.offline(ids, when)
     except (StudyError, FeatureStoreError, FileNotFoundError) as exc:
         raise _error_exit(exc) from None
-    table = scorer.frame(scores)
     mode = "online" if online else "offline"
-    out = out or paths.data_dir() / "scores" / f"{mode}-{when:%Y%m%dT%H%M%S}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
+    table, out = _write_scores(scorer, scores, mode, when, out)
     known = table["probability"].notna()
     console.print(f"{mode} scores as of {when} by {scorer.version}: {int(known.sum())} stays scored, "
                   f"{int(table['decision'].eq(True).sum())} above the threshold {scorer.threshold:.3f}"
@@ -318,8 +326,8 @@ def demo(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(None, "--out", help="Synthetic MIMIC-IV folder (default: data/synthetic)."),
 ) -> None:
-    """The main job end to end on synthetic data: generate MIMIC-IV, `dbt build`, embed the notes, and
-    apply and materialize the Feast store."""
+    """The main job end to end on synthetic data: generate MIMIC-IV, `dbt build`, embed the notes, apply
+    and materialize the Feast store, train, evaluate, and score offline and online."""
     from . import paths
     from .synth.generate import SynthError, generate, matches
 
@@ -340,10 +348,56 @@ def demo(
     console.rule("4. Feast: apply and materialize (SQLite online store)")
     features_apply(online="sqlite")
     features_materialize(end=None, start=None, incremental=False, online="sqlite")
+    run_dir = _demo_model(paths.data_dir() / "runs" / "demo")
     console.rule("done")
     console.print(f"synthetic MIMIC-IV: {out.resolve()}\nwarehouse: {paths.warehouse_path()}\n"
                   f"feature tables (Parquet): {paths.features_dir()}\n"
-                  f"Feast registry and online store: {paths.data_dir() / 'feast'}", soft_wrap=True)
+                  f"Feast registry and online store: {paths.data_dir() / 'feast'}\n"
+                  f"model run folder: {run_dir}\nreport: {run_dir / 'report.md'} (plots: {run_dir}/*.png; "
+                  f"model card: {run_dir / 'model_card.md'})\nscores: {paths.data_dir() / 'scores'}", soft_wrap=True)
+
+
+def _demo_model(run_dir: Path) -> Path:
+    """The demo's model steps: train (reused when config and training set are unchanged), evaluate, then
+    score offline as of a past time and online as of the online store's time."""
+    from . import paths
+    from .features.store import FeatureStoreError, materialized_until, open_store
+    from .features.training import training_set
+    from sepsis_fusion.model.evaluate import evaluate as evaluate_run
+    from sepsis_fusion.model.scoring import Scorer
+    from sepsis_fusion.model.study import StudyError, is_current, load_config, run_study
+
+    try:
+        console.rule("5. train (model/configs/demo.yaml)")
+        config = load_config(paths.REPO_ROOT / "model" / "configs" / "demo.yaml")
+        ts = training_set()
+        fresh = not is_current(run_dir, ts, config)
+        if fresh:
+            run_study(ts, config, run_dir, progress=lambda line: console.print(line, soft_wrap=True, markup=False))
+        else:
+            console.print(f"reusing {run_dir}: trained with this config on this training set")
+        console.rule("6. evaluate on the held-out test set")
+        if fresh or not (run_dir / "report.md").exists():
+            console.print("metrics with 1,000 bootstrap resamples, baselines (logistic regression, gradient "
+                          "boosting, SOFA), plots, report and model card", soft_wrap=True)
+            evaluate_run(ts, run_dir, resamples=1000)
+        else:
+            console.print(f"reusing {run_dir / 'report.md'}")
+        console.rule("7. score offline (as of a past time) and online (as of the online store's time)")
+        store = open_store()
+        scorer = Scorer(run_dir, store)
+        cohort = ts.cohort.sort_values("prediction_time")
+        past = cohort["prediction_time"].iloc[len(cohort) // 2].to_pydatetime()
+        now = materialized_until(store)
+        for mode, when in (("offline", past), ("online", now)):
+            ids = cohort.loc[(cohort["intime"] <= when) & (cohort["outtime"] >= when), "stay_id"].tolist()
+            scores = scorer.offline(ids, when) if mode == "offline" else scorer.online(ids, when)
+            table, target = _write_scores(scorer, scores, mode, when)
+            console.print(f"{mode} as of {when}: {int(table['probability'].notna().sum())} stays in the ICU scored "
+                          f"-> {target}", soft_wrap=True)
+    except (StudyError, FeatureStoreError, FileNotFoundError) as exc:
+        raise _error_exit(exc) from None
+    return run_dir
 
 
 if __name__ == "__main__":
