@@ -76,7 +76,7 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
     scored.update(baselines(ts, run_dir, train["stay_id"].to_numpy(), test["stay_id"].to_numpy(),
                             meta["outcome"], seed=0))
     scores = {name: p for name, (p, _) in scored.items()}
-    table = {name: bootstrap_metrics(y, p, t, resamples) for name, (p, t) in scored.items()}
+    table = {name: bootstrap_metrics(y, p, t, resamples, label=name) for name, (p, t) in scored.items()}
     (run_dir / "metrics.json").write_text(json.dumps(table, indent=2))
     plots = _plots(run_dir, y, scores, cv)
     lines = [f"# Evaluation of {run_dir.name}", "",
@@ -119,13 +119,13 @@ def _comparisons(run_dir: Path, y: np.ndarray, threshold: float, resamples: int)
     for column, label in (("bce", "BCE (gamma 0, class-weighted)"), ("focal", "focal loss")):
         cut = thresholds.get(column, threshold)
         lines.append(_row(f"{label}, threshold {cut:.3f}", bootstrap_metrics(y, variants[column].to_numpy(), cut,
-                                                                            resamples), names))
+                                                                            resamples, label=label), names))
     lines += ["", "Each at its own threshold (Youden on out-of-fold predictions of the training part).", "",
               "## Modality ablation", "",
               "| modalities | auroc | auprc |", "|---|---:|---:|"]
     for column in variants.columns:
         if column not in ("stay_id", "bce", "focal"):
-            m = bootstrap_metrics(y, variants[column].to_numpy(), threshold, resamples)
+            m = bootstrap_metrics(y, variants[column].to_numpy(), threshold, resamples, label=column)
             lines.append(_row(column, m, ("auroc", "auprc")))
     return lines + [""]
 
@@ -143,7 +143,7 @@ def _subgroups(ts: TrainingSet, test: pd.DataFrame, threshold: float, resamples:
         if mask.sum() < 10 or len(np.unique(y[mask])) < 2:
             lines.append(f"| {name} | {mask.sum()} | {y[mask].sum()} | too few | | |")
             continue
-        m = bootstrap_metrics(y[mask], p[mask], threshold, resamples)
+        m = bootstrap_metrics(y[mask], p[mask], threshold, resamples, label=name)
         lines.append(f"| {name} | {mask.sum()} | {y[mask].sum()} | " + " | ".join(
             f"{m[k]['value']:.3f} ({m[k]['low']:.3f}-{m[k]['high']:.3f})" for k in ("auroc", "sensitivity", "specificity"))
             + " |")
