@@ -93,6 +93,10 @@ def embed(
     console.print(f"notes: {result.notes:,} ({result.embedded:,} embedded now{rate}, the rest from the cache); "
                   f"windows: {result.windows:,}, {result.windows_with_notes:,} with notes; written to "
                   f"{paths.features_dir()}", soft_wrap=True)
+    if result.notes == 0:
+        console.print("no notes to embed (no note/ folder in the MIMIC-IV data, or no radiology report of a "
+                      "cohort stay): every stay's note windows are marked missing, so the model's note branch "
+                      "gives only its learned 'absent' encoding", soft_wrap=True)
 
 
 features_app = typer.Typer(help="The Feast feature store in feature_repo/ (files under the data folder): "
