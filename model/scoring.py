@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from sepsis_fusion.pipelines.features.layout import FeatureArrays, FeatureLayout
-from sepsis_fusion.pipelines.features.store import SERVICE_NAME
+from sepsis_fusion.pipelines.features.store import SERVICE_NAME, utc_naive
 
 from .protocol import subset
 from .study import StudyError, TrainedModel, load_run
@@ -51,10 +51,6 @@ class Score:
     decision: bool | None
     missing: dict[str, list[str]]
 
-    def to_dict(self) -> dict:
-        return {"stay_id": self.stay_id, "as_of": self.as_of.isoformat(), "known": self.known,
-                "probability": self.probability, "decision": self.decision, "missing": self.missing}
-
 
 class Scorer:
     """A run folder bound to a Feast store whose feature service matches the features it was trained on."""
@@ -81,7 +77,7 @@ class Scorer:
         from sepsis_fusion.pipelines.features.training import historical_features
 
         stay_ids = np.asarray(stay_ids, dtype=np.int64)
-        features = historical_features(self.store, self.layout, stay_ids, [_naive(as_of)] * len(stay_ids))
+        features = historical_features(self.store, self.layout, stay_ids, [utc_naive(as_of)] * len(stay_ids))
         return self.score(features)
 
     def online(self, stay_ids, as_of: datetime | None = None) -> list[Score]:
@@ -139,10 +135,3 @@ def missing_inputs(features: FeatureArrays) -> list[dict[str, list[str]]]:
                     "windows": [v for v, present in zip(lo.window_views, features.window_mask[i]) if not present],
                     "notes": [v for v, present in zip(lo.note_views, features.note_mask[i]) if not present]})
     return out
-
-
-def _naive(t: datetime) -> datetime:
-    """UTC without tzinfo: the feature files' timestamps are naive UTC."""
-    if t.tzinfo is not None:
-        t = t.astimezone(timezone.utc).replace(tzinfo=None)
-    return t

@@ -22,7 +22,7 @@ from typing import Callable
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sepsis_fusion.pipelines.features.store import FeatureStoreError, materialized_until
+from sepsis_fusion.pipelines.features.store import FeatureStoreError, online_store_time
 
 from .scoring import Scorer
 
@@ -102,11 +102,7 @@ def store_clock(scorer: Scorer, refresh_s: float = 10.0) -> Callable[[], datetim
     def clock() -> datetime:
         if time.monotonic() - state["at"] > refresh_s:
             scorer.store.refresh_registry()
-            value = materialized_until(scorer.store, scorer.layout.service)
-            if value is None:
-                raise FeatureStoreError("the online store was never materialized: run "
-                                        "`sepsis-fusion features materialize`")
-            state.update(at=time.monotonic(), value=value)
+            state.update(at=time.monotonic(), value=online_store_time(scorer.store, scorer.layout.service))
         return state["value"]
 
     return clock

@@ -251,8 +251,8 @@ def score(
 ) -> None:
     """Score stays with only what was known at a time: probability, decision, model version, missing inputs."""
     from . import paths
-    from .features.store import FeatureStoreError, materialized_until, open_store
-    from .features.training import read_cohort
+    from .features.store import FeatureStoreError, online_store_time, open_store
+    from .features.training import in_icu, read_cohort
     from sepsis_fusion.model.scoring import Scorer, latest_run
     from sepsis_fusion.model.study import StudyError
 
@@ -262,19 +262,14 @@ def score(
     try:
         store = open_store(online=online_store)
         scorer = Scorer(run or latest_run(paths.data_dir() / "runs"), store)
-        if when is None:
-            when = materialized_until(store)
-            if when is None:
-                raise FeatureStoreError("the online store was never materialized: run "
-                                        "`sepsis-fusion features materialize`")
+        when = when or online_store_time(store)
         if stays:
             try:
                 ids = [int(s) for s in stays.split(",") if s.strip()]
             except ValueError:
                 raise typer.BadParameter(f"--stays {stays!r}: use comma-separated integer stay ids") from None
         else:
-            cohort = read_cohort()
-            ids = cohort.loc[(cohort["intime"] <= when) & (cohort["outtime"] >= when), "stay_id"].tolist()
+            ids = in_icu(read_cohort(), when)
             if not ids:
                 raise StudyError(f"no cohort stay was in the ICU at {when}: pass --stays or another --as-of")
         scores = scorer.online(ids, when) if online else scorer.offline(ids, when)
@@ -315,13 +310,15 @@ def serve(
         run = run or latest_run(paths.data_dir() / "runs")
         os.environ.update(SEPSIS_FUSION_SERVE_RUN=str(Path(run).resolve()), SEPSIS_FUSION_SERVE_CLOCK=clock,
                           SEPSIS_FUSION_SERVE_ONLINE_STORE=online_store)
-        app_from_env()  # fails here, with a clear message, on a bad run folder or store
+        app = app_from_env()  # fails here, with a clear message, on a bad run folder or store
     except (StudyError, FeatureStoreError, FileNotFoundError) as exc:
         raise _error_exit(exc) from None
     console.print(f"serving {run} on http://{host}:{port} with {workers} worker(s) (POST /score, GET /health)",
                   soft_wrap=True)
-    uvicorn.run("sepsis_fusion.model.service:app_from_env", factory=True, host=host, port=port, workers=workers,
-                access_log=False, log_level="warning")
+    # one worker serves the app already loaded; more are separate processes, each loading its own
+    target = app if workers == 1 else "sepsis_fusion.model.service:app_from_env"
+    uvicorn.run(target, factory=workers > 1, host=host, port=port, workers=workers, access_log=False,
+                log_level="warning")
 
 
 @app.command()
@@ -365,8 +362,8 @@ def _demo_model(run_dir: Path) -> Path:
     """The demo's model steps: train (reused when config and training set are unchanged), evaluate, then
     score offline as of a past time and online as of the online store's time."""
     from . import paths
-    from .features.store import FeatureStoreError, materialized_until, open_store
-    from .features.training import training_set
+    from .features.store import FeatureStoreError, online_store_time, open_store
+    from .features.training import in_icu, training_set
     from sepsis_fusion.model.evaluate import evaluate as evaluate_run
     from sepsis_fusion.model.scoring import Scorer
     from sepsis_fusion.model.study import StudyError, is_current, load_config, run_study
@@ -392,9 +389,8 @@ def _demo_model(run_dir: Path) -> Path:
         scorer = Scorer(run_dir, store)
         cohort = ts.cohort.sort_values("prediction_time")
         past = cohort["prediction_time"].iloc[len(cohort) // 2].to_pydatetime()
-        now = materialized_until(store)
-        for mode, when in (("offline", past), ("online", now)):
-            ids = cohort.loc[(cohort["intime"] <= when) & (cohort["outtime"] >= when), "stay_id"].tolist()
+        for mode, when in (("offline", past), ("online", online_store_time(store))):
+            ids = in_icu(cohort, when)
             scores = scorer.offline(ids, when) if mode == "offline" else scorer.online(ids, when)
             table, target = _write_scores(scorer, scores, mode, when)
             console.print(f"{mode} as of {when}: {int(table['probability'].notna().sum())} stays in the ICU scored "

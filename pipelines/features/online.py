@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from .layout import FeatureArrays, FeatureLayout, arrays_from_columns
-from .store import SERVICE_NAME
+from .store import SERVICE_NAME, utc_naive
 
 
 class OnlineFeatures:
@@ -37,7 +37,7 @@ class OnlineFeatures:
     def read(self, stay_ids, as_of: datetime | None = None) -> FeatureArrays:
         """Features of each stay as of `as_of` (default now, UTC): the online store's latest rows, except
         those past their view's ttl at that time (or, after a later materialization, not yet true then)."""
-        as_of = _utc_naive(as_of or datetime.now(timezone.utc))
+        as_of = utc_naive(as_of or datetime.now(timezone.utc))
         stay_ids = [int(s) for s in stay_ids]
         keys = [self._entity_key(join_keys=["stay_id"], entity_values=[self._value(int64_val=s)]) for s in stay_ids]
         matrices: dict[str, np.ndarray] = {}
@@ -51,7 +51,7 @@ class OnlineFeatures:
             for i, (event_time, values) in enumerate(rows):
                 if values is None or event_time is None:
                     continue
-                event_time = _utc_naive(event_time)
+                event_time = utc_naive(event_time)
                 if event_time > as_of or (view.ttl and event_time + view.ttl < as_of):
                     continue
                 for feature, proto in values.items():
@@ -81,7 +81,3 @@ def _python_value(proto):
     return list(value.val) if kind.endswith("_list_val") else value
 
 
-def _utc_naive(t: datetime) -> datetime:
-    if t.tzinfo is not None:
-        t = t.astimezone(timezone.utc).replace(tzinfo=None)
-    return t

@@ -151,7 +151,17 @@ def materialized_until(store, service: str = SERVICE_NAME) -> datetime | None:
     materialized to (Feast's most recent end time, naive UTC), or None if a view never was."""
     ends = [store.get_feature_view(p.name).most_recent_end_time
             for p in store.get_feature_service(service).feature_view_projections]
-    if any(end is None for end in ends):
-        return None
-    latest = min(ends)
-    return latest.astimezone(timezone.utc).replace(tzinfo=None) if latest.tzinfo else latest
+    return None if any(end is None for end in ends) else utc_naive(min(ends))
+
+
+def online_store_time(store, service: str = SERVICE_NAME) -> datetime:
+    """materialized_until, for scoring: a store that was never materialized is an error that says what to run."""
+    until = materialized_until(store, service)
+    if until is None:
+        raise FeatureStoreError("the online store was never materialized: run `sepsis-fusion features materialize`")
+    return until
+
+
+def utc_naive(t: datetime) -> datetime:
+    """UTC without tzinfo, as the feature files' timestamps are."""
+    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo is not None else t

@@ -43,6 +43,11 @@ def read_cohort(data: Path | None = None) -> pd.DataFrame:
     return cohort
 
 
+def in_icu(cohort: pd.DataFrame, when) -> list[int]:
+    """The cohort stays in the ICU at `when` (admitted by then, not yet out)."""
+    return cohort.loc[(cohort["intime"] <= when) & (cohort["outtime"] >= when), "stay_id"].tolist()
+
+
 def entity_frame(stay_ids, times, sequence_windows: int) -> pd.DataFrame:
     """Feast's entity dataframe: one row per (stay, time), with the ends of the K windows before the time."""
     times = pd.Series(pd.to_datetime(times)).dt.floor("us").astype("datetime64[us]")
