@@ -5,8 +5,12 @@ folds; the decision threshold chosen on the out-of-fold predictions (never on th
 
 from __future__ import annotations
 
+import hashlib
 import itertools
-from dataclasses import dataclass, field, replace
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -103,12 +107,18 @@ def fit_fold(config: StudyConfig, setting: dict, features: FeatureArrays, y: np.
 
 
 def grid_search(config: StudyConfig, features: FeatureArrays, y: np.ndarray, groups: np.ndarray,
-                progress: Callable[[str], None] | None = None) -> list[FoldResult]:
+                progress: Callable[[str], None] | None = None, checkpoint: Path | None = None) -> list[FoldResult]:
+    """Every setting on every fold. With `checkpoint`, each finished fold is saved there and a fold already
+    saved is read back instead of trained again (the caller keys the folder to the data and config)."""
     splitter = StratifiedGroupKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
     folds = list(splitter.split(np.zeros(len(y)), y, groups))
     results = []
     for s, setting in enumerate(config.settings()):
         for f, (train, val) in enumerate(folds):
+            saved = _fold_path(checkpoint, setting, f)
+            if saved and saved.exists():
+                results.append(_read_fold(saved, setting))
+                continue
             with tqdm(total=config.train.max_epochs, unit="epoch", leave=False, disable=progress is None,
                       desc=f"setting {s + 1} fold {f + 1}") as bar:
                 def on_epoch(epoch: int, loss: float, val_auroc: float) -> None:
@@ -117,10 +127,34 @@ def grid_search(config: StudyConfig, features: FeatureArrays, y: np.ndarray, gro
 
                 _, _, history, pred = fit_fold(config, setting, features, y, train, val, on_epoch)
             results.append(FoldResult(setting, f, auroc(y[val], pred), history.best_epoch, val, pred, history))
+            if saved:
+                _write_fold(saved, results[-1])
             if progress:
                 progress(f"setting {s + 1}/{len(config.settings())} {setting or '(defaults)'} fold {f + 1}/"
                          f"{config.folds}: validation AUROC {results[-1].auroc:.3f} (best epoch {history.best_epoch + 1})")
     return results
+
+
+def _fold_path(checkpoint: Path | None, setting: dict, fold: int) -> Path | None:
+    if checkpoint is None:
+        return None
+    key = hashlib.sha256(json.dumps(setting, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(checkpoint) / f"{key}-fold{fold}.json"
+
+
+def _write_fold(path: Path, r: FoldResult) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"setting": r.setting, "fold": r.fold, "auroc": r.auroc, "best_epoch": r.best_epoch,
+                               "val_index": r.val_index.tolist(), "val_pred": r.val_pred.tolist(),
+                               "val_pred_dtype": str(r.val_pred.dtype), "history": asdict(r.history)}))
+    os.replace(tmp, path)  # a fold file is whole or absent, even if training is killed while writing it
+
+
+def _read_fold(path: Path, setting: dict) -> FoldResult:
+    d = json.loads(path.read_text())
+    return FoldResult(setting, d["fold"], d["auroc"], d["best_epoch"], np.asarray(d["val_index"], dtype=np.int64),
+                      np.asarray(d["val_pred"], dtype=d["val_pred_dtype"]), History(**d["history"]))
 
 
 def best_setting(results: list[FoldResult]) -> tuple[dict, float, int]:

@@ -36,7 +36,7 @@ def model_version(run_dir: Path) -> str:
 
 def latest_run(runs: Path) -> Path:
     """The most recently written run folder under `runs`."""
-    found = list(Path(runs).glob("*/model.json"))
+    found = [p for p in Path(runs).glob("*/model.json") if not p.parent.name.startswith(".")]  # not unfinished
     if not found:
         raise StudyError(f"no run folder under {runs}: train one with `sepsis-fusion train` or pass --run")
     return max(found, key=lambda p: p.stat().st_mtime).parent

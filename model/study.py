@@ -1,5 +1,10 @@
 """`sepsis-fusion train`: the study's protocol on a Feast training set, written to a run folder.
 
+A run is written into a hidden work folder beside the run folder (.<name>.partial) and moved into place
+only when complete, so an interrupted run never leaves a half-written run folder nor harms the one already
+there; started again with the same data and config, it resumes, keeping every cross-validation fold that had
+finished.
+
 Run folder: model.safetensors (weights), model.json (fusion config, feature layout, Feast feature service,
 threshold), preprocess.json (the fitted preprocessing state), config.yaml (the study settings as run),
 cv.json (every setting and fold), predictions.csv (held-out test stays), data.json (a fingerprint of the
@@ -12,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import platform
+import shutil
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -36,6 +42,10 @@ MIN_PER_CLASS = 10
 
 class StudyError(ValueError):
     """The data cannot support the study as configured; the message says why."""
+
+
+class TooFewStays(StudyError):
+    """The cohort is empty, or has too few stays of one outcome class, to train and test a model."""
 
 
 def load_config(path: Path | None, overrides: list[str] = ()) -> StudyConfig:
@@ -90,8 +100,11 @@ def is_current(run_dir: Path, ts: TrainingSet, config: StudyConfig) -> bool:
 def check_trainable(y: np.ndarray, config: StudyConfig) -> None:
     counts = np.bincount(y, minlength=2)
     need = MIN_PER_CLASS * config.folds
+    if len(y) == 0:
+        raise TooFewStays("the cohort is empty: no ICU stay in this data meets the cohort's criteria (the "
+                          "warehouse's cohort_flow table shows how many stays each criterion removed)")
     if counts.min() < need:
-        raise StudyError(f"{len(y)} cohort stays with {counts[1]} positive and {counts[0]} negative "
+        raise TooFewStays(f"{len(y)} cohort stays with {counts[1]} positive and {counts[0]} negative "
                          f"({config.outcome}): too few to train ({need} of each class needed for "
                          f"{config.folds}-fold cross-validation plus a test set)")
 
@@ -110,12 +123,15 @@ def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
               progress: Callable[[str], None] = print) -> StudyResult:
     y = ts.labels(config.outcome)
     check_trainable(y, config)
+    run_dir = Path(run_dir)
+    data_fingerprint = fingerprint(ts)
+    work = _work_folder(run_dir, data_fingerprint, config, progress)
     groups = ts.cohort["subject_id"].to_numpy()
     train_idx, test_idx = patient_split(y, groups, config.test_size, config.seed)
     progress(f"{len(y)} stays ({y.mean():.1%} {config.outcome}): {len(train_idx)} train, {len(test_idx)} test, "
              f"{len(config.settings())} setting(s) x {config.folds} folds")
     features_train = subset(ts.features, train_idx)
-    results = grid_search(config, features_train, y[train_idx], groups[train_idx], progress)
+    results = grid_search(config, features_train, y[train_idx], groups[train_idx], progress, work / "folds")
     setting, cv_auroc, epochs = best_setting(results)
     oof = out_of_fold(results, setting, len(train_idx))
     threshold = youden_threshold(y[train_idx], oof)
@@ -124,8 +140,8 @@ def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
     pre, model, history, keep = train_final(features_train, y[train_idx], config, setting, epochs)
     p_test = predict(model, pre.transform(subset(ts.features, test_idx)))
     test_auroc = auroc(y[test_idx], p_test)
-    save_run(run_dir, model, pre, ts.features.layout, config, threshold, setting)
-    (run_dir / "cv.json").write_text(json.dumps(
+    save_run(work, model, pre, ts.features.layout, config, threshold, setting)
+    (work / "cv.json").write_text(json.dumps(
         {"best_setting": setting, "cv_auroc": cv_auroc, "epochs": epochs,
          "folds": [{"setting": r.setting, "fold": r.fold, "auroc": r.auroc, "best_epoch": r.best_epoch + 1,
                     "train_loss": r.history.train_loss, "val_loss": r.history.val_loss,
@@ -133,20 +149,52 @@ def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
          "final_training": {"train_loss": history.train_loss, "train_auroc": history.val_auroc},
          "dropped_for_missing": int((~keep).sum())}, indent=2))
     pd.DataFrame({"stay_id": ts.features.stay_id[test_idx], "subject_id": groups[test_idx],
-                  "outcome": y[test_idx], "probability": p_test}).to_csv(run_dir / "predictions.csv", index=False)
+                  "outcome": y[test_idx], "probability": p_test}).to_csv(work / "predictions.csv", index=False)
     pd.DataFrame({"stay_id": ts.features.stay_id[train_idx], "outcome": y[train_idx],
-                  "oof_probability": oof}).to_csv(run_dir / "oof_predictions.csv", index=False)
+                  "oof_probability": oof}).to_csv(work / "oof_predictions.csv", index=False)
     if config.experiments:
         variants = experiments(ts, config, setting, epochs, train_idx, test_idx, progress)
         variants.insert(0, "stay_id", ts.features.stay_id[test_idx])
-        variants.to_csv(run_dir / "experiment_predictions.csv", index=False)
-        thresholds = {"focal": threshold, "bce": bce_threshold(ts, config, setting, train_idx)}
-        (run_dir / "experiment_thresholds.json").write_text(json.dumps(thresholds, indent=2))
-    (run_dir / "data.json").write_text(json.dumps(
-        {"fingerprint": fingerprint(ts), "stays": len(y), "train": len(train_idx), "test": len(test_idx),
+        variants.to_csv(work / "experiment_predictions.csv", index=False)
+        thresholds = {"focal": threshold, "bce": bce_threshold(ts, config, setting, train_idx, work / "folds")}
+        (work / "experiment_thresholds.json").write_text(json.dumps(thresholds, indent=2))
+    (work / "data.json").write_text(json.dumps(
+        {"fingerprint": data_fingerprint, "stays": len(y), "train": len(train_idx), "test": len(test_idx),
          "outcome": config.outcome, "prevalence": float(y.mean())}, indent=2))
+    _publish(work, run_dir)
     progress(f"test AUROC {test_auroc:.3f} ({len(test_idx)} stays); run folder {run_dir}")
     return StudyResult(run_dir, setting, cv_auroc, epochs, threshold, test_auroc)
+
+
+def _work_folder(run_dir: Path, data_fingerprint: str, config: StudyConfig, progress: Callable[[str], None]) -> Path:
+    """The hidden folder a run is written into: the one an interrupted run left, when it was started with
+    this data and config (its finished folds are kept), else a new one."""
+    work = run_dir.parent / f".{run_dir.name}.partial"
+    key = {"fingerprint": data_fingerprint, "config": json.loads(json.dumps(dataclasses.asdict(config)))}
+    try:
+        same = json.loads((work / "started.json").read_text()) == key
+    except (OSError, ValueError):
+        same = False
+    if same:
+        done = len(list((work / "folds").glob("*.json")))
+        progress(f"resuming the interrupted run in {work}: {done} cross-validation fold(s) already done")
+        return work
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    (work / "started.json").write_text(json.dumps(key))
+    return work
+
+
+def _publish(work: Path, run_dir: Path) -> None:
+    """Move a complete run into place, replacing an earlier run folder of that name only now."""
+    shutil.rmtree(work / "folds", ignore_errors=True)
+    (work / "started.json").unlink()
+    old = run_dir.parent / f".{run_dir.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if run_dir.exists():
+        run_dir.rename(old)
+    work.rename(run_dir)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def train_final(features: FeatureArrays, y: np.ndarray, config: StudyConfig, setting: dict, epochs: int,
@@ -186,13 +234,15 @@ def experiments(ts: TrainingSet, config: StudyConfig, setting: dict, epochs: int
     return pd.DataFrame(out)
 
 
-def bce_threshold(ts: TrainingSet, config: StudyConfig, setting: dict, train_idx: np.ndarray) -> float:
+def bce_threshold(ts: TrainingSet, config: StudyConfig, setting: dict, train_idx: np.ndarray,
+                  checkpoint: Path | None = None) -> float:
     """Table 1's BCE model gets its own threshold the way the final model does: Youden on out-of-fold
     predictions of the same cross-validation folds."""
     y = ts.labels(config.outcome)[train_idx]
     bce = {**setting, "focal_gamma": 0.0, "focal_alpha": float(1 - y.mean())}
     cv = dataclasses.replace(config, grid={k: [v] for k, v in bce.items()})
-    results = grid_search(cv, subset(ts.features, train_idx), y, ts.cohort["subject_id"].to_numpy()[train_idx])
+    results = grid_search(cv, subset(ts.features, train_idx), y, ts.cohort["subject_id"].to_numpy()[train_idx],
+                          checkpoint=checkpoint)
     return youden_threshold(y, out_of_fold(results, results[0].setting, len(train_idx)))
 
 

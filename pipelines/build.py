@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,15 +56,56 @@ def dbt_build(mimic_dir: Path, warehouse: Path | None = None, select: str | None
            "--target-path", str(target / "target"), "--log-path", str(target / "logs")]
     if select:
         cmd += ["--select", select]
-    proc = subprocess.run(cmd, env=env, cwd=project)
+    returncode, output = _run_echoing(cmd, env, project)
     results = _run_results(target / "target" / "run_results.json")
-    if proc.returncode != 0:
+    if returncode != 0:
         failed = [name for name, status in results if status in ("error", "fail")]
-        detail = f"failing nodes: {', '.join(failed)}" if failed else "see the dbt output above"
-        raise BuildError(f"dbt build over {mimic_dir} failed ({detail})")
+        cause = error_summary(output)
+        detail = (f" (failing nodes: {', '.join(failed)})" if failed else "") + (f": {cause.rstrip('.')}" if cause else "")
+        raise BuildError(f"dbt build over {mimic_dir} failed{detail or ' (see the dbt output above)'}. The models "
+                         f"of the last build stay in {warehouse}; the next build starts again.")
     if not select:
         stamp.write_text(json.dumps(fingerprint))
     return [name for name, _ in results]
+
+
+def _run_echoing(cmd: list[str], env: dict, cwd: Path) -> tuple[int, list[str]]:
+    """Run a command, passing its output through as it comes, and keep the output for the error message."""
+    lines = []
+    with subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace", bufsize=1) as proc:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            lines.append(line.rstrip("\n"))
+    return proc.returncode, lines
+
+
+_CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
+_CONVERT = re.compile(r'Error when converting column "([^"]+)"\. Could not convert string "(.*)" to \'([^\']+)\'')
+_CSV_FILE = re.compile(r"^\s*file = (.+)$")
+_MESSAGE = re.compile(r"^\s*((?:IO|Conversion|Invalid Input|Binder|Catalog|Parser) Error: .+)$")
+
+
+def error_summary(output: list[str]) -> str | None:
+    """The cause of a failed build in one sentence, from dbt's output: a raw file's bad value (file, line,
+    column, value, expected type), a message of the project's own checks, or DuckDB's error line."""
+    text = "\n".join(output)
+    convert = _CONVERT.search(text)
+    if convert:
+        column, value, kind = convert.groups()
+        line = _CSV_LINE.search(text)
+        file = next((m.group(1) for m in map(_CSV_FILE.match, output) if m), "a raw file")
+        where = f"{file}, line {line.group(1)}" if line else file
+        return f"{where}: column {column} holds {value!r}, which is not a {kind.lower()}"
+    for i, line in enumerate(output):
+        if line.startswith("Compilation Error in operation") and i + 1 < len(output):
+            return output[i + 1].strip()  # the message of a check in macros/ (missing file or column)
+    for line in output:
+        message = _MESSAGE.match(line)
+        if message:
+            return message.group(1)
+    return None
 
 
 def inputs_fingerprint(mimic_dir: Path, project: Path) -> dict[str, str]:

@@ -52,7 +52,7 @@ def build(
                                "$SEPSIS_FUSION_MIMIC_DIR, else data/synthetic)."),
     select: str = typer.Option(None, "--select", help="dbt node selection, as `dbt build --select`."),
     force: bool = typer.Option(False, "--force", help="Build even when nothing changed since the last build."),
-) -> None:
+) -> list[str]:
     """Run `dbt build` (staging -> intermediate -> marts) over a MIMIC-IV folder into the DuckDB warehouse."""
     from . import paths
     from .build import BuildError, dbt_build
@@ -65,6 +65,7 @@ def build(
         raise typer.Exit(1) from None
     done = f"{len(nodes)} nodes passed" if nodes else "nothing to do"
     console.print(f"dbt build: {done}; warehouse {paths.warehouse_path()}", soft_wrap=True)
+    return nodes
 
 
 @app.command()
@@ -76,7 +77,7 @@ def embed(
     max_length: int = typer.Option(512, "--max-length", help="Tokens per chunk, special tokens included."),
     stride: int = typer.Option(64, "--stride", help="Tokens shared by consecutive chunks of a long note."),
     batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Padded tokens per encoder batch."),
-) -> None:
+):
     """Embed the notes of notes_to_embed (only new or changed ones) and pool them per 24-hour window."""
     from . import paths
     from .embed.encoder import EncoderNotFound, load_encoder
@@ -97,6 +98,7 @@ def embed(
         console.print("no notes to embed (no note/ folder in the MIMIC-IV data, or no radiology report of a "
                       "cohort stay): every stay's note windows are marked missing, so the model's note branch "
                       "gives only its learned 'absent' encoding", soft_wrap=True)
+    return result
 
 
 features_app = typer.Typer(help="The Feast feature store in feature_repo/ (files under the data folder): "
@@ -333,71 +335,149 @@ def demo(
     from .synth.generate import SynthError, generate, matches
 
     out = out or paths.data_dir() / "synthetic"
-    console.rule("1. synthetic MIMIC-IV")
+    steps: list[tuple[str, str, str]] = []
+    _rule(steps, "synthetic MIMIC-IV")
     if matches(out, stays, seed, "full"):
         console.print(f"reusing {out} ({stays:,} stays, seed {seed})")
+        steps.append(("synthetic MIMIC-IV", "reused", f"{out.resolve()} ({stays:,} stays, seed {seed})"))
     else:
         try:
             generate(stays, seed, out)
         except SynthError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-    console.rule("2. dbt build")
-    build(mimic=out, select=None, force=False)
-    console.rule("3. note embeddings (packaged all-MiniLM-L6-v2)")
-    embed(model="minilm", pooling="mean", device="auto", max_length=512, stride=64, batch_tokens=16384)
-    console.rule("4. Feast: apply and materialize (SQLite online store)")
+            raise _error_exit(exc) from None
+        steps.append(("synthetic MIMIC-IV", "done", f"{out.resolve()} ({stays:,} stays, seed {seed})"))
+    _chain(steps, out, "minilm", paths.REPO_ROOT / "model" / "configs" / "demo.yaml", paths.data_dir() / "runs" / "demo")
+
+
+@app.command()
+def pipeline(
+    mimic: Path = typer.Option(..., "--mimic", help="MIMIC-IV folder with hosp/ and icu/, and note/ from "
+                               "MIMIC-IV-Note when you have it."),
+    model: str = typer.Option("emilyalsentzer/Bio_ClinicalBERT", "--model", help="Note encoder: hub id, local "
+                              "folder, or 'minilm' (packaged, no hub)."),
+    config: Path = typer.Option(None, "--config", help="Study settings (default model/configs/study.yaml, the "
+                                "study's full grid; model/configs/demo.yaml is a small one)."),
+    run_name: str = typer.Option(None, "--run-name", help="Run folder under data/runs (default: the config's "
+                                 "name); reused when trained with this config on this training set."),
+) -> None:
+    """The whole chain on a MIMIC-IV folder: `dbt build`, embed the notes, apply and materialize the Feast
+    store, train, evaluate, score offline and online. It ends with what ran, what it reused and what it
+    skipped and why. Exit status 0: every step ran; 3: a step was skipped (e.g. too few stays to train);
+    1 or 2: a step failed (the message says which and why)."""
+    from . import paths
+
+    config = config or paths.REPO_ROOT / "model" / "configs" / "study.yaml"
+    _chain([], mimic, model, config, paths.data_dir() / "runs" / (run_name or config.stem))
+
+
+SKIPPED_EXIT = 3
+
+
+def _rule(steps: list, title: str) -> None:
+    console.rule(f"{len(steps) + 1}. {title}")
+
+
+def _chain(steps: list[tuple[str, str, str]], mimic: Path, model: str, config: Path, run_dir: Path) -> None:
+    """build -> embed -> Feast -> train -> evaluate -> score, then the summary; each step's own command
+    prints its errors and exits."""
+    from . import paths
+
+    _rule(steps, "dbt build")
+    nodes = build(mimic=mimic, select=None, force=False)
+    steps.append(("dbt build", "done" if nodes else "reused", f"{len(nodes)} nodes passed" if nodes else
+                  f"{mimic} and dbt_project/ unchanged since the last build"))
+    _rule(steps, f"note embeddings ({model})")
+    result = embed(model=model, pooling="mean", device="auto", max_length=512, stride=64, batch_tokens=16384)
+    if result.notes:
+        steps.append(("note embeddings", "done", f"{result.notes:,} notes ({result.embedded:,} embedded now), "
+                      f"{result.windows_with_notes:,} of {result.windows:,} windows with notes"))
+    else:
+        steps.append(("note embeddings", "degraded", "no notes (no note/ folder, or no report of a cohort stay): "
+                      "every note window is marked missing"))
+    _rule(steps, "Feast: apply and materialize (SQLite online store)")
     features_apply(online="sqlite")
     features_materialize(end=None, start=None, incremental=False, online="sqlite")
-    run_dir = _demo_model(paths.data_dir() / "runs" / "demo")
-    console.rule("done")
-    console.print(f"synthetic MIMIC-IV: {out.resolve()}\nwarehouse: {paths.warehouse_path()}\n"
-                  f"feature tables (Parquet): {paths.features_dir()}\n"
-                  f"Feast registry and online store: {paths.data_dir() / 'feast'}\n"
-                  f"model run folder: {run_dir}\nreport: {run_dir / 'report.md'} (plots: {run_dir}/*.png; "
-                  f"model card: {run_dir / 'model_card.md'})\nscores: {paths.data_dir() / 'scores'}", soft_wrap=True)
+    steps.append(("Feast", "done", f"registry and online store under {paths.data_dir() / 'feast'}"))
+    _model_steps(steps, config, run_dir)
+    _summary(steps)
 
 
-def _demo_model(run_dir: Path) -> Path:
-    """The demo's model steps: train (reused when config and training set are unchanged), evaluate, then
-    score offline as of a past time and online as of the online store's time."""
-    from . import paths
+def _model_steps(steps: list[tuple[str, str, str]], config_path: Path, run_dir: Path) -> None:
+    """Train (reused when config and training set are unchanged; skipped, with the reason, when the cohort
+    cannot support it), evaluate, then score offline as of a past time and online as of the store's time."""
     from .features.store import FeatureStoreError, online_store_time, open_store
     from .features.training import in_icu, training_set
     from sepsis_fusion.model.evaluate import evaluate as evaluate_run
     from sepsis_fusion.model.scoring import Scorer
-    from sepsis_fusion.model.study import StudyError, is_current, load_config, run_study
+    from sepsis_fusion.model.study import StudyError, TooFewStays, is_current, load_config, run_study
 
     try:
-        console.rule("5. train (model/configs/demo.yaml)")
-        config = load_config(paths.REPO_ROOT / "model" / "configs" / "demo.yaml")
+        _rule(steps, f"train ({config_path.name})")
+        config = load_config(config_path)
         ts = training_set()
         fresh = not is_current(run_dir, ts, config)
         if fresh:
-            run_study(ts, config, run_dir, progress=lambda line: console.print(line, soft_wrap=True, markup=False))
+            try:
+                result = run_study(ts, config, run_dir,
+                                   progress=lambda line: console.print(line, soft_wrap=True, markup=False))
+            except TooFewStays as exc:
+                console.print(f"training skipped: {exc}", soft_wrap=True, markup=False)
+                steps.append(("train", "skipped", str(exc)))
+                steps += [(name, "skipped", "no model was trained") for name in ("evaluate", "score")]
+                return
+            steps.append(("train", "done", f"{run_dir} (test AUROC {result.test_auroc:.3f})"))
         else:
             console.print(f"reusing {run_dir}: trained with this config on this training set")
-        console.rule("6. evaluate on the held-out test set")
+            steps.append(("train", "reused", f"{run_dir}: trained with this config on this training set"))
+        _rule(steps, "evaluate on the held-out test set")
         if fresh or not (run_dir / "report.md").exists():
             console.print("metrics with 1,000 bootstrap resamples, baselines (logistic regression, gradient "
                           "boosting, SOFA), plots, report and model card", soft_wrap=True)
             evaluate_run(ts, run_dir, resamples=1000)
+            steps.append(("evaluate", "done", f"{run_dir / 'report.md'}, plots {run_dir}/*.png, model card "
+                          f"{run_dir / 'model_card.md'}"))
         else:
             console.print(f"reusing {run_dir / 'report.md'}")
-        console.rule("7. score offline (as of a past time) and online (as of the online store's time)")
+            steps.append(("evaluate", "reused", f"{run_dir / 'report.md'}"))
+        _rule(steps, "score offline (as of a past time) and online (as of the online store's time)")
         store = open_store()
         scorer = Scorer(run_dir, store)
         cohort = ts.cohort.sort_values("prediction_time")
         past = cohort["prediction_time"].iloc[len(cohort) // 2].to_pydatetime()
+        done = []
         for mode, when in (("offline", past), ("online", online_store_time(store))):
             ids = in_icu(cohort, when)
+            if not ids:
+                done.append(f"{mode}: no cohort stay in the ICU at {when}")
+                continue
             scores = scorer.offline(ids, when) if mode == "offline" else scorer.online(ids, when)
             table, target = _write_scores(scorer, scores, mode, when)
-            console.print(f"{mode} as of {when}: {int(table['probability'].notna().sum())} stays in the ICU scored "
-                          f"-> {target}", soft_wrap=True)
+            done.append(f"{mode} as of {when}: {int(table['probability'].notna().sum())} stays -> {target}")
+        console.print("\n".join(done), soft_wrap=True, markup=False)
+        steps.append(("score", "done", "; ".join(done)))
     except (StudyError, FeatureStoreError, FileNotFoundError) as exc:
         raise _error_exit(exc) from None
-    return run_dir
+
+
+def _summary(steps: list[tuple[str, str, str]]) -> None:
+    from rich.table import Table
+
+    from . import paths
+
+    table = Table(title="what ran", show_lines=False)
+    for column in ("step", "status", "detail"):
+        table.add_column(column, overflow="fold")
+    colours = {"done": "green", "reused": "cyan", "degraded": "yellow", "skipped": "red"}
+    for name, status, detail in steps:
+        table.add_row(name, f"[{colours[status]}]{status}[/]", detail)
+    console.rule("done")
+    console.print(table)
+    console.print(f"warehouse: {paths.warehouse_path()}\nfeature tables (Parquet): {paths.features_dir()}\n"
+                  f"scores: {paths.data_dir() / 'scores'}", soft_wrap=True)
+    skipped = [name for name, status, _ in steps if status == "skipped"]
+    if skipped:
+        console.print(f"skipped: {', '.join(skipped)} (reasons above)", soft_wrap=True)
+        raise typer.Exit(SKIPPED_EXIT)
 
 
 if __name__ == "__main__":

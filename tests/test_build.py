@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import shutil
+import time
 from pathlib import Path
 
 import duckdb
@@ -117,3 +120,141 @@ def test_unchanged_inputs_skip_the_build_and_force_runs_it(small_mimic, tmp_path
     assert dbt_build(small_mimic, warehouse=warehouse) == []
     assert "dbt build skipped" in capfd.readouterr().out
     assert "stg_icu_icustays" in dbt_build(small_mimic, warehouse=warehouse, force=True)
+
+
+def test_a_value_of_the_wrong_type_names_file_line_column_and_value(small_mimic, tmp_path):
+    import gzip
+
+    warehouse = tmp_path / "w.duckdb"
+    dbt_build(small_mimic, warehouse=warehouse)
+    path = small_mimic / "hosp/patients.csv.gz"
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    row = lines[3].split(",")
+    row[lines[0].split(",").index("anchor_age")] = "seventy"
+    lines[3] = ",".join(row)
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    with pytest.raises(BuildError) as error:
+        dbt_build(small_mimic, warehouse=warehouse)
+    assert f"{path}, line 4: column anchor_age holds 'seventy', which is not a smallint" in str(error.value)
+    assert count(warehouse, "stg_icu_icustays") == 30  # the last build's models are still there
+
+
+def test_a_truncated_gzip_file_is_named_and_the_rebuild_after_fixing_it_works(small_mimic, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    dbt_build(small_mimic, warehouse=warehouse)
+    path = small_mimic / "icu/chartevents.csv.gz"
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])  # a download cut short
+    with pytest.raises(BuildError, match=f"Unexpected end of GZIP stream: {path}"):
+        dbt_build(small_mimic, warehouse=warehouse)
+    assert count(warehouse, "stg_icu_icustays") == 30
+    path.write_bytes(whole)
+    assert "stg_icu_chartevents" in dbt_build(small_mimic, warehouse=warehouse)
+
+
+def test_the_cli_reports_bad_input_without_a_traceback(small_mimic, tmp_path):
+    import subprocess
+    import sys
+
+    (small_mimic / "hosp/admissions.csv.gz").write_bytes(b"not gzip at all")
+    proc = subprocess.run([str(Path(sys.executable).with_name("sepsis-fusion")), "build", "--mimic", str(small_mimic)],
+                          capture_output=True, text=True, env={**os.environ, "SEPSIS_FUSION_DATA": str(tmp_path)})
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: dbt build over {small_mimic} failed")
+    assert "admissions.csv.gz" in proc.stderr and "Traceback" not in proc.stdout + proc.stderr
+
+
+def features_of(warehouse: Path) -> dict[str, "pd.DataFrame"]:
+    import pandas as pd
+
+    out = {}
+    for path in sorted((warehouse.parent / "features").glob("*.parquet")):
+        frame = pd.read_parquet(path)
+        out[path.name] = frame.sort_values(list(frame.columns[:2])).reset_index(drop=True)
+    return out
+
+
+def assert_same_features(a: dict, b: dict) -> None:
+    import pandas as pd
+
+    assert a.keys() == b.keys()
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], obj=name)
+
+
+def plant_odd_values(mimic: Path, stays: list[tuple], onsets: list[tuple], odd: bool) -> None:
+    """Rows at each stay's first hour and an hour before each cohort onset, with NaN and infinite values
+    (odd) or with no value. Bilirubin inf passes the SOFA chain's "> 0" (liver 4 at onset); creatinine NaN
+    sorts above every number in DuckDB; mean BP -inf, heart rate inf and weight Infinity must reach no window
+    or score; an OMR weight of inf dated the day before each admission must not be the baseline weight."""
+    from mimic_files import append_rows
+
+    def value(v: str) -> str | None:
+        return v if odd else None
+
+    at = [(s, h, i, t + dt.timedelta(hours=1)) for s, h, i, t, _ in stays] + onsets
+    append_rows(mimic, "hosp/labevents", [
+        {"labevent_id": 900000 + 2 * k + j, "subject_id": s, "hadm_id": h, "itemid": item, "charttime": t,
+         "storetime": t, "value": value(v), "valuenum": value(v), "valueuom": "mg/dL"}
+        for k, (s, h, i, t) in enumerate(at) for j, (item, v) in enumerate(((50885, "inf"), (50912, "NaN")))])
+    append_rows(mimic, "icu/chartevents", [
+        {"subject_id": s, "hadm_id": h, "stay_id": i, "charttime": t, "storetime": t, "itemid": item, "value": value(v),
+         "valuenum": value(v)} for s, h, i, t in at for item, v in ((220052, "-inf"), (220045, "inf"), (226512, "Infinity"))])
+    append_rows(mimic, "hosp/omr", [
+        {"subject_id": s, "chartdate": (admit - dt.timedelta(days=1)).date(), "seq_num": 9,
+         "result_name": "Weight (Lbs)", "result_value": value("inf")} for s, h, i, t, admit in stays])
+
+
+def test_nan_and_infinite_raw_values_are_missing_values_not_extremes(small_mimic, tmp_path):
+    """The same rows built twice, once with NaN/inf values and once with none: the features are equal."""
+    clean = tmp_path / "clean" / "w.duckdb"
+    dbt_build(small_mimic, warehouse=clean)
+    stays = query(clean, "SELECT i.subject_id, i.hadm_id, i.stay_id, i.intime, a.admittime FROM stg_icu_icustays AS i "
+                         "JOIN stg_hosp_admissions AS a USING (hadm_id)")
+    onsets = query(clean, "SELECT subject_id, hadm_id, stay_id, onset_time - INTERVAL 1 HOUR FROM cohort")
+    assert onsets
+    built = {}
+    for odd in (False, True):
+        mimic = copy_mimic(small_mimic, tmp_path / f"mimic_{odd}")
+        plant_odd_values(mimic, stays, onsets, odd)
+        built[odd] = tmp_path / f"odd_{odd}" / "w.duckdb"
+        dbt_build(mimic, warehouse=built[odd])
+    assert query(built[True], "SELECT count(*) FROM raw.hosp_labevents WHERE NOT isfinite(valuenum)")[0][0] == \
+        2 * (len(stays) + len(onsets))
+    columns = query(built[True], "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema "
+                                 "= 'main' AND data_type IN ('DOUBLE', 'FLOAT')")
+    odd = {f"{t}.{c}": n for t, c in columns
+           if (n := query(built[True], f'SELECT count(*) FROM "{t}" WHERE NOT isfinite("{c}")')[0][0])}
+    assert odd == {}  # no NaN or infinity in any staging, intermediate or mart relation
+    assert_same_features(features_of(built[True]), features_of(built[False]))
+
+
+def test_a_build_killed_midway_leaves_the_last_build_and_the_next_build_completes(small_mimic, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    warehouse = tmp_path / "w.duckdb"
+    dbt_build(small_mimic, warehouse=warehouse)
+    before = features_of(warehouse)
+    code = f"from sepsis_fusion.pipelines.build import dbt_build; dbt_build({str(small_mimic)!r}, {str(warehouse)!r}, force=True)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    done = 0
+    for line in proc.stdout:  # kill dbt and its parent once the models are being rebuilt
+        done += " OK created " in line
+        if done == 10:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait()
+    assert done == 10 and proc.returncode == -signal.SIGKILL
+    for _ in range(100):  # dbt, killed too, lets go of the warehouse's lock as it exits
+        try:
+            assert count(warehouse, "stg_icu_icustays") == 30
+            break
+        except duckdb.IOException:
+            time.sleep(0.1)
+    else:
+        raise AssertionError(f"{warehouse} is still locked after the kill")
+    assert dbt_build(small_mimic, warehouse=warehouse)  # not skipped: the interrupted build left no stamp
+    assert_same_features(features_of(warehouse), before)

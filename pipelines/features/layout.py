@@ -125,12 +125,13 @@ def arrays_from_columns(layout: FeatureLayout, numbers: Callable[[str, list[str]
     """Assemble FeatureArrays from a view's columns: `numbers(view, features)` gives an (n, len(features))
     float array with NaN where missing, `objects(view, feature)` a column of strings or vectors."""
     n, k = len(stay_id), layout.sequence_windows
-    static_numeric = np.asarray(numbers(layout.static_view, list(layout.numeric_static)), dtype=np.float64)
+    # NaN and +/-inf both mean "missing" from here on (dbt nulls them already; this guards other sources)
+    static_numeric = _finite(np.asarray(numbers(layout.static_view, list(layout.numeric_static)), dtype=np.float64))
     static_categorical = np.empty((n, len(layout.categorical)), dtype=object)
     for j, f in enumerate(layout.categorical):
         static_categorical[:, j] = [v if isinstance(v, str) else None for v in objects(layout.static_view, f)]
-    windows = np.stack([numbers(view, list(layout.windows)) for view in layout.window_views], axis=1) \
-        .astype(np.float32) if n else np.zeros((0, k, len(layout.windows)), np.float32)
+    windows = _finite(np.stack([numbers(view, list(layout.windows)) for view in layout.window_views], axis=1)
+                      .astype(np.float32)) if n else np.zeros((0, k, len(layout.windows)), np.float32)
     # _count is never NULL in a served row (0 when the feature is missing): its presence marks the row
     counts = [i for i, f in enumerate(layout.windows) if f.endswith("_count")] or list(range(len(layout.windows)))
     window_mask = ~np.isnan(windows[:, :, counts]).all(axis=2)
@@ -156,4 +157,8 @@ def _vector(value) -> np.ndarray | None:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     v = np.asarray(value, dtype=np.float32)
-    return v if v.size else None
+    return v if v.size and np.isfinite(v).all() else None
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(x), x, np.nan).astype(x.dtype)

@@ -55,9 +55,9 @@ body_omr as (
     -- outpatient measurements dated before the admission (pounds and inches in OMR)
     select
         c.stay_id,
-        arg_max(try_cast(o.result_value as double) * 0.45359237, o.chartdate)
+        arg_max(o.result_number * 0.45359237, o.chartdate)
             filter (where o.result_name = 'Weight (Lbs)') as weight_kg,
-        arg_max(try_cast(o.result_value as double) * 2.54, o.chartdate)
+        arg_max(o.result_number * 2.54, o.chartdate)
             filter (where o.result_name = 'Height (Inches)') as height_cm
     from cohort as c
     inner join {{ ref('stg_hosp_omr') }} as o

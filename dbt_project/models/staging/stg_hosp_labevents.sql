@@ -7,6 +7,6 @@ select
     charttime,
     storetime,
     value as value_text,
-    valuenum,
+    {{ finite_or_null('valuenum') }} as valuenum,
     valueuom
 from {{ source('mimic', 'hosp_labevents') }}

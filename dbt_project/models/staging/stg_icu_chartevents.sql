@@ -6,6 +6,6 @@ select
     storetime,
     itemid,
     value as value_text,
-    valuenum,
+    {{ finite_or_null('valuenum') }} as valuenum,
     valueuom
 from {{ source('mimic', 'icu_chartevents') }}

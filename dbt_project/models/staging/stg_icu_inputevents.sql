@@ -6,11 +6,11 @@ select
     endtime,
     storetime,
     itemid,
-    amount,
+    {{ finite_or_null('amount') }} as amount,
     amountuom,
-    rate,
+    {{ finite_or_null('rate') }} as rate,
     rateuom,
     linkorderid,
-    patientweight,
+    {{ finite_or_null('patientweight') }} as patientweight,
     statusdescription
 from {{ source('mimic', 'icu_inputevents') }}

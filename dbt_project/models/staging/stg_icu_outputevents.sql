@@ -5,6 +5,6 @@ select
     charttime,
     storetime,
     itemid,
-    value as volume_ml,
+    {{ finite_or_null('value') }} as volume_ml,
     valueuom
 from {{ source('mimic', 'icu_outputevents') }}
