@@ -62,7 +62,8 @@ class StudyConfig:
                               static_hidden=tuple(m["static_hidden"]), window_hidden=m["window_hidden"],
                               note_hidden=m["note_hidden"], head_hidden=m["head_hidden"], dropout=m["dropout"],
                               use_static="static" in m["modalities"], use_windows="windows" in m["modalities"],
-                              use_notes="notes" in m["modalities"])
+                              # no note embeddings at all (MIMIC-IV without MIMIC-IV-Note): no note branch
+                              use_notes="notes" in m["modalities"] and dims[2] > 0)
         train = replace(self.train, **{k: v for k, v in setting.items() if hasattr(self.train, k)})
         return fusion, train
 

@@ -130,6 +130,9 @@ def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
     train_idx, test_idx = patient_split(y, groups, config.test_size, config.seed)
     progress(f"{len(y)} stays ({y.mean():.1%} {config.outcome}): {len(train_idx)} train, {len(test_idx)} test, "
              f"{len(config.settings())} setting(s) x {config.folds} folds")
+    if ts.features.notes.shape[2] == 0:
+        progress("no note embeddings in the training set (no notes in the data): the model is trained without "
+                 "its note branch, on static features and windows")
     features_train = subset(ts.features, train_idx)
     results = grid_search(config, features_train, y[train_idx], groups[train_idx], progress, work / "folds")
     setting, cv_auroc, epochs = best_setting(results)
@@ -225,7 +228,8 @@ def experiments(ts: TrainingSet, config: StudyConfig, setting: dict, epochs: int
     y = ts.labels(config.outcome)
     features_train, features_test = subset(ts.features, train_idx), subset(ts.features, test_idx)
     variants = {"bce": {"focal_gamma": 0.0, "focal_alpha": float(1 - y[train_idx].mean())}, "focal": {}}
-    variants.update({"+".join(m): {"modalities": m} for m in ABLATIONS})
+    has_notes = ts.features.notes.shape[2] > 0
+    variants.update({"+".join(m): {"modalities": m} for m in ABLATIONS if has_notes or "notes" not in m})
     out = {}
     for name, overrides in variants.items():
         pre, model, _, _ = train_final(features_train, y[train_idx], config, setting, epochs, **overrides)

@@ -46,7 +46,8 @@ def synthetic_warehouse(synthetic, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_warehouse(demo_dir, tmp_path_factory) -> Path:
-    warehouse = tmp_path_factory.mktemp("warehouse") / "demo.duckdb"
+    """The open demo built into a data folder's warehouse (the folder `sepsis-fusion pipeline` would use)."""
+    warehouse = tmp_path_factory.mktemp("demo_data") / "warehouse.duckdb"
     dbt_build(demo_dir, warehouse=warehouse)
     return warehouse
 

@@ -67,5 +67,59 @@ def test_too_few_stays_or_one_class_is_a_clear_error(ts, tmp_path):
     one_class = dataclasses.replace(ts, cohort=ts.cohort.assign(died_in_hospital=0))
     with pytest.raises(StudyError, match="too few to train"):
         run_study(one_class, load_config(None), tmp_path / "run")
+    empty = dataclasses.replace(ts, cohort=ts.cohort.iloc[:0])
+    with pytest.raises(StudyError, match="the cohort is empty: no ICU stay in this data meets the cohort's criteria"):
+        run_study(empty, load_config(None), tmp_path / "run")
+    assert not (tmp_path / "run").exists() and not (tmp_path / ".run.partial").exists()
     with pytest.raises(StudyError, match="unknown config keys"):
         load_config(None, ["learning_rate=0.1"])
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_run_keeps_the_old_run_folder_and_resumes_its_finished_folds(ts, run_dir, tmp_path):
+    import shutil
+
+    # another study than the one already in the folder (fewer epochs, no comparisons)
+    config = load_config(None, ["folds=3", "grid={dropout: [0.1, 0.3]}", "train.max_epochs=5", "train.patience=3",
+                                "experiments=false"])
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    weights = (out / "model.safetensors").read_bytes()
+
+    def stop_after_two_folds(line: str) -> None:
+        if "fold 2/3" in line:
+            raise Interrupt  # as Ctrl-C would, after the second fold was saved
+
+    with pytest.raises(Interrupt):
+        run_study(ts, config, out, progress=stop_after_two_folds)
+    assert (out / "model.safetensors").read_bytes() == weights   # the earlier run folder is untouched
+    assert len(list((tmp_path / ".run.partial" / "folds").glob("*.json"))) == 2
+
+    lines = []
+    resumed = run_study(ts, config, out, progress=lines.append)
+    assert any("2 cross-validation fold(s) already done" in line for line in lines)
+    assert sum(" fold " in line and "validation AUROC" in line for line in lines) == 2 * 3 - 2  # trained now
+    assert not (tmp_path / ".run.partial").exists() and not (tmp_path / ".run.old").exists()
+    assert (out / "model.safetensors").read_bytes() != weights
+
+    whole = run_study(ts, config, tmp_path / "uninterrupted", progress=lambda line: None)
+    assert (resumed.setting, resumed.threshold, resumed.test_auroc) == (whole.setting, whole.threshold, whole.test_auroc)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "predictions.csv"),
+                                  pd.read_csv(tmp_path / "uninterrupted" / "predictions.csv"))
+
+
+def test_no_notes_at_all_trains_without_the_note_branch(ts, tmp_path):
+    n, k = ts.features.note_mask.shape
+    no_notes = dataclasses.replace(ts, features=dataclasses.replace(
+        ts.features, notes=np.zeros((n, k, 0), np.float32), note_mask=np.zeros((n, k), bool)))
+    lines = []
+    run_study(no_notes, load_config(None, ["folds=2", "train.max_epochs=2"]), tmp_path / "run", progress=lines.append)
+    assert any("trained without its note branch" in line for line in lines)
+    trained = load_run(tmp_path / "run")
+    assert trained.model.config.modalities == ("static", "windows")
+    assert np.isfinite(trained.predict(no_notes.features)).all()
+    ablation = pd.read_csv(tmp_path / "run" / "experiment_predictions.csv").columns
+    assert "static+windows" in ablation and not [c for c in ablation if "notes" in c]
