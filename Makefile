@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/sepsis-fusion demo --stays $(DEMO_STAYS) --out $(DEMO_DIR)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=10
 
 clean:
 	rm -rf $(VENV) data

@@ -51,7 +51,7 @@ def small_mimic(tmp_path) -> Path:
     return out
 
 
-def test_rebuild_skips_unchanged_raw_files_and_reloads_changed_ones(small_mimic, tmp_path, capfd):
+def test_rebuild_reloads_changed_files_only_and_is_skipped_when_nothing_changed(small_mimic, tmp_path, capfd):
     warehouse = tmp_path / "w.duckdb"
     dbt_build(small_mimic, warehouse=warehouse)
     loaded = dict(query(warehouse, "SELECT relation, loaded_at FROM raw._ingest_log"))
@@ -66,17 +66,46 @@ def test_rebuild_skips_unchanged_raw_files_and_reloads_changed_ones(small_mimic,
     again = dict(query(warehouse, "SELECT relation, loaded_at FROM raw._ingest_log"))
     assert again["raw.hosp_labevents"] == loaded["raw.hosp_labevents"]
     assert again["raw.hosp_omr"] > loaded["raw.hosp_omr"]
+    # Nothing changed since: the whole build is skipped; --force runs it anyway.
+    assert dbt_build(small_mimic, warehouse=warehouse) == []
+    assert "dbt build skipped" in capfd.readouterr().out
+    assert "stg_icu_icustays" in dbt_build(small_mimic, warehouse=warehouse, force=True)
 
 
-def test_missing_required_table_names_the_file_and_keeps_the_warehouse(small_mimic, tmp_path, capfd):
+def _with_text_in_row(path: Path, row: int, column: str, text: str) -> None:
+    import gzip
+
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    cells = lines[row].split(",")
+    cells[lines[0].split(",").index(column)] = text
+    lines[row] = ",".join(cells)
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+
+
+def test_bad_raw_files_are_named_and_the_last_build_is_kept(small_mimic, tmp_path):
     warehouse = tmp_path / "w.duckdb"
     dbt_build(small_mimic, warehouse=warehouse)
-    (small_mimic / "icu/icustays.csv.gz").unlink()
-    with pytest.raises(BuildError):
-        dbt_build(small_mimic, warehouse=warehouse)
-    out = capfd.readouterr().out
-    assert f"MIMIC-IV table icu/icustays not found: expected {small_mimic}/icu/icustays.csv.gz" in out
-    assert count(warehouse, "stg_icu_icustays") == 30  # what was built is still there
+    icustays, patients, chartevents = (small_mimic / f for f in ("icu/icustays.csv.gz", "hosp/patients.csv.gz",
+                                                                  "icu/chartevents.csv.gz"))
+    cases = [  # what is wrong, the damage, what the error must say
+        ("a missing table", icustays, lambda: icustays.unlink(),
+         f"MIMIC-IV table icu/icustays not found: expected {icustays}"),
+        ("a value of the wrong type", patients, lambda: _with_text_in_row(patients, 3, "anchor_age", "seventy"),
+         f"{patients}, line 4: column anchor_age holds 'seventy', which is not a smallint"),
+        ("a truncated gzip file (a download cut short)", chartevents,
+         lambda: chartevents.write_bytes(chartevents.read_bytes()[: chartevents.stat().st_size // 2]),
+         f"Unexpected end of GZIP stream: {chartevents}"),
+    ]
+    for case, path, damage, message in cases:
+        whole = path.read_bytes()
+        damage()
+        with pytest.raises(BuildError) as error:
+            dbt_build(small_mimic, warehouse=warehouse)
+        assert message in str(error.value), case
+        assert "The models of the last build stay in" in str(error.value)
+        assert count(warehouse, "stg_icu_icustays") == 30, case  # what was built is still there
+        path.write_bytes(whole)
+    assert "stg_icu_chartevents" in dbt_build(small_mimic, warehouse=warehouse)  # mended, it builds again
 
 
 def test_missing_column_names_the_file_and_the_column(small_mimic, tmp_path, capfd):
@@ -113,45 +142,6 @@ def test_build_names_a_folder_that_is_not_mimic(tmp_path):
         dbt_build(tmp_path, warehouse=tmp_path / "w.duckdb")
 
 
-def test_unchanged_inputs_skip_the_build_and_force_runs_it(small_mimic, tmp_path, capfd):
-    warehouse = tmp_path / "w.duckdb"
-    assert dbt_build(small_mimic, warehouse=warehouse)
-    capfd.readouterr()
-    assert dbt_build(small_mimic, warehouse=warehouse) == []
-    assert "dbt build skipped" in capfd.readouterr().out
-    assert "stg_icu_icustays" in dbt_build(small_mimic, warehouse=warehouse, force=True)
-
-
-def test_a_value_of_the_wrong_type_names_file_line_column_and_value(small_mimic, tmp_path):
-    import gzip
-
-    warehouse = tmp_path / "w.duckdb"
-    dbt_build(small_mimic, warehouse=warehouse)
-    path = small_mimic / "hosp/patients.csv.gz"
-    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
-    row = lines[3].split(",")
-    row[lines[0].split(",").index("anchor_age")] = "seventy"
-    lines[3] = ",".join(row)
-    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
-    with pytest.raises(BuildError) as error:
-        dbt_build(small_mimic, warehouse=warehouse)
-    assert f"{path}, line 4: column anchor_age holds 'seventy', which is not a smallint" in str(error.value)
-    assert count(warehouse, "stg_icu_icustays") == 30  # the last build's models are still there
-
-
-def test_a_truncated_gzip_file_is_named_and_the_rebuild_after_fixing_it_works(small_mimic, tmp_path):
-    warehouse = tmp_path / "w.duckdb"
-    dbt_build(small_mimic, warehouse=warehouse)
-    path = small_mimic / "icu/chartevents.csv.gz"
-    whole = path.read_bytes()
-    path.write_bytes(whole[: len(whole) // 2])  # a download cut short
-    with pytest.raises(BuildError, match=f"Unexpected end of GZIP stream: {path}"):
-        dbt_build(small_mimic, warehouse=warehouse)
-    assert count(warehouse, "stg_icu_icustays") == 30
-    path.write_bytes(whole)
-    assert "stg_icu_chartevents" in dbt_build(small_mimic, warehouse=warehouse)
-
-
 def test_the_cli_reports_bad_input_without_a_traceback(small_mimic, tmp_path):
     import subprocess
     import sys
@@ -182,17 +172,17 @@ def assert_same_features(a: dict, b: dict) -> None:
         pd.testing.assert_frame_equal(a[name], b[name], obj=name)
 
 
-def plant_odd_values(mimic: Path, stays: list[tuple], onsets: list[tuple], odd: bool) -> None:
-    """Rows at each stay's first hour and an hour before each cohort onset, with NaN and infinite values
-    (odd) or with no value. Bilirubin inf passes the SOFA chain's "> 0" (liver 4 at onset); creatinine NaN
-    sorts above every number in DuckDB; mean BP -inf, heart rate inf and weight Infinity must reach no window
-    or score; an OMR weight of inf dated the day before each admission must not be the baseline weight."""
+def plant_odd_values(mimic: Path, stays: list[tuple], odd: bool) -> None:
+    """Rows 1 and 12 hours into each stay, with NaN and infinite values (odd) or with no value. Bilirubin
+    inf passes the SOFA chain's "> 0" (liver 4); creatinine NaN sorts above every number in DuckDB; mean BP
+    -inf, heart rate inf and weight Infinity must reach no window or score; an OMR weight of inf dated the
+    day before each admission must not be the baseline weight."""
     from mimic_files import append_rows
 
     def value(v: str) -> str | None:
         return v if odd else None
 
-    at = [(s, h, i, t + dt.timedelta(hours=1)) for s, h, i, t, _ in stays] + onsets
+    at = [(s, h, i, t + dt.timedelta(hours=hours)) for s, h, i, t, _ in stays for hours in (1, 12)]
     append_rows(mimic, "hosp/labevents", [
         {"labevent_id": 900000 + 2 * k + j, "subject_id": s, "hadm_id": h, "itemid": item, "charttime": t,
          "storetime": t, "value": value(v), "valuenum": value(v), "valueuom": "mg/dL"}
@@ -207,20 +197,18 @@ def plant_odd_values(mimic: Path, stays: list[tuple], onsets: list[tuple], odd: 
 
 def test_nan_and_infinite_raw_values_are_missing_values_not_extremes(small_mimic, tmp_path):
     """The same rows built twice, once with NaN/inf values and once with none: the features are equal."""
-    clean = tmp_path / "clean" / "w.duckdb"
-    dbt_build(small_mimic, warehouse=clean)
-    stays = query(clean, "SELECT i.subject_id, i.hadm_id, i.stay_id, i.intime, a.admittime FROM stg_icu_icustays AS i "
-                         "JOIN stg_hosp_admissions AS a USING (hadm_id)")
-    onsets = query(clean, "SELECT subject_id, hadm_id, stay_id, onset_time - INTERVAL 1 HOUR FROM cohort")
-    assert onsets
+    stays = duckdb.sql(f"SELECT i.subject_id, i.hadm_id, i.stay_id, i.intime::TIMESTAMP, a.admittime::TIMESTAMP "
+                       f"FROM read_csv('{small_mimic}/icu/icustays.csv.gz') AS i "
+                       f"JOIN read_csv('{small_mimic}/hosp/admissions.csv.gz') AS a USING (hadm_id)").fetchall()
     built = {}
     for odd in (False, True):
         mimic = copy_mimic(small_mimic, tmp_path / f"mimic_{odd}")
-        plant_odd_values(mimic, stays, onsets, odd)
+        plant_odd_values(mimic, stays, odd)
         built[odd] = tmp_path / f"odd_{odd}" / "w.duckdb"
         dbt_build(mimic, warehouse=built[odd])
+    assert count(built[True], "cohort") > 0
     assert query(built[True], "SELECT count(*) FROM raw.hosp_labevents WHERE NOT isfinite(valuenum)")[0][0] == \
-        2 * (len(stays) + len(onsets))
+        2 * 2 * len(stays)
     columns = query(built[True], "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema "
                                  "= 'main' AND data_type IN ('DOUBLE', 'FLOAT')")
     odd = {f"{t}.{c}": n for t, c in columns
