@@ -200,7 +200,23 @@ def train(
                                                                                    markup=False))
     except (StudyError, FeatureStoreError, FileNotFoundError) as exc:
         raise _error_exit(exc) from None
+    except KeyboardInterrupt:
+        from shlex import quote
+
+        again = ["sepsis-fusion train"] + ([f"--config {quote(str(config))}"] if config else []) + \
+            [f"--set {quote(o)}" for o in overrides] + [f"--out {quote(str(run_dir))}"]
+        raise _interrupted(run_dir, " ".join(again)) from None
     console.print(f"run folder: {result.run_dir}", soft_wrap=True)
+
+
+def _interrupted(run_dir: Path, again: str) -> typer.Exit:
+    """Ctrl-C during training: what was kept and how to resume, instead of a traceback."""
+    work = run_dir.parent / f".{run_dir.name}.partial"
+    folds = len(list((work / "folds").glob("*.json")))
+    typer.echo(f"interrupted: {folds} finished cross-validation fold(s) are kept in {work}"
+               + (f", and {run_dir} is as it was" if run_dir.exists() else "")
+               + f"; to resume, run again: {again}", err=True)
+    return typer.Exit(130)
 
 
 @app.command()
@@ -420,6 +436,8 @@ def _model_steps(steps: list[tuple[str, str, str]], config_path: Path, run_dir: 
             try:
                 result = run_study(ts, config, run_dir,
                                    progress=lambda line: console.print(line, soft_wrap=True, markup=False))
+            except KeyboardInterrupt:
+                raise _interrupted(run_dir, "the same command") from None
             except TooFewStays as exc:
                 console.print(f"training skipped: {exc}", soft_wrap=True, markup=False)
                 steps.append(("train", "skipped", str(exc)))
