@@ -105,8 +105,8 @@ def check_trainable(y: np.ndarray, config: StudyConfig) -> None:
                           "warehouse's cohort_flow table shows how many stays each criterion removed)")
     if counts.min() < need:
         raise TooFewStays(f"{len(y)} cohort stays with {counts[1]} positive and {counts[0]} negative "
-                         f"({config.outcome}): too few to train ({need} of each class needed for "
-                         f"{config.folds}-fold cross-validation plus a test set)")
+                          f"({config.outcome}): too few to train ({need} of each class needed for "
+                          f"{config.folds}-fold cross-validation plus a test set)")
 
 
 @dataclass
