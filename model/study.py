@@ -169,10 +169,15 @@ def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
     return StudyResult(run_dir, setting, cv_auroc, epochs, threshold, test_auroc)
 
 
+def partial_folder(run_dir: Path) -> Path:
+    """Where a run is written until it is complete (hidden: `latest_run` never picks it)."""
+    return run_dir.parent / f".{run_dir.name}.partial"
+
+
 def _work_folder(run_dir: Path, data_fingerprint: str, config: StudyConfig, progress: Callable[[str], None]) -> Path:
     """The hidden folder a run is written into: the one an interrupted run left, when it was started with
     this data and config (its finished folds are kept), else a new one."""
-    work = run_dir.parent / f".{run_dir.name}.partial"
+    work = partial_folder(run_dir)
     key = {"fingerprint": data_fingerprint, "config": json.loads(json.dumps(dataclasses.asdict(config)))}
     try:
         same = json.loads((work / "started.json").read_text()) == key

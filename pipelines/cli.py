@@ -77,7 +77,7 @@ def embed(
     max_length: int = typer.Option(512, "--max-length", help="Tokens per chunk, special tokens included."),
     stride: int = typer.Option(64, "--stride", help="Tokens shared by consecutive chunks of a long note."),
     batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Padded tokens per encoder batch."),
-):
+):  # -> EmbedResult (not annotated: typer resolves every annotation of a command)
     """Embed the notes of notes_to_embed (only new or changed ones) and pool them per 24-hour window."""
     from . import paths
     from .embed.encoder import EncoderNotFound, load_encoder
@@ -211,7 +211,9 @@ def train(
 
 def _interrupted(run_dir: Path, again: str) -> typer.Exit:
     """Ctrl-C during training: what was kept and how to resume, instead of a traceback."""
-    work = run_dir.parent / f".{run_dir.name}.partial"
+    from sepsis_fusion.model.study import partial_folder
+
+    work = partial_folder(run_dir)
     folds = len(list((work / "folds").glob("*.json")))
     typer.echo(f"interrupted: {folds} finished cross-validation fold(s) are kept in {work}"
                + (f", and {run_dir} is as it was" if run_dir.exists() else "")

@@ -18,3 +18,12 @@ def append_rows(mimic: Path, table: str, rows: list[dict]) -> None:
     for row in rows:
         writer.writerow(["" if row.get(c) is None else row[c] for c in column_names(table)])
     path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()) + out.getvalue().encode()))
+
+
+def set_cell(path: Path, row: int, column: str, text: str) -> None:
+    """Write `text` into one cell (row 0 is the header) of a gzip CSV without quoted commas."""
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    cells = lines[row].split(",")
+    cells[lines[0].split(",").index(column)] = text
+    lines[row] = ",".join(cells)
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))

@@ -13,6 +13,8 @@ import pytest
 
 from sepsis_fusion.pipelines.build import BuildError, dbt_build
 
+from mimic_files import set_cell
+
 
 def query(warehouse: Path, sql: str) -> list[tuple]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
@@ -72,16 +74,6 @@ def test_rebuild_reloads_changed_files_only_and_is_skipped_when_nothing_changed(
     assert "stg_icu_icustays" in dbt_build(small_mimic, warehouse=warehouse, force=True)
 
 
-def _with_text_in_row(path: Path, row: int, column: str, text: str) -> None:
-    import gzip
-
-    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
-    cells = lines[row].split(",")
-    cells[lines[0].split(",").index(column)] = text
-    lines[row] = ",".join(cells)
-    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
-
-
 def test_bad_raw_files_are_named_and_the_last_build_is_kept(small_mimic, tmp_path):
     warehouse = tmp_path / "w.duckdb"
     dbt_build(small_mimic, warehouse=warehouse)
@@ -90,7 +82,7 @@ def test_bad_raw_files_are_named_and_the_last_build_is_kept(small_mimic, tmp_pat
     cases = [  # what is wrong, the damage, what the error must say
         ("a missing table", icustays, lambda: icustays.unlink(),
          f"MIMIC-IV table icu/icustays not found: expected {icustays}"),
-        ("a value of the wrong type", patients, lambda: _with_text_in_row(patients, 3, "anchor_age", "seventy"),
+        ("a value of the wrong type", patients, lambda: set_cell(patients, 3, "anchor_age", "seventy"),
          f"{patients}, line 4: column anchor_age holds 'seventy', which is not a smallint"),
         ("a truncated gzip file (a download cut short)", chartevents,
          lambda: chartevents.write_bytes(chartevents.read_bytes()[: chartevents.stat().st_size // 2]),
