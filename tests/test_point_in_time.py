@@ -1,4 +1,5 @@
-"""Point-in-time rules of the static baseline and the note windows, shown by planting violating rows."""
+"""Point-in-time rules shown by planting violating rows: the static baseline, the note windows, and the
+prediction time T (not before every criterion of the stay's Sepsis-3 pair is known)."""
 
 from __future__ import annotations
 
@@ -62,11 +63,51 @@ def planted(tmp_path_factory):
          "note_type": "RR", "note_seq": 999, "charttime": (t - pd.Timedelta(hours=2)).strftime(fmt),
          "storetime": (t + pd.Timedelta(hours=1)).strftime(fmt), "text": "PLANTED: stored after the prediction time"},
     ])
+    septic = plant_late_sepsis3(before, mimic)
     after = root / "after.duckdb"
     dbt_build(mimic, warehouse=after)  # also runs the singular test baseline_uses_no_current_admission_diagnosis
     rebuilt = frame(after, "SELECT * FROM static_baseline ORDER BY stay_id").set_index("stay_id")
     rebuilt.attrs["note_windows"] = frame(after, f"SELECT * FROM note_windows WHERE stay_id = {current.stay_id}")
+    rebuilt.attrs["cohort"] = frame(after, "SELECT * FROM int_cohort_candidates").set_index("stay_id")
+    rebuilt.attrs["septic"] = septic
     return base.set_index("stay_id"), rebuilt, current, earlier
+
+
+FMT = "%Y-%m-%d %H:%M:%S"
+
+
+def plant_late_sepsis3(warehouse: Path, mimic: Path) -> dict[str, pd.Series]:
+    """Make two stays septic by planting a culture and an antibiotic: in one the antibiotic starts 30 h after
+    the stay's first SOFA >= 2 hour S (culture at S + 29 h, stored at once); in the other the culture is taken at
+    S + 1 h but stored only 40 h later (antibiotic at S + 2 h). Patients without any culture, antibiotic or
+    Sepsis-3 of their own, adult, in the ICU and alive until S + 66 h."""
+    stays = frame(warehouse, """
+        WITH first_sofa AS (SELECT stay_id, min(endtime) AS s FROM int_sofa_hourly WHERE sofa_24hours >= 2 GROUP BY 1)
+        SELECT ie.stay_id, ie.subject_id, ie.hadm_id, f.s
+        FROM stg_icu_icustays ie JOIN first_sofa f USING (stay_id) JOIN stg_hosp_admissions a USING (hadm_id)
+        JOIN stg_hosp_patients p ON p.subject_id = ie.subject_id
+        WHERE ie.subject_id NOT IN (SELECT subject_id FROM sepsis3)
+          AND ie.subject_id NOT IN (SELECT subject_id FROM stg_hosp_microbiologyevents)
+          AND ie.subject_id NOT IN (SELECT subject_id FROM int_antibiotic)
+          AND p.anchor_age >= 18 AND f.s >= ie.intime
+          AND least(ie.outtime, a.dischtime, coalesce(a.deathtime, a.dischtime)) > f.s + INTERVAL 66 HOUR
+        ORDER BY ie.stay_id""").drop_duplicates("subject_id")
+    assert len(stays) >= 2, "the synthetic data needs two stays to plant a late Sepsis-3 in"
+    late_antibiotic, late_culture = stays.iloc[0], stays.iloc[1]
+    hours = lambda row, h: (row.s + pd.Timedelta(hours=h)).strftime(FMT)  # noqa: E731
+    cultures, antibiotics = [], []
+    for k, (row, taken, stored, given) in enumerate([(late_antibiotic, 29, 29.02, 30), (late_culture, 1, 41, 2)]):
+        cultures.append({"microevent_id": 990_000 + k, "subject_id": row.subject_id, "hadm_id": row.hadm_id,
+                         "micro_specimen_id": 990_000 + k, "chartdate": hours(row, taken)[:10],
+                         "charttime": hours(row, taken), "spec_itemid": 70012, "spec_type_desc": "BLOOD CULTURE",
+                         "storedate": hours(row, stored)[:10], "storetime": hours(row, stored),
+                         "comments": "NO GROWTH."})
+        antibiotics.append({"subject_id": row.subject_id, "hadm_id": row.hadm_id, "pharmacy_id": 990_000 + k,
+                            "starttime": hours(row, given), "stoptime": hours(row, given + 24), "drug_type": "MAIN",
+                            "drug": "Vancomycin", "route": "IV"})
+    append_rows(mimic, "hosp/microbiologyevents", cultures)
+    append_rows(mimic, "hosp/prescriptions", antibiotics)
+    return {"late antibiotic": late_antibiotic, "late culture": late_culture}
 
 
 def test_current_admission_diagnosis_is_not_a_comorbidity(planted):
@@ -95,3 +136,16 @@ def test_note_stored_after_prediction_time_is_in_no_window_up_to_it(planted):
     assert (planted_note.event_timestamp > t).all()
     # once stored it is used: the first whole hour after its storetime holds it
     assert (planted_note.event_timestamp >= t + pd.Timedelta(hours=1)).all() and len(planted_note) > 0
+
+
+@pytest.mark.parametrize("case, known_after_s", [("late antibiotic", 30), ("late culture", 41)])
+def test_prediction_time_waits_for_the_last_criterion_of_the_sepsis3_pair(planted, case, known_after_s):
+    base, rebuilt, current, earlier = planted
+    stay = rebuilt.attrs["septic"][case]
+    row = rebuilt.attrs["cohort"].loc[stay.stay_id]
+    s = pd.Timestamp(stay.s)
+    assert row.meets_sepsis3 and row.onset_time == s                  # onset stays the SOFA hour
+    assert row.recognition_time == s + pd.Timedelta(hours=known_after_s)
+    assert row.prediction_time == s + pd.Timedelta(hours=known_after_s + 24)
+    assert row.prediction_time_at_onset == s + pd.Timedelta(hours=24)   # where T was before
+    assert row.is_first_sepsis3_stay and not row.ended_before_prediction

@@ -26,6 +26,7 @@ OUTCOMES = ("died_in_hospital", "died_in_icu", "died_within_horizon")
 class TrainingSet:
     features: FeatureArrays
     cohort: pd.DataFrame    # the cohort mart, row-aligned with features (stay_id, subject_id, labels, ...)
+    flow: pd.DataFrame | None = None   # the cohort_flow mart: stays removed by each cohort criterion
 
     def labels(self, outcome: str = "died_in_hospital") -> np.ndarray:
         if outcome not in OUTCOMES:
@@ -41,6 +42,12 @@ def read_cohort(data: Path | None = None) -> pd.DataFrame:
     cohort = duckdb.sql(f"SELECT * FROM '{path}' WHERE stay_id IS NOT NULL ORDER BY stay_id").df()
     cohort["prediction_time"] = cohort["prediction_time"].astype("datetime64[us]")
     return cohort
+
+
+def read_cohort_flow(data: Path | None = None) -> pd.DataFrame | None:
+    """The cohort flow written beside the cohort (None for a build from before it was written)."""
+    path = Path(data or paths.data_dir()) / "features" / "cohort_flow.parquet"
+    return duckdb.sql(f"SELECT * FROM '{path}' ORDER BY step").df() if path.exists() else None
 
 
 def in_icu(cohort: pd.DataFrame, when) -> list[int]:
@@ -84,4 +91,4 @@ def training_set(data: Path | None = None, store=None, service: str = SERVICE_NA
     cohort = read_cohort(data)
     layout = FeatureLayout.from_service(store, service)
     features = historical_features(store, layout, cohort["stay_id"], cohort["prediction_time"])
-    return TrainingSet(features, cohort)
+    return TrainingSet(features, cohort, read_cohort_flow(data))

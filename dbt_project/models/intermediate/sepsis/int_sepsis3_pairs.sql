@@ -1,0 +1,34 @@
+{{ config(materialized='view') }}
+-- Every Sepsis-3 pair as MIT-LCP mimic-code forms them: a suspected infection of an ICU stay and an hour
+-- with a 24-hour SOFA >= 2 from 48 h before to 24 h after it (baseline SOFA taken as 0). mimic_code_rank
+-- is mimic-code's order (suspicion time, antibiotic time, culture time, SOFA hour); sepsis3 is rank 1.
+-- criteria_known_time: when the last of the pair's criteria was known (SOFA hour's end, antibiotic
+-- start, culture_known_time). A view: the join is large on full MIMIC-IV and read by two models.
+select
+    soi.subject_id,
+    soi.stay_id,
+    soi.ab_id,
+    soi.antibiotic_time,
+    soi.culture_time,
+    soi.micro_specimen_id,
+    soi.culture_known_time,
+    soi.suspected_infection_time,
+    s.endtime as sofa_time,
+    s.sofa_24hours as sofa_score,
+    s.respiration_24hours as respiration,
+    s.coagulation_24hours as coagulation,
+    s.liver_24hours as liver,
+    s.cardiovascular_24hours as cardiovascular,
+    s.cns_24hours as cns,
+    s.renal_24hours as renal,
+    greatest(s.endtime, soi.antibiotic_time, soi.culture_known_time) as criteria_known_time,
+    -- ab_id and micro_specimen_id only break ties that mimic-code leaves to chance (equal in sepsis3's columns)
+    row_number() over (partition by soi.stay_id
+                       order by soi.suspected_infection_time, soi.antibiotic_time, soi.culture_time, s.endtime,
+                                soi.ab_id, soi.micro_specimen_id) as mimic_code_rank
+from {{ ref('int_suspicion_of_infection') }} as soi
+inner join {{ ref('int_sofa_hourly') }} as s
+    on s.stay_id = soi.stay_id
+    and s.endtime >= soi.suspected_infection_time - interval 48 hour
+    and s.endtime <= soi.suspected_infection_time + interval 24 hour
+where soi.stay_id is not null and s.sofa_24hours >= 2 and soi.suspected_infection = 1
