@@ -1,5 +1,11 @@
-"""`sepsis-fusion evaluate`: the held-out test set of a run folder, with bootstrap confidence intervals,
-baselines on the same features and split, plots (PNG) and a Markdown report."""
+"""`sepsis-fusion evaluate`: the held-out test set of a run folder. Metrics with bootstrap intervals,
+paired differences against the tuned baselines, calibration before and after, decision curves, the loss
+comparison and modality ablation, subgroups, the cohort's characteristics and flow; plots (PNG), a Markdown
+report and a model card.
+
+Every model is scored on the same bootstrap resamples of the test stays, so each "A vs B" is a paired
+difference with its own interval; a difference is called a win or a loss only when that interval excludes 0.
+"""
 
 from __future__ import annotations
 
@@ -12,54 +18,30 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.calibration import calibration_curve  # noqa: E402
-from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
-from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict  # noqa: E402
 
 from sepsis_fusion.pipelines.features.training import TrainingSet  # noqa: E402
 
-from .metrics import METRICS, bootstrap_metrics  # noqa: E402
-from .preprocess import ModelInputs  # noqa: E402
-from .protocol import subset  # noqa: E402
-from .study import StudyError, load_run  # noqa: E402
+from .calibration import calibration_curve  # noqa: E402
+from .cohort_table import characteristics, flow_diagram, flow_lines, markdown  # noqa: E402
+from .metrics import (CALIBRATION, METRICS, RANKING, bootstrap, bootstrap_metrics, calibration_metrics,  # noqa: E402
+                      net_benefit, paired_difference, treat_all_net_benefit)
+from .study import StudyError  # noqa: E402
+
+FUSION = "fusion model"
+DECISION_THRESHOLDS = np.round(np.arange(0.01, 0.81, 0.01), 2)
 
 
-def flat(inputs: ModelInputs) -> np.ndarray:
-    """Every model input as one row per stay, for the baselines."""
-    n = len(inputs)
-    return np.concatenate([inputs.static, inputs.windows.reshape(n, -1), inputs.window_mask.astype(np.float32),
-                           inputs.notes.reshape(n, -1), inputs.note_mask.astype(np.float32)], axis=1)
+def _ci(m: dict, digits: int = 3) -> str:
+    return f"{m['value']:.{digits}f} ({m['low']:.{digits}f} to {m['high']:.{digits}f})"
 
 
-def baselines(ts: TrainingSet, run_dir: Path, train_ids: np.ndarray, test_ids: np.ndarray,
-              outcome: str, seed: int) -> dict[str, tuple[np.ndarray, float]]:
-    """Test-set probabilities and thresholds of logistic regression and gradient boosting on the model's
-    preprocessed inputs (preprocessing fitted on the training part, as stored in the run), and of SOFA at
-    onset alone. Each threshold is its Youden point on out-of-fold predictions of the training part
-    (SOFA's on its training-part rates)."""
-    trained = load_run(run_dir)
-    index = {s: i for i, s in enumerate(ts.features.stay_id)}
-    train, test = np.array([index[s] for s in train_ids]), np.array([index[s] for s in test_ids])
-    y = ts.labels(outcome)
-    x_train = flat(trained.preprocessor.transform(subset(ts.features, train)))
-    x_test = flat(trained.preprocessor.transform(subset(ts.features, test)))
-    out = {}
-    folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
-    groups = ts.cohort["subject_id"].to_numpy()[train]
-    for name, model in (("logistic regression", LogisticRegression(max_iter=2000, C=0.1)),
-                        ("gradient boosting", HistGradientBoostingClassifier(random_state=seed))):
-        # threshold from out-of-fold predictions on the training part, as for the fusion model
-        oof = cross_val_predict(model, x_train, y[train], groups=groups, cv=folds, method="predict_proba")[:, 1]
-        model.fit(x_train, y[train])
-        out[name] = (model.predict_proba(x_test)[:, 1], _youden(y[train], oof))
-    sofa = ts.cohort["sofa_score_at_onset"].to_numpy(dtype=float)
-    # SOFA as a probability: its observed mortality in the training part (a monotone recalibration)
-    rates = pd.Series(y[train]).groupby(sofa[train]).mean()
-    to_rate = lambda s: np.interp(s, rates.index.to_numpy(), rates.to_numpy())  # noqa: E731
-    out["SOFA at onset"] = (to_rate(sofa[test]), _youden(y[train], to_rate(sofa[train])))
-    return out
+def _verdict(d: dict) -> str:
+    if d["low"] > 0:
+        return "better"
+    if d["high"] < 0:
+        return "worse"
+    return "no difference shown"
 
 
 def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
@@ -69,129 +51,214 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
     meta = json.loads((run_dir / "model.json").read_text())
     data = json.loads((run_dir / "data.json").read_text())
     cv = json.loads((run_dir / "cv.json").read_text())
+    calibrator = json.loads((run_dir / "calibration.json").read_text())
+    baselines = json.loads((run_dir / "baselines.json").read_text())
     test = pd.read_csv(run_dir / "predictions.csv")
-    train = pd.read_csv(run_dir / "oof_predictions.csv")
+    base = pd.read_csv(run_dir / "baseline_predictions.csv").set_index("stay_id").loc[test["stay_id"]]
     y, threshold = test["outcome"].to_numpy(), meta["threshold"]
-    scored = {"fusion model": (test["probability"].to_numpy(), threshold)}
-    scored.update(baselines(ts, run_dir, train["stay_id"].to_numpy(), test["stay_id"].to_numpy(),
-                            meta["outcome"], seed=0))
+    scored = {FUSION: (test["probability"].to_numpy(), threshold)}
+    scored.update({name: (base[name].to_numpy(), baselines[name]["threshold"]) for name in baselines})
     scores = {name: p for name, (p, _) in scored.items()}
+
     table = {name: bootstrap_metrics(y, p, t, resamples, label=name) for name, (p, t) in scored.items()}
-    (run_dir / "metrics.json").write_text(json.dumps(table, indent=2))
-    plots = _plots(run_dir, y, scores, cv)
+    differences = {name: paired_difference(y, scores[FUSION], p, resamples, label=f"{FUSION} - {name}")
+                   for name, p in scores.items() if name != FUSION}
+    calibration = {f"{FUSION}, before calibration": bootstrap(y, test["probability_uncalibrated"].to_numpy(),
+                                                              calibration_metrics, resamples, label="calibration"),
+                   f"{FUSION}, after calibration": bootstrap(y, scores[FUSION], calibration_metrics, resamples,
+                                                             label="calibration")}
+    calibration.update({name: bootstrap(y, p, calibration_metrics, resamples, label="calibration")
+                        for name, p in scores.items() if name != FUSION})
+    comparisons, comparison_lines = _comparisons(run_dir, y, resamples)
+    subgroup_lines, subgroups = _subgroups(ts, test, threshold, resamples)
+    cohort_lines = _cohort(ts, run_dir, meta["outcome"], data, test)
+    (run_dir / "metrics.json").write_text(json.dumps(
+        {"models": table, "paired_differences": differences, "calibration": calibration, "comparisons": comparisons,
+         "subgroups": subgroups}, indent=2))
+    plots = _plots(run_dir, y, scores, test["probability_uncalibrated"].to_numpy(), cv)
+
     lines = [f"# Evaluation of {run_dir.name}", "",
              f"Outcome: {meta['outcome']}; {data['stays']} cohort stays ({data['prevalence']:.1%} positive), "
-             f"{data['train']} for training and cross-validation, {data['test']} held out (grouped by patient). "
-             f"Best setting {meta['setting'] or '(defaults)'}, mean CV AUROC {cv['cv_auroc']:.3f}; decision "
-             f"threshold {threshold:.3f}, chosen on out-of-fold predictions of the training part (Youden).", "",
-             "Baselines use the same preprocessed inputs and split; each threshold is its Youden point on "
-             "out-of-fold predictions of the training part.", "",
+             f"{data['train']} for training and cross-validation, {data['test']} held out "
+             f"({data.get('split', 'patient')} split). Best setting {meta['setting'] or '(defaults)'}, mean CV AUROC "
+             f"{cv['cv_auroc']:.3f}. The model is the ensemble of that setting's {len(meta['members'])} fold models, "
+             f"calibrated ({calibrator['method']}, chosen by cross-validated Brier: "
+             + ", ".join(f"{m} {b:.4f}" for m, b in calibrator["cv_brier"].items())
+             + f") on their out-of-fold predictions; decision threshold {threshold:.3f}, the Youden point of the "
+             "calibrated out-of-fold predictions.", "",
+             "Baselines: logistic regression and gradient boosting on the fusion model's inputs, tuned by the same "
+             "cross-validation folds (" + "; ".join(f"{n}: {b['params']}" for n, b in baselines.items() if b["params"])
+             + "), preprocessing fitted inside each fold, calibrated and thresholded the same way; SOFA at T (the "
+             "24-hour SOFA score at the prediction time) as a risk by isotonic regression on the training part.", "",
+             "## Performance on the held-out test set", "",
              "| model | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
     for name, metrics in table.items():
-        lines.append(f"| {name} | " + " | ".join(f"{m['value']:.3f} ({m['low']:.3f}-{m['high']:.3f})"
-                                                 for m in metrics.values()) + " |")
-    lines += ["", "95% bootstrap intervals over test stays, " + f"{resamples} resamples.", ""]
-    lines += _comparisons(run_dir, y, threshold, resamples)
-    lines += _subgroups(ts, test, threshold, resamples)
+        lines.append(f"| {name} | " + " | ".join(_ci(metrics[m]) for m in METRICS) + " |")
+    lines += ["", f"Each at its own threshold; 95% bootstrap intervals over test stays, {resamples} resamples, the "
+              "same resamples for every model.", "",
+              "## Paired differences: fusion model minus each baseline", "",
+              "| baseline | AUROC difference | AUPRC difference | AUROC verdict |", "|---|---:|---:|---|"]
+    for name, d in differences.items():
+        lines.append(f"| {name} | {_ci(d['auroc'])} | {_ci(d['auprc'])} | {_verdict(d['auroc'])} |")
+    lines += ["", "A difference is called better or worse only when its paired 95% interval excludes 0.", "",
+              "## Calibration", "",
+              "| model | " + " | ".join(CALIBRATION) + " |", "|---|" + "---:|" * len(CALIBRATION)]
+    for name, metrics in calibration.items():
+        lines.append(f"| {name} | " + " | ".join(_ci(metrics[m]) for m in CALIBRATION) + " |")
+    lines += ["", "Calibration error: the stay-weighted mean |observed rate - mean prediction| over 10 quantile bins "
+              "(the bins of calibration.png). Slope: 1 is ideal, below 1 means too extreme predictions. Intercept "
+              "(calibration-in-the-large): 0 is ideal, above 0 means risks under-estimated on average.", ""]
+    lines += comparison_lines + subgroup_lines + cohort_lines
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     report = run_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")
-    _model_card(ts, run_dir, meta, data, cv, table["fusion model"])
+    _model_card(ts, run_dir, meta, data, cv, calibrator, table[FUSION], calibration[f"{FUSION}, after calibration"])
     return report
 
 
-def _row(name: str, metrics: dict, names: tuple[str, ...]) -> str:
-    return f"| {name} | " + " | ".join(f"{metrics[m]['value']:.3f} ({metrics[m]['low']:.3f}-{metrics[m]['high']:.3f})"
-                                      for m in names) + " |"
-
-
-def _comparisons(run_dir: Path, y: np.ndarray, threshold: float, resamples: int) -> list[str]:
-    """Table 1 (BCE vs focal loss) and the modality ablation, from the run's experiment predictions."""
+def _comparisons(run_dir: Path, y: np.ndarray, resamples: int) -> tuple[dict, list[str]]:
+    """The loss comparison (BCE vs focal loss) and the modality ablation, from the run's experiment
+    predictions, each as a paired difference against the final model."""
     path = run_dir / "experiment_predictions.csv"
     if not path.exists():
-        return []
+        return {}, []
     variants = pd.read_csv(path)
-    thresholds_path = run_dir / "experiment_thresholds.json"
-    thresholds = json.loads(thresholds_path.read_text()) if thresholds_path.exists() else {}
-    names = ("accuracy", "specificity", "f1", "sensitivity", "auroc")
-    lines = ["## Table 1: class-weighted BCE against focal loss (same split, setting and epochs)", "",
+    thresholds = json.loads((run_dir / "experiment_thresholds.json").read_text())
+    names = ("accuracy", "specificity", "f1", "sensitivity", "auroc", "brier")
+    out: dict = {"loss": {}, "ablation": {}}
+    lines = ["## Loss comparison: class-weighted BCE against focal loss", "",
+             "Both trained the same way (the chosen setting on the same folds, a calibrated ensemble of the fold "
+             "models), each at its own threshold (Youden on its calibrated out-of-fold predictions).", "",
              "| loss | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for column, label in (("bce", "BCE (gamma 0, class-weighted)"), ("focal", "focal loss")):
-        cut = thresholds.get(column, threshold)
-        lines.append(_row(f"{label}, threshold {cut:.3f}", bootstrap_metrics(y, variants[column].to_numpy(), cut,
-                                                                            resamples, label=label), names))
-    lines += ["", "Each at its own threshold (Youden on out-of-fold predictions of the training part).", "",
+        m = bootstrap_metrics(y, variants[column].to_numpy(), thresholds[column], resamples, label=label)
+        out["loss"][column] = m
+        lines.append(f"| {label}, threshold {thresholds[column]:.3f} | " + " | ".join(_ci(m[k]) for k in names) + " |")
+    d = paired_difference(y, variants["focal"].to_numpy(), variants["bce"].to_numpy(), resamples, label="focal - bce")
+    out["loss"]["focal - bce"] = d
+    lines += ["", f"Focal minus BCE: AUROC {_ci(d['auroc'])}, AUPRC {_ci(d['auprc'])} ({_verdict(d['auroc'])}).", "",
               "## Modality ablation", "",
-              "| modalities | auroc | auprc |", "|---|---:|---:|"]
+              "Each variant trained like the final model with only these modalities; the difference is the final "
+              "model (every modality) minus the variant, paired.", "",
+              "| modalities | auroc | auprc | final model minus variant, AUROC | AUPRC | verdict |",
+              "|---|---:|---:|---:|---:|---|"]
+    full = [c for c in variants.columns if c not in ("stay_id", "bce", "focal") and variants[c].equals(variants["focal"])]
     for column in variants.columns:
-        if column not in ("stay_id", "bce", "focal"):
-            m = bootstrap_metrics(y, variants[column].to_numpy(), threshold, resamples, label=column)
-            lines.append(_row(column, m, ("auroc", "auprc")))
-    return lines + [""]
+        if column in ("stay_id", "bce", "focal"):
+            continue
+        m = bootstrap(y, variants[column].to_numpy(), lambda y_, p_: {k: _rank(k)(y_, p_) for k in RANKING},
+                      resamples, label=column)
+        row = {"metrics": m}
+        if column in full:
+            lines.append(f"| {column} (the final model) | {_ci(m['auroc'])} | {_ci(m['auprc'])} | | | |")
+        else:
+            d = paired_difference(y, variants["focal"].to_numpy(), variants[column].to_numpy(), resamples,
+                                  label=f"final - {column}")
+            row["final_minus_variant"] = d
+            lines.append(f"| {column} | {_ci(m['auroc'])} | {_ci(m['auprc'])} | {_ci(d['auroc'])} | {_ci(d['auprc'])} "
+                         f"| {'final ' + _verdict(d['auroc'])} |")
+        out["ablation"][column] = row
+    return out, lines + [""]
 
 
-def _subgroups(ts: TrainingSet, test: pd.DataFrame, threshold: float, resamples: int) -> list[str]:
+def _rank(name: str):
+    from . import metrics
+
+    return getattr(metrics, name)
+
+
+def _subgroups(ts: TrainingSet, test: pd.DataFrame, threshold: float, resamples: int) -> tuple[list[str], dict]:
     static = ts.features.static.assign(stay_id=ts.features.stay_id).set_index("stay_id").loc[test["stay_id"]]
     groups = {"female": static["female"].to_numpy() == 1, "male": static["female"].to_numpy() == 0}
     age = static["age"].to_numpy()
     for low, high in ((18, 50), (50, 65), (65, 80), (80, 200)):
         groups[f"age {low}-{high - 1}" if high < 200 else f"age {low}+"] = (age >= low) & (age < high)
-    lines = ["## Subgroups (fusion model)", "", "| subgroup | stays | deaths | auroc | sensitivity | specificity |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["## Subgroups (fusion model)", "",
+             "| subgroup | stays | deaths | auroc | sensitivity | specificity | observed rate | mean predicted "
+             "| calibration error | slope | intercept |", "|---|" + "---:|" * 10]
     y, p = test["outcome"].to_numpy(), test["probability"].to_numpy()
+    out = {}
     for name, mask in groups.items():
         if mask.sum() < 10 or len(np.unique(y[mask])) < 2:
-            lines.append(f"| {name} | {mask.sum()} | {y[mask].sum()} | too few | | |")
+            lines.append(f"| {name} | {mask.sum()} | {y[mask].sum()} | too few | | | | | | | |")
             continue
         m = bootstrap_metrics(y[mask], p[mask], threshold, resamples, label=name)
+        c = calibration_metrics(y[mask], p[mask])
+        out[name] = {"metrics": m, "calibration": c, "stays": int(mask.sum()), "deaths": int(y[mask].sum())}
         lines.append(f"| {name} | {mask.sum()} | {y[mask].sum()} | " + " | ".join(
-            f"{m[k]['value']:.3f} ({m[k]['low']:.3f}-{m[k]['high']:.3f})" for k in ("auroc", "sensitivity", "specificity"))
-            + " |")
-    return lines + [""]
+            _ci(m[k]) for k in ("auroc", "sensitivity", "specificity"))
+            + f" | {y[mask].mean():.3f} | {p[mask].mean():.3f} | {c['calibration_error']:.3f} | "
+              f"{c['calibration_slope']:.2f} | {c['calibration_intercept']:.2f} |")
+    return lines + ["", "Calibration per subgroup: point estimates (small subgroups vary a lot).", ""], out
 
 
-def _model_card(ts: TrainingSet, run_dir: Path, meta: dict, data: dict, cv: dict, metrics: dict) -> Path:
+def _cohort(ts: TrainingSet, run_dir: Path, outcome: str, data: dict, test: pd.DataFrame) -> list[str]:
+    """The cohort's characteristics by outcome, and its flow as numbers and a diagram."""
+    table = characteristics(ts, outcome)
+    table.to_csv(run_dir / "cohort_characteristics.csv", index=False)
+    lines = [f"## Cohort characteristics (by {outcome.replace('_', ' ')})", "",
+             "Values as known at the prediction time T; median [IQR] with Mann-Whitney U, n (%) with chi-squared "
+             "(Fisher's exact test for 2 x 2 tables with an expected count under 5).", ""]
+    lines += markdown(table) + [""]
+    if ts.flow is not None:
+        y_test = test["outcome"].to_numpy()
+        y_all = ts.labels(outcome)
+        split = {"training part": (data["train"], int(y_all.sum() - y_test.sum())),
+                 "held-out test": (data["test"], int(y_test.sum()))}
+        flow_diagram(ts.flow, split, run_dir / "cohort_flow.png")
+        lines += ["## Cohort flow", ""] + flow_lines(ts.flow) + ["", "![cohort_flow](cohort_flow.png)", ""]
+    return lines
+
+
+def _model_card(ts: TrainingSet, run_dir: Path, meta: dict, data: dict, cv: dict, calibrator: dict, metrics: dict,
+                calibration: dict) -> Path:
     """A model card along the TRIPOD+AI items: what the model predicts, from what, how it was built and
     tuned, how well it did (with intervals), and where it must not be used."""
     f = ts.features
     missing_static = float(np.isnan(f.static_numeric).mean())
     missing_latest = float(np.isnan(f.windows[:, -1][f.window_mask[:, -1]]).mean()) if f.window_mask[:, -1].any() else 1.0
-    ci = lambda m: f"{metrics[m]['value']:.3f} (95% CI {metrics[m]['low']:.3f}-{metrics[m]['high']:.3f})"  # noqa: E731
+    states = json.loads((run_dir / "preprocess.json").read_text())["members"]
+    dropped = sorted({name for s in states for name in s["dropped"]})
     config = (run_dir / "config.yaml").read_text()
     lines = [
         f"# Model card: {run_dir.name}", "",
         "## Task and horizon",
         f"Predicts {meta['outcome'].replace('_', ' ')} for adult ICU stays meeting Sepsis-3 (mimic-code definition, "
-        "first such stay per patient), at the prediction time T = Sepsis-3 onset + 24 h, from what was known at T "
-        "(Feast point-in-time retrieval; labs from their storetime, notes from theirs, no discharge summaries, "
-        "comorbidities from earlier admissions only). Stays that ended before T are excluded.", "",
+        "first such stay per patient), at the prediction time T = recognition + 24 h, where recognition is the first "
+        "time every criterion of a qualifying Sepsis-3 pair was known (the SOFA hour's end, the antibiotic's start, "
+        "the culture's storetime), from what was known at T (Feast point-in-time retrieval; labs from their "
+        "storetime, notes from theirs, no discharge summaries, comorbidities from earlier admissions only). Stays "
+        "that ended before T are excluded.", "",
         "## Data and cohort flow",
         f"{data['stays']} cohort stays ({data['prevalence']:.1%} positive); {data['train']} for training and "
-        f"tuning, {data['test']} held out, split by patient and stratified by outcome. Data fingerprint "
-        f"`{data['fingerprint'][:16]}`. The cohort flow (stays excluded at each step) is the dbt model "
-        "`cohort_flow` of the warehouse this run was trained from.", "",
+        f"tuning, {data['test']} held out ({data.get('split', 'patient')} split, grouped by patient). Data "
+        f"fingerprint `{data['fingerprint'][:16]}`. Cohort flow and characteristics: report.md.", "",
         "## Predictors",
-        f"Static baseline ({len(f.layout.static)} variables, the {len(json.loads((run_dir / 'preprocess.json').read_text())['selected'])} "
-        f"most relevant kept), the last {f.layout.sequence_windows} daily 24-hour windows of "
-        f"{len(f.layout.windows) // 6} labs and vitals (min, max, mean, std, count, last), and note embeddings "
-        f"per window (Feast feature service `{meta['feature_service']}`).", "",
+        f"Static baseline ({len(f.layout.static)} variables, the most relevant non-redundant ones kept), the last "
+        f"{f.layout.sequence_windows} daily 24-hour windows of {len(f.layout.windows) // 6} labs and vitals (min, "
+        f"max, mean, std, count, last), and note embeddings per window (Feast feature service "
+        f"`{meta['feature_service']}`).", "",
         "## Missing data",
         f"Static variables missing: {missing_static:.1%} of values; latest window: {missing_latest:.1%} of "
-        f"statistics (a lab not measured in 24 h). Training stays with more than "
-        f"{json.loads((run_dir / 'preprocess.json').read_text())['config']['max_missing']:.0%} of static variables "
-        f"missing were dropped ({cv.get('dropped_for_missing', 0)} stays); the rest mean/mode-imputed with "
-        "missing-value flags; windows that did not exist yet are masked.", "",
-        "## Model and tuning",
-        f"Static MLP + window BiLSTM + note BiLSTM, early fusion, focal loss. Grid search with "
-        f"{len(cv['folds']) // max(1, len({json.dumps(r['setting'], sort_keys=True) for r in cv['folds']}))}-fold "
-        f"patient-grouped cross-validation; chosen setting {meta['setting'] or '(defaults)'} (mean CV AUROC "
-        f"{cv['cv_auroc']:.3f}), retrained on the whole training part for {cv['epochs']} epochs. Decision "
-        f"threshold {meta['threshold']:.3f} (Youden, out-of-fold).", "", "Settings:", "", "```yaml", config.rstrip(),
-        "```", "",
+        "statistics (a lab not measured in 24 h). Static variables missing in more than "
+        f"{states[0]['config']['max_missing']:.0%} of training stays are dropped (in at least one fold: "
+        f"{', '.join(dropped) or 'none'}); the rest mean/mode-imputed with missing-value flags; windows that did not "
+        "exist yet are masked.", "",
+        "## Model, tuning and calibration",
+        f"Static MLP + window BiLSTM + note BiLSTM, early fusion, focal loss. Grid search by "
+        f"{len(meta['members'])}-fold patient-grouped cross-validation of the training part, each fold model "
+        f"early-stopped on an inner validation split of its own training rows; chosen setting "
+        f"{meta['setting'] or '(defaults)'} (mean CV AUROC {cv['cv_auroc']:.3f}). The final model is the ensemble of "
+        f"that setting's fold models, calibrated by {calibrator['method']} regression fitted on their out-of-fold "
+        f"predictions (chosen over the alternative by cross-validated Brier score); decision threshold "
+        f"{meta['threshold']:.3f} (Youden, calibrated out-of-fold predictions).", "", "Settings:", "", "```yaml",
+        config.rstrip(), "```", "",
         "## Performance on the held-out test set",
-        f"AUROC {ci('auroc')}; AUPRC {ci('auprc')}; sensitivity {ci('sensitivity')}; specificity "
-        f"{ci('specificity')}; Brier {ci('brier')}; calibration error {ci('calibration_error')}. Baselines, "
-        "the BCE comparison, the modality ablation and subgroups by sex and age band: report.md.", "",
+        f"AUROC {_ci(metrics['auroc'])}; AUPRC {_ci(metrics['auprc'])}; sensitivity {_ci(metrics['sensitivity'])}; "
+        f"specificity {_ci(metrics['specificity'])}; Brier {_ci(calibration['brier'])}; calibration error "
+        f"{_ci(calibration['calibration_error'])}; calibration slope {_ci(calibration['calibration_slope'], 2)}, "
+        f"intercept {_ci(calibration['calibration_intercept'], 2)}. Paired differences against the baselines, the "
+        "loss comparison, the modality ablation, decision curves and subgroups: report.md.", "",
         "## Intended use and limits",
         "Research use: studying prognosis in sepsis and the value of each data modality, and as a template for "
         "point-in-time-correct feature pipelines. Not a medical device; not validated prospectively or outside "
@@ -204,12 +271,8 @@ def _model_card(ts: TrainingSet, run_dir: Path, meta: dict, data: dict, cv: dict
     return card
 
 
-def _youden(y: np.ndarray, p: np.ndarray) -> float:
-    fpr, tpr, thresholds = roc_curve(y, p)
-    return float(min(thresholds[int(np.argmax(tpr - fpr))], 1.0))
-
-
-def _plots(run_dir: Path, y: np.ndarray, scores: dict[str, np.ndarray], cv: dict) -> list[Path]:
+def _plots(run_dir: Path, y: np.ndarray, scores: dict[str, np.ndarray], uncalibrated: np.ndarray,
+           cv: dict) -> list[Path]:
     paths = []
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, p in scores.items():
@@ -228,23 +291,38 @@ def _plots(run_dir: Path, y: np.ndarray, scores: dict[str, np.ndarray], cv: dict
     ax.legend(fontsize=8)
     paths.append(_save(fig, run_dir / "pr.png"))
     fig, ax = plt.subplots(figsize=(5, 5))
-    observed, predicted = calibration_curve(y, scores["fusion model"], n_bins=10, strategy="quantile")
-    ax.plot(predicted, observed, "o-", label="fusion model")
+    for label, p, style in (("fusion model, before calibration", uncalibrated, "s--"),
+                            ("fusion model, calibrated", scores[FUSION], "o-")):
+        predicted, observed, _ = calibration_curve(y, p, bins=10)
+        ax.plot(predicted, observed, style, label=label)
+    top = max(0.05, float(np.max([np.quantile(uncalibrated, 0.99), np.quantile(scores[FUSION], 0.99), y.mean() * 2])))
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(xlabel="predicted probability", ylabel="observed rate", title="Calibration (deciles)")
+    ax.set(xlabel="mean predicted probability", ylabel="observed rate", xlim=(0, min(1, top * 1.1)),
+           ylim=(0, min(1, top * 1.1)), title="Calibration, held-out test set (10 quantile bins)")
+    ax.legend(fontsize=8)
     paths.append(_save(fig, run_dir / "calibration.png"))
-    # learning curves of the chosen setting's cross-validation folds: training and validation loss, and
-    # validation AUROC, per epoch (the folds stop at different epochs)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, p in scores.items():
+        ax.plot(DECISION_THRESHOLDS, net_benefit(y, p, DECISION_THRESHOLDS), label=name)
+    ax.plot(DECISION_THRESHOLDS, treat_all_net_benefit(y, DECISION_THRESHOLDS), "k--", lw=0.8, label="treat all")
+    ax.axhline(0, color="k", lw=0.8, label="treat none")
+    ax.set(xlabel="threshold probability", ylabel="net benefit", ylim=(-0.05, max(y.mean() * 1.1, 0.05)),
+           title="Decision curves, held-out test set")
+    ax.legend(fontsize=8)
+    paths.append(_save(fig, run_dir / "decision_curve.png"))
+    # learning curves of the chosen setting's cross-validation folds: training loss and the loss and AUROC on
+    # each fold's inner validation split (the one early stopping reads), per epoch
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for i, fold in enumerate(r for r in cv["folds"] if r["setting"] == cv["best_setting"]):
+    best = json.dumps(cv["best_setting"], sort_keys=True)
+    for i, fold in enumerate(r for r in cv["folds"] if json.dumps(r["setting"], sort_keys=True) == best):
         epochs = np.arange(1, len(fold["train_loss"]) + 1)
         ax.plot(epochs, fold["train_loss"], color="tab:blue", alpha=0.6, label="training" if i == 0 else None)
-        ax.plot(epochs, fold["val_loss"], color="tab:orange", alpha=0.6, label="validation" if i == 0 else None)
+        ax.plot(epochs, fold["val_loss"], color="tab:orange", alpha=0.6, label="inner validation" if i == 0 else None)
         ax2.plot(epochs, fold["val_auroc"], color="tab:green", alpha=0.6)
         ax2.plot(fold["best_epoch"], fold["val_auroc"][fold["best_epoch"] - 1], "k.")
     ax.set(xlabel="epoch", ylabel="focal loss", title="Learning curves (CV folds of the chosen setting)")
     ax.legend(fontsize=8)
-    ax2.set(xlabel="epoch", ylabel="validation AUROC", title="Validation AUROC (dot: best epoch)")
+    ax2.set(xlabel="epoch", ylabel="inner validation AUROC", title="Early stopping (dot: the epoch kept)")
     paths.append(_save(fig, run_dir / "learning_curve.png"))
     return paths
 

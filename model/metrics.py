@@ -1,22 +1,49 @@
-"""Test-set metrics with bootstrap 95% confidence intervals (percentile method, stays resampled)."""
+"""Test-set metrics with bootstrap 95% confidence intervals (percentile method, stays resampled), paired
+differences between models, and decision curves.
+
+Every bootstrap here draws its resamples from `resample_indices(n, resamples, seed)`: with the same seed,
+every model is scored on the same resamples, so a difference between two models is a paired difference
+(its interval comes from the per-resample differences, not from two separate intervals).
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
+from scipy.stats import rankdata
 from tqdm import tqdm
+
+from .calibration import calibration_error, calibration_slope_intercept
 
 METRICS = ("accuracy", "specificity", "sensitivity", "precision", "f1", "auroc", "auprc", "brier",
            "calibration_error")
+CALIBRATION = ("brier", "calibration_error", "calibration_slope", "calibration_intercept")
+RANKING = ("auroc", "auprc")
 
 
-def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error: the mean |observed rate - mean prediction| over equal-width bins,
-    weighted by the bins' share of stays."""
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    return float(sum(abs(y[which == b].mean() - p[which == b].mean()) * (which == b).mean()
-                     for b in range(bins) if (which == b).any()))
+def auroc(y: np.ndarray, p: np.ndarray) -> float:
+    """Area under the ROC curve (the Mann-Whitney statistic; ties count one half); NaN with one class."""
+    y = np.asarray(y).astype(bool)
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = rankdata(p)
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def auprc(y: np.ndarray, p: np.ndarray) -> float:
+    """Average precision (scikit-learn's definition: sum over thresholds of the recall gained times the
+    precision there, tied scores forming one threshold); NaN without a positive."""
+    y = np.asarray(y).astype(np.float64)
+    if y.sum() == 0 or y.sum() == len(y):
+        return float("nan")
+    order = np.argsort(-np.asarray(p, dtype=np.float64), kind="mergesort")
+    scores, hits = np.asarray(p, dtype=np.float64)[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]   # the last stay of each distinct score
+    tp = np.cumsum(hits)[last]
+    precision = tp / (last + 1)
+    recall = tp / tp[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def point_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
@@ -26,36 +53,87 @@ def point_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, f
     tn, fn = int((~decision & (y == 0)).sum()), int((~decision & (y == 1)).sum())
     ratio = lambda a, b: a / b if b else float("nan")  # noqa: E731
     precision, sensitivity = ratio(tp, tp + fp), ratio(tp, tp + fn)
-    both_classes = len(np.unique(y)) == 2
     return {
         "accuracy": ratio(tp + tn, len(y)),
         "specificity": ratio(tn, tn + fp),
         "sensitivity": sensitivity,
         "precision": precision,
         "f1": ratio(2 * precision * sensitivity, precision + sensitivity) if tp else 0.0,
-        "auroc": float(roc_auc_score(y, p)) if both_classes else float("nan"),
-        "auprc": float(average_precision_score(y, p)) if both_classes else float("nan"),
+        "auroc": auroc(y, p),
+        "auprc": auprc(y, p),
         "brier": float(np.mean((p - y) ** 2)),
         "calibration_error": calibration_error(y, p),
     }
 
 
+def calibration_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    slope, intercept = calibration_slope_intercept(y, p)
+    return {"brier": float(np.mean((np.asarray(p) - np.asarray(y)) ** 2)), "calibration_error": calibration_error(y, p),
+            "calibration_slope": slope, "calibration_intercept": intercept}
+
+
+def resample_indices(n: int, resamples: int, seed: int = 0) -> np.ndarray:
+    """(resamples, n) row indices drawn with replacement; the same for every model given the same seed."""
+    return np.random.default_rng(seed).integers(0, n, (resamples, n))
+
+
+def _interval(point: float, draws: list[float]) -> dict[str, float]:
+    values = np.asarray(draws, dtype=float)
+    values = values[~np.isnan(values)]
+    low, high = np.percentile(values, [2.5, 97.5]) if len(values) else (np.nan, np.nan)
+    return {"value": float(point), "low": float(low), "high": float(high)}
+
+
+def bootstrap(y: np.ndarray, p: np.ndarray, measure, resamples: int = 1000, seed: int = 0,
+              label: str = "bootstrap") -> dict[str, dict[str, float]]:
+    """Each value of `measure(y, p) -> {name: value}` with its 95% bootstrap interval: {name: {value, low,
+    high}}. A progress bar named `label` shows while the resamples run."""
+    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
+    point = measure(y, p)
+    draws = {m: [] for m in point}
+    for i in tqdm(resample_indices(len(y), resamples, seed), desc=label, unit="resample", leave=False,
+                  mininterval=1.0):
+        for m, v in measure(y[i], p[i]).items():
+            draws[m].append(v)
+    return {m: _interval(point[m], draws[m]) for m in point}
+
+
 def bootstrap_metrics(y: np.ndarray, p: np.ndarray, threshold: float, resamples: int = 1000,
                       seed: int = 0, label: str = "bootstrap") -> dict[str, dict[str, float]]:
-    """Each metric with its 95% bootstrap interval: {name: {value, low, high}}. A progress bar named
-    `label` shows while the resamples run (about a second per 100 on a few thousand stays)."""
-    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
-    point = point_metrics(y, p, threshold)
-    rng = np.random.default_rng(seed)
-    draws = {m: [] for m in METRICS}
-    for _ in tqdm(range(resamples), desc=label, unit="resample", leave=False, mininterval=1.0):
-        i = rng.integers(0, len(y), len(y))
-        for m, v in point_metrics(y[i], p[i], threshold).items():
+    """The threshold and ranking metrics, Brier and calibration error, each with its 95% interval."""
+    return bootstrap(y, p, lambda y_, p_: point_metrics(y_, p_, threshold), resamples, seed, label)
+
+
+def paired_difference(y: np.ndarray, a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed: int = 0,
+                      label: str = "paired") -> dict[str, dict[str, float]]:
+    """AUROC and AUPRC of model a minus model b on the same stays, with the 95% interval of the difference
+    over the same resamples."""
+    y, a, b = np.asarray(y).astype(int), np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+
+    def measure(y_, i):
+        return {"auroc": auroc(y_, a[i]) - auroc(y_, b[i]), "auprc": auprc(y_, a[i]) - auprc(y_, b[i])}
+
+    point = measure(y, np.arange(len(y)))
+    draws = {m: [] for m in point}
+    for i in tqdm(resample_indices(len(y), resamples, seed), desc=label, unit="resample", leave=False,
+                  mininterval=1.0):
+        for m, v in measure(y[i], i).items():
             draws[m].append(v)
-    out = {}
-    for m in METRICS:
-        values = np.array(draws[m], dtype=float)
-        values = values[~np.isnan(values)]
-        low, high = (np.percentile(values, [2.5, 97.5]) if len(values) else (np.nan, np.nan))
-        out[m] = {"value": point[m], "low": float(low), "high": float(high)}
-    return out
+    return {m: _interval(point[m], draws[m]) for m in point}
+
+
+def net_benefit(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Decision-curve net benefit of treating the stays with p >= t, at each threshold probability t:
+    true positives / n - false positives / n * t / (1 - t)."""
+    y, p = np.asarray(y).astype(bool), np.asarray(p, dtype=float)
+    n = len(y)
+    out = []
+    for t in thresholds:
+        treat = p >= t
+        out.append((treat & y).sum() / n - (treat & ~y).sum() / n * t / (1 - t))
+    return np.asarray(out)
+
+
+def treat_all_net_benefit(y: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    prevalence = float(np.mean(y))
+    return prevalence - (1 - prevalence) * thresholds / (1 - thresholds)

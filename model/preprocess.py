@@ -1,12 +1,13 @@
 """The study's preprocessing, fitted on training rows only and stored with the model.
 
-Static baseline: rows with more than `max_missing` of their static features missing are dropped from
-training; categoricals are one-hot encoded (categories seen in training; mode imputation), continuous
-variables mean-imputed, clipped at mean +- `clip_sigma` standard deviations, then Min-Max scaled when
-bounded (binary, or integer-valued with few levels: flags and scores) and z-scored otherwise. Missing-value
-flags join the candidates where a feature is missing often enough to carry signal. Features are then
-selected by a weighted mix of mutual information and absolute correlation with the outcome (each scaled
-to [0, 1]; top `select_k`).
+Static baseline: features missing in more than `max_missing` of the training stays are dropped (the
+study's 20% rule; no stay is dropped); categoricals are one-hot encoded (categories seen in training; mode
+imputation), continuous variables mean-imputed, clipped at mean +- `clip_sigma` standard deviations, then
+Min-Max scaled when bounded (binary, or integer-valued with few levels: flags and scores) and z-scored
+otherwise. Missing-value flags join the candidates where a kept feature is missing often enough to carry
+signal. Every candidate is ranked by a weighted mix of mutual information and absolute correlation with the
+outcome (each scaled to [0, 1]); going down the ranking, a candidate is kept unless its absolute Pearson
+correlation with one already kept exceeds `max_correlation` (redundant), until `select_k` are kept.
 
 Windows: each feature clipped and z-scored with training statistics over the present windows; missing
 values become 0 (the training mean) and the `_count` features say what was measured. Notes: as embedded.
@@ -25,10 +26,11 @@ from sepsis_fusion.pipelines.features.layout import FeatureArrays
 
 @dataclass
 class PreprocessConfig:
-    max_missing: float = 0.2
+    max_missing: float = 0.2          # drop static features missing in more than this share of training stays
     clip_sigma: float = 3.0
     select_k: int = 25
     mi_weight: float = 0.5
+    max_correlation: float = 0.9      # a candidate this correlated with a kept one is redundant
     missing_flag_min_rate: float = 0.05
     bounded_max_levels: int = 30
     seed: int = 0
@@ -62,20 +64,20 @@ class Preprocessor:
     highs: list[float] = field(default_factory=list)
     bounded: list[bool] = field(default_factory=list)
     flagged: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)       # static features missing too often in training
+    redundant: list[str] = field(default_factory=list)     # ranked above the cut but too correlated with a kept one
     candidates: list[str] = field(default_factory=list)
     selected: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
     window_means: list[float] = field(default_factory=list)
     window_stds: list[float] = field(default_factory=list)
 
-    def missing_fraction(self, features: FeatureArrays) -> np.ndarray:
-        """Share of static features missing in each row (the study's 20% rule)."""
-        missing = np.isnan(features.static_numeric).sum(axis=1)
-        missing += (features.static_categorical == None).sum(axis=1)  # noqa: E711 (elementwise)
-        return missing / (features.static_numeric.shape[1] + features.static_categorical.shape[1])
-
-    def keep_rows(self, features: FeatureArrays) -> np.ndarray:
-        return self.missing_fraction(features) <= self.config.max_missing
+    def missing_rates(self, features: FeatureArrays) -> dict[str, float]:
+        """Share of stays missing each static feature."""
+        lo = features.layout
+        rates = dict(zip(lo.numeric_static, np.isnan(features.static_numeric).mean(axis=0).tolist()))
+        rates.update(zip(lo.categorical, (features.static_categorical == None).mean(axis=0).tolist()))  # noqa: E711
+        return {f: float(rates[f]) for f in lo.static} if len(features) else {f: 0.0 for f in lo.static}
 
     def fit(self, features: FeatureArrays, labels: np.ndarray) -> "Preprocessor":
         c, layout = self.config, features.layout
@@ -86,7 +88,9 @@ class Preprocessor:
         clipped = self._clip(np.where(np.isnan(x), np.array(self.means), x))
         self.lows, self.highs = clipped.min(axis=0).tolist(), clipped.max(axis=0).tolist()
         self.bounded = [self._is_bounded(col[~np.isnan(col)]) for col in x.T]  # from observed values
-        self.flagged = [f for f, rate in zip(self.numeric, np.isnan(x).mean(axis=0)) if rate >= c.missing_flag_min_rate]
+        rates = self.missing_rates(features)
+        self.dropped = [f for f in layout.static if rates[f] > c.max_missing]
+        self.flagged = [f for f in self.numeric if c.missing_flag_min_rate <= rates[f] and f not in self.dropped]
         self.categories, self.modes = {}, {}
         for j, f in enumerate(layout.categorical):
             values = [v for v in features.static_categorical[:, j] if v is not None]
@@ -96,8 +100,7 @@ class Preprocessor:
         matrix, names = self._candidates(features)
         self.candidates = names
         self.scores = self._relevance(matrix, labels)
-        ranked = sorted(names, key=lambda n: -self.scores[n])
-        self.selected = ranked[: c.select_k]
+        self.selected, self.redundant = self._select(matrix, names)
         w = features.windows.reshape(-1, features.windows.shape[2])[features.window_mask.reshape(-1)]
         self.window_means = np.nan_to_num(np.nanmean(w, axis=0)).tolist() if len(w) else [0.0] * w.shape[1]
         stds = np.nan_to_num(np.nanstd(w, axis=0)) if len(w) else np.ones(w.shape[1])
@@ -116,6 +119,23 @@ class Preprocessor:
         return ModelInputs(static, w.astype(np.float32), features.window_mask.copy(),
                            features.notes.astype(np.float32), features.note_mask.copy())
 
+    def _select(self, matrix: np.ndarray, names: list[str]) -> tuple[list[str], list[str]]:
+        """Down the relevance ranking, keep a candidate unless it is redundant with one already kept."""
+        ranked = sorted(names, key=lambda n: -self.scores[n])
+        column = {n: i for i, n in enumerate(names)}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = np.nan_to_num(np.corrcoef(matrix, rowvar=False)) if len(matrix) > 1 else np.zeros((len(names),) * 2)
+        corr = np.atleast_2d(corr)
+        kept, redundant = [], []
+        for n in ranked:
+            if len(kept) == self.config.select_k:
+                break
+            if any(abs(corr[column[n], column[k]]) > self.config.max_correlation for k in kept):
+                redundant.append(n)
+            else:
+                kept.append(n)
+        return kept, redundant
+
     def _clip(self, x: np.ndarray) -> np.ndarray:
         mean, std = np.array(self.means), np.array(self.stds)
         return np.clip(x, mean - self.config.clip_sigma * std, mean + self.config.clip_sigma * std)
@@ -133,8 +153,11 @@ class Preprocessor:
         span = np.where(high > low, high - low, 1.0)
         std = np.where(np.array(self.stds) > 0, np.array(self.stds), 1.0)
         scaled = np.where(np.array(self.bounded), (x - low) / span, (x - np.array(self.means)) / std)
-        columns, names = [scaled], list(self.numeric)
+        kept = [j for j, f in enumerate(self.numeric) if f not in self.dropped]
+        columns, names = [scaled[:, kept]], [self.numeric[j] for j in kept]
         for j, f in enumerate(features.layout.categorical):
+            if f in self.dropped:
+                continue
             values = [v if v in self.categories[f] else self.modes[f] for v in
                       (self.modes[f] if v is None else v for v in features.static_categorical[:, j])]
             onehot = np.array([[v == level for level in self.categories[f]] for v in values], dtype=np.float64)

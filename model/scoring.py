@@ -23,11 +23,11 @@ from sepsis_fusion.pipelines.features.store import SERVICE_NAME, utc_naive
 from .protocol import subset
 from .study import StudyError, TrainedModel, load_run
 
-RUN_FILES = ("model.safetensors", "model.json", "preprocess.json")
+RUN_FILES = ("model.safetensors", "model.json", "preprocess.json", "calibration.json")
 
 
 def model_version(run_dir: Path) -> str:
-    """The run folder's name and a digest of what decides a score (weights, preprocessing, threshold)."""
+    """The run folder's name and a digest of what decides a score (weights, preprocessing, calibration, threshold)."""
     digest = hashlib.sha256()
     for name in RUN_FILES:
         digest.update((Path(run_dir) / name).read_bytes())

@@ -5,10 +5,15 @@ only when complete, so an interrupted run never leaves a half-written run folder
 there; started again with the same data and config, it resumes, keeping every cross-validation fold that had
 finished.
 
-Run folder: model.safetensors (weights), model.json (fusion config, feature layout, Feast feature service,
-threshold), preprocess.json (the fitted preprocessing state), config.yaml (the study settings as run),
-cv.json (every setting and fold), predictions.csv (held-out test stays), data.json (a fingerprint of the
-training data and the split), versions.json (package versions).
+The final model is the calibrated ensemble of the chosen setting's cross-validation fold models (see
+ensemble.py for why). Run folder: model.safetensors (every fold model's weights), model.json (their fusion
+configs, the feature layout, the Feast feature service, the threshold), preprocess.json (each fold model's
+fitted preprocessing), calibration.json (the calibration map and how it was chosen), config.yaml (the study
+settings as run), cv.json (every setting and fold), predictions.csv (held-out test stays, calibrated and
+not), oof_predictions.csv (the training part's out-of-fold predictions), baseline_predictions.csv and
+baselines.json (the tuned baselines), experiment_predictions.csv and experiment_thresholds.json (loss
+comparison and modality ablation), data.json (a fingerprint of the training data and the split),
+versions.json (package versions).
 """
 
 from __future__ import annotations
@@ -31,11 +36,14 @@ from safetensors.torch import load_file, save_file
 from sepsis_fusion.pipelines.features.layout import FeatureArrays, FeatureLayout
 from sepsis_fusion.pipelines.features.training import TrainingSet
 
+from .baselines import SOFA_COLUMN, sofa_baseline, tuned_baselines
+from .calibration import Calibrator
+from .ensemble import CalibratedCV, Ensemble, calibrated_cv
 from .fusion import FusionConfig, FusionModel
 from .preprocess import PreprocessConfig, Preprocessor
-from .protocol import (ModelSettings, StudyConfig, best_setting, grid_search, out_of_fold,
-                       patient_split, subset, youden_threshold)
-from .train import History, TrainConfig, auroc, fit, predict
+from .protocol import (SPLITS, BaselineSettings, Member, ModelSettings, StudyConfig, best_setting, cross_validate,
+                       cv_folds, fold_of, grid_search, of_setting, patient_split, subset, temporal_split)
+from .train import TrainConfig, auroc
 
 MIN_PER_CLASS = 10
 
@@ -70,11 +78,15 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> StudyConfig:
             model = {**model, "modalities": tuple(model["modalities"])}
         if "static_hidden" in model:
             model = {**model, "static_hidden": tuple(model["static_hidden"])}
-        return StudyConfig(**{k: v for k, v in raw.items() if k not in ("preprocess", "model", "train")},
-                           preprocess=PreprocessConfig(**raw.get("preprocess", {})),
-                           model=ModelSettings(**model), train=TrainConfig(**raw.get("train", {})))
+        sections = ("preprocess", "model", "train", "baselines")
+        config = StudyConfig(**{k: v for k, v in raw.items() if k not in sections},
+                             preprocess=PreprocessConfig(**raw.get("preprocess", {})), model=ModelSettings(**model),
+                             train=TrainConfig(**raw.get("train", {})), baselines=BaselineSettings(**raw.get("baselines", {})))
     except TypeError as exc:
         raise StudyError(f"config: {exc}") from None
+    if config.split not in SPLITS:
+        raise StudyError(f"config: split {config.split!r}: use one of {', '.join(SPLITS)}")
+    return config
 
 
 def fingerprint(ts: TrainingSet) -> str:
@@ -114,9 +126,28 @@ class StudyResult:
     run_dir: Path
     setting: dict
     cv_auroc: float
-    epochs: int
     threshold: float
+    calibration: str
     test_auroc: float
+
+
+def split(ts: TrainingSet, config: StudyConfig, y: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The training and test parts, as `config.split` says."""
+    if config.split == "patient":
+        return patient_split(y, groups, config.test_size, config.seed)
+    if config.split == "temporal":
+        if "anchor_year_group" not in ts.cohort:
+            raise StudyError("split: temporal needs the cohort's anchor_year_group column: rebuild with "
+                             "`sepsis-fusion build`")
+        try:
+            train, test = temporal_split(ts.cohort["anchor_year_group"])
+        except ValueError as exc:
+            raise StudyError(str(exc)) from None
+        for part, rows in (("training", train), ("test", test)):
+            if len(np.unique(y[rows])) < 2:
+                raise TooFewStays(f"temporal split: the {part} part ({len(rows)} stays) has one outcome class only")
+        return train, test
+    raise StudyError(f"split {config.split!r}: use one of {', '.join(SPLITS)}")
 
 
 def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
@@ -127,46 +158,58 @@ def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
     data_fingerprint = fingerprint(ts)
     work = _work_folder(run_dir, data_fingerprint, config, progress)
     groups = ts.cohort["subject_id"].to_numpy()
-    train_idx, test_idx = patient_split(y, groups, config.test_size, config.seed)
-    progress(f"{len(y)} stays ({y.mean():.1%} {config.outcome}): {len(train_idx)} train, {len(test_idx)} test, "
-             f"{len(config.settings())} setting(s) x {config.folds} folds")
+    train_idx, test_idx = split(ts, config, y, groups)
+    progress(f"{len(y)} stays ({y.mean():.1%} {config.outcome}): {len(train_idx)} train, {len(test_idx)} test "
+             f"({config.split} split), {len(config.settings())} setting(s) x {config.folds} folds")
     if ts.features.notes.shape[2] == 0:
         progress("no note embeddings in the training set (no notes in the data): the model is trained without "
                  "its note branch, on static features and windows")
-    features_train = subset(ts.features, train_idx)
-    results = grid_search(config, features_train, y[train_idx], groups[train_idx], progress, work / "folds")
-    setting, cv_auroc, epochs = best_setting(results)
-    oof = out_of_fold(results, setting, len(train_idx))
-    threshold = youden_threshold(y[train_idx], oof)
-    progress(f"best setting {setting or '(defaults)'}: mean CV AUROC {cv_auroc:.3f}; retraining on the whole "
-             f"training part for {epochs} epochs; threshold {threshold:.3f} (Youden, out-of-fold)")
-    pre, model, history, keep = train_final(features_train, y[train_idx], config, setting, epochs)
-    p_test = predict(model, pre.transform(subset(ts.features, test_idx)))
-    test_auroc = auroc(y[test_idx], p_test)
-    save_run(work, model, pre, ts.features.layout, config, threshold, setting)
+    features_train, features_test = subset(ts.features, train_idx), subset(ts.features, test_idx)
+    y_train, groups_train, y_test = y[train_idx], groups[train_idx], y[test_idx]
+    folds = cv_folds(y_train, groups_train, config.folds, config.seed)
+    fold = fold_of(folds, len(train_idx))
+    checkpoint = work / "folds"
+    results = grid_search(config, features_train, y_train, groups_train, folds, progress, checkpoint)
+    setting, cv_auroc = best_setting(results)
+    final = calibrated_cv(of_setting(results, setting), y_train, fold)
+    members_test = final.ensemble.predict_members(features_test)
+    p_test, p_test_raw = final.ensemble.calibrate(members_test), members_test.mean(axis=0)
+    test_auroc = auroc(y_test, p_test)
+    progress(f"best setting {setting or '(defaults)'}: mean CV AUROC {cv_auroc:.3f}; final model: the ensemble of "
+             f"its {len(folds)} fold models, calibration {final.ensemble.calibrator.method} (cross-validated Brier "
+             + ", ".join(f"{m} {b:.4f}" for m, b in final.ensemble.calibrator.cv_brier.items())
+             + f"), threshold {final.threshold:.3f} (Youden on calibrated out-of-fold predictions)")
+    save_run(work, final.ensemble, ts.features.layout, config, final.threshold, setting)
     (work / "cv.json").write_text(json.dumps(
-        {"best_setting": setting, "cv_auroc": cv_auroc, "epochs": epochs,
+        {"best_setting": setting, "cv_auroc": cv_auroc,
          "folds": [{"setting": r.setting, "fold": r.fold, "auroc": r.auroc, "best_epoch": r.best_epoch + 1,
                     "train_loss": r.history.train_loss, "val_loss": r.history.val_loss,
-                    "val_auroc": r.history.val_auroc} for r in results],
-         "final_training": {"train_loss": history.train_loss, "train_auroc": history.val_auroc},
-         "dropped_for_missing": int((~keep).sum())}, indent=2))
-    pd.DataFrame({"stay_id": ts.features.stay_id[test_idx], "subject_id": groups[test_idx],
-                  "outcome": y[test_idx], "probability": p_test}).to_csv(work / "predictions.csv", index=False)
-    pd.DataFrame({"stay_id": ts.features.stay_id[train_idx], "outcome": y[train_idx],
-                  "oof_probability": oof}).to_csv(work / "oof_predictions.csv", index=False)
+                    "val_auroc": r.history.val_auroc} for r in results]}, indent=2, default=list))
+    pd.DataFrame({"stay_id": ts.features.stay_id[test_idx], "subject_id": groups[test_idx], "outcome": y_test,
+                  "probability": p_test, "probability_uncalibrated": p_test_raw}).to_csv(work / "predictions.csv",
+                                                                                          index=False)
+    pd.DataFrame({"stay_id": ts.features.stay_id[train_idx], "subject_id": groups_train, "outcome": y_train,
+                  "fold": fold, "oof_probability": final.oof, "oof_probability_uncalibrated": final.oof_uncalibrated}
+                 ).to_csv(work / "oof_predictions.csv", index=False)
+    baselines = tuned_baselines(config, features_train, y_train, folds, features_test, progress)
+    sofa = ts.cohort[SOFA_COLUMN].to_numpy(dtype=float)
+    baselines.append(sofa_baseline(sofa[train_idx], y_train, sofa[test_idx]))
+    pd.DataFrame({"stay_id": ts.features.stay_id[test_idx], **{b.name: b.test for b in baselines}}).to_csv(
+        work / "baseline_predictions.csv", index=False)
+    (work / "baselines.json").write_text(json.dumps({b.name: b.summary() for b in baselines}, indent=2))
     if config.experiments:
-        variants = experiments(ts, config, setting, epochs, train_idx, test_idx, progress)
+        variants, thresholds = experiments(config, features_train, y_train, groups_train, folds, features_test,
+                                           setting, final, p_test, checkpoint, progress)
         variants.insert(0, "stay_id", ts.features.stay_id[test_idx])
         variants.to_csv(work / "experiment_predictions.csv", index=False)
-        thresholds = {"focal": threshold, "bce": bce_threshold(ts, config, setting, train_idx, work / "folds")}
         (work / "experiment_thresholds.json").write_text(json.dumps(thresholds, indent=2))
     (work / "data.json").write_text(json.dumps(
         {"fingerprint": data_fingerprint, "stays": len(y), "train": len(train_idx), "test": len(test_idx),
-         "outcome": config.outcome, "prevalence": float(y.mean())}, indent=2))
+         "split": config.split, "outcome": config.outcome, "prevalence": float(y.mean()),
+         "prevalence_train": float(y_train.mean()), "prevalence_test": float(y_test.mean())}, indent=2))
     _publish(work, run_dir)
     progress(f"test AUROC {test_auroc:.3f} ({len(test_idx)} stays); run folder {run_dir}")
-    return StudyResult(run_dir, setting, cv_auroc, epochs, threshold, test_auroc)
+    return StudyResult(run_dir, setting, cv_auroc, final.threshold, final.ensemble.calibrator.method, test_auroc)
 
 
 def partial_folder(run_dir: Path) -> Path:
@@ -205,64 +248,44 @@ def _publish(work: Path, run_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def train_final(features: FeatureArrays, y: np.ndarray, config: StudyConfig, setting: dict, epochs: int,
-                **overrides) -> tuple[Preprocessor, FusionModel, History, np.ndarray]:
-    """The chosen setting trained on the whole training part (after the missing-data rule) for `epochs`
-    epochs. `overrides` replace model or training settings (modalities, focal_alpha, focal_gamma, ...)."""
-    pre = Preprocessor(config.preprocess)
-    keep = pre.keep_rows(features)
-    train = subset(features, np.flatnonzero(keep))
-    pre.fit(train, y[keep])
-    inputs = pre.transform(train)
-    fusion, train_config = config.configs({**setting, **overrides}, (inputs.static.shape[1], inputs.windows.shape[2],
-                                                                      inputs.notes.shape[2]))
-    train_config = dataclasses.replace(train_config, max_epochs=epochs)
-    model, history = fit(fusion, train_config, inputs, y[keep], inputs, y[keep], early_stopping=False)
-    return pre, model, history, keep
-
-
 ABLATIONS = (("static",), ("windows",), ("notes",), ("static", "windows"), ("static", "notes"),
              ("windows", "notes"), ("static", "windows", "notes"))
 
 
-def experiments(ts: TrainingSet, config: StudyConfig, setting: dict, epochs: int, train_idx: np.ndarray,
-                test_idx: np.ndarray, progress: Callable[[str], None]) -> pd.DataFrame:
-    """Test-set probabilities of the study's comparisons, each trained like the final model on the same
-    split: Table 1 (class-weighted BCE, i.e. gamma = 0 with alpha = the negative share, against focal loss)
-    and the modality ablation (each modality, each pair, all three)."""
-    y = ts.labels(config.outcome)
-    features_train, features_test = subset(ts.features, train_idx), subset(ts.features, test_idx)
-    variants = {"bce": {"focal_gamma": 0.0, "focal_alpha": float(1 - y[train_idx].mean())}, "focal": {}}
-    has_notes = ts.features.notes.shape[2] > 0
-    variants.update({"+".join(m): {"modalities": m} for m in ABLATIONS if has_notes or "notes" not in m})
-    out = {}
+def experiments(config: StudyConfig, features: FeatureArrays, y: np.ndarray, groups: np.ndarray,
+                folds: list[tuple[np.ndarray, np.ndarray]], test: FeatureArrays, setting: dict, final: CalibratedCV,
+                p_test: np.ndarray, checkpoint: Path, progress: Callable[[str], None]) -> tuple[pd.DataFrame, dict]:
+    """Test-set probabilities and thresholds of the study's comparisons, each trained exactly like the final
+    model (the chosen setting on the same folds, a calibrated ensemble of the fold models): the loss
+    comparison (class-weighted BCE, i.e. gamma = 0 with alpha = the negative share, against focal loss) and
+    the modality ablation (each modality, each pair; the final model is the one with all of them)."""
+    fold = fold_of(folds, len(y))
+    has_notes = features.notes.shape[2] > 0
+    full = "+".join(m for m in config.configs(setting, (1, 1, int(has_notes)))[0].modalities)
+    variants = {"bce": {"focal_gamma": 0.0, "focal_alpha": float(1 - y.mean())}}
+    variants.update({"+".join(m): {"modalities": m} for m in ABLATIONS
+                     if (has_notes or "notes" not in m) and "+".join(m) != full})
+    out, thresholds = {"focal": p_test, full: p_test}, {"focal": final.threshold, full: final.threshold}
     for name, overrides in variants.items():
-        pre, model, _, _ = train_final(features_train, y[train_idx], config, setting, epochs, **overrides)
-        out[name] = predict(model, pre.transform(features_test))
-        progress(f"comparison {name}: test AUROC {auroc(y[test_idx], out[name]):.3f}")
-    return pd.DataFrame(out)
+        results = cross_validate(config, {**setting, **overrides}, features, y, groups, folds, f"comparison {name}",
+                                 progress, checkpoint)
+        variant = calibrated_cv(results, y, fold)
+        out[name], thresholds[name] = variant.ensemble.predict(test), variant.threshold
+    return pd.DataFrame(out), thresholds
 
 
-def bce_threshold(ts: TrainingSet, config: StudyConfig, setting: dict, train_idx: np.ndarray,
-                  checkpoint: Path | None = None) -> float:
-    """Table 1's BCE model gets its own threshold the way the final model does: Youden on out-of-fold
-    predictions of the same cross-validation folds."""
-    y = ts.labels(config.outcome)[train_idx]
-    bce = {**setting, "focal_gamma": 0.0, "focal_alpha": float(1 - y.mean())}
-    cv = dataclasses.replace(config, grid={k: [v] for k, v in bce.items()})
-    results = grid_search(cv, subset(ts.features, train_idx), y, ts.cohort["subject_id"].to_numpy()[train_idx],
-                          checkpoint=checkpoint)
-    return youden_threshold(y, out_of_fold(results, results[0].setting, len(train_idx)))
-
-
-def save_run(run_dir: Path, model: FusionModel, pre: Preprocessor, layout: FeatureLayout, config: StudyConfig,
-             threshold: float, setting: dict) -> None:
+def save_run(run_dir: Path, ensemble: Ensemble, layout: FeatureLayout, config: StudyConfig, threshold: float,
+             setting: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run_dir / "model.safetensors")
+    save_file({f"member{k}.{name}": v.contiguous() for k, m in enumerate(ensemble.members)
+               for name, v in m.model.state_dict().items()}, run_dir / "model.safetensors")
     (run_dir / "model.json").write_text(json.dumps(
-        {"fusion": model.config.to_dict(), "layout": layout.to_dict(), "feature_service": layout.service,
-         "threshold": threshold, "setting": setting, "outcome": config.outcome}, indent=2))
-    (run_dir / "preprocess.json").write_text(json.dumps(pre.state(), indent=1))
+        {"members": [m.model.config.to_dict() for m in ensemble.members], "layout": layout.to_dict(),
+         "feature_service": layout.service, "threshold": threshold, "setting": setting, "outcome": config.outcome,
+         "calibration": ensemble.calibrator.method}, indent=2, default=list))
+    (run_dir / "preprocess.json").write_text(json.dumps({"members": [m.preprocessor.state() for m in ensemble.members]},
+                                                        indent=1))
+    (run_dir / "calibration.json").write_text(json.dumps(ensemble.calibrator.to_dict(), indent=1))
     (run_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(dataclasses.asdict(config))),
                                                         sort_keys=False))
     packages = ["torch", "feast", "duckdb", "dbt-core", "dbt-duckdb", "transformers", "scikit-learn", "numpy",
@@ -280,17 +303,24 @@ def _version(package: str) -> str | None:
 
 @dataclass
 class TrainedModel:
-    model: FusionModel
-    preprocessor: Preprocessor
+    ensemble: Ensemble
     layout: FeatureLayout
     threshold: float
     outcome: str
 
-    def predict(self, features: FeatureArrays) -> np.ndarray:
+    def _check(self, features: FeatureArrays) -> None:
         differences = self.layout.differences(features.layout)
         if differences:
             raise StudyError("the model was trained on other features than these: " + "; ".join(differences))
-        return predict(self.model, self.preprocessor.transform(features))
+
+    def predict(self, features: FeatureArrays) -> np.ndarray:
+        """Calibrated probabilities: the mean of the fold models' calibrated probabilities."""
+        self._check(features)
+        return self.ensemble.predict(features)
+
+    def predict_uncalibrated(self, features: FeatureArrays) -> np.ndarray:
+        self._check(features)
+        return self.ensemble.predict_uncalibrated(features)
 
 
 def load_run(run_dir: Path) -> TrainedModel:
@@ -298,8 +328,17 @@ def load_run(run_dir: Path) -> TrainedModel:
     if not (run_dir / "model.json").exists():
         raise StudyError(f"{run_dir} is not a run folder (no model.json): train one with `sepsis-fusion train`")
     meta = json.loads((run_dir / "model.json").read_text())
-    model = FusionModel(FusionConfig.from_dict(meta["fusion"]))
-    model.load_state_dict(load_file(run_dir / "model.safetensors"))
-    model.eval()
-    pre = Preprocessor.from_state(json.loads((run_dir / "preprocess.json").read_text()))
-    return TrainedModel(model, pre, FeatureLayout.from_dict(meta["layout"]), meta["threshold"], meta["outcome"])
+    if "members" not in meta:
+        raise StudyError(f"{run_dir} was written by an earlier version (one model, uncalibrated): train it again")
+    weights = load_file(run_dir / "model.safetensors")
+    states = json.loads((run_dir / "preprocess.json").read_text())["members"]
+    members = []
+    for k, (fusion, state) in enumerate(zip(meta["members"], states)):
+        model = FusionModel(FusionConfig.from_dict(fusion))
+        prefix = f"member{k}."
+        model.load_state_dict({name[len(prefix):]: v for name, v in weights.items() if name.startswith(prefix)})
+        model.eval()
+        members.append(Member(Preprocessor.from_state(state), model))
+    calibrator = Calibrator.from_dict(json.loads((run_dir / "calibration.json").read_text()))
+    return TrainedModel(Ensemble(members, calibrator), FeatureLayout.from_dict(meta["layout"]), meta["threshold"],
+                        meta["outcome"])

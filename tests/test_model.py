@@ -99,11 +99,29 @@ def test_preprocessing_statistics_come_from_training_rows_only():
     assert Preprocessor.from_state(state).transform(other).static.tobytes() == inputs.static.tobytes()
 
 
-def test_rows_with_too_many_missing_static_features_are_dropped():
-    arrays, _ = synthetic_arrays(50, 3)
-    arrays.static_numeric[:5, :3] = np.nan    # 3 of 6 static features missing in the first 5 rows
-    keep = Preprocessor().keep_rows(arrays)
-    assert not keep[:5].any() and keep[5:].mean() > 0.6
+def test_static_features_missing_in_more_than_20_percent_of_training_stays_are_dropped_not_the_stays():
+    arrays, y = synthetic_arrays(400, 3)
+    lactate = LAYOUT.numeric_static.index("lactate_first")
+    arrays.static_numeric[:, lactate] = np.where(np.arange(400) < 100, np.nan, arrays.static_numeric[:, lactate])
+    pre = Preprocessor(PreprocessConfig(select_k=10)).fit(arrays, y)
+    assert pre.dropped == ["lactate_first"]                     # 25% + the random 8% missing
+    assert not any(name.startswith("lactate_first") for name in pre.candidates)
+    assert len(pre.transform(arrays)) == 400                     # every stay kept
+
+
+def test_selection_ranks_every_candidate_and_skips_redundant_ones():
+    arrays, y = synthetic_arrays(600, 4)
+    age, noise = LAYOUT.numeric_static.index("age"), LAYOUT.numeric_static.index("noise")
+    # `noise` becomes a near-copy of age: as relevant, but redundant once age is kept
+    arrays.static_numeric[:, noise] = arrays.static_numeric[:, age] + np.random.default_rng(0).normal(0, 0.5, 600)
+    pre = Preprocessor(PreprocessConfig(select_k=4, max_correlation=0.9)).fit(arrays, y)
+    assert set(pre.scores) == set(pre.candidates)                  # every candidate ranked
+    ranked = sorted(pre.candidates, key=lambda n: -pre.scores[n])
+    first = next(n for n in ranked if n in ("age", "noise"))
+    assert first in pre.selected and ({"age", "noise"} - {first}) <= set(pre.redundant)
+    assert len(pre.selected) == 4 and not set(pre.selected) & set(pre.redundant)
+    loose = Preprocessor(PreprocessConfig(select_k=4, max_correlation=1.0)).fit(arrays, y)
+    assert not loose.redundant
 
 
 def test_training_learns_the_planted_signal_reproducibly():

@@ -31,12 +31,12 @@ def test_the_open_demo_runs_through_the_chain_and_it_says_what_it_skipped_and_wh
         "evaluate": "skipped", "score": "skipped"}
     assert "no notes (no note/ folder, or no report of a cohort stay): every note window is marked missing" in \
         " ".join(row[2] for row in rows)
-    assert ("training skipped: 43 cohort stays with 9 positive and 34 negative (died_in_hospital): too few to train "
+    assert ("training skipped: 29 cohort stays with 8 positive and 21 negative (died_in_hospital): too few to train "
             "(50 of each class needed for 5-fold cross-validation plus a test set)") in out
     assert out.rstrip().endswith("skipped: train, evaluate, score (reasons above)")
     # what the chain built is there and usable: feature files, embeddings marked missing, a materialized store
     cohort = pd.read_parquet(data / "features" / "cohort.parquet")
-    assert len(cohort) == 43
+    assert len(cohort) == 29
     notes = pd.read_parquet(data / "features" / "note_window_embeddings.parquet")
     assert len(notes) > 0 and not notes["has_note"].any()
     assert materialized_until(open_store(data)) is not None

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from sepsis_fusion.model.evaluate import evaluate
+from sepsis_fusion.model.metrics import auroc, bootstrap
 from sepsis_fusion.model.study import StudyError, load_config, load_run, run_study
 
 
@@ -25,8 +26,9 @@ def run_dir(trained_run):
 
 
 def test_run_folder_holds_everything_to_reload_and_rescore(ts, run_dir):
-    for name in ("model.safetensors", "model.json", "preprocess.json", "config.yaml", "cv.json", "predictions.csv",
-                 "data.json", "versions.json"):
+    for name in ("model.safetensors", "model.json", "preprocess.json", "calibration.json", "config.yaml", "cv.json",
+                 "predictions.csv", "oof_predictions.csv", "baseline_predictions.csv", "baselines.json", "data.json",
+                 "versions.json"):
         assert (run_dir / name).exists(), name
     cv = json.loads((run_dir / "cv.json").read_text())
     assert len(cv["folds"]) == 2 * 3 and cv["best_setting"]["dropout"] in (0.1, 0.3)
@@ -40,18 +42,43 @@ def test_run_folder_holds_everything_to_reload_and_rescore(ts, run_dir):
     from sepsis_fusion.model.protocol import subset
     again = trained.predict(subset(ts.features, np.array([index[s] for s in test["stay_id"]])))
     np.testing.assert_allclose(again, test["probability"], rtol=1e-5)
+    # the final model is the calibrated ensemble of the chosen setting's fold models
+    assert len(trained.ensemble.members) == 3
+    raw = trained.predict_uncalibrated(subset(ts.features, np.array([index[s] for s in test["stay_id"]])))
+    np.testing.assert_allclose(raw, test["probability_uncalibrated"], rtol=1e-5)
+    calibration = json.loads((run_dir / "calibration.json").read_text())
+    assert calibration["method"] in ("platt", "isotonic") and set(calibration["cv_brier"]) == {"platt", "isotonic"}
+    oof = pd.read_csv(run_dir / "oof_predictions.csv")
+    assert oof["oof_probability"].notna().all() and sorted(oof["fold"].unique()) == [0, 1, 2]
+    # baselines tuned by the same folds: every setting of their grids scored
+    baselines = json.loads((run_dir / "baselines.json").read_text())
+    assert len(baselines["logistic regression"]["cv_auroc"]) == 3
+    assert len(baselines["gradient boosting"]["cv_auroc"]) == 2 * 2 * 2
 
 
 def test_evaluation_report_with_intervals_baselines_and_plots(ts, run_dir):
     report = evaluate(ts, run_dir, resamples=50)
     text = report.read_text()
-    for name in ("fusion model", "logistic regression", "gradient boosting", "SOFA at onset", "auroc"):
-        assert name in text
+    for name in ("fusion model", "logistic regression", "gradient boosting", "SOFA at T", "auroc",
+                 "## Paired differences", "fusion model, before calibration", "fusion model, after calibration",
+                 "calibration_slope", "## Loss comparison", "## Cohort characteristics", "## Cohort flow",
+                 "recognition"):
+        assert name in text, name
+    assert "Table 1 (" not in text
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    auroc = metrics["fusion model"]["auroc"]
+    auroc = metrics["models"]["fusion model"]["auroc"]
     assert auroc["low"] <= auroc["value"] <= auroc["high"] and auroc["value"] > 0.5
+    for baseline in ("logistic regression", "gradient boosting", "SOFA at T"):
+        d = metrics["paired_differences"][baseline]["auroc"]
+        assert d["low"] <= d["value"] <= d["high"]
+        assert d["value"] == pytest.approx(auroc["value"] - metrics["models"][baseline]["auroc"]["value"])
+    assert {"brier", "calibration_error", "calibration_slope", "calibration_intercept"} <= set(
+        metrics["calibration"]["fusion model, after calibration"])
+    table = pd.read_csv(run_dir / "cohort_characteristics.csv")
+    assert {"variable", "overall", "survivors", "non-survivors", "p"} <= set(table.columns)
+    assert table["variable"].str.startswith("age").any() and table["variable"].str.startswith("SOFA at T").any()
     assert "Intended use and limits" in (run_dir / "model_card.md").read_text()
-    for png in ("roc.png", "pr.png", "calibration.png", "learning_curve.png"):
+    for png in ("roc.png", "pr.png", "calibration.png", "decision_curve.png", "cohort_flow.png", "learning_curve.png"):
         assert (run_dir / png).stat().st_size > 5000
 
 
@@ -119,7 +146,44 @@ def test_no_notes_at_all_trains_without_the_note_branch(ts, tmp_path):
     run_study(no_notes, load_config(None, ["folds=2", "train.max_epochs=2"]), tmp_path / "run", progress=lines.append)
     assert any("trained without its note branch" in line for line in lines)
     trained = load_run(tmp_path / "run")
-    assert trained.model.config.modalities == ("static", "windows")
+    assert all(m.model.config.modalities == ("static", "windows") for m in trained.ensemble.members)
     assert np.isfinite(trained.predict(no_notes.features)).all()
     ablation = pd.read_csv(tmp_path / "run" / "experiment_predictions.csv").columns
     assert "static+windows" in ablation and not [c for c in ablation if "notes" in c]
+
+
+def test_leakage_smoke_outcomes_shuffled_across_patients_give_chance_for_every_model(ts, tmp_path):
+    """The whole protocol with the outcome shuffled across patients: nothing can predict it, so a test AUROC
+    whose interval excludes 0.5 would mean the protocol leaks (labels into features, test rows into training,
+    early stopping or calibration). This test set is small (about 40 stays), so one shuffle's AUROC swings by
+    +-0.2 by chance alone; three shuffles are run and, per model, the mean of their AUROCs must have a 95%
+    interval (from each run's bootstrap) that contains 0.5. A leaking protocol memorises: AUROC near 1."""
+    config = load_config(None, ["folds=3", "train.max_epochs=6", "train.patience=3", "experiments=false"])
+    aurocs: dict[str, list[dict]] = {}
+    for seed in range(3):
+        shuffled = np.random.default_rng(seed).permutation(ts.cohort["died_in_hospital"].to_numpy())
+        noise = dataclasses.replace(ts, cohort=ts.cohort.assign(died_in_hospital=shuffled))
+        run_study(noise, config, tmp_path / f"run{seed}", progress=lambda line: None)
+        test = pd.read_csv(tmp_path / f"run{seed}" / "predictions.csv")
+        scores = pd.read_csv(tmp_path / f"run{seed}" / "baseline_predictions.csv").assign(
+            **{"fusion model": test["probability"].to_numpy()})
+        assert (scores["stay_id"] == test["stay_id"]).all()
+        for name in ("fusion model", "logistic regression", "gradient boosting", "SOFA at T"):
+            m = bootstrap(test["outcome"], scores[name], lambda y_, p_: {"auroc": auroc(y_, p_)}, 300, seed)["auroc"]
+            aurocs.setdefault(name, []).append(m)
+    for name, runs in aurocs.items():
+        mean = np.mean([m["value"] for m in runs])
+        se = np.sqrt(np.sum([((m["high"] - m["low"]) / 3.92) ** 2 for m in runs])) / len(runs)
+        assert mean - 1.96 * se < 0.5 < mean + 1.96 * se, (name, [round(m["value"], 3) for m in runs])
+
+
+def test_temporal_split_tests_on_the_latest_anchor_year_group(ts, tmp_path):
+    config = load_config(None, ["split=temporal", "folds=2", "train.max_epochs=2", "experiments=false"])
+    run_study(ts, config, tmp_path / "run", progress=lambda line: None)
+    test = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    groups = ts.cohort.set_index("stay_id")["anchor_year_group"]
+    latest = max(groups.unique())
+    assert set(groups[test["stay_id"]]) == {latest} and (groups == latest).sum() == len(test)
+    assert json.loads((tmp_path / "run" / "data.json").read_text())["split"] == "temporal"
+    with pytest.raises(StudyError, match="split 'random': use one of patient, temporal"):
+        load_config(None, ["split=random"])

@@ -1,0 +1,133 @@
+"""The baselines the fusion model is compared with, each trained the way the fusion model is.
+
+Logistic regression and gradient boosting read the fusion model's own inputs, flattened (static features,
+every window and note embedding with their masks). They are tuned by the same cross-validation folds of the
+training part (logistic regression: C; gradient boosting: depth, learning rate, iterations), with the
+preprocessing fitted inside each fold on the fold's training rows; the chosen setting's fold models form an
+ensemble, calibrated and thresholded on their own out-of-fold predictions, exactly as the fusion model.
+
+SOFA at T (the 24-hour SOFA score at the prediction time) is the clinical baseline: turned into a risk by
+isotonic regression of the outcome on it over the training part, its threshold the Youden point there.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+
+from sepsis_fusion.pipelines.features.layout import FeatureArrays
+
+from .calibration import Calibrator, choose_calibrator, fit_calibrator
+from .metrics import auroc
+from .preprocess import ModelInputs, Preprocessor
+from .protocol import StudyConfig, fold_of, subset, youden_threshold
+
+SOFA_COLUMN = "sofa_score_at_prediction"
+
+
+def flat(inputs: ModelInputs) -> np.ndarray:
+    """Every model input as one row per stay, for the baselines."""
+    n = len(inputs)
+    return np.concatenate([inputs.static, inputs.windows.reshape(n, -1), inputs.window_mask.astype(np.float32),
+                           inputs.notes.reshape(n, -1), inputs.note_mask.astype(np.float32)], axis=1)
+
+
+@dataclass
+class BaselineResult:
+    name: str
+    params: dict
+    cv_auroc: dict[str, float]        # mean fold AUROC of every setting tried
+    calibrator: Calibrator
+    threshold: float
+    oof: np.ndarray                   # calibrated out-of-fold predictions of the training part
+    test: np.ndarray                  # calibrated test predictions (the fold models' mean)
+    test_uncalibrated: np.ndarray
+
+    def summary(self) -> dict:
+        return {"params": self.params, "cv_auroc": self.cv_auroc, "threshold": self.threshold,
+                "calibration": self.calibrator.to_dict()}
+
+
+def _grids(config: StudyConfig) -> dict[str, list[dict]]:
+    b = config.baselines
+    return {
+        "logistic regression": [{"C": c} for c in b.logistic_c],
+        "gradient boosting": [{"max_depth": d, "learning_rate": lr} for d, lr in
+                              itertools.product(b.boosting_depth, b.boosting_learning_rate)],
+    }
+
+
+def _fit_predict(name: str, params: dict, iterations: list[int], seed: int, x: np.ndarray, y: np.ndarray,
+                 others: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """Probabilities on each of `others` for every setting one fit yields (gradient boosting: each number of
+    iterations, read from one fit of the largest)."""
+    if name == "logistic regression":
+        model = LogisticRegression(C=params["C"], max_iter=3000).fit(x, y)
+        return {_label(params): [model.predict_proba(o)[:, 1] for o in others]}
+    model = HistGradientBoostingClassifier(max_iter=max(iterations), early_stopping=False, random_state=seed,
+                                           **params).fit(x, y)
+    out = {}
+    staged = [list(model.staged_predict_proba(o)) for o in others]
+    for n in iterations:
+        out[_label({**params, "max_iter": n})] = [s[n - 1][:, 1] for s in staged]
+    return out
+
+
+def _label(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items())
+
+
+def tuned_baselines(config: StudyConfig, features: FeatureArrays, y: np.ndarray,
+                    folds: list[tuple[np.ndarray, np.ndarray]], test: FeatureArrays,
+                    progress: Callable[[str], None] = print) -> list[BaselineResult]:
+    """Logistic regression and gradient boosting, tuned, calibrated and thresholded on the training part's
+    folds; their test predictions."""
+    fold = fold_of(folds, len(y))
+    matrices = []
+    for train, val in folds:  # preprocessing fitted inside each fold, as for the fusion model
+        pre = Preprocessor(config.preprocess).fit(subset(features, train), y[train])
+        matrices.append([flat(pre.transform(subset(features, rows))) for rows in (train, val)] + [flat(pre.transform(test))])
+    out = []
+    for name, grid in _grids(config).items():
+        val_pred: dict[str, list[np.ndarray]] = {}
+        test_pred: dict[str, list[np.ndarray]] = {}
+        params_of: dict[str, dict] = {}
+        for params in grid:
+            for k, (train, val) in enumerate(folds):
+                x_tr, x_val, x_test = matrices[k]
+                fitted = _fit_predict(name, params, config.baselines.boosting_iterations, config.seed, x_tr, y[train],
+                                      [x_val, x_test])
+                for label, (p_val, p_test) in fitted.items():
+                    val_pred.setdefault(label, []).append(p_val)
+                    test_pred.setdefault(label, []).append(p_test)
+                    params_of[label] = params if name == "logistic regression" else \
+                        {**params, "max_iter": int(label.rsplit("=", 1)[1])}
+        cv = {label: float(np.mean([auroc(y[val], p) for (_, val), p in zip(folds, preds)]))
+              for label, preds in val_pred.items()}
+        best = max(cv, key=cv.get)
+        oof_raw = np.empty(len(y))
+        for (_, val), p in zip(folds, val_pred[best]):
+            oof_raw[val] = p
+        calibrator = choose_calibrator(oof_raw, y, fold)
+        oof = calibrator(oof_raw)
+        result = BaselineResult(name, params_of[best], cv, calibrator, youden_threshold(y, oof), oof,
+                                np.mean([calibrator(p) for p in test_pred[best]], axis=0),
+                                np.mean(test_pred[best], axis=0))
+        progress(f"baseline {name}: {len(cv)} setting(s) x {len(folds)} folds, chosen {best} (mean CV AUROC "
+                 f"{cv[best]:.3f}), calibration {calibrator.method}")
+        out.append(result)
+    return out
+
+
+def sofa_baseline(sofa_train: np.ndarray, y: np.ndarray, sofa_test: np.ndarray) -> BaselineResult:
+    """SOFA at T as a risk: the training part's death rate by score (isotonic, so monotone in the score);
+    a missing score counts as 0, as SOFA counts missing components."""
+    s_train, s_test = np.nan_to_num(sofa_train.astype(float)), np.nan_to_num(sofa_test.astype(float))
+    to_risk = fit_calibrator("isotonic", s_train, y)
+    oof = to_risk(s_train)
+    return BaselineResult("SOFA at T", {}, {}, to_risk, youden_threshold(y, oof), oof, to_risk(s_test), to_risk(s_test))

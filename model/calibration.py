@@ -1,0 +1,153 @@
+"""Post-hoc calibration of predicted probabilities, fitted on out-of-fold predictions of the training part.
+
+Two methods: Platt scaling (a logistic regression on the logit of the prediction: a slope, kept positive
+so that calibration never reverses the model's ranking, and an intercept) and isotonic regression (a monotone step function, linearly interpolated between its knots as
+scikit-learn's IsotonicRegression predicts). `choose_calibrator` picks the one with the lower Brier score
+when each is fitted on the other folds' predictions and scored on the held-out fold, then refits it on all
+of them. A calibrator is a few numbers, stored as JSON in the run folder and applied by plain NumPy, so
+training, evaluation, offline and online scoring all map probabilities the same way.
+
+The measures of calibration (calibration error over quantile bins, calibration slope and intercept) are
+here too, so that the report and its plot use the same bins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+EPS = 1e-6
+METHODS = ("platt", "isotonic")
+MIN_PLATT_SLOPE = 1e-3   # calibration may flatten a model's ranking but never reverse it
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+@dataclass
+class Calibrator:
+    """A fitted map from a model's probability to a calibrated one."""
+    method: str                              # "platt", "isotonic" or "none"
+    slope: float = 1.0                       # platt: sigmoid(slope * logit(p) + intercept)
+    intercept: float = 0.0
+    knots_x: list[float] = field(default_factory=list)   # isotonic: interpolation knots
+    knots_y: list[float] = field(default_factory=list)
+    cv_brier: dict[str, float] = field(default_factory=dict)   # how each method scored when it was chosen
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        p = np.asarray(p, dtype=np.float64)
+        if self.method == "platt":
+            return 1 / (1 + np.exp(-(self.slope * logit(p) + self.intercept)))
+        if self.method == "isotonic":
+            return np.interp(p, self.knots_x, self.knots_y)   # clipped at the end knots, as out_of_bounds="clip"
+        if self.method == "none":
+            return p
+        raise ValueError(f"unknown calibration method {self.method!r}: use one of {METHODS} or 'none'")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Calibrator":
+        return cls(**d)
+
+
+def fit_calibrator(method: str, p: np.ndarray, y: np.ndarray) -> Calibrator:
+    p, y = np.asarray(p, dtype=np.float64), np.asarray(y).astype(int)
+    if method == "platt":
+        lr = LogisticRegression(C=1e6, max_iter=1000).fit(logit(p)[:, None], y)
+        slope, intercept = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        if slope < MIN_PLATT_SLOPE:
+            # a model with no signal can fit a negative slope, which would reverse its ranking: keep the order
+            # (a near-flat map at the base rate) and refit the intercept for it
+            slope = MIN_PLATT_SLOPE
+            intercept, _ = _logistic(y.astype(np.float64), slope * logit(p), with_slope=False)
+        return Calibrator("platt", slope=slope, intercept=intercept)
+    if method == "isotonic":
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
+        return Calibrator("isotonic", knots_x=iso.X_thresholds_.tolist(), knots_y=iso.y_thresholds_.tolist())
+    raise ValueError(f"unknown calibration method {method!r}: use one of {METHODS}")
+
+
+def choose_calibrator(p: np.ndarray, y: np.ndarray, fold: np.ndarray, methods: tuple[str, ...] = METHODS) -> Calibrator:
+    """The method with the lowest cross-validated Brier score over the given folds (each fold's predictions
+    calibrated by a map fitted on the other folds'), refitted on every prediction."""
+    p, y, fold = np.asarray(p, dtype=np.float64), np.asarray(y).astype(int), np.asarray(fold)
+    brier = {}
+    for method in methods:
+        calibrated = np.empty_like(p)
+        for k in np.unique(fold):
+            out = fold == k
+            calibrated[out] = fit_calibrator(method, p[~out], y[~out])(p[out])
+        brier[method] = float(np.mean((calibrated - y) ** 2))
+    chosen = fit_calibrator(min(brier, key=brier.get), p, y)
+    chosen.cv_brier = brier
+    return chosen
+
+
+def quantile_bins(p: np.ndarray, bins: int = 10) -> np.ndarray:
+    """Each prediction's bin: `bins` groups of (nearly) equal size by predicted probability."""
+    order = np.argsort(p, kind="stable")
+    which = np.empty(len(p), dtype=np.int64)
+    which[order] = np.arange(len(p)) * bins // max(len(p), 1)
+    return which
+
+
+def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per quantile bin: the mean prediction, the observed rate and the bin's share of stays."""
+    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    which = quantile_bins(p, bins)
+    present = np.unique(which)
+    predicted = np.array([p[which == b].mean() for b in present])
+    observed = np.array([y[which == b].mean() for b in present])
+    share = np.array([(which == b).mean() for b in present])
+    return predicted, observed, share
+
+
+def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over quantile bins: the stay-weighted mean |observed rate - mean prediction|."""
+    if len(y) == 0:
+        return float("nan")
+    predicted, observed, share = calibration_curve(y, p, bins)
+    return float(np.sum(share * np.abs(observed - predicted)))
+
+
+def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """Calibration slope (the coefficient of logit(p) in a logistic regression of the outcome on it; 1 is
+    ideal, below 1 means too extreme predictions) and calibration intercept (calibration-in-the-large: the
+    intercept with logit(p) as an offset; 0 is ideal, above 0 means risks under-estimated on average)."""
+    y = np.asarray(y, dtype=np.float64)
+    if len(np.unique(y)) < 2:
+        return float("nan"), float("nan")
+    z = logit(p)
+    _, slope = _logistic(y, z, with_slope=True)
+    intercept, _ = _logistic(y, z, with_slope=False)
+    return slope, intercept
+
+
+def _logistic(y: np.ndarray, z: np.ndarray, with_slope: bool) -> tuple[float, float]:
+    """Maximum likelihood of logit P(y) = a + b z by Newton's method; b fixed at 1 (z an offset) unless
+    `with_slope`. Fast enough to run inside a bootstrap."""
+    a, b = 0.0, 1.0
+    for _ in range(100):
+        q = 1 / (1 + np.exp(-np.clip(a + b * z, -35, 35)))
+        w = q * (1 - q) + 1e-12
+        r = y - q
+        if with_slope:
+            h = np.array([[w.sum(), (w * z).sum()], [(w * z).sum(), (w * z * z).sum()]])
+            try:
+                step = np.linalg.solve(h, np.array([r.sum(), (r * z).sum()]))
+            except np.linalg.LinAlgError:
+                return float("nan"), float("nan")
+            a, b = a + step[0], b + step[1]
+        else:
+            step = np.array([r.sum() / w.sum(), 0.0])
+            a += step[0]
+        if np.abs(step).max() < 1e-9:
+            break
+    return float(a), float(b)

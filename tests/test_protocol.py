@@ -1,0 +1,148 @@
+"""The study's protocol parts: calibration, paired comparisons, decision curves, early stopping that never
+reads a fold's held-out rows, the temporal split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from sepsis_fusion.model.calibration import (calibration_curve, calibration_error, calibration_slope_intercept,
+                                             choose_calibrator, fit_calibrator, logit, quantile_bins)
+from sepsis_fusion.model.metrics import (auprc, auroc, bootstrap, net_benefit, paired_difference,
+                                         treat_all_net_benefit)
+from sepsis_fusion.model.protocol import StudyConfig, cross_validate, cv_folds, temporal_split
+from sepsis_fusion.model.train import TrainConfig
+
+from test_model import synthetic_arrays
+
+
+def outcomes(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """True risks and outcomes drawn from them."""
+    rng = np.random.default_rng(seed)
+    risk = 1 / (1 + np.exp(-rng.normal(-1.0, 1.2, n)))
+    return risk, (rng.random(n) < risk).astype(int)
+
+
+def test_calibration_measures_of_a_calibrated_and_a_miscalibrated_model():
+    risk, y = outcomes(40_000)
+    slope, intercept = calibration_slope_intercept(y, risk)
+    assert slope == pytest.approx(1, abs=0.05) and intercept == pytest.approx(0, abs=0.05)
+    assert calibration_error(y, risk) < 0.01
+    squeezed = 1 / (1 + np.exp(-0.4 * logit(risk)))          # too close to 0.5, as focal loss leaves them
+    slope, intercept = calibration_slope_intercept(y, squeezed)
+    assert slope == pytest.approx(2.5, rel=0.1) and calibration_error(y, squeezed) > 0.1
+
+
+def test_quantile_bins_are_equal_sized_and_the_error_is_their_weighted_gap():
+    p = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9, 0.05, 0.95])
+    y = np.array([0, 0, 1, 0, 1, 1, 0, 1, 0, 1])
+    assert np.bincount(quantile_bins(p, 5)).tolist() == [2] * 5
+    predicted, observed, share = calibration_curve(y, p, bins=5)
+    assert predicted.tolist() == pytest.approx([0.075, 0.25, 0.5, 0.75, 0.925])
+    assert observed.tolist() == [0.0, 0.5, 0.5, 0.5, 1.0]
+    assert calibration_error(y, p, bins=5) == pytest.approx(np.mean([0.075, 0.25, 0.0, 0.25, 0.075]))
+
+
+def test_platt_and_isotonic_maps_fitted_on_predictions_restore_calibration():
+    risk, y = outcomes(20_000, 1)
+    squeezed = 1 / (1 + np.exp(-(0.4 * logit(risk) + 0.3)))
+    platt = fit_calibrator("platt", squeezed, y)
+    assert platt.slope == pytest.approx(2.5, rel=0.1)
+    fresh_risk, fresh_y = outcomes(20_000, 2)
+    fresh = 1 / (1 + np.exp(-(0.4 * logit(fresh_risk) + 0.3)))
+    slope, intercept = calibration_slope_intercept(fresh_y, platt(fresh))
+    assert slope == pytest.approx(1, abs=0.08) and abs(intercept) < 0.08
+    isotonic = fit_calibrator("isotonic", squeezed, y)
+    reference = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(squeezed, y)
+    np.testing.assert_allclose(isotonic(fresh), reference.predict(fresh), atol=1e-12)
+    assert calibration_error(fresh_y, isotonic(fresh)) < 0.02
+    with pytest.raises(ValueError, match="unknown calibration method 'beta'"):
+        fit_calibrator("beta", squeezed, y)
+
+
+def test_the_calibration_method_is_chosen_by_cross_validated_brier():
+    risk, y = outcomes(6_000, 3)
+    fold = np.arange(6_000) % 5
+    # outcomes that jump at one score, a step no sigmoid of the logit can follow: isotonic must win
+    score = np.random.default_rng(7).random(6_000)
+    jump = (np.random.default_rng(8).random(6_000) < np.where(score < 0.5, 0.05, 0.6)).astype(int)
+    chosen = choose_calibrator(score, jump, fold)
+    assert chosen.method == "isotonic" and chosen.cv_brier["isotonic"] < chosen.cv_brier["platt"]
+    # a logistic distortion: Platt fits it with two numbers (isotonic may tie; it must not be far better)
+    squeezed = 1 / (1 + np.exp(-0.4 * logit(risk)))
+    chosen = choose_calibrator(squeezed, y, fold)
+    assert chosen.cv_brier["platt"] <= chosen.cv_brier["isotonic"] + 1e-3
+    assert chosen.method == min(chosen.cv_brier, key=chosen.cv_brier.get)
+
+
+def test_ranking_metrics_equal_scikit_learns_with_ties():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 500)
+    p = np.round(rng.random(500) * 0.5 + 0.3 * y, 1)          # many ties
+    assert auroc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert auprc(y, p) == pytest.approx(average_precision_score(y, p), abs=1e-12)
+    assert np.isnan(auroc(np.zeros(5), p[:5])) and np.isnan(auprc(np.zeros(5), p[:5]))
+
+
+def test_paired_differences_use_the_same_resamples():
+    risk, y = outcomes(600, 5)
+    rng = np.random.default_rng(6)
+    a = risk + rng.normal(0, 0.05, 600)
+    b = risk + rng.normal(0, 0.05, 600)
+    same = paired_difference(y, a, a, resamples=200)
+    assert same["auroc"] == {"value": 0.0, "low": 0.0, "high": 0.0}
+    d = paired_difference(y, a, b, resamples=200)
+    separate = {name: bootstrap(y, p, lambda y_, p_: {"auroc": auroc(y_, p_)}, 200)["auroc"] for name, p in
+                (("a", a), ("b", b))}
+    assert d["auroc"]["value"] == pytest.approx(separate["a"]["value"] - separate["b"]["value"])
+    # two correlated models: the paired interval is far narrower than either model's own
+    assert d["auroc"]["high"] - d["auroc"]["low"] < 0.5 * (separate["a"]["high"] - separate["a"]["low"])
+
+
+def test_net_benefit_by_hand():
+    y = np.array([1, 1, 0, 0, 0])
+    p = np.array([0.9, 0.3, 0.6, 0.1, 0.2])
+    # at t = 0.5: treated 0.9 (TP) and 0.6 (FP): 1/5 - 1/5 * 1
+    assert net_benefit(y, p, np.array([0.5]))[0] == pytest.approx(0.0)
+    # at t = 0.25: treated 0.9, 0.3 (TP) and 0.6 (FP): 2/5 - 1/5 * 1/3
+    assert net_benefit(y, p, np.array([0.25]))[0] == pytest.approx(0.4 - 0.2 / 3)
+    assert treat_all_net_benefit(y, np.array([0.25]))[0] == pytest.approx(0.4 - 0.6 / 3)
+
+
+def test_early_stopping_never_reads_the_folds_held_out_rows():
+    """Flipping the outcomes of fold 0's held-out stays changes nothing fold 0's model predicts for them: its
+    epoch was chosen on an inner split of its own training rows."""
+    features, y = synthetic_arrays(480, 8)
+    groups = np.arange(480)
+    config = StudyConfig(folds=3, validation_size=0.2, train=TrainConfig(max_epochs=8, patience=2, batch_size=64))
+    folds = cv_folds(y, groups, 3, 0)
+    first = cross_validate(config, {}, features, y, groups, folds, "fold check")
+    flipped = y.copy()
+    flipped[folds[0][1]] = 1 - flipped[folds[0][1]]
+    again = cross_validate(config, {}, features, flipped, groups, folds, "fold check")
+    np.testing.assert_array_equal(first[0].val_pred, again[0].val_pred)
+    assert first[0].history.val_auroc == again[0].history.val_auroc
+    assert not np.array_equal(first[1].val_pred, again[1].val_pred)   # fold 1 trained on those stays
+
+
+def test_temporal_split_holds_out_the_latest_anchor_year_group():
+    groups = pd.Series(["2008 - 2010", "2017 - 2019", "2014 - 2016", "2017 - 2019", "2011 - 2013"])
+    train, test = temporal_split(groups)
+    assert train.tolist() == [0, 2, 4] and test.tolist() == [1, 3]
+    with pytest.raises(ValueError, match="anchor_year_group 'unknown' does not start with a year"):
+        temporal_split(pd.Series(["2008 - 2010", "unknown"]))
+    with pytest.raises(ValueError, match="needs at least two groups"):
+        temporal_split(pd.Series(["2008 - 2010"] * 3))
+
+
+def test_platt_never_reverses_a_ranking():
+    risk, y = outcomes(2_000, 9)
+    backwards = 1 - risk                                       # a model whose scores run the wrong way
+    platt = fit_calibrator("platt", backwards, y)
+    assert platt.slope > 0
+    calibrated = platt(backwards)
+    assert auroc(y, calibrated) == pytest.approx(auroc(y, backwards))
+    assert np.mean(calibrated) == pytest.approx(y.mean(), abs=0.01)   # near-flat at the base rate
