@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 
 from sepsis_fusion.pipelines.features.layout import FeatureArrays
 
-from .calibration import Calibrator, choose_calibrator, fit_calibrator
+from .calibration import Calibrator, FoldCalibration, calibrate_folds, fit_calibrator
 from .metrics import auroc
 from .preprocess import ModelInputs, Preprocessor
 from .protocol import StudyConfig, fold_of, subset, youden_threshold
@@ -42,7 +42,7 @@ class BaselineResult:
     name: str
     params: dict
     cv_auroc: dict[str, float]        # mean fold AUROC of every setting tried
-    calibrator: Calibrator
+    calibration: FoldCalibration | Calibrator   # per fold model; SOFA: one map of the score
     threshold: float
     oof: np.ndarray                   # calibrated out-of-fold predictions of the training part
     test: np.ndarray                  # calibrated test predictions (the fold models' mean)
@@ -50,7 +50,7 @@ class BaselineResult:
 
     def summary(self) -> dict:
         return {"params": self.params, "cv_auroc": self.cv_auroc, "threshold": self.threshold,
-                "calibration": self.calibrator.to_dict()}
+                "calibration": self.calibration.to_dict()}
 
 
 def _grids(config: StudyConfig) -> dict[str, list[dict]]:
@@ -113,13 +113,12 @@ def tuned_baselines(config: StudyConfig, features: FeatureArrays, y: np.ndarray,
         oof_raw = np.empty(len(y))
         for (_, val), p in zip(folds, val_pred[best]):
             oof_raw[val] = p
-        calibrator = choose_calibrator(oof_raw, y, fold)
-        oof = calibrator(oof_raw)
-        result = BaselineResult(name, params_of[best], cv, calibrator, youden_threshold(y, oof), oof,
-                                np.mean([calibrator(p) for p in test_pred[best]], axis=0),
-                                np.mean(test_pred[best], axis=0))
+        calibration = calibrate_folds(oof_raw, y, fold)
+        oof = calibration.out_of_fold(oof_raw, fold)
+        result = BaselineResult(name, params_of[best], cv, calibration, youden_threshold(y, oof), oof,
+                                calibration.apply(np.stack(test_pred[best])), np.mean(test_pred[best], axis=0))
         progress(f"baseline {name}: {len(cv)} setting(s) x {len(folds)} folds, chosen {best} (mean CV AUROC "
-                 f"{cv[best]:.3f}), calibration {calibrator.method}")
+                 f"{cv[best]:.3f}), calibration {calibration.method}")
         out.append(result)
     return out
 

@@ -1,11 +1,16 @@
 """Post-hoc calibration of predicted probabilities, fitted on out-of-fold predictions of the training part.
 
 Two methods: Platt scaling (a logistic regression on the logit of the prediction: a slope, kept positive
-so that calibration never reverses the model's ranking, and an intercept) and isotonic regression (a monotone step function, linearly interpolated between its knots as
-scikit-learn's IsotonicRegression predicts). `choose_calibrator` picks the one with the lower Brier score
-when each is fitted on the other folds' predictions and scored on the held-out fold, then refits it on all
-of them. A calibrator is a few numbers, stored as JSON in the run folder and applied by plain NumPy, so
+so that calibration never reverses the model's ranking, and an intercept) and isotonic regression (a
+monotone step function, linearly interpolated between its knots as scikit-learn's IsotonicRegression
+predicts). A calibrator is a few numbers, stored as JSON in the run folder and applied by plain NumPy, so
 training, evaluation, offline and online scoring all map probabilities the same way.
+
+`calibrate_folds` calibrates each cross-validation fold model on its own held-out rows (the rows it never
+saw), as scikit-learn's CalibratedClassifierCV does: fold models of a network differ in the spread of their
+raw probabilities (one early-stopped after an epoch is nearly flat, another is not), so one map fitted on
+the pooled out-of-fold predictions leaves each of them miscalibrated and their average too moderate. The
+method is chosen once, by cross-validated Brier score within each fold's rows.
 
 The measures of calibration (calibration error over quantile bins, calibration slope and intercept) are
 here too, so that the report and its plot use the same bins.
@@ -59,6 +64,12 @@ class Calibrator:
 
 def fit_calibrator(method: str, p: np.ndarray, y: np.ndarray) -> Calibrator:
     p, y = np.asarray(p, dtype=np.float64), np.asarray(y).astype(int)
+    if method not in METHODS:
+        raise ValueError(f"unknown calibration method {method!r}: use one of {METHODS}")
+    if len(np.unique(y)) < 2:   # one outcome class only (a small part): the observed rate, order kept
+        rate = float(np.clip(y.mean() if len(y) else 0.5, EPS, 1 - EPS))
+        return Calibrator("platt", slope=MIN_PLATT_SLOPE,
+                          intercept=float(np.log(rate / (1 - rate)) - MIN_PLATT_SLOPE * logit(p).mean()))
     if method == "platt":
         lr = LogisticRegression(C=1e6, max_iter=1000).fit(logit(p)[:, None], y)
         slope, intercept = float(lr.coef_[0, 0]), float(lr.intercept_[0])
@@ -74,20 +85,57 @@ def fit_calibrator(method: str, p: np.ndarray, y: np.ndarray) -> Calibrator:
     raise ValueError(f"unknown calibration method {method!r}: use one of {METHODS}")
 
 
-def choose_calibrator(p: np.ndarray, y: np.ndarray, fold: np.ndarray, methods: tuple[str, ...] = METHODS) -> Calibrator:
-    """The method with the lowest cross-validated Brier score over the given folds (each fold's predictions
-    calibrated by a map fitted on the other folds'), refitted on every prediction."""
-    p, y, fold = np.asarray(p, dtype=np.float64), np.asarray(y).astype(int), np.asarray(fold)
+@dataclass
+class FoldCalibration:
+    """One calibrator per fold model, of one method; the ensemble's probability is the mean of its members'
+    calibrated probabilities."""
+    method: str
+    members: list[Calibrator]
+    cv_brier: dict[str, float] = field(default_factory=dict)   # how each method scored when it was chosen
+
+    def apply(self, member_probabilities: np.ndarray) -> np.ndarray:
+        """(members, n) raw probabilities -> (n,) calibrated ensemble probabilities."""
+        if len(member_probabilities) != len(self.members):
+            raise ValueError(f"{len(member_probabilities)} member predictions for {len(self.members)} calibrators")
+        return np.mean([c(p) for c, p in zip(self.members, member_probabilities)], axis=0)
+
+    def out_of_fold(self, raw: np.ndarray, fold: np.ndarray) -> np.ndarray:
+        """Each training row's out-of-fold prediction, calibrated by the map of the fold model that made it."""
+        out = np.empty(len(raw))
+        for k, calibrator in enumerate(self.members):
+            out[fold == k] = calibrator(raw[fold == k])
+        return out
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "cv_brier": self.cv_brier, "members": [c.to_dict() for c in self.members]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FoldCalibration":
+        return cls(d["method"], [Calibrator.from_dict(c) for c in d["members"]], d.get("cv_brier", {}))
+
+
+def calibrate_folds(raw: np.ndarray, y: np.ndarray, fold: np.ndarray, methods: tuple[str, ...] = METHODS,
+                    inner_folds: int = 5, seed: int = 0) -> FoldCalibration:
+    """A calibrator per fold model, fitted on the out-of-fold predictions that model made (fold k's rows).
+    The method is the one with the lowest Brier score when, within each fold's rows, every part is calibrated
+    by a map fitted on the others (`inner_folds` parts); then refitted on all of that fold's rows."""
+    raw, y, fold = np.asarray(raw, dtype=np.float64), np.asarray(y).astype(int), np.asarray(fold)
+    folds = range(int(fold.max()) + 1)
+    parts = np.empty(len(raw), dtype=np.int64)
+    for k in folds:
+        rows = np.flatnonzero(fold == k)
+        parts[rows] = np.random.default_rng(seed + k).permutation(len(rows)) % inner_folds
     brier = {}
     for method in methods:
-        calibrated = np.empty_like(p)
-        for k in np.unique(fold):
-            out = fold == k
-            calibrated[out] = fit_calibrator(method, p[~out], y[~out])(p[out])
+        calibrated = np.empty_like(raw)
+        for k in folds:
+            for part in range(inner_folds):
+                fit_rows, out = (fold == k) & (parts != part), (fold == k) & (parts == part)
+                if out.any():
+                    calibrated[out] = fit_calibrator(method, raw[fit_rows], y[fit_rows])(raw[out])
         brier[method] = float(np.mean((calibrated - y) ** 2))
-    chosen = fit_calibrator(min(brier, key=brier.get), p, y)
-    chosen.cv_brier = brier
-    return chosen
+    chosen = min(brier, key=brier.get)
+    return FoldCalibration(chosen, [fit_calibrator(chosen, raw[fold == k], y[fold == k]) for k in folds], brier)
 
 
 def quantile_bins(p: np.ndarray, bins: int = 10) -> np.ndarray:
@@ -132,7 +180,8 @@ def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> tuple[float, fl
 
 def _logistic(y: np.ndarray, z: np.ndarray, with_slope: bool) -> tuple[float, float]:
     """Maximum likelihood of logit P(y) = a + b z by Newton's method; b fixed at 1 (z an offset) unless
-    `with_slope`. Fast enough to run inside a bootstrap."""
+    `with_slope`. Fast enough to run inside a bootstrap. NaN when it does not converge (a resample whose
+    outcomes the predictions separate perfectly has no finite slope)."""
     a, b = 0.0, 1.0
     for _ in range(100):
         q = 1 / (1 + np.exp(-np.clip(a + b * z, -35, 35)))
@@ -149,5 +198,5 @@ def _logistic(y: np.ndarray, z: np.ndarray, with_slope: bool) -> tuple[float, fl
             step = np.array([r.sum() / w.sum(), 0.0])
             a += step[0]
         if np.abs(step).max() < 1e-9:
-            break
-    return float(a), float(b)
+            return float(a), float(b)
+    return float("nan"), float("nan")

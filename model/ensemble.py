@@ -1,11 +1,11 @@
-"""The final model: the ensemble of a setting's cross-validation fold models, calibrated and thresholded on
-their own out-of-fold predictions.
+"""The final model: the ensemble of a setting's cross-validation fold models, each calibrated on its own
+out-of-fold predictions, thresholded on the calibrated out-of-fold predictions.
 
-Why the fold models and not one model retrained on the whole training part: the calibration map and the
+Why the fold models and not one model retrained on the whole training part: the calibration maps and the
 decision threshold are fitted on out-of-fold predictions, which only the fold models make honestly (each
 training stay scored by the model that did not see it). A retrained model would be another model, with
-another spread of probabilities, than the one the map and the threshold were fitted for. The ensemble's
-probability is the mean of its members' calibrated probabilities.
+another spread of probabilities (early stopping at another epoch), than the ones the maps and the threshold
+were fitted for. The ensemble's probability is the mean of its members' calibrated probabilities.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import numpy as np
 
 from sepsis_fusion.pipelines.features.layout import FeatureArrays
 
-from .calibration import Calibrator, choose_calibrator
+from .calibration import FoldCalibration, calibrate_folds
 from .protocol import FoldResult, Member, out_of_fold, youden_threshold
 
 
 @dataclass
 class Ensemble:
     members: list[Member]
-    calibrator: Calibrator
+    calibration: FoldCalibration
 
     def predict_members(self, features: FeatureArrays) -> np.ndarray:
         """(members, n) uncalibrated probabilities."""
@@ -36,7 +36,7 @@ class Ensemble:
         return self.calibrate(self.predict_members(features))
 
     def calibrate(self, member_probabilities: np.ndarray) -> np.ndarray:
-        return np.mean([self.calibrator(p) for p in member_probabilities], axis=0)
+        return self.calibration.apply(member_probabilities)
 
 
 @dataclass
@@ -50,9 +50,10 @@ class CalibratedCV:
 
 
 def calibrated_cv(results: list[FoldResult], y: np.ndarray, fold: np.ndarray) -> CalibratedCV:
-    """Calibration (Platt or isotonic, chosen by cross-validation over the same folds) fitted on the
-    out-of-fold predictions, and the Youden threshold on the calibrated out-of-fold predictions."""
+    """Each fold model calibrated on its out-of-fold predictions (Platt or isotonic, chosen by cross-validated
+    Brier), and the Youden threshold on the calibrated out-of-fold predictions."""
+    results = sorted(results, key=lambda r: r.fold)
     raw = out_of_fold(results, len(y))
-    calibrator = choose_calibrator(raw, y, fold)
-    oof = calibrator(raw)
-    return CalibratedCV(Ensemble([r.member for r in results], calibrator), raw, oof, youden_threshold(y, oof))
+    calibration = calibrate_folds(raw, y, fold)
+    oof = calibration.out_of_fold(raw, fold)
+    return CalibratedCV(Ensemble([r.member for r in results], calibration), raw, oof, youden_threshold(y, oof))

@@ -107,7 +107,10 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
         lines.append(f"| {name} | " + " | ".join(_ci(metrics[m]) for m in CALIBRATION) + " |")
     lines += ["", "Calibration error: the stay-weighted mean |observed rate - mean prediction| over 10 quantile bins "
               "(the bins of calibration.png). Slope: 1 is ideal, below 1 means too extreme predictions. Intercept "
-              "(calibration-in-the-large): 0 is ideal, above 0 means risks under-estimated on average.", ""]
+              "(calibration-in-the-large): 0 is ideal, above 0 means risks under-estimated on average. On a small test set "
+              "the calibration error's bootstrap interval can lie above its value: binned calibration error grows with "
+              "the noise that resampling adds to each bin, so read the interval as an upper range. A slope with no "
+              "finite estimate on a resample (perfect separation) is left out of its interval.", ""]
     lines += comparison_lines + subgroup_lines + cohort_lines
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     report = run_dir / "report.md"

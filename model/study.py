@@ -37,7 +37,7 @@ from sepsis_fusion.pipelines.features.layout import FeatureArrays, FeatureLayout
 from sepsis_fusion.pipelines.features.training import TrainingSet
 
 from .baselines import SOFA_COLUMN, sofa_baseline, tuned_baselines
-from .calibration import Calibrator
+from .calibration import FoldCalibration
 from .ensemble import CalibratedCV, Ensemble, calibrated_cv
 from .fusion import FusionConfig, FusionModel
 from .preprocess import PreprocessConfig, Preprocessor
@@ -176,8 +176,8 @@ def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
     p_test, p_test_raw = final.ensemble.calibrate(members_test), members_test.mean(axis=0)
     test_auroc = auroc(y_test, p_test)
     progress(f"best setting {setting or '(defaults)'}: mean CV AUROC {cv_auroc:.3f}; final model: the ensemble of "
-             f"its {len(folds)} fold models, calibration {final.ensemble.calibrator.method} (cross-validated Brier "
-             + ", ".join(f"{m} {b:.4f}" for m, b in final.ensemble.calibrator.cv_brier.items())
+             f"its {len(folds)} fold models, calibration {final.ensemble.calibration.method} (cross-validated Brier "
+             + ", ".join(f"{m} {b:.4f}" for m, b in final.ensemble.calibration.cv_brier.items())
              + f"), threshold {final.threshold:.3f} (Youden on calibrated out-of-fold predictions)")
     save_run(work, final.ensemble, ts.features.layout, config, final.threshold, setting)
     (work / "cv.json").write_text(json.dumps(
@@ -209,7 +209,7 @@ def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
          "prevalence_train": float(y_train.mean()), "prevalence_test": float(y_test.mean())}, indent=2))
     _publish(work, run_dir)
     progress(f"test AUROC {test_auroc:.3f} ({len(test_idx)} stays); run folder {run_dir}")
-    return StudyResult(run_dir, setting, cv_auroc, final.threshold, final.ensemble.calibrator.method, test_auroc)
+    return StudyResult(run_dir, setting, cv_auroc, final.threshold, final.ensemble.calibration.method, test_auroc)
 
 
 def partial_folder(run_dir: Path) -> Path:
@@ -282,10 +282,10 @@ def save_run(run_dir: Path, ensemble: Ensemble, layout: FeatureLayout, config: S
     (run_dir / "model.json").write_text(json.dumps(
         {"members": [m.model.config.to_dict() for m in ensemble.members], "layout": layout.to_dict(),
          "feature_service": layout.service, "threshold": threshold, "setting": setting, "outcome": config.outcome,
-         "calibration": ensemble.calibrator.method}, indent=2, default=list))
+         "calibration": ensemble.calibration.method}, indent=2, default=list))
     (run_dir / "preprocess.json").write_text(json.dumps({"members": [m.preprocessor.state() for m in ensemble.members]},
                                                         indent=1))
-    (run_dir / "calibration.json").write_text(json.dumps(ensemble.calibrator.to_dict(), indent=1))
+    (run_dir / "calibration.json").write_text(json.dumps(ensemble.calibration.to_dict(), indent=1))
     (run_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(dataclasses.asdict(config))),
                                                         sort_keys=False))
     packages = ["torch", "feast", "duckdb", "dbt-core", "dbt-duckdb", "transformers", "scikit-learn", "numpy",
@@ -339,6 +339,6 @@ def load_run(run_dir: Path) -> TrainedModel:
         model.load_state_dict({name[len(prefix):]: v for name, v in weights.items() if name.startswith(prefix)})
         model.eval()
         members.append(Member(Preprocessor.from_state(state), model))
-    calibrator = Calibrator.from_dict(json.loads((run_dir / "calibration.json").read_text()))
-    return TrainedModel(Ensemble(members, calibrator), FeatureLayout.from_dict(meta["layout"]), meta["threshold"],
+    calibration = FoldCalibration.from_dict(json.loads((run_dir / "calibration.json").read_text()))
+    return TrainedModel(Ensemble(members, calibration), FeatureLayout.from_dict(meta["layout"]), meta["threshold"],
                         meta["outcome"])

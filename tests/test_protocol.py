@@ -10,7 +10,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from sepsis_fusion.model.calibration import (calibration_curve, calibration_error, calibration_slope_intercept,
-                                             choose_calibrator, fit_calibrator, logit, quantile_bins)
+                                             calibrate_folds, fit_calibrator, logit, quantile_bins)
 from sepsis_fusion.model.metrics import (auprc, auroc, bootstrap, net_benefit, paired_difference,
                                          treat_all_net_benefit)
 from sepsis_fusion.model.protocol import StudyConfig, cross_validate, cv_folds, temporal_split
@@ -65,17 +65,40 @@ def test_platt_and_isotonic_maps_fitted_on_predictions_restore_calibration():
 
 def test_the_calibration_method_is_chosen_by_cross_validated_brier():
     risk, y = outcomes(6_000, 3)
-    fold = np.arange(6_000) % 5
+    fold = np.arange(6_000) % 3
     # outcomes that jump at one score, a step no sigmoid of the logit can follow: isotonic must win
     score = np.random.default_rng(7).random(6_000)
     jump = (np.random.default_rng(8).random(6_000) < np.where(score < 0.5, 0.05, 0.6)).astype(int)
-    chosen = choose_calibrator(score, jump, fold)
+    chosen = calibrate_folds(score, jump, fold)
     assert chosen.method == "isotonic" and chosen.cv_brier["isotonic"] < chosen.cv_brier["platt"]
+    assert len(chosen.members) == 3 and all(c.method == "isotonic" for c in chosen.members)
     # a logistic distortion: Platt fits it with two numbers (isotonic may tie; it must not be far better)
     squeezed = 1 / (1 + np.exp(-0.4 * logit(risk)))
-    chosen = choose_calibrator(squeezed, y, fold)
+    chosen = calibrate_folds(squeezed, y, fold)
     assert chosen.cv_brier["platt"] <= chosen.cv_brier["isotonic"] + 1e-3
     assert chosen.method == min(chosen.cv_brier, key=chosen.cv_brier.get)
+
+
+def test_each_fold_model_gets_its_own_map_so_the_ensemble_is_calibrated():
+    """Two fold models that rank alike but spread their probabilities differently (one nearly flat, as an
+    early-stopped network is): each is calibrated on its own held-out rows, and so is their average."""
+    risk, y = outcomes(20_000, 10)
+    fold = np.arange(20_000) % 2
+    spread = np.where(fold == 0, 0.15, 1.2)
+    raw = 1 / (1 + np.exp(-spread * logit(risk)))
+    calibration = calibrate_folds(raw, y, fold, methods=("platt",))
+    assert calibration.members[0].slope == pytest.approx(1 / 0.15, rel=0.1)
+    assert calibration.members[1].slope == pytest.approx(1 / 1.2, rel=0.1)
+    fresh_risk, fresh_y = outcomes(20_000, 11)
+    members = np.stack([1 / (1 + np.exp(-s * logit(fresh_risk))) for s in (0.15, 1.2)])
+    slope, intercept = calibration_slope_intercept(fresh_y, calibration.apply(members))
+    assert slope == pytest.approx(1, abs=0.08) and abs(intercept) < 0.08
+    # one map for both (fitted on the pooled predictions) leaves their average far from calibrated
+    pooled = fit_calibrator("platt", raw, y)
+    slope, _ = calibration_slope_intercept(fresh_y, np.mean([pooled(m) for m in members], axis=0))
+    assert abs(slope - 1) > 0.3
+    again = type(calibration).from_dict(calibration.to_dict())
+    np.testing.assert_array_equal(again.apply(members), calibration.apply(members))
 
 
 def test_ranking_metrics_equal_scikit_learns_with_ties():
