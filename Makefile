@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/synthetic
-DEMO_STAYS ?= 2000
+DEMO_STAYS ?= 5000
 
 .PHONY: demo test install clean
 

@@ -165,6 +165,15 @@ def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     return float(np.sum(share * np.abs(observed - predicted)))
 
 
+def calibration_error_by_chance(p: np.ndarray, bins: int = 10, draws: int = 200, seed: int = 0) -> float:
+    """The calibration error a perfectly calibrated model would show on these stays by chance alone: the
+    mean error over outcomes drawn from the probabilities themselves. Binned calibration error is never 0
+    on a finite test set; a model near this figure is as calibrated as the test set can tell."""
+    p = np.asarray(p, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    return float(np.mean([calibration_error((rng.random(len(p)) < p).astype(float), p, bins) for _ in range(draws)]))
+
+
 def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     """Calibration slope (the coefficient of logit(p) in a logistic regression of the outcome on it; 1 is
     ideal, below 1 means too extreme predictions) and calibration intercept (calibration-in-the-large: the

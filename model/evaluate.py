@@ -22,7 +22,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from sepsis_fusion.pipelines.features.training import TrainingSet  # noqa: E402
 
-from .calibration import calibration_curve  # noqa: E402
+from .calibration import calibration_curve, calibration_error_by_chance  # noqa: E402
 from .cohort_table import characteristics, flow_diagram, flow_lines, markdown  # noqa: E402
 from .metrics import (CALIBRATION, METRICS, RANKING, bootstrap, bootstrap_metrics, calibration_metrics,  # noqa: E402
                       net_benefit, paired_difference, treat_all_net_benefit)
@@ -69,6 +69,11 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
                                                              label="calibration")}
     calibration.update({name: bootstrap(y, p, calibration_metrics, resamples, label="calibration")
                         for name, p in scores.items() if name != FUSION})
+    by_chance = {name: calibration_error_by_chance(p) for name, p in
+                 [(f"{FUSION}, before calibration", test["probability_uncalibrated"].to_numpy()),
+                  (f"{FUSION}, after calibration", scores[FUSION])] + [(n, p) for n, p in scores.items() if n != FUSION]}
+    for name, value in by_chance.items():
+        calibration[name]["calibration_error_by_chance"] = value
     comparisons, comparison_lines = _comparisons(run_dir, y, resamples)
     subgroup_lines, subgroups = _subgroups(ts, test, threshold, resamples)
     cohort_lines = _cohort(ts, run_dir, meta["outcome"], data, test)
@@ -82,9 +87,9 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
              f"{data['train']} for training and cross-validation, {data['test']} held out "
              f"({data.get('split', 'patient')} split). Best setting {meta['setting'] or '(defaults)'}, mean CV AUROC "
              f"{cv['cv_auroc']:.3f}. The model is the ensemble of that setting's {len(meta['members'])} fold models, "
-             f"calibrated ({calibrator['method']}, chosen by cross-validated Brier: "
-             + ", ".join(f"{m} {b:.4f}" for m, b in calibrator["cv_brier"].items())
-             + f") on their out-of-fold predictions; decision threshold {threshold:.3f}, the Youden point of the "
+             f"each calibrated on its own out-of-fold predictions ({calibrator['method']}, chosen by cross-validated "
+             "Brier: " + ", ".join(f"{m} {b:.4f}" for m, b in calibrator["cv_brier"].items())
+             + f"), their calibrated probabilities averaged; decision threshold {threshold:.3f}, the Youden point of the "
              "calibrated out-of-fold predictions.", "",
              "Baselines: logistic regression and gradient boosting on the fusion model's inputs, tuned by the same "
              "cross-validation folds (" + "; ".join(f"{n}: {b['params']}" for n, b in baselines.items() if b["params"])
@@ -102,12 +107,17 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
         lines.append(f"| {name} | {_ci(d['auroc'])} | {_ci(d['auprc'])} | {_verdict(d['auroc'])} |")
     lines += ["", "A difference is called better or worse only when its paired 95% interval excludes 0.", "",
               "## Calibration", "",
-              "| model | " + " | ".join(CALIBRATION) + " |", "|---|" + "---:|" * len(CALIBRATION)]
+              "| model | " + " | ".join(CALIBRATION) + " | calibration error by chance |",
+              "|---|" + "---:|" * (len(CALIBRATION) + 1)]
     for name, metrics in calibration.items():
-        lines.append(f"| {name} | " + " | ".join(_ci(metrics[m]) for m in CALIBRATION) + " |")
+        lines.append(f"| {name} | " + " | ".join(_ci(metrics[m]) for m in CALIBRATION)
+                     + f" | {metrics['calibration_error_by_chance']:.3f} |")
     lines += ["", "Calibration error: the stay-weighted mean |observed rate - mean prediction| over 10 quantile bins "
               "(the bins of calibration.png). Slope: 1 is ideal, below 1 means too extreme predictions. Intercept "
-              "(calibration-in-the-large): 0 is ideal, above 0 means risks under-estimated on average. On a small test set "
+              "(calibration-in-the-large): 0 is ideal, above 0 means risks under-estimated on average. Calibration error by "
+              "chance: what a perfectly calibrated model with these probabilities would show on this many stays "
+              "(outcomes drawn from its own probabilities, 200 draws); a model near it is as calibrated as the test "
+              "set can tell. On a small test set "
               "the calibration error's bootstrap interval can lie above its value: binned calibration error grows with "
               "the noise that resampling adds to each bin, so read the interval as an upper range. A slope with no "
               "finite estimate on a resample (perfect separation) is left out of its interval.", ""]
@@ -252,8 +262,9 @@ def _model_card(ts: TrainingSet, run_dir: Path, meta: dict, data: dict, cv: dict
         f"{len(meta['members'])}-fold patient-grouped cross-validation of the training part, each fold model "
         f"early-stopped on an inner validation split of its own training rows; chosen setting "
         f"{meta['setting'] or '(defaults)'} (mean CV AUROC {cv['cv_auroc']:.3f}). The final model is the ensemble of "
-        f"that setting's fold models, calibrated by {calibrator['method']} regression fitted on their out-of-fold "
-        f"predictions (chosen over the alternative by cross-validated Brier score); decision threshold "
+        f"that setting's fold models, each calibrated by {calibrator['method']} regression fitted on its own "
+        f"out-of-fold predictions (chosen over the alternative by cross-validated Brier score), their calibrated "
+        f"probabilities averaged; decision threshold "
         f"{meta['threshold']:.3f} (Youden, calibrated out-of-fold predictions).", "", "Settings:", "", "```yaml",
         config.rstrip(), "```", "",
         "## Performance on the held-out test set",

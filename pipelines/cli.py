@@ -343,7 +343,7 @@ def serve(
 
 @app.command()
 def demo(
-    stays: int = typer.Option(2000, "--stays", help="Synthetic ICU stays to generate."),
+    stays: int = typer.Option(5000, "--stays", help="Synthetic ICU stays to generate."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(None, "--out", help="Synthetic MIMIC-IV folder (default: data/synthetic)."),
 ) -> None:

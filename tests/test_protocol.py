@@ -9,7 +9,8 @@ import pytest
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from sepsis_fusion.model.calibration import (calibration_curve, calibration_error, calibration_slope_intercept,
+from sepsis_fusion.model.calibration import (calibration_curve, calibration_error, calibration_error_by_chance,
+                                             calibration_slope_intercept,
                                              calibrate_folds, fit_calibrator, logit, quantile_bins)
 from sepsis_fusion.model.metrics import (auprc, auroc, bootstrap, net_benefit, paired_difference,
                                          treat_all_net_benefit)
@@ -169,3 +170,11 @@ def test_platt_never_reverses_a_ranking():
     calibrated = platt(backwards)
     assert auroc(y, calibrated) == pytest.approx(auroc(y, backwards))
     assert np.mean(calibrated) == pytest.approx(y.mean(), abs=0.01)   # near-flat at the base rate
+
+
+def test_calibration_error_by_chance_is_what_a_calibrated_model_shows():
+    risk, _ = outcomes(600, 12)
+    floor = calibration_error_by_chance(risk)
+    drawn = [calibration_error((np.random.default_rng(100 + i).random(600) < risk).astype(int), risk) for i in range(50)]
+    assert floor == pytest.approx(np.mean(drawn), rel=0.15) and 0.02 < floor < 0.06
+    assert calibration_error_by_chance(risk[:60]) > 2 * floor       # ten times fewer stays, far more noise

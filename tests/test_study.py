@@ -133,9 +133,12 @@ def test_an_interrupted_run_keeps_the_old_run_folder_and_resumes_its_finished_fo
     assert (out / "model.safetensors").read_bytes() != weights
 
     whole = run_study(ts, config, tmp_path / "uninterrupted", progress=lambda line: None)
-    assert (resumed.setting, resumed.threshold, resumed.test_auroc) == (whole.setting, whole.threshold, whole.test_auroc)
+    # the same model: setting and calibration exactly, numbers to float precision (CPU training is seeded)
+    assert (resumed.setting, resumed.calibration) == (whole.setting, whole.calibration)
+    assert resumed.threshold == pytest.approx(whole.threshold, rel=1e-6)
+    assert resumed.test_auroc == pytest.approx(whole.test_auroc, rel=1e-6)
     pd.testing.assert_frame_equal(pd.read_csv(out / "predictions.csv"),
-                                  pd.read_csv(tmp_path / "uninterrupted" / "predictions.csv"))
+                                  pd.read_csv(tmp_path / "uninterrupted" / "predictions.csv"), rtol=1e-6)
 
 
 def test_no_notes_at_all_trains_without_the_note_branch(ts, tmp_path):
