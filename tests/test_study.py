@@ -109,8 +109,8 @@ class Interrupt(Exception):
 def test_an_interrupted_run_keeps_the_old_run_folder_and_resumes_its_finished_folds(ts, run_dir, tmp_path):
     import shutil
 
-    # another study than the one already in the folder (fewer epochs, no comparisons)
-    config = load_config(None, ["folds=3", "grid={dropout: [0.1, 0.3]}", "train.max_epochs=5", "train.patience=3",
+    # another study than the one already in the folder (another seed, fewer epochs, no comparisons)
+    config = load_config(None, ["seed=1", "folds=3", "grid={dropout: [0.1, 0.3]}", "train.max_epochs=5", "train.patience=3",
                                 "experiments=false"])
     out = tmp_path / "run"
     shutil.copytree(run_dir, out)
