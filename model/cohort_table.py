@@ -110,17 +110,22 @@ def markdown(table: pd.DataFrame) -> list[str]:
     return lines
 
 
-def flow_lines(flow: pd.DataFrame) -> list[str]:
+def prediction_hours(cohort: pd.DataFrame) -> float:
+    """The dbt var prediction_hours the cohort was built with (T - recognition_time)."""
+    return float((cohort["prediction_time"] - cohort["recognition_time"]).dt.total_seconds().iloc[0] / 3600)
+
+
+def flow_lines(flow: pd.DataFrame, hours: float) -> list[str]:
     """The cohort flow as a table, with how many stays the recognition-time rule moved or removed."""
     lines = ["| step | criterion | stays | removed |", "|---:|---|---:|---:|"]
     lines += [f"| {r.step} | {r.criterion} | {r.stays} | {r.removed} |" for r in flow.itertuples()]
     last = flow.iloc[-1]
     if "prediction_time_moved" in flow and pd.notna(last.get("prediction_time_moved")):
         lines += ["", f"Of the {last['stays']} cohort stays, {int(last['prediction_time_moved'])} have their prediction "
-                  "time later than onset + 24 h because Sepsis-3 was recognised (every criterion of the qualifying "
+                  f"time later than onset + {hours:g} h because Sepsis-3 was recognised (every criterion of the qualifying "
                   "pair known) after its onset; "
                   f"{int(last.get('removed_by_later_recognition', 0) or 0)} stays that were still in the ICU at onset + "
-                  "24 h had ended before their later prediction time and are excluded."]
+                  f"{hours:g} h had ended before their later prediction time and are excluded."]
     return lines
 
 

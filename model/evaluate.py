@@ -23,9 +23,9 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 from sepsis_fusion.pipelines.features.training import TrainingSet  # noqa: E402
 
 from .calibration import calibration_curve, calibration_error_by_chance  # noqa: E402
-from .cohort_table import characteristics, flow_diagram, flow_lines, markdown  # noqa: E402
-from .metrics import (CALIBRATION, METRICS, RANKING, bootstrap, bootstrap_metrics, calibration_metrics,  # noqa: E402
-                      net_benefit, paired_difference, treat_all_net_benefit)
+from .cohort_table import characteristics, flow_diagram, flow_lines, markdown, prediction_hours  # noqa: E402
+from .metrics import (CALIBRATION, METRICS, auprc, auroc, bootstrap, bootstrap_metrics,  # noqa: E402
+                      calibration_metrics, net_benefit, paired_difference, test_metrics, treat_all_net_benefit)
 from .study import StudyError  # noqa: E402
 
 FUSION = "fusion model"
@@ -60,20 +60,18 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
     scored.update({name: (base[name].to_numpy(), baselines[name]["threshold"]) for name in baselines})
     scores = {name: p for name, (p, _) in scored.items()}
 
-    table = {name: bootstrap_metrics(y, p, t, resamples, label=name) for name, (p, t) in scored.items()}
+    scored_all = {name: bootstrap(y, p, lambda y_, p_, t=t: test_metrics(y_, p_, t), resamples, label=name)
+                  for name, (p, t) in scored.items()}
+    table = {name: {m: b[m] for m in METRICS} for name, b in scored_all.items()}
     differences = {name: paired_difference(y, scores[FUSION], p, resamples, label=f"{FUSION} - {name}")
                    for name, p in scores.items() if name != FUSION}
-    calibration = {f"{FUSION}, before calibration": bootstrap(y, test["probability_uncalibrated"].to_numpy(),
-                                                              calibration_metrics, resamples, label="calibration"),
-                   f"{FUSION}, after calibration": bootstrap(y, scores[FUSION], calibration_metrics, resamples,
-                                                             label="calibration")}
-    calibration.update({name: bootstrap(y, p, calibration_metrics, resamples, label="calibration")
-                        for name, p in scores.items() if name != FUSION})
-    by_chance = {name: calibration_error_by_chance(p) for name, p in
-                 [(f"{FUSION}, before calibration", test["probability_uncalibrated"].to_numpy()),
-                  (f"{FUSION}, after calibration", scores[FUSION])] + [(n, p) for n, p in scores.items() if n != FUSION]}
-    for name, value in by_chance.items():
-        calibration[name]["calibration_error_by_chance"] = value
+    uncalibrated = test["probability_uncalibrated"].to_numpy()
+    calibration = {f"{FUSION}, before calibration": bootstrap(y, uncalibrated, calibration_metrics, resamples,
+                                                              label="calibration")}
+    calibration.update({f"{FUSION}, after calibration" if name == FUSION else name:
+                        {m: b[m] for m in CALIBRATION} for name, b in scored_all.items()})
+    for name, p in zip(calibration, [uncalibrated, *scores.values()]):
+        calibration[name]["calibration_error_by_chance"] = calibration_error_by_chance(p)
     comparisons, comparison_lines = _comparisons(run_dir, y, resamples)
     subgroup_lines, subgroups = _subgroups(ts, test, threshold, resamples)
     cohort_lines = _cohort(ts, run_dir, meta["outcome"], data, test)
@@ -159,7 +157,7 @@ def _comparisons(run_dir: Path, y: np.ndarray, resamples: int) -> tuple[dict, li
     for column in variants.columns:
         if column in ("stay_id", "bce", "focal"):
             continue
-        m = bootstrap(y, variants[column].to_numpy(), lambda y_, p_: {k: _rank(k)(y_, p_) for k in RANKING},
+        m = bootstrap(y, variants[column].to_numpy(), lambda y_, p_: {"auroc": auroc(y_, p_), "auprc": auprc(y_, p_)},
                       resamples, label=column)
         row = {"metrics": m}
         if column in full:
@@ -172,12 +170,6 @@ def _comparisons(run_dir: Path, y: np.ndarray, resamples: int) -> tuple[dict, li
                          f"| {'final ' + _verdict(d['auroc'])} |")
         out["ablation"][column] = row
     return out, lines + [""]
-
-
-def _rank(name: str):
-    from . import metrics
-
-    return getattr(metrics, name)
 
 
 def _subgroups(ts: TrainingSet, test: pd.DataFrame, threshold: float, resamples: int) -> tuple[list[str], dict]:
@@ -219,7 +211,7 @@ def _cohort(ts: TrainingSet, run_dir: Path, outcome: str, data: dict, test: pd.D
         split = {"training part": (data["train"], int(y_all.sum() - y_test.sum())),
                  "held-out test": (data["test"], int(y_test.sum()))}
         flow_diagram(ts.flow, split, run_dir / "cohort_flow.png")
-        lines += ["## Cohort flow", ""] + flow_lines(ts.flow) + ["", "![cohort_flow](cohort_flow.png)", ""]
+        lines += ["## Cohort flow", ""] + flow_lines(ts.flow, prediction_hours(ts.cohort)) + ["", "![cohort_flow](cohort_flow.png)", ""]
     return lines
 
 
@@ -237,7 +229,8 @@ def _model_card(ts: TrainingSet, run_dir: Path, meta: dict, data: dict, cv: dict
         f"# Model card: {run_dir.name}", "",
         "## Task and horizon",
         f"Predicts {meta['outcome'].replace('_', ' ')} for adult ICU stays meeting Sepsis-3 (mimic-code definition, "
-        "first such stay per patient), at the prediction time T = recognition + 24 h, where recognition is the first "
+        f"first such stay per patient), at the prediction time T = recognition + {prediction_hours(ts.cohort):g} h, "
+        "where recognition is the first "
         "time every criterion of a qualifying Sepsis-3 pair was known (the SOFA hour's end, the antibiotic's start, "
         "the culture's storetime), from what was known at T (Feast point-in-time retrieval; labs from their "
         "storetime, notes from theirs, no discharge summaries, comorbidities from earlier admissions only). Stays "

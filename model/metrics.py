@@ -17,7 +17,6 @@ from .calibration import calibration_error, calibration_slope_intercept
 METRICS = ("accuracy", "specificity", "sensitivity", "precision", "f1", "auroc", "auprc", "brier",
            "calibration_error")
 CALIBRATION = ("brier", "calibration_error", "calibration_slope", "calibration_intercept")
-RANKING = ("auroc", "auprc")
 
 
 def auroc(y: np.ndarray, p: np.ndarray) -> float:
@@ -66,6 +65,12 @@ def point_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, f
     }
 
 
+def test_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    """The threshold and ranking metrics with the calibration measures (one bootstrap scores them all)."""
+    slope, intercept = calibration_slope_intercept(y, p)
+    return {**point_metrics(y, p, threshold), "calibration_slope": slope, "calibration_intercept": intercept}
+
+
 def calibration_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     slope, intercept = calibration_slope_intercept(y, p)
     return {"brier": float(np.mean((np.asarray(p) - np.asarray(y)) ** 2)), "calibration_error": calibration_error(y, p),
@@ -108,18 +113,10 @@ def paired_difference(y: np.ndarray, a: np.ndarray, b: np.ndarray, resamples: in
                       label: str = "paired") -> dict[str, dict[str, float]]:
     """AUROC and AUPRC of model a minus model b on the same stays, with the 95% interval of the difference
     over the same resamples."""
-    y, a, b = np.asarray(y).astype(int), np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    def measure(y_: np.ndarray, ab: np.ndarray) -> dict[str, float]:
+        return {"auroc": auroc(y_, ab[:, 0]) - auroc(y_, ab[:, 1]), "auprc": auprc(y_, ab[:, 0]) - auprc(y_, ab[:, 1])}
 
-    def measure(y_, i):
-        return {"auroc": auroc(y_, a[i]) - auroc(y_, b[i]), "auprc": auprc(y_, a[i]) - auprc(y_, b[i])}
-
-    point = measure(y, np.arange(len(y)))
-    draws = {m: [] for m in point}
-    for i in tqdm(resample_indices(len(y), resamples, seed), desc=label, unit="resample", leave=False,
-                  mininterval=1.0):
-        for m, v in measure(y[i], i).items():
-            draws[m].append(v)
-    return {m: _interval(point[m], draws[m]) for m in point}
+    return bootstrap(y, np.column_stack([a, b]), measure, resamples, seed, label)
 
 
 def net_benefit(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

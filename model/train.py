@@ -8,9 +8,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from .fusion import FocalLoss, FusionConfig, FusionModel
+from .metrics import auroc
 from .preprocess import ModelInputs
 
 
@@ -54,10 +54,6 @@ def predict(model: FusionModel, inputs: ModelInputs, batch_size: int = 2048) -> 
     out = [torch.sigmoid(model(*tensors(inputs, slice(i, i + batch_size)))).numpy()
            for i in range(0, len(inputs), batch_size)]
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
-
-
-def auroc(y: np.ndarray, p: np.ndarray) -> float:
-    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
 
 
 def fit(fusion: FusionConfig, config: TrainConfig, train: ModelInputs, y_train: np.ndarray,
