@@ -1,4 +1,4 @@
-"""Feast definitions of Sepsis Fusion (DESIGN.md, feature store contract).
+"""Feast definitions of Sepsis Fusion (docs/FEATURES.md).
 
 Entity `stay` (stay_id); feature views over the Parquet files in $SEPSIS_FUSION_DATA/features: the static
 baseline and the 24-hour windows that dbt writes, and the per-window note embeddings of the note encoder;

@@ -1,5 +1,5 @@
 {{ config(materialized='external', location=var('feature_dir') ~ '/cohort.parquet') }}
--- The prediction task (DESIGN.md, docs/COHORT.md): adult ICU stays meeting Sepsis-3, the first such stay
+-- The prediction task (docs/COHORT.md): adult ICU stays meeting Sepsis-3, the first such stay
 -- per patient; onset = sofa_time (not before ICU admission); recognition = when every criterion of the
 -- first-recognised Sepsis-3 pair was known; prediction time T = recognition + {{ var('prediction_hours') }} h;
 -- stays that ended before T are left out (counted in cohort_flow). Labels are about what happens after T.

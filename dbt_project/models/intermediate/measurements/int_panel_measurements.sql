@@ -1,5 +1,5 @@
 {#-
-  The lab and vital panel of DESIGN.md in long format: one row per measurement, with the time it was
+  The lab and vital panel (seeds/panel_features.csv, docs/WINDOWS.md) in long format: one row per measurement, with the time it was
   true (charttime) and the time it existed in the record (available_at). Which items make a feature and
   each feature's valid range live in seeds/panel_feature_items.csv and seeds/panel_features.csv only.
 
