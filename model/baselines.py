@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
-from sepsis_fusion.pipelines.features.layout import FeatureArrays
+from .inputs import FeatureArrays
 
 from .calibration import Calibrator, FoldCalibration, calibrate_folds, fit_calibrator
 from .metrics import auroc

@@ -24,6 +24,8 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from .errors import StudyError
+
 EPS = 1e-6
 METHODS = ("platt", "isotonic")
 MIN_PLATT_SLOPE = 1e-3   # calibration may flatten a model's ranking but never reverse it
@@ -52,7 +54,7 @@ class Calibrator:
             return np.interp(p, self.knots_x, self.knots_y)   # clipped at the end knots, as out_of_bounds="clip"
         if self.method == "none":
             return p
-        raise ValueError(f"unknown calibration method {self.method!r}: use one of {METHODS} or 'none'")
+        raise StudyError(f"unknown calibration method {self.method!r}: use one of {METHODS} or 'none'")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,7 +67,7 @@ class Calibrator:
 def fit_calibrator(method: str, p: np.ndarray, y: np.ndarray) -> Calibrator:
     p, y = np.asarray(p, dtype=np.float64), np.asarray(y).astype(int)
     if method not in METHODS:
-        raise ValueError(f"unknown calibration method {method!r}: use one of {METHODS}")
+        raise StudyError(f"unknown calibration method {method!r}: use one of {METHODS}")
     if len(np.unique(y)) < 2:   # one outcome class only (a small part): the observed rate, order kept
         rate = float(np.clip(y.mean() if len(y) else 0.5, EPS, 1 - EPS))
         return Calibrator("platt", slope=MIN_PLATT_SLOPE,
@@ -82,7 +84,7 @@ def fit_calibrator(method: str, p: np.ndarray, y: np.ndarray) -> Calibrator:
     if method == "isotonic":
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
         return Calibrator("isotonic", knots_x=iso.X_thresholds_.tolist(), knots_y=iso.y_thresholds_.tolist())
-    raise ValueError(f"unknown calibration method {method!r}: use one of {METHODS}")
+    raise StudyError(f"unknown calibration method {method!r}: use one of {METHODS}")
 
 
 @dataclass
@@ -96,7 +98,7 @@ class FoldCalibration:
     def apply(self, member_probabilities: np.ndarray) -> np.ndarray:
         """(members, n) raw probabilities -> (n,) calibrated ensemble probabilities."""
         if len(member_probabilities) != len(self.members):
-            raise ValueError(f"{len(member_probabilities)} member predictions for {len(self.members)} calibrators")
+            raise StudyError(f"{len(member_probabilities)} member predictions for {len(self.members)} calibrators")
         return np.mean([c(p) for c, p in zip(self.members, member_probabilities)], axis=0)
 
     def out_of_fold(self, raw: np.ndarray, fold: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 from scipy.stats import chi2_contingency, fisher_exact, mannwhitneyu  # noqa: E402
 
-from sepsis_fusion.pipelines.features.training import OUTCOMES, TrainingSet  # noqa: E402
+from .inputs import OUTCOMES, TrainingSet  # noqa: E402
 
 COMORBIDITIES = ("myocardial_infarct", "congestive_heart_failure", "peripheral_vascular_disease",
                  "cerebrovascular_disease", "dementia", "chronic_pulmonary_disease", "rheumatic_disease",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sepsis_fusion.pipelines.features.layout import FeatureArrays
+from .inputs import FeatureArrays
 
 from .calibration import FoldCalibration, calibrate_folds
 from .protocol import FoldResult, Member, out_of_fold, youden_threshold

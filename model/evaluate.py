@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
-from sepsis_fusion.pipelines.features.training import TrainingSet  # noqa: E402
+from .inputs import TrainingSet  # noqa: E402
 
 from .calibration import calibration_curve, calibration_error_by_chance  # noqa: E402
 from .cohort_table import characteristics, flow_diagram, flow_lines, markdown, prediction_hours  # noqa: E402

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from .errors import StudyError
+
 
 @dataclass(frozen=True)
 class FusionConfig:
@@ -88,7 +90,7 @@ class FusionModel(nn.Module):
         super().__init__()
         self.config = config
         if not config.modalities:
-            raise ValueError("the fusion model needs at least one modality")
+            raise StudyError("the fusion model needs at least one modality")
         dims = 0
         if config.use_static:
             self.static = StaticMLP(config.static_dim, config.static_hidden, config.dropout)
@@ -122,7 +124,7 @@ class FocalLoss(nn.Module):
     def __init__(self, alpha: float = 0.25, gamma: float = 2.0):
         super().__init__()
         if not 0 < alpha < 1 or gamma < 0:
-            raise ValueError(f"focal loss needs 0 < alpha < 1 and gamma >= 0 (got alpha={alpha}, gamma={gamma})")
+            raise StudyError(f"focal loss needs 0 < alpha < 1 and gamma >= 0 (got alpha={alpha}, gamma={gamma})")
         self.alpha, self.gamma = alpha, gamma
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

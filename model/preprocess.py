@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from sklearn.feature_selection import mutual_info_classif
 
-from sepsis_fusion.pipelines.features.layout import FeatureArrays
+from .inputs import FeatureArrays
 
 
 @dataclass

@@ -29,7 +29,8 @@ from sklearn.metrics import roc_curve
 from sklearn.model_selection import StratifiedGroupKFold
 from tqdm import tqdm
 
-from sepsis_fusion.pipelines.features.layout import FeatureArrays
+from .inputs import FeatureArrays
+from .errors import StudyError
 
 from .fusion import FusionConfig, FusionModel
 from .preprocess import PreprocessConfig, Preprocessor
@@ -77,7 +78,7 @@ class StudyConfig:
     def settings(self) -> list[dict]:
         unknown = set(self.grid) - GRID_KEYS
         if unknown:
-            raise ValueError(f"unknown grid keys {sorted(unknown)}: use {sorted(GRID_KEYS)}")
+            raise StudyError(f"unknown grid keys {sorted(unknown)}: use {sorted(GRID_KEYS)}")
         keys = sorted(self.grid)
         return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))] or [{}]
 
@@ -107,9 +108,9 @@ def temporal_split(year_group: pd.Series) -> tuple[np.ndarray, np.ndarray]:
                            else None)
     if start.isna().any():
         bad = year_group[start.isna()].iloc[0]
-        raise ValueError(f"temporal split: anchor_year_group {bad!r} does not start with a year (e.g. '2017 - 2019')")
+        raise StudyError(f"temporal split: anchor_year_group {bad!r} does not start with a year (e.g. '2017 - 2019')")
     if start.nunique() < 2:
-        raise ValueError(f"temporal split: every cohort stay is in anchor_year_group {year_group.iloc[0]!r}; "
+        raise StudyError(f"temporal split: every cohort stay is in anchor_year_group {year_group.iloc[0]!r}; "
                          "a temporal split needs at least two groups")
     latest = start == start.max()
     return np.flatnonzero(~latest.to_numpy()), np.flatnonzero(latest.to_numpy())

@@ -1,10 +1,9 @@
-"""Point-in-time scoring with a trained run folder: offline (Feast historical retrieval, for backtests and
-audits) and online (the Feast online store, for scoring now).
+"""Scoring FeatureArrays with a trained run folder: probability, decision, model version, missing inputs.
 
-Both paths build the same FeatureArrays and go through the same preprocessing and model, so a stay scored
-online as of t gets the score the offline path gives as of t (tests/test_scoring.py). A stay with no
-feature at all at that time (unknown, not yet admitted, or not materialized) is not scored: its row says
-so instead of carrying a score of the model's defaults.
+Where the arrays come from (a point-in-time historical retrieval or the online store) is the feature
+store side's business (pipelines/serving/scorer.py); every path goes through `Predictor.score`, so the
+same inputs get the same score. A row with no feature at all (an unknown stay, one not yet admitted, or
+not materialized) is not scored: its row says so instead of carrying a score of the model's defaults.
 """
 
 from __future__ import annotations
@@ -17,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sepsis_fusion.pipelines.features.layout import FeatureArrays, FeatureLayout
-from sepsis_fusion.pipelines.features.store import SERVICE_NAME, utc_naive
-
+from .errors import StudyError
+from .inputs import FeatureArrays, FeatureLayout
 from .protocol import subset
-from .study import StudyError, TrainedModel, load_run
+from .study import TrainedModel, load_run
 
 RUN_FILES = ("model.safetensors", "model.json", "preprocess.json", "calibration.json")
 
@@ -52,41 +50,21 @@ class Score:
     missing: dict[str, list[str]]
 
 
-class Scorer:
-    """A run folder bound to a Feast store whose feature service matches the features it was trained on."""
+class Predictor:
+    """A run folder loaded for scoring: its model, threshold and version."""
 
-    def __init__(self, run_dir: Path, store, service: str = SERVICE_NAME):
+    def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
         self.trained: TrainedModel = load_run(self.run_dir)
         self.version = model_version(self.run_dir)
-        self.store = store
-        served = FeatureLayout.from_service(store, service)
-        differences = self.trained.layout.differences(served)
-        if differences:
-            raise StudyError(f"the model in {self.run_dir} was trained on other features than the feature service "
-                             f"{service!r} serves now, so it will not score them: " + "; ".join(differences))
-        self.layout = served
-        self._online = None
+
+    @property
+    def layout(self) -> FeatureLayout:
+        return self.trained.layout
 
     @property
     def threshold(self) -> float:
         return float(self.trained.threshold)
-
-    def offline(self, stay_ids, as_of: datetime) -> list[Score]:
-        """Each stay as known at `as_of` (Feast get_historical_features, created-timestamp filtered)."""
-        from sepsis_fusion.pipelines.features.training import historical_features
-
-        stay_ids = np.asarray(stay_ids, dtype=np.int64)
-        features = historical_features(self.store, self.layout, stay_ids, [utc_naive(as_of)] * len(stay_ids))
-        return self.score(features)
-
-    def online(self, stay_ids, as_of: datetime | None = None) -> list[Score]:
-        """Each stay from the online store as of `as_of` (default: now); rows past their ttl are dropped."""
-        from sepsis_fusion.pipelines.features.online import OnlineFeatures
-
-        if self._online is None:
-            self._online = OnlineFeatures(self.store, self.layout.service)
-        return self.score(self._online.read(stay_ids, as_of))
 
     def score(self, features: FeatureArrays) -> list[Score]:
         known = known_rows(features)

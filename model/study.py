@@ -33,11 +33,10 @@ import pandas as pd
 import yaml
 from safetensors.torch import load_file, save_file
 
-from sepsis_fusion.pipelines.features.layout import FeatureArrays, FeatureLayout
-from sepsis_fusion.pipelines.features.training import TrainingSet
-
 from .baselines import SOFA_COLUMN, sofa_baseline, tuned_baselines
 from .calibration import FoldCalibration
+from .errors import StudyError, TooFewStays
+from .inputs import FeatureArrays, FeatureLayout, TrainingSet
 from .ensemble import CalibratedCV, Ensemble, calibrated_cv
 from .fusion import FusionConfig, FusionModel
 from .preprocess import PreprocessConfig, Preprocessor
@@ -46,14 +45,6 @@ from .protocol import (SPLITS, BaselineSettings, Member, ModelSettings, StudyCon
 from .train import TrainConfig, auroc
 
 MIN_PER_CLASS = 10
-
-
-class StudyError(ValueError):
-    """The data cannot support the study as configured; the message says why."""
-
-
-class TooFewStays(StudyError):
-    """The cohort is empty, or has too few stays of one outcome class, to train and test a model."""
 
 
 def load_config(path: Path | None, overrides: list[str] = ()) -> StudyConfig:

@@ -11,10 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sepsis_fusion.model.errors import SepsisFusionError
+
 from . import paths
 
 
-class BuildError(RuntimeError):
+class BuildError(SepsisFusionError):
     """dbt build failed; the message names the failing nodes."""
 
 

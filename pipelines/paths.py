@@ -1,16 +1,26 @@
-"""Where the project's files live. One setting, SEPSIS_FUSION_DATA, moves every generated file."""
+"""Where the project's files live.
+
+The project files (dbt_project/, feature_repo/, model/configs/) sit beside the import packages: in a
+source checkout they are the repository's folders, in an installed wheel the package data under
+site-packages/sepsis_fusion/ (pyproject.toml maps both the same way), so one rule finds them.
+
+Generated files all go under the data folder: $SEPSIS_FUSION_DATA, else ./data (the repository's data/
+when run from its root, as the README does). That one setting moves every generated file.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+FEATURE_REPO = PROJECT_ROOT / "feature_repo"
+CONFIG_DIR = PROJECT_ROOT / "model" / "configs"
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("SEPSIS_FUSION_DATA", REPO_ROOT / "data")).resolve()
+    return Path(os.environ.get("SEPSIS_FUSION_DATA") or "data").resolve()
 
 
 def warehouse_path() -> Path:
@@ -20,3 +30,8 @@ def warehouse_path() -> Path:
 def features_dir(warehouse: Path | None = None) -> Path:
     """Parquet for Feast and the trainer: beside the warehouse (so each warehouse has its own)."""
     return Path(warehouse or warehouse_path()).parent / "features"
+
+
+def config_path(name: str) -> Path:
+    """A packaged study config by name ('demo', 'study')."""
+    return CONFIG_DIR / f"{name}.yaml"

@@ -15,7 +15,8 @@ from sepsis_fusion.pipelines.embed.encoder import load_encoder
 from sepsis_fusion.pipelines.embed.run import embed_feature_folder
 from sepsis_fusion.model.study import load_config, run_study
 from sepsis_fusion.pipelines.features.store import apply, open_store
-from sepsis_fusion.pipelines.features.training import TrainingSet, training_set
+from sepsis_fusion.model.inputs import TrainingSet
+from sepsis_fusion.pipelines.features.training import training_set
 from sepsis_fusion.pipelines.synth.generate import generate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -136,7 +136,7 @@ def test_offline_missing_model_says_how_to_fix(monkeypatch, tmp_path):
     with pytest.raises(EncoderNotFound) as err:
         load_encoder("emilyalsentzer/Bio_ClinicalBERT")
     message = str(err.value)
-    assert "HF_HUB_OFFLINE is set" in message and "--model" in message and "minilm" in message
+    assert "HF_HUB_OFFLINE is set" in message and "--encoder" in message and "minilm" in message
     with pytest.raises(EncoderNotFound, match="To fix"):
         load_encoder(str(tmp_path / "no-such-folder"))
 

@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sepsis_fusion.pipelines.features.layout import FeatureLayout
+from sepsis_fusion.model.inputs import FeatureLayout
+from sepsis_fusion.pipelines.features.layout import layout_from_service
 from sepsis_fusion.pipelines.features.local_redis import free_port, local_redis
 from sepsis_fusion.pipelines.features.online import OnlineFeatures
 from sepsis_fusion.pipelines.features.store import SERVICE_NAME, FeatureStoreError, apply, materialize, open_store
@@ -34,7 +35,7 @@ def store(feature_data):
 
 @pytest.fixture(scope="session")
 def layout(store) -> FeatureLayout:
-    return FeatureLayout.from_service(store, SERVICE_NAME)
+    return layout_from_service(store, SERVICE_NAME)
 
 
 @pytest.fixture(scope="session")

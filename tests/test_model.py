@@ -9,7 +9,7 @@ import torch
 from sepsis_fusion.model.fusion import FocalLoss, FusionConfig, FusionModel
 from sepsis_fusion.model.preprocess import PreprocessConfig, Preprocessor
 from sepsis_fusion.model.train import TrainConfig, auroc, fit, predict
-from sepsis_fusion.pipelines.features.layout import FeatureArrays, FeatureLayout
+from sepsis_fusion.model.inputs import FeatureArrays, FeatureLayout
 
 LAYOUT = FeatureLayout(
     service="test", static_view="static_baseline",

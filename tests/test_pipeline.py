@@ -20,7 +20,7 @@ def sepsis_fusion(args: list[str], data: Path) -> subprocess.CompletedProcess:
 
 def test_the_open_demo_runs_through_the_chain_and_it_says_what_it_skipped_and_why(demo_dir, demo_warehouse):
     data = demo_warehouse.parent
-    proc = sepsis_fusion(["pipeline", "--mimic", str(demo_dir), "--model", "minilm"], data)
+    proc = sepsis_fusion(["pipeline", "--mimic", str(demo_dir), "--encoder", "minilm"], data)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 3, out[-4000:]
     assert "Traceback" not in out

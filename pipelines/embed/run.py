@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .chunks import chunk_spans, clean_text, pool_chunks
-from .encoder import Encoder, model_fingerprint
+from .encoder import EmbedError, Encoder, model_fingerprint
 
 
 @dataclass
@@ -124,7 +124,7 @@ def embed_feature_folder(enc: Encoder, features: Path, cache_root: Path, stride:
     features = Path(features)
     for name in ("notes_to_embed.parquet", "note_windows.parquet", "windows_24h.parquet"):
         if not (features / name).exists():
-            raise FileNotFoundError(f"{features / name} not found: run `sepsis-fusion build` first")
+            raise EmbedError(f"{features / name} not found: run `sepsis-fusion build` first")
     con = duckdb.connect()
     notes = con.sql(f"""SELECT note_id, stay_id, available_at, note_text FROM '{features}/notes_to_embed.parquet'
                         WHERE note_id IS NOT NULL ORDER BY note_id""").fetchall()

@@ -1,4 +1,4 @@
-"""What the fusion model reads, as the Feast feature service names it, and the arrays it reads it as.
+"""The model's inputs as the Feast feature service names them.
 
 The layout is taken from the registry (the feature service and its views' tags), so the trainer, the
 offline and the online paths all follow the definitions in feature_repo/ and never a second list.
@@ -6,159 +6,49 @@ offline and the online paths all follow the definitions in feature_repo/ and nev
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from sepsis_fusion.model.inputs import FeatureLayout
 
-import numpy as np
-import pandas as pd
-
-NOTE_FEATURES = ("embedding", "has_note", "note_count")
+from .store import FeatureStoreError
 
 
-@dataclass(frozen=True)
-class FeatureLayout:
-    service: str
-    static_view: str
-    static: tuple[str, ...]          # static feature names, in the view's order
-    categorical: tuple[str, ...]     # the static features of string type
-    window_views: tuple[str, ...]    # oldest window first; the last is the latest
-    windows: tuple[str, ...]         # feature names of each window
-    note_views: tuple[str, ...]      # oldest first, aligned with window_views
-
-    @property
-    def numeric_static(self) -> tuple[str, ...]:
-        return tuple(f for f in self.static if f not in self.categorical)
-
-    @property
-    def sequence_windows(self) -> int:
-        return len(self.window_views)
-
-    def full_name(self, view: str, feature: str) -> str:
-        return f"{view}__{feature}"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FeatureLayout":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-    def differences(self, other: "FeatureLayout") -> list[str]:
-        """What differs from another layout, in words (empty when they match)."""
-        out = []
-        for name in ("static", "windows"):
-            mine, theirs = getattr(self, name), getattr(other, name)
-            if mine != theirs:
-                gone = [f for f in mine if f not in theirs]
-                new = [f for f in theirs if f not in mine]
-                out.append(f"{name} features: {len(gone)} missing {gone[:5]}, {len(new)} extra {new[:5]}"
-                           if gone or new else f"{name} features in another order")
-        for name in ("window_views", "note_views", "static_view", "categorical"):
-            if getattr(self, name) != getattr(other, name):
-                out.append(f"{name}: {getattr(self, name)} vs {getattr(other, name)}")
-        return out
-
-    @classmethod
-    def from_service(cls, store, service: str) -> "FeatureLayout":
-        from feast.types import String
-
-        fs = store.get_feature_service(service)
-        views = {p.name: store.get_feature_view(p.name) for p in fs.feature_view_projections}
-        projected = {p.name: [f.name for f in p.features] for p in fs.feature_view_projections}
-        by_modality: dict[str, list] = {"static": [], "windows": [], "notes": []}
-        for name, view in views.items():
-            modality = view.tags.get("modality")
-            if modality not in by_modality:
-                raise ValueError(f"feature view {name!r} of service {service!r} has no modality tag "
-                                 f"(static, windows or notes)")
-            by_modality[modality].append(view)
-        if len(by_modality["static"]) != 1 or not by_modality["windows"]:
-            raise ValueError(f"feature service {service!r} needs one static view and at least one window view")
-        static = by_modality["static"][0]
-        # oldest first: the largest lag first
-        window_views = sorted(by_modality["windows"], key=lambda v: -int(v.tags["lag"]))
-        note_views = sorted(by_modality["notes"], key=lambda v: -int(v.tags["lag"]))
-        if note_views and [v.tags["lag"] for v in note_views] != [v.tags["lag"] for v in window_views]:
-            raise ValueError(f"feature service {service!r}: note views and window views cover different lags")
-        window_features = projected[window_views[0].name]
-        if any(projected[v.name] != window_features for v in window_views):
-            raise ValueError(f"feature service {service!r}: the window views select different features")
-        types = {f.name: f.dtype for f in static.features}
-        return cls(
-            service=service,
-            static_view=static.name,
-            static=tuple(projected[static.name]),
-            categorical=tuple(f for f in projected[static.name] if types[f] == String),
-            window_views=tuple(v.name for v in window_views),
-            windows=tuple(window_features),
-            note_views=tuple(v.name for v in note_views),
-        )
+def full_name(view: str, feature: str) -> str:
+    """Feast's name of a feature in answers with full_feature_names: `<view>__<feature>`."""
+    return f"{view}__{feature}"
 
 
-@dataclass
-class FeatureArrays:
-    """The model's inputs for n (stay, time) rows. Missing numbers are NaN; the masks say which windows
-    and notes exist (a window exists when the stay had begun by its end)."""
-    layout: FeatureLayout
-    stay_id: np.ndarray         # (n,) int64
-    as_of: np.ndarray           # (n,) datetime64[us]: the time the features are served for
-    static_numeric: np.ndarray  # (n, len(layout.numeric_static)) float64
-    static_categorical: np.ndarray  # (n, len(layout.categorical)) object: str or None
-    windows: np.ndarray         # (n, K, F) float32, oldest window first
-    window_mask: np.ndarray     # (n, K) bool
-    notes: np.ndarray           # (n, K, D) float32, zeros where no note
-    note_mask: np.ndarray       # (n, K) bool
+def layout_from_service(store, service: str) -> FeatureLayout:
+    """The FeatureLayout of a feature service: one static view, the window views (oldest first, by their
+    `lag` tag) and the note views aligned with them (each view's `modality` tag says which it is)."""
+    from feast.types import String
 
-    def __len__(self) -> int:
-        return len(self.stay_id)
-
-    @property
-    def static(self) -> pd.DataFrame:
-        """The static features as a frame, in the view's column order (categoricals as strings)."""
-        frame = pd.DataFrame(self.static_numeric, columns=list(self.layout.numeric_static))
-        categorical = pd.DataFrame(self.static_categorical, columns=list(self.layout.categorical), dtype=object)
-        return pd.concat([frame, categorical], axis=1)[list(self.layout.static)]
-
-
-def arrays_from_columns(layout: FeatureLayout, numbers: Callable[[str, list[str]], np.ndarray],
-                        objects: Callable[[str, str], Sequence], stay_id: np.ndarray, as_of: np.ndarray) -> FeatureArrays:
-    """Assemble FeatureArrays from a view's columns: `numbers(view, features)` gives an (n, len(features))
-    float array with NaN where missing, `objects(view, feature)` a column of strings or vectors."""
-    n, k = len(stay_id), layout.sequence_windows
-    # NaN and +/-inf both mean "missing" from here on (dbt nulls them already; this guards other sources)
-    static_numeric = _finite(np.asarray(numbers(layout.static_view, list(layout.numeric_static)), dtype=np.float64))
-    static_categorical = np.empty((n, len(layout.categorical)), dtype=object)
-    for j, f in enumerate(layout.categorical):
-        static_categorical[:, j] = [v if isinstance(v, str) else None for v in objects(layout.static_view, f)]
-    windows = _finite(np.stack([numbers(view, list(layout.windows)) for view in layout.window_views], axis=1)
-                      .astype(np.float32)) if n else np.zeros((0, k, len(layout.windows)), np.float32)
-    # _count is never NULL in a served row (0 when the feature is missing): its presence marks the row
-    counts = [i for i, f in enumerate(layout.windows) if f.endswith("_count")] or list(range(len(layout.windows)))
-    window_mask = ~np.isnan(windows[:, :, counts]).all(axis=2)
-    vectors = [[_vector(v) for v in objects(view, "embedding")] for view in layout.note_views]
-    dim = next((len(v) for per_view in vectors for v in per_view if v is not None), 0)
-    notes = np.zeros((n, k, dim), dtype=np.float32)
-    note_mask = np.zeros((n, k), dtype=bool)
-    for j, per_view in enumerate(vectors):
-        has_note = numbers(layout.note_views[j], ["has_note"])[:, 0]
-        for i, v in enumerate(per_view):
-            if v is None or has_note[i] != 1:
-                continue
-            if len(v) != dim:
-                raise ValueError(f"note embedding of stay {stay_id[i]} has {len(v)} values, others {dim}: the "
-                                 "note windows were embedded by different models; re-run `sepsis-fusion embed`")
-            notes[i, j] = v
-            note_mask[i, j] = True
-    return FeatureArrays(layout, np.asarray(stay_id, dtype=np.int64), np.asarray(as_of, dtype="datetime64[us]"),
-                         static_numeric, static_categorical, windows, window_mask, notes, note_mask)
-
-
-def _vector(value) -> np.ndarray | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    v = np.asarray(value, dtype=np.float32)
-    return v if v.size and np.isfinite(v).all() else None
-
-
-def _finite(x: np.ndarray) -> np.ndarray:
-    return np.where(np.isfinite(x), x, np.nan).astype(x.dtype)
+    fs = store.get_feature_service(service)
+    views = {p.name: store.get_feature_view(p.name) for p in fs.feature_view_projections}
+    projected = {p.name: [f.name for f in p.features] for p in fs.feature_view_projections}
+    by_modality: dict[str, list] = {"static": [], "windows": [], "notes": []}
+    for name, view in views.items():
+        modality = view.tags.get("modality")
+        if modality not in by_modality:
+            raise FeatureStoreError(f"feature view {name!r} of service {service!r} has no modality tag "
+                                    f"(static, windows or notes)")
+        by_modality[modality].append(view)
+    if len(by_modality["static"]) != 1 or not by_modality["windows"]:
+        raise FeatureStoreError(f"feature service {service!r} needs one static view and at least one window view")
+    static = by_modality["static"][0]
+    # oldest first: the largest lag first
+    window_views = sorted(by_modality["windows"], key=lambda v: -int(v.tags["lag"]))
+    note_views = sorted(by_modality["notes"], key=lambda v: -int(v.tags["lag"]))
+    if note_views and [v.tags["lag"] for v in note_views] != [v.tags["lag"] for v in window_views]:
+        raise FeatureStoreError(f"feature service {service!r}: note views and window views cover different lags")
+    window_features = projected[window_views[0].name]
+    if any(projected[v.name] != window_features for v in window_views):
+        raise FeatureStoreError(f"feature service {service!r}: the window views select different features")
+    types = {f.name: f.dtype for f in static.features}
+    return FeatureLayout(
+        service=service,
+        static_view=static.name,
+        static=tuple(projected[static.name]),
+        categorical=tuple(f for f in projected[static.name] if types[f] == String),
+        window_views=tuple(v.name for v in window_views),
+        windows=tuple(window_features),
+        note_views=tuple(v.name for v in note_views),
+    )

@@ -13,7 +13,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from .layout import FeatureArrays, FeatureLayout, arrays_from_columns
+from sepsis_fusion.model.inputs import FeatureArrays, arrays_from_columns
+
+from .layout import layout_from_service
 from .store import SERVICE_NAME, utc_naive
 
 
@@ -24,7 +26,7 @@ class OnlineFeatures:
 
         self._entity_key, self._value = EntityKey, Value
         self.store = store
-        self.layout = FeatureLayout.from_service(store, service)
+        self.layout = layout_from_service(store, service)
         projections = store.get_feature_service(service).feature_view_projections
         self._views = [(store.get_feature_view(p.name), [f.name for f in p.features]) for p in projections]
         self._online_store = store._get_provider().online_store  # no public accessor in Feast 0.67

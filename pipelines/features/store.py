@@ -1,9 +1,11 @@
 """The project's Feast store (feature_repo/): open it, and run Feast's own CLI on it.
 
-Every path of the store is under the data folder ($SEPSIS_FUSION_DATA, default <repo>/data), which
-feature_repo/feature_store.yaml reads from the environment: these helpers set it before Feast loads the
-file. Two online stores share the definitions: the embedded SQLite default and Redis
-(feature_store.redis.yaml, $SEPSIS_FUSION_REDIS).
+Every file of the store is under the data folder (paths.data_dir()). feature_repo/feature_store.yaml
+points at the repository's data/ (`../data`, so plain `feast plan` works in that folder); for any data
+folder these helpers write the same configuration with that folder's paths to <data>/feast/ and hand
+it to Feast, and set $SEPSIS_FUSION_DATA, which definitions.py reads for the Parquet sources. Two online
+stores share the definitions: the embedded SQLite default and Redis (feature_store.redis.yaml,
+$SEPSIS_FUSION_REDIS).
 """
 
 from __future__ import annotations
@@ -19,23 +21,40 @@ from pathlib import Path
 from typing import Iterator
 
 import duckdb
+import yaml
+
+from sepsis_fusion.model.errors import SepsisFusionError
 
 from .. import paths
 
-FEATURE_REPO = paths.REPO_ROOT / "feature_repo"
+FEATURE_REPO = paths.FEATURE_REPO
 SERVICE_NAME = "sepsis_fusion_model"
 ONLINE_STORES = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
 FEAST_FILES = ("static_baseline.parquet", "windows_24h.parquet", "note_window_embeddings.parquet")
 
 
-class FeatureStoreError(RuntimeError):
+class FeatureStoreError(SepsisFusionError):
     """A Feast step failed; the message says which and why."""
 
 
-def store_yaml(online: str) -> Path:
+def store_yaml(online: str, data: Path | None = None) -> Path:
+    """The shipped feature_store*.yaml of an online store, written with the data folder's paths to
+    <data>/feast/ (the registry and the SQLite file go there)."""
     if online not in ONLINE_STORES:
         raise FeatureStoreError(f"unknown online store {online!r}: use one of {', '.join(ONLINE_STORES)}")
-    return FEATURE_REPO / ONLINE_STORES[online]
+    shipped = FEATURE_REPO / ONLINE_STORES[online]
+    config = yaml.safe_load(shipped.read_text(encoding="utf-8"))
+    feast_dir = Path(data or paths.data_dir()).resolve() / "feast"
+    for section in ("registry", "online_store"):
+        if "path" in config[section]:
+            config[section]["path"] = str(feast_dir / Path(config[section]["path"]).name)
+    target = feast_dir / shipped.name
+    text = f"# {shipped.name} of feature_repo/ with this data folder's paths (written by sepsis-fusion)\n" + \
+        yaml.safe_dump(config, sort_keys=False)
+    feast_dir.mkdir(parents=True, exist_ok=True)
+    if not target.exists() or target.read_text(encoding="utf-8") != text:
+        target.write_text(text, encoding="utf-8")
+    return target
 
 
 def feast_env(data: Path | None = None, redis: str | None = None) -> dict[str, str]:
@@ -81,9 +100,9 @@ def open_store(data: Path | None = None, online: str = "sqlite", redis: str | No
     registry = "registry.db" if online == "sqlite" else "registry_redis.db"
     if not (Path(env["SEPSIS_FUSION_DATA"]) / "feast" / registry).exists():
         raise FeatureStoreError(f"no Feast registry under {env['SEPSIS_FUSION_DATA']}/feast: "
-                                f"run `sepsis-fusion features apply{' --online redis' if online == 'redis' else ''}`")
+                                f"run `sepsis-fusion features apply{' --online-store redis' if online == 'redis' else ''}`")
     with _environment(env):
-        return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=store_yaml(online))
+        return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=store_yaml(online, data))
 
 
 def feast_cli(args: list[str], data: Path | None = None, online: str = "sqlite",
@@ -91,7 +110,7 @@ def feast_cli(args: list[str], data: Path | None = None, online: str = "sqlite",
     """Run `feast -c feature_repo -f <store yaml> <args>`, the command Feast users type, on this store."""
     env = feast_env(data, redis)
     (Path(env["SEPSIS_FUSION_DATA"]) / "feast").mkdir(parents=True, exist_ok=True)
-    cmd = _feast_command(args, online)
+    cmd = _feast_command(args, online, data)
     result = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout or "").strip().splitlines()[-15:]
@@ -103,15 +122,15 @@ def feast_cli(args: list[str], data: Path | None = None, online: str = "sqlite",
 def exec_feast(args: list[str], data: Path | None = None, online: str = "sqlite", redis: str | None = None) -> None:
     """Replace this process with `feast ... <args>` (for `feast serve`: signals then reach Feast itself)."""
     env = feast_env(data, redis)
-    cmd = _feast_command(args, online)
+    cmd = _feast_command(args, online, data)
     os.execve(cmd[0], cmd, {**os.environ, **env})
 
 
-def _feast_command(args: list[str], online: str) -> list[str]:
+def _feast_command(args: list[str], online: str, data: Path | None) -> list[str]:
     feast = shutil.which("feast", path=str(Path(sys.executable).parent)) or shutil.which("feast")
     if feast is None:
         raise FeatureStoreError("the feast command is not installed in this environment")
-    return [feast, "-c", str(FEATURE_REPO), "-f", str(store_yaml(online)), *args]
+    return [feast, "-c", str(FEATURE_REPO), "-f", str(store_yaml(online, data)), *args]
 
 
 def apply(data: Path | None = None, online: str = "sqlite", redis: str | None = None) -> str:

@@ -8,36 +8,23 @@ filter_by_created_timestamp, only rows created by T; the lag views turn that int
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 
+from sepsis_fusion.model.inputs import FeatureArrays, FeatureLayout, TrainingSet, arrays_from_columns
+
 from .. import paths
-from .layout import FeatureArrays, FeatureLayout, arrays_from_columns
-from .store import SERVICE_NAME, open_store
-
-OUTCOMES = ("died_in_hospital", "died_in_icu", "died_within_horizon")
-
-
-@dataclass
-class TrainingSet:
-    features: FeatureArrays
-    cohort: pd.DataFrame    # the cohort mart, row-aligned with features (stay_id, subject_id, labels, ...)
-    flow: pd.DataFrame | None = None   # the cohort_flow mart: stays removed by each cohort criterion
-
-    def labels(self, outcome: str = "died_in_hospital") -> np.ndarray:
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
-        return self.cohort[outcome].to_numpy(dtype=np.int64)
+from .layout import full_name, layout_from_service
+from .store import SERVICE_NAME, FeatureStoreError, open_store
 
 
 def read_cohort(data: Path | None = None) -> pd.DataFrame:
     path = Path(data or paths.data_dir()) / "features" / "cohort.parquet"
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run `sepsis-fusion build` first")
+        raise FeatureStoreError(f"{path} not found: run `sepsis-fusion build` first")
     # dbt writes one all-NULL row into an empty external model to keep its schema
     cohort = duckdb.sql(f"SELECT * FROM '{path}' WHERE stay_id IS NOT NULL ORDER BY stay_id").df()
     cohort["prediction_time"] = cohort["prediction_time"].astype("datetime64[us]")
@@ -75,11 +62,11 @@ def historical_features(store, layout: FeatureLayout, stay_ids, times,
                                         filter_by_created_timestamp=filter_by_created_timestamp)
     frame = job.to_df().sort_values("entity_row").reset_index(drop=True)
     if len(frame) != len(entities):
-        raise RuntimeError(f"Feast returned {len(frame)} rows for {len(entities)} entity rows")
+        raise FeatureStoreError(f"Feast returned {len(frame)} rows for {len(entities)} entity rows")
     def numbers(view: str, features: list[str]) -> np.ndarray:
-        return frame[[layout.full_name(view, f) for f in features]].to_numpy(dtype=np.float64, na_value=np.nan)
+        return frame[[full_name(view, f) for f in features]].to_numpy(dtype=np.float64, na_value=np.nan)
 
-    return arrays_from_columns(layout, numbers, lambda view, feature: frame[layout.full_name(view, feature)].tolist(),
+    return arrays_from_columns(layout, numbers, lambda view, feature: frame[full_name(view, feature)].tolist(),
                                frame["stay_id"].to_numpy(),
                                frame["event_timestamp"].dt.tz_localize(None).to_numpy())
 
@@ -89,6 +76,6 @@ def training_set(data: Path | None = None, store=None, service: str = SERVICE_NA
     data = Path(data or paths.data_dir())
     store = store or open_store(data)
     cohort = read_cohort(data)
-    layout = FeatureLayout.from_service(store, service)
+    layout = layout_from_service(store, service)
     features = historical_features(store, layout, cohort["stay_id"], cohort["prediction_time"])
     return TrainingSet(features, cohort, read_cohort_flow(data))

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from sepsis_fusion.model.errors import SepsisFusionError
+
 from . import events, hospital, infection, notes, truth
 from .cohort import plan as make_plan
 from .events import Chunk
@@ -32,7 +34,7 @@ CHUNKED_TABLES = ["icu/chartevents", "hosp/labevents", "icu/inputevents", "icu/o
                   "hosp/prescriptions", "hosp/microbiologyevents", "note/radiology", "note/discharge"]
 
 
-class SynthError(ValueError):
+class SynthError(SepsisFusionError, ValueError):
     """Bad arguments to the generator; the message says which and why."""
 
 

@@ -22,9 +22,8 @@ from typing import Callable
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sepsis_fusion.pipelines.features.store import FeatureStoreError, online_store_time
-
-from .scoring import Scorer
+from ..features.store import FeatureStoreError, online_store_time
+from .scorer import Scorer
 
 MAX_BATCH = 1000
 
@@ -56,7 +55,7 @@ def create_app(scorer: Scorer, clock: Callable[[], datetime], clock_name: str) -
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", **base, "feature_service": scorer.layout.service,
+        return {"status": "ok", **base, "feature_service": scorer.service,
                 "online_store": scorer.store.config.online_store.type, "clock": clock_name,
                 "as_of": now().isoformat()}
 
@@ -78,12 +77,27 @@ def create_app(scorer: Scorer, clock: Callable[[], datetime], clock_name: str) -
     return app
 
 
+def run_service(run: Path, host: str, port: int, clock: str, online_store: str, workers: int,
+                announce: Callable[[str], None] = print) -> None:
+    """Serve a run folder with uvicorn until stopped. The app is built here first, so a bad run folder or
+    store fails before the server starts, with its message; more workers each build their own."""
+    import uvicorn
+
+    os.environ.update(SEPSIS_FUSION_SERVE_RUN=str(Path(run).resolve()), SEPSIS_FUSION_SERVE_CLOCK=clock,
+                      SEPSIS_FUSION_SERVE_ONLINE_STORE=online_store)
+    app = app_from_env()
+    announce(f"serving {run} on http://{host}:{port} with {workers} worker(s) (POST /score, GET /health)")
+    target = app if workers == 1 else "sepsis_fusion.pipelines.serving.service:app_from_env"
+    uvicorn.run(target, factory=workers > 1, host=host, port=port, workers=workers, access_log=False,
+                log_level="warning")
+
+
 def app_from_env() -> FastAPI:
     """The app as `sepsis-fusion serve --workers N` starts it in each worker process (uvicorn factory):
     settings come from SEPSIS_FUSION_SERVE_RUN, _CLOCK and _ONLINE_STORE."""
     import torch
 
-    from sepsis_fusion.pipelines.features.store import open_store
+    from ..features.store import open_store
 
     torch.set_num_threads(1)  # one small forward pass per request: threads cost more than they give
     scorer = Scorer(Path(os.environ["SEPSIS_FUSION_SERVE_RUN"]),
@@ -102,7 +116,7 @@ def store_clock(scorer: Scorer, refresh_s: float = 10.0) -> Callable[[], datetim
     def clock() -> datetime:
         if time.monotonic() - state["at"] > refresh_s:
             scorer.store.refresh_registry()
-            state.update(at=time.monotonic(), value=online_store_time(scorer.store, scorer.layout.service))
+            state.update(at=time.monotonic(), value=online_store_time(scorer.store, scorer.service))
         return state["value"]
 
     return clock

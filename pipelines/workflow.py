@@ -1,0 +1,372 @@
+"""The chain's steps, each a function that does one stage and returns what it did (a typed result).
+
+The command line (cli.py) only parses arguments and renders these results; the chains `demo` and
+`pipeline` are `run_chain` here. Every default lives here once. Failures are SepsisFusionError
+subclasses whose message says what to do; progress goes to a Reporter (the CLI's prints with rich).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+import pandas as pd
+
+from sepsis_fusion.model.errors import SepsisFusionError, StudyError
+
+from . import paths
+
+DEFAULT_ENCODER = "emilyalsentzer/Bio_ClinicalBERT"
+DEMO_ENCODER = "minilm"
+DEFAULT_ONLINE_STORE = "sqlite"
+DEFAULT_RESAMPLES = 1000
+DEMO_STAYS = 5000
+SYNTH_STAYS = 2000
+
+Status = Literal["done", "reused", "degraded", "skipped"]
+
+
+class Reporter(Protocol):
+    def step(self, title: str) -> None:
+        """A step of a chain starts."""
+
+    def line(self, text: str) -> None:
+        """Progress from within a step."""
+
+
+class Silent:
+    def step(self, title: str) -> None:
+        pass
+
+    def line(self, text: str) -> None:
+        pass
+
+
+class TrainingInterrupted(SepsisFusionError):
+    """Ctrl-C during training: what was kept, and how to resume."""
+
+    def __init__(self, run_dir: Path, kept_folds: int, work: Path, again: str):
+        self.run_dir, self.kept_folds, self.work = run_dir, kept_folds, work
+        super().__init__(f"interrupted: {kept_folds} finished cross-validation fold(s) are kept in {work}"
+                         + (f", and {run_dir} is as it was" if run_dir.exists() else "")
+                         + f"; to resume, run again: {again}")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One line of a chain's summary."""
+    step: str
+    status: Status
+    detail: str
+
+
+@dataclass(frozen=True)
+class SynthStep:
+    out: Path
+    stays: int
+    seed: int
+    rows: dict[str, int]    # rows written per table ("icu/chartevents": n); empty when reused
+    reused: bool
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    mimic: Path
+    warehouse: Path
+    nodes: list[str]        # the dbt nodes that ran; empty when nothing had changed
+
+    @property
+    def reused(self) -> bool:
+        return not self.nodes
+
+
+@dataclass(frozen=True)
+class EmbedStep:
+    encoder: str
+    notes: int
+    embedded: int           # encoded now (the rest came from the cache)
+    windows: int
+    windows_with_notes: int
+    seconds_encoding: float
+    features: Path
+
+
+@dataclass(frozen=True)
+class ApplyStep:
+    online_store: str
+    feast_output: str
+    registry: Path
+
+
+@dataclass(frozen=True)
+class MaterializeStep:
+    online_store: str
+    until: dt.datetime
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    run_dir: Path
+    test_auroc: float | None    # None when reused
+    reused: bool
+
+
+@dataclass(frozen=True)
+class EvaluateStep:
+    report: Path
+    reused: bool
+
+
+@dataclass(frozen=True)
+class ScoreStep:
+    mode: Literal["offline", "online"]
+    as_of: dt.datetime
+    model_version: str
+    threshold: float
+    table: pd.DataFrame = field(repr=False)
+    csv: Path
+
+    @property
+    def scored(self) -> int:
+        return int(self.table["probability"].notna().sum())
+
+    @property
+    def above_threshold(self) -> int:
+        return int(self.table["decision"].eq(True).sum())
+
+    @property
+    def unknown(self) -> int:
+        return int(self.table["probability"].isna().sum())
+
+
+def default_mimic() -> Path:
+    return Path(os.environ.get("SEPSIS_FUSION_MIMIC_DIR", paths.data_dir() / "synthetic"))
+
+
+def synthesize(stays: int = SYNTH_STAYS, seed: int = 0, out: Path | None = None, density: str = "full",
+               reuse: bool = False) -> SynthStep:
+    """Generate a synthetic MIMIC-IV; with `reuse`, keep a folder generated with the same arguments."""
+    from .synth.generate import generate, matches
+
+    out = Path(out or paths.data_dir() / "synthetic")
+    if reuse and matches(out, stays, seed, density):
+        return SynthStep(out.resolve(), stays, seed, {}, reused=True)
+    result = generate(stays, seed, out, density=density)
+    return SynthStep(Path(result.out).resolve(), result.stays, seed, dict(result.rows), reused=False)
+
+
+def build(mimic: Path | None = None, select: str | None = None, force: bool = False) -> BuildStep:
+    """`dbt build` of dbt_project/ over a MIMIC-IV folder into the data folder's warehouse."""
+    from .build import dbt_build
+
+    mimic = Path(mimic or default_mimic())
+    nodes = dbt_build(mimic, select=select, force=force)
+    return BuildStep(mimic.resolve(), paths.warehouse_path(), nodes)
+
+
+def embed(encoder: str = DEFAULT_ENCODER, pooling: str = "mean", device: str = "auto", max_length: int = 512,
+          stride: int = 64, batch_tokens: int = 16384) -> EmbedStep:
+    """Embed the notes of notes_to_embed (new or changed ones only) and pool them per window."""
+    from .embed.encoder import load_encoder
+    from .embed.run import embed_feature_folder
+
+    enc = load_encoder(encoder, pooling=pooling, device=device, max_length=max_length)
+    result = embed_feature_folder(enc, paths.features_dir(), paths.data_dir() / "embedding_cache",
+                                  stride=stride, batch_tokens=batch_tokens)
+    return EmbedStep(encoder, result.notes, result.embedded, result.windows, result.windows_with_notes,
+                     result.seconds_encoding, paths.features_dir())
+
+
+def apply_store(online_store: str = DEFAULT_ONLINE_STORE) -> ApplyStep:
+    """`feast apply`: register the definitions and create the online store's tables."""
+    from .features.store import apply
+
+    output = apply(online=online_store)
+    return ApplyStep(online_store, output, paths.data_dir() / "feast")
+
+
+def materialize_store(end: dt.datetime | None = None, start: dt.datetime | None = None, incremental: bool = False,
+                      online_store: str = DEFAULT_ONLINE_STORE) -> MaterializeStep:
+    """`feast materialize`: each stay's latest features as of `end` (default: the data's present)."""
+    from .features.store import materialize, open_store
+
+    until = materialize(open_store(online=online_store), end=end, start=start, incremental=incremental)
+    return MaterializeStep(online_store, until)
+
+
+def default_run_dir() -> Path:
+    return paths.data_dir() / "runs" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def train(config: Path | None = None, overrides: tuple[str, ...] | list[str] = (), out: Path | None = None,
+          reporter: Reporter = Silent(), reuse: bool = False, resume_hint: str | None = None,
+          ts=None) -> TrainStep:
+    """The study's protocol on the Feast training set, written to a run folder. With `reuse`, a run folder
+    trained with this config on this training set is kept. Ctrl-C raises TrainingInterrupted."""
+    from sepsis_fusion.model.study import is_current, load_config, partial_folder, run_study
+
+    from .features.training import training_set
+
+    study = load_config(config or paths.config_path("demo"), list(overrides))
+    ts = ts or training_set()
+    run_dir = Path(out or default_run_dir())
+    if reuse and is_current(run_dir, ts, study):
+        return TrainStep(run_dir, None, reused=True)
+    try:
+        result = run_study(ts, study, run_dir, progress=reporter.line)
+    except KeyboardInterrupt:
+        work = partial_folder(run_dir)
+        again = resume_hint or train_command(config, overrides, run_dir)
+        raise TrainingInterrupted(run_dir, len(list((work / "folds").glob("*.json"))), work, again) from None
+    return TrainStep(result.run_dir, result.test_auroc, reused=False)
+
+
+def train_command(config: Path | None, overrides, run_dir: Path) -> str:
+    """The command that resumes an interrupted `train`."""
+    from shlex import quote
+
+    return " ".join(["sepsis-fusion train"] + ([f"--config {quote(str(config))}"] if config else [])
+                    + [f"--set {quote(o)}" for o in overrides] + [f"--out {quote(str(run_dir))}"])
+
+
+def latest_run() -> Path:
+    from sepsis_fusion.model.scoring import latest_run as newest
+
+    return newest(paths.data_dir() / "runs")
+
+
+def evaluate(run: Path | None = None, resamples: int = DEFAULT_RESAMPLES, reuse: bool = False,
+             ts=None) -> EvaluateStep:
+    """Metrics with bootstrap intervals on the run's held-out test set, baselines, plots, report.md."""
+    from sepsis_fusion.model.evaluate import evaluate as evaluate_run
+
+    from .features.training import training_set
+
+    run = Path(run or latest_run())
+    if reuse and (run / "report.md").exists():
+        return EvaluateStep(run / "report.md", reused=True)
+    return EvaluateStep(evaluate_run(ts or training_set(), run, resamples), reused=False)
+
+
+def score(as_of: dt.datetime | None = None, online: bool = False, stays: list[int] | None = None,
+          run: Path | None = None, out: Path | None = None,
+          online_store: str = DEFAULT_ONLINE_STORE, scorer=None) -> ScoreStep:
+    """Score stays with only what was known at `as_of`: offline (point-in-time historical retrieval; needs
+    `as_of`) or online (the online store; default `as_of` its materialization time). Default stays: the
+    cohort stays in the ICU at that time. The scores are written as CSV (default data/scores/)."""
+    from .features.store import online_store_time, open_store
+    from .features.training import in_icu, read_cohort
+    from .serving.scorer import Scorer
+
+    if as_of is None and not online:
+        raise StudyError("offline scoring needs a time to score as of (--as-of), or use --online")
+    if scorer is None:
+        scorer = Scorer(Path(run or latest_run()), open_store(online=online_store))
+    when = as_of or online_store_time(scorer.store)
+    ids = list(stays) if stays else in_icu(read_cohort(), when)
+    if not ids:
+        raise StudyError(f"no cohort stay was in the ICU at {when}: pass --stays or another --as-of")
+    mode = "online" if online else "offline"
+    table = scorer.frame(scorer.online(ids, when) if online else scorer.offline(ids, when))
+    out = Path(out or paths.data_dir() / "scores" / f"{mode}-{when:%Y%m%dT%H%M%S}.csv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    return ScoreStep(mode, when, scorer.version, scorer.threshold, table, out)
+
+
+def run_chain(mimic: Path, encoder: str, config: Path, run_dir: Path, reporter: Reporter = Silent(),
+              steps: list[StepResult] | None = None) -> list[StepResult]:
+    """build -> embed -> Feast apply and materialize -> train -> evaluate -> score offline and online.
+    Each step is reused when its inputs are unchanged; training is skipped, with the reason, when the
+    cohort cannot support it. Returns the summary, one StepResult per step (failures raise)."""
+    from sepsis_fusion.model.errors import TooFewStays
+
+    from .features.training import training_set
+
+    steps = list(steps or [])
+
+    def start(title: str) -> None:
+        reporter.step(f"{len(steps) + 1}. {title}")
+
+    start("dbt build")
+    built = build(mimic)
+    steps.append(StepResult("dbt build", "reused" if built.reused else "done",
+                            f"{mimic} and dbt_project/ unchanged since the last build" if built.reused
+                            else f"{len(built.nodes)} nodes passed"))
+    start(f"note embeddings ({encoder})")
+    notes = embed(encoder)
+    steps.append(StepResult("note embeddings", "done", f"{notes.notes:,} notes ({notes.embedded:,} embedded now), "
+                            f"{notes.windows_with_notes:,} of {notes.windows:,} windows with notes") if notes.notes
+                 else StepResult("note embeddings", "degraded", "no notes (no note/ folder, or no report of a "
+                                 "cohort stay): every note window is marked missing"))
+    start("Feast: apply and materialize (SQLite online store)")
+    apply_store()
+    materialize_store()
+    steps.append(StepResult("Feast", "done", f"registry and online store under {paths.data_dir() / 'feast'}"))
+    start(f"train ({config.name})")
+    ts = training_set()
+    try:
+        trained = train(config, out=run_dir, reporter=reporter, reuse=True, resume_hint="the same command", ts=ts)
+    except TooFewStays as exc:
+        reporter.line(f"training skipped: {exc}")
+        return steps + [StepResult("train", "skipped", str(exc))] + \
+            [StepResult(name, "skipped", "no model was trained") for name in ("evaluate", "score")]
+    if trained.reused:
+        reporter.line(f"reusing {run_dir}: trained with this config on this training set")
+    steps.append(StepResult("train", "reused", f"{run_dir}: trained with this config on this training set")
+                 if trained.reused else StepResult("train", "done", f"{run_dir} (test AUROC {trained.test_auroc:.3f})"))
+    start("evaluate on the held-out test set")
+    reporter.line(f"metrics with {DEFAULT_RESAMPLES:,} bootstrap resamples, baselines (logistic regression, "
+                  "gradient boosting, SOFA at T), plots, report and model card")
+    evaluated = evaluate(run_dir, reuse=trained.reused, ts=ts)
+    steps.append(StepResult("evaluate", "reused" if evaluated.reused else "done",
+                            str(evaluated.report) if evaluated.reused else
+                            f"{evaluated.report}, plots {run_dir}/*.png, model card {run_dir / 'model_card.md'}"))
+    start("score offline (as of a past time) and online (as of the online store's time)")
+    steps.append(StepResult("score", "done", "; ".join(_score_both(run_dir, reporter))))
+    return steps
+
+
+def _score_both(run_dir: Path, reporter: Reporter) -> list[str]:
+    """Score the cohort stays in the ICU at the median prediction time (offline) and at the online store's time."""
+    from .features.store import online_store_time, open_store
+    from .features.training import in_icu, read_cohort
+    from .serving.scorer import Scorer
+
+    scorer = Scorer(run_dir, open_store())
+    cohort = read_cohort().sort_values("prediction_time")
+    past = cohort["prediction_time"].iloc[len(cohort) // 2].to_pydatetime()
+    done = []
+    for online, when in ((False, past), (True, online_store_time(scorer.store))):
+        mode = "online" if online else "offline"
+        if not in_icu(cohort, when):
+            done.append(f"{mode}: no cohort stay in the ICU at {when}")
+            continue
+        result = score(when, online=online, scorer=scorer)
+        done.append(f"{mode} as of {when}: {result.scored} stays -> {result.csv}")
+        reporter.line(done[-1])
+    return done
+
+
+def demo(stays: int = DEMO_STAYS, seed: int = 0, out: Path | None = None,
+         reporter: Reporter = Silent()) -> list[StepResult]:
+    """The main job on synthetic data: generate (or reuse) a synthetic MIMIC-IV, then run_chain with the
+    packaged MiniLM encoder and the demo config."""
+    reporter.step("1. synthetic MIMIC-IV")
+    synth = synthesize(stays, seed, out, reuse=True)
+    where = f"{synth.out} ({stays:,} stays, seed {seed})"
+    if synth.reused:
+        reporter.line(f"reusing {where}")
+    first = StepResult("synthetic MIMIC-IV", "reused" if synth.reused else "done", where)
+    return run_chain(synth.out, DEMO_ENCODER, paths.config_path("demo"), paths.data_dir() / "runs" / "demo",
+                     reporter, steps=[first])
+
+
+def pipeline(mimic: Path, encoder: str = DEFAULT_ENCODER, config: Path | None = None, run_name: str | None = None,
+             reporter: Reporter = Silent()) -> list[StepResult]:
+    """The whole chain on a MIMIC-IV folder, with the study's full grid unless told otherwise."""
+    config = Path(config or paths.config_path("study"))
+    return run_chain(Path(mimic), encoder, config, paths.data_dir() / "runs" / (run_name or config.stem), reporter)
