@@ -27,7 +27,8 @@ TARGET_COLD_S = {10_000: 600}
 
 
 def generate(stays: int) -> Path:
-    from sepsis_fusion.pipelines.synth.generate import generate as synth, matches
+    from sepsis_fusion.pipelines.synth.generate import generate as synth
+    from sepsis_fusion.pipelines.synth.generate import matches
 
     out = RESULTS / f"synthetic_{stays}"
     if not matches(out, stays, 0, "full"):
@@ -37,14 +38,33 @@ def generate(stays: int) -> Path:
 
 def plain_dbt_build(mimic: Path, warehouse: Path) -> float:
     """`dbt build` as a user runs it in dbt_project/ (models always re-run; raw ingest skips unchanged files)."""
-    env = dict(os.environ, SEPSIS_FUSION_MIMIC_DIR=str(mimic), SEPSIS_FUSION_WAREHOUSE=str(warehouse),
-               SEPSIS_FUSION_FEATURES=str(warehouse.parent / "features"))
+    env = dict(
+        os.environ,
+        SEPSIS_FUSION_MIMIC_DIR=str(mimic),
+        SEPSIS_FUSION_WAREHOUSE=str(warehouse),
+        SEPSIS_FUSION_FEATURES=str(warehouse.parent / "features"),
+    )
     dbt = Path(sys.executable).with_name("dbt")
     project = ROOT / "dbt_project"
     target = warehouse.parent / "plain_dbt"
     start = time.perf_counter()
-    subprocess.run([str(dbt), "build", "--project-dir", str(project), "--profiles-dir", str(project), "--quiet",
-                    "--target-path", str(target / "target"), "--log-path", str(target / "logs")], env=env, check=True)
+    subprocess.run(
+        [
+            str(dbt),
+            "build",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(project),
+            "--quiet",
+            "--target-path",
+            str(target / "target"),
+            "--log-path",
+            str(target / "logs"),
+        ],
+        env=env,
+        check=True,
+    )
     return time.perf_counter() - start
 
 
@@ -90,17 +110,25 @@ def main() -> None:
             per_stage[stage_of(r["unique_id"], manifest)] += r["execution_time"]
         with duckdb.connect(str(warehouse), read_only=True) as con:
             raw_rows = con.sql("SELECT sum(rows) FROM raw._ingest_log").fetchall()[0][0]
-            counts = {t: con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0]
-                      for t in ("int_sofa_hourly", "sepsis3", "cohort")}
+            counts = {
+                t: con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+                for t in ("int_sofa_hourly", "sepsis3", "cohort")
+            }
         target = TARGET_COLD_S.get(stays)
-        print(f"\n{stays:,} stays: cold build {cold:.1f} s; rebuild with unchanged inputs: sepsis-fusion build "
-              f"{warm:.2f} s = {warm / cold:.3f} of cold, plain dbt build {plain:.1f} s = {plain / cold:.2f} of cold "
-              f"(raw ingest skipped, models re-run); peak memory of a dbt process {peak_gib:.2f} GiB")
+        print(
+            f"\n{stays:,} stays: cold build {cold:.1f} s; rebuild with unchanged inputs: sepsis-fusion build "
+            f"{warm:.2f} s = {warm / cold:.3f} of cold, plain dbt build {plain:.1f} s = {plain / cold:.2f} of cold "
+            f"(raw ingest skipped, models re-run); peak memory of a dbt process {peak_gib:.2f} GiB"
+        )
         if target:
-            print(f"  target: cold under {target} s -> {cold / target:.2f} of it; rebuild under a tenth -> "
-                  f"{'met' if warm < cold / 10 else 'NOT met'}")
-        print(f"  raw rows loaded: {raw_rows:,} ({raw_rows / max(per_stage['raw ingest (hook)'], 1e-9):,.0f} rows/s "
-              f"in the ingest hook)")
+            print(
+                f"  target: cold under {target} s -> {cold / target:.2f} of it; rebuild under a tenth -> "
+                f"{'met' if warm < cold / 10 else 'NOT met'}"
+            )
+        print(
+            f"  raw rows loaded: {raw_rows:,} ({raw_rows / max(per_stage['raw ingest (hook)'], 1e-9):,.0f} rows/s "
+            f"in the ingest hook)"
+        )
         for stage, seconds in sorted(per_stage.items(), key=lambda kv: -kv[1]):
             print(f"  {stage:<20} {seconds:8.1f} s (node time, summed over threads)")
         print("  " + ", ".join(f"{t}: {n:,} rows" for t, n in counts.items()))

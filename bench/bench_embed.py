@@ -26,8 +26,9 @@ def synthetic_notes(n: int) -> list[str]:
 
     with tempfile.TemporaryDirectory() as tmp:
         generate(max(50, n // 2), 0, Path(tmp), density="light", progress=False)
-        rows = duckdb.sql(f"SELECT text FROM read_csv('{tmp}/note/radiology.csv.gz', header=true, quote='\"', "
-                          f"escape='\"') LIMIT {n}").fetchall()
+        rows = duckdb.sql(
+            f"SELECT text FROM read_csv('{tmp}/note/radiology.csv.gz', header=true, quote='\"', escape='\"') LIMIT {n}"
+        ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -53,12 +54,16 @@ def main() -> None:
     batched_s = time.perf_counter() - start
 
     diff = float(np.abs(naive - batched).max())
-    print(f"{len(texts)} notes, {np.mean(tokens):.0f} tokens on average (max {max(tokens)}), model {args.model} "
-          f"on {enc.device}")
+    print(
+        f"{len(texts)} notes, {np.mean(tokens):.0f} tokens on average (max {max(tokens)}), model {args.model} "
+        f"on {enc.device}"
+    )
     print(f"naive loop (one note at a time): {len(texts) / naive_s:8.1f} notes/s")
     print(f"pipeline (sorted dynamic batches): {len(texts) / batched_s:6.1f} notes/s")
-    print(f"speed-up {naive_s / batched_s:.2f}x (target >= 3x); max abs difference of the vectors {diff:.2e} "
-          f"(target < 1e-4)")
+    print(
+        f"speed-up {naive_s / batched_s:.2f}x (target >= 3x); max abs difference of the vectors {diff:.2e} "
+        f"(target < 1e-4)"
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
-from sepsis_fusion.pipelines import paths  # noqa: E402
 from sepsis_fusion.model.inputs import FeatureLayout  # noqa: E402
+from sepsis_fusion.pipelines import paths  # noqa: E402
 from sepsis_fusion.pipelines.features.layout import layout_from_service  # noqa: E402
 from sepsis_fusion.pipelines.features.local_redis import local_redis  # noqa: E402
 from sepsis_fusion.pipelines.features.online import OnlineFeatures  # noqa: E402
@@ -57,10 +57,11 @@ def tile(source: Path, out: Path, cohort_stays: int) -> int:
         target = out / "features" / f"{name}.parquet"
         if target.exists():
             continue
-        ids = "stay_id + i * {0} AS stay_id".format(STAY_OFFSET)
-        extra = ", subject_id + i * {0} AS subject_id".format(STAY_OFFSET) if name == "cohort" else ""
+        ids = f"stay_id + i * {STAY_OFFSET} AS stay_id"
+        extra = f", subject_id + i * {STAY_OFFSET} AS subject_id" if name == "cohort" else ""
         partial = target.with_suffix(".partial")  # renamed when complete: an interrupted run leaves no file
-        duckdb.sql(f"""COPY (SELECT * REPLACE ({ids}{extra}) FROM '{source}/features/{name}.parquet', range({copies}) t(i)
+        duckdb.sql(f"""COPY (SELECT * REPLACE ({ids}{extra})
+                             FROM '{source}/features/{name}.parquet', range({copies}) t(i)
                             WHERE stay_id IS NOT NULL)
                        TO '{partial}' (FORMAT parquet)""")
         partial.replace(target)
@@ -87,8 +88,7 @@ def asof_query(layout: FeatureLayout, store, files: Path) -> str:
             LEFT JOIN (SELECT stay_id, {ts} AS ts, {columns} FROM '{source.path}') {alias}
               ON {alias}.stay_id = {alias}_hit.stay_id AND {alias}.ts = {alias}_hit.ts""")
         selects += [f'{alias}."{f.name}" AS "{view.name}__{f.name}"' for f in projection.features]
-    return (f"WITH {', '.join(ctes)} SELECT {', '.join(selects)} FROM entities e {' '.join(joins)} "
-            "ORDER BY e.entity_row")
+    return f"WITH {', '.join(ctes)} SELECT {', '.join(selects)} FROM entities e {' '.join(joins)} ORDER BY e.entity_row"
 
 
 def same_results(feast: pa.Table, floor: pa.Table) -> None:
@@ -128,18 +128,32 @@ def historical(source: Path, stays: int, repeat: int) -> dict:
     feast_s, floor_s = [], []
     for _ in range(repeat):
         start = time.perf_counter()
-        feast = store.get_historical_features(entity_df=entities, features=store.get_feature_service(SERVICE_NAME),
-                                              full_feature_names=True, filter_by_created_timestamp=True).to_arrow()
+        feast = store.get_historical_features(
+            entity_df=entities,
+            features=store.get_feature_service(SERVICE_NAME),
+            full_feature_names=True,
+            filter_by_created_timestamp=True,
+        ).to_arrow()
         feast_s.append(time.perf_counter() - start)
         start = time.perf_counter()
         floor = con.sql(query).to_arrow_table()
         floor_s.append(time.perf_counter() - start)
     same_results(feast, floor)
-    result = {"cohort_stays": stays, "copies": copies, "window_rows": windows, "features": floor.num_columns - 3,
-              "feast_s": min(feast_s), "asof_s": min(floor_s), "ratio": min(feast_s) / min(floor_s)}
-    print(f"{stays:>7,} stays x K={layout.sequence_windows} ({windows:,} window rows, {result['features']} "
-          f"features): Feast {result['feast_s']:.2f} s, ASOF JOIN {result['asof_s']:.2f} s, "
-          f"ratio {result['ratio']:.2f} (target <= 2), identical results", flush=True)
+    result = {
+        "cohort_stays": stays,
+        "copies": copies,
+        "window_rows": windows,
+        "features": floor.num_columns - 3,
+        "feast_s": min(feast_s),
+        "asof_s": min(floor_s),
+        "ratio": min(feast_s) / min(floor_s),
+    }
+    print(
+        f"{stays:>7,} stays x K={layout.sequence_windows} ({windows:,} window rows, {result['features']} "
+        f"features): Feast {result['feast_s']:.2f} s, ASOF JOIN {result['asof_s']:.2f} s, "
+        f"ratio {result['ratio']:.2f} (target <= 2), identical results",
+        flush=True,
+    )
     return result
 
 
@@ -185,9 +199,15 @@ def online(source: Path, calls: int, kind: str, redis: str | None = None) -> dic
     gc.collect()
     gc.freeze()  # what a long-running scorer does after loading (issue 7); keeps collections short
     results = {}
-    for label, call in (("reader", lambda s: reader.read([s], as_of=now)),
-                        ("feast_get_online_features", lambda s: store.get_online_features(
-                            features=service, entity_rows=[{"stay_id": s}], full_feature_names=True).to_dict())):
+    for label, call in (
+        ("reader", lambda s: reader.read([s], as_of=now)),
+        (
+            "feast_get_online_features",
+            lambda s: store.get_online_features(
+                features=service, entity_rows=[{"stay_id": s}], full_feature_names=True
+            ).to_dict(),
+        ),
+    ):
         for s in stays[:20]:
             call(s)
         times = []
@@ -197,12 +217,15 @@ def online(source: Path, calls: int, kind: str, redis: str | None = None) -> dic
             times.append(time.perf_counter() - start)
         results[label] = percentiles(times)
     gc.unfreeze()
-    print(f"online {kind:<6}: {len(stays):,} cohort stays in the ICU at once, materialized in {materialize_s:.1f} s "
-          f"(windows served: {served.window_mask.mean():.0%} of K x stays, notes: {served.note_mask.mean():.0%}); "
-          f"one stay, {calls:,} calls: reader p50 {results['reader']['p50_ms']:.2f} ms, p99 "
-          f"{results['reader']['p99_ms']:.2f} ms (target < 10); Feast get_online_features p50 "
-          f"{results['feast_get_online_features']['p50_ms']:.2f} ms, p99 "
-          f"{results['feast_get_online_features']['p99_ms']:.2f} ms", flush=True)
+    print(
+        f"online {kind:<6}: {len(stays):,} cohort stays in the ICU at once, materialized in {materialize_s:.1f} s "
+        f"(windows served: {served.window_mask.mean():.0%} of K x stays, notes: {served.note_mask.mean():.0%}); "
+        f"one stay, {calls:,} calls: reader p50 {results['reader']['p50_ms']:.2f} ms, p99 "
+        f"{results['reader']['p99_ms']:.2f} ms (target < 10); Feast get_online_features p50 "
+        f"{results['feast_get_online_features']['p50_ms']:.2f} ms, p99 "
+        f"{results['feast_get_online_features']['p99_ms']:.2f} ms",
+        flush=True,
+    )
     return {"store": kind, "stays": len(stays), "materialize_s": materialize_s, **results}
 
 

@@ -27,8 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import numpy as np
+import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import roc_auc_score
@@ -38,8 +38,11 @@ sys.path.insert(0, str(ROOT))
 
 from sepsis_fusion.model.evaluate import evaluate  # noqa: E402
 from sepsis_fusion.model.protocol import subset  # noqa: E402
-from sepsis_fusion.model.study import load_run  # noqa: E402
-from sepsis_fusion.model.study import load_config, run_study  # noqa: E402
+from sepsis_fusion.model.study import (  # noqa: E402
+    load_config,
+    load_run,  # noqa: E402
+    run_study,
+)
 from sepsis_fusion.pipelines import paths  # noqa: E402
 from sepsis_fusion.pipelines.features.training import training_set  # noqa: E402
 
@@ -47,9 +50,11 @@ from sepsis_fusion.pipelines.features.training import training_set  # noqa: E402
 def known_at_t_reference(ts, run_dir: Path, truth: pd.DataFrame) -> float:
     """Test AUROC of the true logit's parts estimated from the model's inputs with latent targets."""
     index = {s: i for i, s in enumerate(ts.features.stay_id)}
-    rows = {name: np.array([index[s] for s in pd.read_csv(run_dir / f"{name}.csv")["stay_id"]])
-            for name in ("oof_predictions", "predictions")}
-    pre = load_run(run_dir).ensemble.members[0].preprocessor   # fitted on the first fold's training rows
+    rows = {
+        name: np.array([index[s] for s in pd.read_csv(run_dir / f"{name}.csv")["stay_id"]])
+        for name in ("oof_predictions", "predictions")
+    }
+    pre = load_run(run_dir).ensemble.members[0].preprocessor  # fitted on the first fold's training rows
     x = {name: pre.transform(subset(ts.features, r)) for name, r in rows.items()}
     latent = {name: truth.loc[ts.features.stay_id[r]] for name, r in rows.items()}
     train, test = "oof_predictions", "predictions"
@@ -61,8 +66,11 @@ def known_at_t_reference(ts, run_dir: Path, truth: pd.DataFrame) -> float:
     sequences = {k: flat(v, [v.static, v.windows, v.window_mask.astype(np.float32)]) for k, v in x.items()}
     notes = {k: flat(v, [v.notes, v.note_mask.astype(np.float32)]) for k, v in x.items()}
     static = Ridge(alpha=1.0).fit(x[train].static, latent[train]["logit_static"]).predict(x[test].static)
-    course = HistGradientBoostingRegressor(max_iter=400, learning_rate=0.05, random_state=0).fit(
-        sequences[train], latent[train]["logit_course"]).predict(sequences[test])
+    course = (
+        HistGradientBoostingRegressor(max_iter=400, learning_rate=0.05, random_state=0)
+        .fit(sequences[train], latent[train]["logit_course"])
+        .predict(sequences[test])
+    )
     finding = LogisticRegression(max_iter=3000).fit(notes[train], latent[train]["logit_note"] > 0)
     note = finding.predict_proba(notes[test])[:, 1] * latent[train]["logit_note"].max()
     y = pd.read_csv(run_dir / "predictions.csv")["outcome"]
@@ -72,8 +80,9 @@ def known_at_t_reference(ts, run_dir: Path, truth: pd.DataFrame) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=paths.data_dir())
-    parser.add_argument("--mimic", type=Path, default=None, help="the synthetic MIMIC-IV with _truth/ "
-                        "(default: <data>/synthetic)")
+    parser.add_argument(
+        "--mimic", type=Path, default=None, help="the synthetic MIMIC-IV with _truth/ (default: <data>/synthetic)"
+    )
     parser.add_argument("--config", type=Path, default=ROOT / "model" / "configs" / "demo.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
@@ -96,11 +105,16 @@ def main() -> None:
     variants = pd.read_csv(run_dir / "experiment_predictions.csv")
     rows = [("ideal (true probabilities)", ideal), ("known-at-T reference (latent-supervised)", reference)]
     rows += [(name, m["auroc"]["value"]) for name, m in metrics["models"].items()]
-    rows += [(f"fusion, {c} only" if "+" not in c else f"fusion, {c}", roc_auc_score(test["outcome"], variants[c]))
-             for c in variants.columns if c not in ("stay_id", "focal", "bce", "static+windows+notes")]
+    rows += [
+        (f"fusion, {c} only" if "+" not in c else f"fusion, {c}", roc_auc_score(test["outcome"], variants[c]))
+        for c in variants.columns
+        if c not in ("stay_id", "focal", "bce", "static+windows+notes")
+    ]
     rows.append(("fusion, class-weighted BCE", roc_auc_score(test["outcome"], variants["bce"])))
-    print(f"\n{len(ts.cohort):,} cohort stays ({len(test)} test); training (grid, CV, baselines, comparisons) "
-          f"{train_s / 60:.1f} min, peak memory {peak_gib:.2f} GiB")
+    print(
+        f"\n{len(ts.cohort):,} cohort stays ({len(test)} test); training (grid, CV, baselines, comparisons) "
+        f"{train_s / 60:.1f} min, peak memory {peak_gib:.2f} GiB"
+    )
     print("| model | test AUROC |\n|---|---:|")
     for name, value in rows:
         print(f"| {name} | {value:.3f} |")
@@ -110,18 +124,31 @@ def main() -> None:
         print(f"| {name} | {ci(d['auroc'])} | {ci(d['auprc'])} |")
     print("\n| model | calibration error | by chance | slope | intercept | Brier |\n|---|---:|---:|---:|---:|---:|")
     for name, c in metrics["calibration"].items():
-        print(f"| {name} | {ci(c['calibration_error'])} | {c['calibration_error_by_chance']:.3f} | "
-              f"{ci(c['calibration_slope'], 2)} | {ci(c['calibration_intercept'], 2)} | {ci(c['brier'])} |")
+        print(
+            f"| {name} | {ci(c['calibration_error'])} | {c['calibration_error_by_chance']:.3f} | "
+            f"{ci(c['calibration_slope'], 2)} | {ci(c['calibration_intercept'], 2)} | {ci(c['brier'])} |"
+        )
     fusion = metrics["models"]["fusion model"]["auroc"]["value"]
     after = metrics["calibration"]["fusion model, after calibration"]
-    print(f"\nfusion - ideal: {fusion - ideal:+.3f} (target >= -0.02 at 30,000 stays); calibration error "
-          f"{after['calibration_error']['value']:.3f} (target <= 0.03; {after['calibration_error_by_chance']:.3f} for a "
-          f"perfectly calibrated model on this test set), slope {after['calibration_slope']['value']:.2f} "
-          "(target 0.9-1.1)")
-    (run_dir / "bench.json").write_text(json.dumps({"stays": len(ts.cohort), "train_s": train_s,
-                                                    "peak_gib": peak_gib, "auroc": dict(rows),
-                                                    "paired_differences": metrics["paired_differences"],
-                                                    "calibration": metrics["calibration"]}, indent=2))
+    print(
+        f"\nfusion - ideal: {fusion - ideal:+.3f} (target >= -0.02 at 30,000 stays); calibration error "
+        f"{after['calibration_error']['value']:.3f} (target <= 0.03; {after['calibration_error_by_chance']:.3f} for a "
+        f"perfectly calibrated model on this test set), slope {after['calibration_slope']['value']:.2f} "
+        "(target 0.9-1.1)"
+    )
+    (run_dir / "bench.json").write_text(
+        json.dumps(
+            {
+                "stays": len(ts.cohort),
+                "train_s": train_s,
+                "peak_gib": peak_gib,
+                "auroc": dict(rows),
+                "paired_differences": metrics["paired_differences"],
+                "calibration": metrics["calibration"],
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -29,10 +29,10 @@ RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_features import icu_snapshot, percentiles  # noqa: E402
+from sepsis_fusion.model.scoring import latest_run  # noqa: E402
 from sepsis_fusion.pipelines import paths  # noqa: E402
 from sepsis_fusion.pipelines.features.local_redis import free_port  # noqa: E402
 from sepsis_fusion.pipelines.features.store import apply, materialize, open_store  # noqa: E402
-from sepsis_fusion.model.scoring import latest_run  # noqa: E402
 
 
 class Client:
@@ -67,9 +67,22 @@ def measure(run: Path, data: Path, stays: list[int], requests: int, clients: int
     """Start the service with `workers` processes; time sequential requests, then concurrent clients."""
     port = free_port()
     env = {**os.environ, "SEPSIS_FUSION_DATA": str(data)}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "sepsis-fusion"), "serve", "--run", str(run),
-                             "--port", str(port), "--workers", str(workers)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "sepsis-fusion"),
+            "serve",
+            "--run",
+            str(run),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         health = wait_for(port, proc)
         client = Client(port)
@@ -100,17 +113,24 @@ def measure(run: Path, data: Path, stays: list[int], requests: int, clients: int
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    return {"workers": workers, "model_version": health["model_version"],
-            "sequential": {**percentiles(times), "requests": requests, "failed": failed},
-            "concurrent": {**percentiles([e for e, _ in results]), "clients": clients, "requests": len(results),
-                           "failed": sum(not ok for _, ok in results), "throughput_rps": len(results) / wall}}
+    return {
+        "workers": workers,
+        "model_version": health["model_version"],
+        "sequential": {**percentiles(times), "requests": requests, "failed": failed},
+        "concurrent": {
+            **percentiles([e for e, _ in results]),
+            "clients": clients,
+            "requests": len(results),
+            "failed": sum(not ok for _, ok in results),
+            "throughput_rps": len(results) / wall,
+        },
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, default=paths.data_dir(), help="a built data folder (make demo)")
-    parser.add_argument("--run", type=Path, default=None, help="a run folder (default: the newest under "
-                        "<source>/runs)")
+    parser.add_argument("--run", type=Path, default=None, help="a run folder (default: the newest under <source>/runs)")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="service workers for the second concurrent run")
@@ -124,17 +144,20 @@ def main() -> None:
 
     sequential = measure(run, data, stays, args.requests, args.clients, workers=1)
     scaled = measure(run, data, stays, args.requests, args.clients, workers=args.workers)
-    report = {"run": str(run), "stays_in_icu": len(stays), "cpu_count": os.cpu_count(),
-              "runs": [sequential, scaled]}
+    report = {"run": str(run), "stays_in_icu": len(stays), "cpu_count": os.cpu_count(), "runs": [sequential, scaled]}
     print(f"{len(stays):,} stays in the ICU at once; model {sequential['model_version']}, SQLite online store")
     latency = sequential["sequential"]
-    print(f"one client, {args.requests:,} requests: p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms "
-          f"(target < 25), {latency['failed']} failed")
+    print(
+        f"one client, {args.requests:,} requests: p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms "
+        f"(target < 25), {latency['failed']} failed"
+    )
     for result in (sequential, scaled):
         c = result["concurrent"]
-        print(f"{c['clients']} concurrent clients, {result['workers']} worker(s), {c['requests']:,} requests: "
-              f"{c['throughput_rps']:.0f} requests/s, p50 {c['p50_ms']:.1f} ms, p99 {c['p99_ms']:.1f} ms, "
-              f"{c['failed']} failed")
+        print(
+            f"{c['clients']} concurrent clients, {result['workers']} worker(s), {c['requests']:,} requests: "
+            f"{c['throughput_rps']:.0f} requests/s, p50 {c['p50_ms']:.1f} ms, p99 {c['p99_ms']:.1f} ms, "
+            f"{c['failed']} failed"
+        )
     (RESULTS / "scoring.json").write_text(json.dumps(report, indent=2))
     print(f"written to {RESULTS / 'scoring.json'}")
     if any(r[k]["failed"] for r in (sequential, scaled) for k in ("sequential", "concurrent")):

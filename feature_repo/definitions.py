@@ -46,8 +46,12 @@ WINDOW_TTL = timedelta(hours=1)
 # not served for ever.
 STATIC_TTL = timedelta(days=180)
 
-stay = Entity(name="stay", join_keys=["stay_id"], value_type=ValueType.INT64,
-              description="An ICU stay (MIMIC-IV icustays.stay_id).")
+stay = Entity(
+    name="stay",
+    join_keys=["stay_id"],
+    value_type=ValueType.INT64,
+    description="An ICU stay (MIMIC-IV icustays.stay_id).",
+)
 
 
 def dbt_fields(model: str) -> list[Field]:
@@ -55,9 +59,11 @@ def dbt_fields(model: str) -> list[Field]:
     for path in sorted(DBT_MARTS.glob("*.yml")):
         for spec in yaml.safe_load(path.read_text(encoding="utf-8")).get("models", []):
             if spec["name"] == model:
-                return [Field(name=c["name"], dtype=DBT_TYPES[c["data_type"]], description=c.get("description", ""))
-                        for c in spec["columns"]
-                        if c["name"] not in KEYS_AND_TIMES and not c["name"].startswith("event_timestamp_lag")]
+                return [
+                    Field(name=c["name"], dtype=DBT_TYPES[c["data_type"]], description=c.get("description", ""))
+                    for c in spec["columns"]
+                    if c["name"] not in KEYS_AND_TIMES and not c["name"].startswith("event_timestamp_lag")
+                ]
     raise LookupError(f"dbt model {model!r} is not described in {DBT_MARTS}/*.yml")
 
 
@@ -72,31 +78,58 @@ def lag_source(name: str, lag: int) -> FileSource:
 
 
 def lag_views(name: str, schema: list[Field], modality: str, description: str) -> list[FeatureView]:
-    return [FeatureView(name=name if lag == 0 else f"{name}_lag{lag}", entities=[stay], ttl=WINDOW_TTL,
-                        schema=schema, source=lag_source(name, lag), online=True,
-                        tags={"modality": modality, "lag": str(lag)},
-                        description=description + ("" if lag == 0 else f" ({lag} day(s) before the latest)"))
-            for lag in range(SEQUENCE_WINDOWS)]
+    return [
+        FeatureView(
+            name=name if lag == 0 else f"{name}_lag{lag}",
+            entities=[stay],
+            ttl=WINDOW_TTL,
+            schema=schema,
+            source=lag_source(name, lag),
+            online=True,
+            tags={"modality": modality, "lag": str(lag)},
+            description=description + ("" if lag == 0 else f" ({lag} day(s) before the latest)"),
+        )
+        for lag in range(SEQUENCE_WINDOWS)
+    ]
 
 
 static_baseline = FeatureView(
-    name="static_baseline", entities=[stay], ttl=STATIC_TTL, schema=dbt_fields("static_baseline"),
-    source=FileSource(name="static_baseline", path=str(FEATURES / "static_baseline.parquet"),
-                      timestamp_field="event_timestamp", created_timestamp_column="created_timestamp"),
-    tags={"modality": "static"}, online=True,
+    name="static_baseline",
+    entities=[stay],
+    ttl=STATIC_TTL,
+    schema=dbt_fields("static_baseline"),
+    source=FileSource(
+        name="static_baseline",
+        path=str(FEATURES / "static_baseline.parquet"),
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created_timestamp",
+    ),
+    tags={"modality": "static"},
+    online=True,
     description="Static baseline of a cohort stay as known at its prediction time (dbt mart static_baseline).",
 )
 
-window_views = lag_views("windows_24h", dbt_fields("windows_24h"), "windows",
-                        "Lab and vital panel over the 24 hours up to the window end (dbt mart windows_24h).")
+window_views = lag_views(
+    "windows_24h",
+    dbt_fields("windows_24h"),
+    "windows",
+    "Lab and vital panel over the 24 hours up to the window end (dbt mart windows_24h).",
+)
 
 note_views = lag_views(
     "note_window_embeddings",
-    [Field(name="embedding", dtype=Array(Float32),
-           description="Mean of the embeddings of the notes available in the window; empty when none."),
-     Field(name="has_note", dtype=Int32, description="1 when the window holds a note, else 0."),
-     Field(name="note_count", dtype=Int32, description="Notes in the window.")],
-    "notes", "Note embeddings pooled over the 24 hours up to the window end (sepsis-fusion embed).")
+    [
+        Field(
+            name="embedding",
+            dtype=Array(Float32),
+            description="Mean of the embeddings of the notes available in the window; empty when none.",
+        ),
+        Field(name="has_note", dtype=Int32, description="1 when the window holds a note, else 0."),
+        Field(name="note_count", dtype=Int32, description="Notes in the window."),
+    ],
+    "notes",
+    "Note embeddings pooled over the 24 hours up to the window end (sepsis-fusion embed).",
+)
 
 # `feast apply` registers the objects bound to module-level names, not those inside lists.
 globals().update({view.name: view for view in (*window_views, *note_views)})

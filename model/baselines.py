@@ -13,16 +13,15 @@ isotonic regression of the outcome on it over the training part, its threshold t
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
-from .inputs import FeatureArrays
-
 from .calibration import Calibrator, FoldCalibration, calibrate_folds, fit_calibrator
+from .inputs import FeatureArrays
 from .metrics import auroc
 from .preprocess import ModelInputs, Preprocessor
 from .protocol import StudyConfig, fold_of, subset, youden_threshold
@@ -33,44 +32,60 @@ SOFA_COLUMN = "sofa_score_at_prediction"
 def flat(inputs: ModelInputs) -> np.ndarray:
     """Every model input as one row per stay, for the baselines."""
     n = len(inputs)
-    return np.concatenate([inputs.static, inputs.windows.reshape(n, -1), inputs.window_mask.astype(np.float32),
-                           inputs.notes.reshape(n, -1), inputs.note_mask.astype(np.float32)], axis=1)
+    return np.concatenate(
+        [
+            inputs.static,
+            inputs.windows.reshape(n, -1),
+            inputs.window_mask.astype(np.float32),
+            inputs.notes.reshape(n, -1),
+            inputs.note_mask.astype(np.float32),
+        ],
+        axis=1,
+    )
 
 
 @dataclass
 class BaselineResult:
     name: str
     params: dict
-    cv_auroc: dict[str, float]        # mean fold AUROC of every setting tried
-    calibration: FoldCalibration | Calibrator   # per fold model; SOFA: one map of the score
+    cv_auroc: dict[str, float]  # mean fold AUROC of every setting tried
+    calibration: FoldCalibration | Calibrator  # per fold model; SOFA: one map of the score
     threshold: float
-    oof: np.ndarray                   # calibrated out-of-fold predictions of the training part
-    test: np.ndarray                  # calibrated test predictions (the fold models' mean)
+    oof: np.ndarray  # calibrated out-of-fold predictions of the training part
+    test: np.ndarray  # calibrated test predictions (the fold models' mean)
     test_uncalibrated: np.ndarray
 
     def summary(self) -> dict:
-        return {"params": self.params, "cv_auroc": self.cv_auroc, "threshold": self.threshold,
-                "calibration": self.calibration.to_dict()}
+        return {
+            "params": self.params,
+            "cv_auroc": self.cv_auroc,
+            "threshold": self.threshold,
+            "calibration": self.calibration.to_dict(),
+        }
 
 
 def _grids(config: StudyConfig) -> dict[str, list[dict]]:
     b = config.baselines
     return {
         "logistic regression": [{"C": c} for c in b.logistic_c],
-        "gradient boosting": [{"max_depth": d, "learning_rate": lr} for d, lr in
-                              itertools.product(b.boosting_depth, b.boosting_learning_rate)],
+        "gradient boosting": [
+            {"max_depth": d, "learning_rate": lr}
+            for d, lr in itertools.product(b.boosting_depth, b.boosting_learning_rate)
+        ],
     }
 
 
-def _fit_predict(name: str, params: dict, iterations: list[int], seed: int, x: np.ndarray, y: np.ndarray,
-                 others: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+def _fit_predict(
+    name: str, params: dict, iterations: list[int], seed: int, x: np.ndarray, y: np.ndarray, others: list[np.ndarray]
+) -> dict[str, list[np.ndarray]]:
     """Probabilities on each of `others` for every setting one fit yields (gradient boosting: each number of
     iterations, read from one fit of the largest)."""
     if name == "logistic regression":
         model = LogisticRegression(C=params["C"], max_iter=3000).fit(x, y)
         return {_label(params): [model.predict_proba(o)[:, 1] for o in others]}
-    model = HistGradientBoostingClassifier(max_iter=max(iterations), early_stopping=False, random_state=seed,
-                                           **params).fit(x, y)
+    model = HistGradientBoostingClassifier(
+        max_iter=max(iterations), early_stopping=False, random_state=seed, **params
+    ).fit(x, y)
     out = {}
     staged = [list(model.staged_predict_proba(o)) for o in others]
     for n in iterations:
@@ -82,43 +97,66 @@ def _label(params: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items())
 
 
-def tuned_baselines(config: StudyConfig, features: FeatureArrays, y: np.ndarray,
-                    folds: list[tuple[np.ndarray, np.ndarray]], test: FeatureArrays,
-                    progress: Callable[[str], None] = print) -> list[BaselineResult]:
+def tuned_baselines(
+    config: StudyConfig,
+    features: FeatureArrays,
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    test: FeatureArrays,
+    progress: Callable[[str], None] = print,
+) -> list[BaselineResult]:
     """Logistic regression and gradient boosting, tuned, calibrated and thresholded on the training part's
     folds; their test predictions."""
     fold = fold_of(folds, len(y))
     matrices = []
     for train, val in folds:  # preprocessing fitted inside each fold, as for the fusion model
         pre = Preprocessor(config.preprocess).fit(subset(features, train), y[train])
-        matrices.append([flat(pre.transform(subset(features, rows))) for rows in (train, val)] + [flat(pre.transform(test))])
+        matrices.append(
+            [flat(pre.transform(subset(features, rows))) for rows in (train, val)] + [flat(pre.transform(test))]
+        )
     out = []
     for name, grid in _grids(config).items():
         val_pred: dict[str, list[np.ndarray]] = {}
         test_pred: dict[str, list[np.ndarray]] = {}
         params_of: dict[str, dict] = {}
         for params in grid:
-            for k, (train, val) in enumerate(folds):
+            for k, (train, _val) in enumerate(folds):
                 x_tr, x_val, x_test = matrices[k]
-                fitted = _fit_predict(name, params, config.baselines.boosting_iterations, config.seed, x_tr, y[train],
-                                      [x_val, x_test])
+                fitted = _fit_predict(
+                    name, params, config.baselines.boosting_iterations, config.seed, x_tr, y[train], [x_val, x_test]
+                )
                 for label, (p_val, p_test) in fitted.items():
                     val_pred.setdefault(label, []).append(p_val)
                     test_pred.setdefault(label, []).append(p_test)
-                    params_of[label] = params if name == "logistic regression" else \
-                        {**params, "max_iter": int(label.rsplit("=", 1)[1])}
-        cv = {label: float(np.mean([auroc(y[val], p) for (_, val), p in zip(folds, preds)]))
-              for label, preds in val_pred.items()}
+                    params_of[label] = (
+                        params
+                        if name == "logistic regression"
+                        else {**params, "max_iter": int(label.rsplit("=", 1)[1])}
+                    )
+        cv = {
+            label: float(np.mean([auroc(y[val], p) for (_, val), p in zip(folds, preds)]))
+            for label, preds in val_pred.items()
+        }
         best = max(cv, key=cv.get)
         oof_raw = np.empty(len(y))
         for (_, val), p in zip(folds, val_pred[best]):
             oof_raw[val] = p
         calibration = calibrate_folds(oof_raw, y, fold)
         oof = calibration.out_of_fold(oof_raw, fold)
-        result = BaselineResult(name, params_of[best], cv, calibration, youden_threshold(y, oof), oof,
-                                calibration.apply(np.stack(test_pred[best])), np.mean(test_pred[best], axis=0))
-        progress(f"baseline {name}: {len(cv)} setting(s) x {len(folds)} folds, chosen {best} (mean CV AUROC "
-                 f"{cv[best]:.3f}), calibration {calibration.method}")
+        result = BaselineResult(
+            name,
+            params_of[best],
+            cv,
+            calibration,
+            youden_threshold(y, oof),
+            oof,
+            calibration.apply(np.stack(test_pred[best])),
+            np.mean(test_pred[best], axis=0),
+        )
+        progress(
+            f"baseline {name}: {len(cv)} setting(s) x {len(folds)} folds, chosen {best} (mean CV AUROC "
+            f"{cv[best]:.3f}), calibration {calibration.method}"
+        )
         out.append(result)
     return out
 

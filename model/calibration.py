@@ -28,7 +28,7 @@ from .errors import StudyError
 
 EPS = 1e-6
 METHODS = ("platt", "isotonic")
-MIN_PLATT_SLOPE = 1e-3   # calibration may flatten a model's ranking but never reverse it
+MIN_PLATT_SLOPE = 1e-3  # calibration may flatten a model's ranking but never reverse it
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -39,19 +39,20 @@ def logit(p: np.ndarray) -> np.ndarray:
 @dataclass
 class Calibrator:
     """A fitted map from a model's probability to a calibrated one."""
-    method: str                              # "platt", "isotonic" or "none"
-    slope: float = 1.0                       # platt: sigmoid(slope * logit(p) + intercept)
+
+    method: str  # "platt", "isotonic" or "none"
+    slope: float = 1.0  # platt: sigmoid(slope * logit(p) + intercept)
     intercept: float = 0.0
-    knots_x: list[float] = field(default_factory=list)   # isotonic: interpolation knots
+    knots_x: list[float] = field(default_factory=list)  # isotonic: interpolation knots
     knots_y: list[float] = field(default_factory=list)
-    cv_brier: dict[str, float] = field(default_factory=dict)   # how each method scored when it was chosen
+    cv_brier: dict[str, float] = field(default_factory=dict)  # how each method scored when it was chosen
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
         p = np.asarray(p, dtype=np.float64)
         if self.method == "platt":
             return 1 / (1 + np.exp(-(self.slope * logit(p) + self.intercept)))
         if self.method == "isotonic":
-            return np.interp(p, self.knots_x, self.knots_y)   # clipped at the end knots, as out_of_bounds="clip"
+            return np.interp(p, self.knots_x, self.knots_y)  # clipped at the end knots, as out_of_bounds="clip"
         if self.method == "none":
             return p
         raise StudyError(f"unknown calibration method {self.method!r}: use one of {METHODS} or 'none'")
@@ -60,7 +61,7 @@ class Calibrator:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Calibrator":
+    def from_dict(cls, d: dict) -> Calibrator:
         return cls(**d)
 
 
@@ -68,10 +69,13 @@ def fit_calibrator(method: str, p: np.ndarray, y: np.ndarray) -> Calibrator:
     p, y = np.asarray(p, dtype=np.float64), np.asarray(y).astype(int)
     if method not in METHODS:
         raise StudyError(f"unknown calibration method {method!r}: use one of {METHODS}")
-    if len(np.unique(y)) < 2:   # one outcome class only (a small part): the observed rate, order kept
+    if len(np.unique(y)) < 2:  # one outcome class only (a small part): the observed rate, order kept
         rate = float(np.clip(y.mean() if len(y) else 0.5, EPS, 1 - EPS))
-        return Calibrator("platt", slope=MIN_PLATT_SLOPE,
-                          intercept=float(np.log(rate / (1 - rate)) - MIN_PLATT_SLOPE * logit(p).mean()))
+        return Calibrator(
+            "platt",
+            slope=MIN_PLATT_SLOPE,
+            intercept=float(np.log(rate / (1 - rate)) - MIN_PLATT_SLOPE * logit(p).mean()),
+        )
     if method == "platt":
         lr = LogisticRegression(C=1e6, max_iter=1000).fit(logit(p)[:, None], y)
         slope, intercept = float(lr.coef_[0, 0]), float(lr.intercept_[0])
@@ -91,9 +95,10 @@ def fit_calibrator(method: str, p: np.ndarray, y: np.ndarray) -> Calibrator:
 class FoldCalibration:
     """One calibrator per fold model, of one method; the ensemble's probability is the mean of its members'
     calibrated probabilities."""
+
     method: str
     members: list[Calibrator]
-    cv_brier: dict[str, float] = field(default_factory=dict)   # how each method scored when it was chosen
+    cv_brier: dict[str, float] = field(default_factory=dict)  # how each method scored when it was chosen
 
     def apply(self, member_probabilities: np.ndarray) -> np.ndarray:
         """(members, n) raw probabilities -> (n,) calibrated ensemble probabilities."""
@@ -112,12 +117,18 @@ class FoldCalibration:
         return {"method": self.method, "cv_brier": self.cv_brier, "members": [c.to_dict() for c in self.members]}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FoldCalibration":
+    def from_dict(cls, d: dict) -> FoldCalibration:
         return cls(d["method"], [Calibrator.from_dict(c) for c in d["members"]], d.get("cv_brier", {}))
 
 
-def calibrate_folds(raw: np.ndarray, y: np.ndarray, fold: np.ndarray, methods: tuple[str, ...] = METHODS,
-                    inner_folds: int = 5, seed: int = 0) -> FoldCalibration:
+def calibrate_folds(
+    raw: np.ndarray,
+    y: np.ndarray,
+    fold: np.ndarray,
+    methods: tuple[str, ...] = METHODS,
+    inner_folds: int = 5,
+    seed: int = 0,
+) -> FoldCalibration:
     """A calibrator per fold model, fitted on the out-of-fold predictions that model made (fold k's rows).
     The method is the one with the lowest Brier score when, within each fold's rows, every part is calibrated
     by a map fitted on the others (`inner_folds` parts); then refitted on all of that fold's rows."""

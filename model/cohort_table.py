@@ -21,10 +21,25 @@ from scipy.stats import chi2_contingency, fisher_exact, mannwhitneyu  # noqa: E4
 
 from .inputs import OUTCOMES, TrainingSet  # noqa: E402
 
-COMORBIDITIES = ("myocardial_infarct", "congestive_heart_failure", "peripheral_vascular_disease",
-                 "cerebrovascular_disease", "dementia", "chronic_pulmonary_disease", "rheumatic_disease",
-                 "peptic_ulcer_disease", "mild_liver_disease", "diabetes_without_cc", "diabetes_with_cc", "paraplegia",
-                 "renal_disease", "malignant_cancer", "severe_liver_disease", "metastatic_solid_tumor", "aids")
+COMORBIDITIES = (
+    "myocardial_infarct",
+    "congestive_heart_failure",
+    "peripheral_vascular_disease",
+    "cerebrovascular_disease",
+    "dementia",
+    "chronic_pulmonary_disease",
+    "rheumatic_disease",
+    "peptic_ulcer_disease",
+    "mild_liver_disease",
+    "diabetes_without_cc",
+    "diabetes_with_cc",
+    "paraplegia",
+    "renal_disease",
+    "malignant_cancer",
+    "severe_liver_disease",
+    "metastatic_solid_tumor",
+    "aids",
+)
 
 
 def _variables(ts: TrainingSet) -> tuple[dict[str, pd.Series], dict[str, pd.Series]]:
@@ -49,10 +64,12 @@ def _variables(ts: TrainingSet) -> tuple[dict[str, pd.Series], dict[str, pd.Seri
         j = ts.features.layout.windows.index("lactate_max")
         continuous["lactate, highest in the 24 h before T, mmol/L"] = pd.Series(ts.features.windows[:, -1, j])
     if {"onset_time", "prediction_time"} <= set(cohort):
-        continuous["hours from onset to T"] = (cohort["prediction_time"] - cohort["onset_time"]).dt.total_seconds() / 3600
+        continuous["hours from onset to T"] = (
+            cohort["prediction_time"] - cohort["onset_time"]
+        ).dt.total_seconds() / 3600
     for outcome in OUTCOMES:
         if outcome in cohort:
-            categorical[outcome.replace("_", " ")] = cohort[outcome].map({True: "yes", False: "no", 1: "yes", 0: "no"})
+            categorical[outcome.replace("_", " ")] = cohort[outcome].map({True: "yes", False: "no"})
     return continuous, categorical
 
 
@@ -60,8 +77,16 @@ def characteristics(ts: TrainingSet, outcome: str) -> pd.DataFrame:
     """Table 1: each variable overall and by outcome, with its p-value and how many values are missing."""
     died = ts.labels(outcome).astype(bool)
     continuous, categorical = _variables(ts)
-    rows = [{"variable": "stays", "overall": f"{len(died)}", "survivors": f"{(~died).sum()}",
-             "non-survivors": f"{died.sum()}", "p": "", "missing": ""}]
+    rows = [
+        {
+            "variable": "stays",
+            "overall": f"{len(died)}",
+            "survivors": f"{(~died).sum()}",
+            "non-survivors": f"{died.sum()}",
+            "p": "",
+            "missing": "",
+        }
+    ]
 
     def iqr(values: pd.Series) -> str:
         v = values.dropna()
@@ -71,8 +96,16 @@ def characteristics(ts: TrainingSet, outcome: str) -> pd.DataFrame:
         values = values.reset_index(drop=True).astype(float)
         a, b = values[~died].dropna(), values[died].dropna()
         p = mannwhitneyu(a, b).pvalue if len(a) and len(b) and values.nunique() > 1 else np.nan
-        rows.append({"variable": f"{name}, median [IQR]", "overall": iqr(values), "survivors": iqr(values[~died]),
-                     "non-survivors": iqr(values[died]), "p": _p(p), "missing": f"{values.isna().sum()}"})
+        rows.append(
+            {
+                "variable": f"{name}, median [IQR]",
+                "overall": iqr(values),
+                "survivors": iqr(values[~died]),
+                "non-survivors": iqr(values[died]),
+                "p": _p(p),
+                "missing": f"{values.isna().sum()}",
+            }
+        )
     for name, values in categorical.items():
         values = values.reset_index(drop=True)
         present = values.notna().to_numpy()
@@ -80,14 +113,22 @@ def characteristics(ts: TrainingSet, outcome: str) -> pd.DataFrame:
         p = _categorical_p(table)
         levels = ["yes"] if set(table.index) <= {"yes", "no"} else list(table.index)
         for i, level in enumerate(levels):
-            def share(mask: np.ndarray) -> str:
+
+            def share(mask: np.ndarray, values=values, present=present, level=level) -> str:
                 n = int((values[mask & present] == level).sum())
                 return f"{n} ({n / max((mask & present).sum(), 1):.1%})"
 
             label = f"{name}, n (%)" if level == "yes" else f"{name}: {level}, n (%)"
-            rows.append({"variable": label, "overall": share(np.ones(len(died), bool)), "survivors": share(~died),
-                         "non-survivors": share(died), "p": _p(p) if i == 0 else "",
-                         "missing": f"{(~present).sum()}" if i == 0 else ""})
+            rows.append(
+                {
+                    "variable": label,
+                    "overall": share(np.ones(len(died), bool)),
+                    "survivors": share(~died),
+                    "non-survivors": share(died),
+                    "p": _p(p) if i == 0 else "",
+                    "missing": f"{(~present).sum()}" if i == 0 else "",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -121,11 +162,14 @@ def flow_lines(flow: pd.DataFrame, hours: float) -> list[str]:
     lines += [f"| {r.step} | {r.criterion} | {r.stays} | {r.removed} |" for r in flow.itertuples()]
     last = flow.iloc[-1]
     if "prediction_time_moved" in flow and pd.notna(last.get("prediction_time_moved")):
-        lines += ["", f"Of the {last['stays']} cohort stays, {int(last['prediction_time_moved'])} have their prediction "
-                  f"time later than onset + {hours:g} h because Sepsis-3 was recognised (every criterion of the qualifying "
-                  "pair known) after its onset; "
-                  f"{int(last.get('removed_by_later_recognition', 0) or 0)} stays that were still in the ICU at onset + "
-                  f"{hours:g} h had ended before their later prediction time and are excluded."]
+        lines += [
+            "",
+            f"Of the {last['stays']} cohort stays, {int(last['prediction_time_moved'])} have their prediction "
+            f"time later than onset + {hours:g} h because Sepsis-3 was recognised (every criterion of the qualifying "
+            "pair known) after its onset; "
+            f"{int(last.get('removed_by_later_recognition', 0) or 0)} stays that were still in the ICU at onset + "
+            f"{hours:g} h had ended before their later prediction time and are excluded.",
+        ]
     return lines
 
 

@@ -43,6 +43,7 @@ class Ensemble:
 class CalibratedCV:
     """What a setting's cross-validation gives: the ensemble, and the out-of-fold predictions before and
     after calibration with the threshold chosen on the calibrated ones."""
+
     ensemble: Ensemble
     oof_uncalibrated: np.ndarray
     oof: np.ndarray

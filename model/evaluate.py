@@ -20,12 +20,22 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
-from .inputs import TrainingSet  # noqa: E402
-
 from .calibration import calibration_curve, calibration_error_by_chance  # noqa: E402
 from .cohort_table import characteristics, flow_diagram, flow_lines, markdown, prediction_hours  # noqa: E402
-from .metrics import (CALIBRATION, METRICS, auprc, auroc, bootstrap, bootstrap_metrics,  # noqa: E402
-                      calibration_metrics, net_benefit, paired_difference, test_metrics, treat_all_net_benefit)
+from .inputs import TrainingSet  # noqa: E402
+from .metrics import (
+    CALIBRATION,
+    METRICS,
+    auprc,
+    auroc,
+    bootstrap,
+    bootstrap_metrics,  # noqa: E402
+    calibration_metrics,
+    net_benefit,
+    paired_difference,
+    test_metrics,
+    treat_all_net_benefit,
+)
 from .study import StudyError  # noqa: E402
 
 FUSION = "fusion model"
@@ -60,65 +70,111 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
     scored.update({name: (base[name].to_numpy(), baselines[name]["threshold"]) for name in baselines})
     scores = {name: p for name, (p, _) in scored.items()}
 
-    scored_all = {name: bootstrap(y, p, lambda y_, p_, t=t: test_metrics(y_, p_, t), resamples, label=name)
-                  for name, (p, t) in scored.items()}
+    scored_all = {
+        name: bootstrap(y, p, lambda y_, p_, t=t: test_metrics(y_, p_, t), resamples, label=name)
+        for name, (p, t) in scored.items()
+    }
     table = {name: {m: b[m] for m in METRICS} for name, b in scored_all.items()}
-    differences = {name: paired_difference(y, scores[FUSION], p, resamples, label=f"{FUSION} - {name}")
-                   for name, p in scores.items() if name != FUSION}
+    differences = {
+        name: paired_difference(y, scores[FUSION], p, resamples, label=f"{FUSION} - {name}")
+        for name, p in scores.items()
+        if name != FUSION
+    }
     uncalibrated = test["probability_uncalibrated"].to_numpy()
-    calibration = {f"{FUSION}, before calibration": bootstrap(y, uncalibrated, calibration_metrics, resamples,
-                                                              label="calibration")}
-    calibration.update({f"{FUSION}, after calibration" if name == FUSION else name:
-                        {m: b[m] for m in CALIBRATION} for name, b in scored_all.items()})
+    calibration = {
+        f"{FUSION}, before calibration": bootstrap(y, uncalibrated, calibration_metrics, resamples, label="calibration")
+    }
+    calibration.update(
+        {
+            f"{FUSION}, after calibration" if name == FUSION else name: {m: b[m] for m in CALIBRATION}
+            for name, b in scored_all.items()
+        }
+    )
     for name, p in zip(calibration, [uncalibrated, *scores.values()]):
         calibration[name]["calibration_error_by_chance"] = calibration_error_by_chance(p)
     comparisons, comparison_lines = _comparisons(run_dir, y, resamples)
     subgroup_lines, subgroups = _subgroups(ts, test, threshold, resamples)
     cohort_lines = _cohort(ts, run_dir, meta["outcome"], data, test)
-    (run_dir / "metrics.json").write_text(json.dumps(
-        {"models": table, "paired_differences": differences, "calibration": calibration, "comparisons": comparisons,
-         "subgroups": subgroups}, indent=2))
+    (run_dir / "metrics.json").write_text(
+        json.dumps(
+            {
+                "models": table,
+                "paired_differences": differences,
+                "calibration": calibration,
+                "comparisons": comparisons,
+                "subgroups": subgroups,
+            },
+            indent=2,
+        )
+    )
     plots = _plots(run_dir, y, scores, test["probability_uncalibrated"].to_numpy(), cv)
 
-    lines = [f"# Evaluation of {run_dir.name}", "",
-             f"Outcome: {meta['outcome']}; {data['stays']} cohort stays ({data['prevalence']:.1%} positive), "
-             f"{data['train']} for training and cross-validation, {data['test']} held out "
-             f"({data.get('split', 'patient')} split). Best setting {meta['setting'] or '(defaults)'}, mean CV AUROC "
-             f"{cv['cv_auroc']:.3f}. The model is the ensemble of that setting's {len(meta['members'])} fold models, "
-             f"each calibrated on its own out-of-fold predictions ({calibrator['method']}, chosen by cross-validated "
-             "Brier: " + ", ".join(f"{m} {b:.4f}" for m, b in calibrator["cv_brier"].items())
-             + f"), their calibrated probabilities averaged; decision threshold {threshold:.3f}, the Youden point of the "
-             "calibrated out-of-fold predictions.", "",
-             "Baselines: logistic regression and gradient boosting on the fusion model's inputs, tuned by the same "
-             "cross-validation folds (" + "; ".join(f"{n}: {b['params']}" for n, b in baselines.items() if b["params"])
-             + "), preprocessing fitted inside each fold, calibrated and thresholded the same way; SOFA at T (the "
-             "24-hour SOFA score at the prediction time) as a risk by isotonic regression on the training part.", "",
-             "## Performance on the held-out test set", "",
-             "| model | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
+    lines = [
+        f"# Evaluation of {run_dir.name}",
+        "",
+        f"Outcome: {meta['outcome']}; {data['stays']} cohort stays ({data['prevalence']:.1%} positive), "
+        f"{data['train']} for training and cross-validation, {data['test']} held out "
+        f"({data.get('split', 'patient')} split). Best setting {meta['setting'] or '(defaults)'}, mean CV AUROC "
+        f"{cv['cv_auroc']:.3f}. The model is the ensemble of that setting's {len(meta['members'])} fold models, "
+        f"each calibrated on its own out-of-fold predictions ({calibrator['method']}, chosen by cross-validated "
+        "Brier: "
+        + ", ".join(f"{m} {b:.4f}" for m, b in calibrator["cv_brier"].items())
+        + f"), their calibrated probabilities averaged; decision threshold {threshold:.3f}, the Youden point of the "
+        "calibrated out-of-fold predictions.",
+        "",
+        "Baselines: logistic regression and gradient boosting on the fusion model's inputs, tuned by the same "
+        "cross-validation folds ("
+        + "; ".join(f"{n}: {b['params']}" for n, b in baselines.items() if b["params"])
+        + "), preprocessing fitted inside each fold, calibrated and thresholded the same way; SOFA at T (the "
+        "24-hour SOFA score at the prediction time) as a risk by isotonic regression on the training part.",
+        "",
+        "## Performance on the held-out test set",
+        "",
+        "| model | " + " | ".join(METRICS) + " |",
+        "|---|" + "---:|" * len(METRICS),
+    ]
     for name, metrics in table.items():
         lines.append(f"| {name} | " + " | ".join(_ci(metrics[m]) for m in METRICS) + " |")
-    lines += ["", f"Each at its own threshold; 95% bootstrap intervals over test stays, {resamples} resamples, the "
-              "same resamples for every model.", "",
-              "## Paired differences: fusion model minus each baseline", "",
-              "| baseline | AUROC difference | AUPRC difference | AUROC verdict |", "|---|---:|---:|---|"]
+    lines += [
+        "",
+        f"Each at its own threshold; 95% bootstrap intervals over test stays, {resamples} resamples, the "
+        "same resamples for every model.",
+        "",
+        "## Paired differences: fusion model minus each baseline",
+        "",
+        "| baseline | AUROC difference | AUPRC difference | AUROC verdict |",
+        "|---|---:|---:|---|",
+    ]
     for name, d in differences.items():
         lines.append(f"| {name} | {_ci(d['auroc'])} | {_ci(d['auprc'])} | {_verdict(d['auroc'])} |")
-    lines += ["", "A difference is called better or worse only when its paired 95% interval excludes 0.", "",
-              "## Calibration", "",
-              "| model | " + " | ".join(CALIBRATION) + " | calibration error by chance |",
-              "|---|" + "---:|" * (len(CALIBRATION) + 1)]
+    lines += [
+        "",
+        "A difference is called better or worse only when its paired 95% interval excludes 0.",
+        "",
+        "## Calibration",
+        "",
+        "| model | " + " | ".join(CALIBRATION) + " | calibration error by chance |",
+        "|---|" + "---:|" * (len(CALIBRATION) + 1),
+    ]
     for name, metrics in calibration.items():
-        lines.append(f"| {name} | " + " | ".join(_ci(metrics[m]) for m in CALIBRATION)
-                     + f" | {metrics['calibration_error_by_chance']:.3f} |")
-    lines += ["", "Calibration error: the stay-weighted mean |observed rate - mean prediction| over 10 quantile bins "
-              "(the bins of calibration.png). Slope: 1 is ideal, below 1 means too extreme predictions. Intercept "
-              "(calibration-in-the-large): 0 is ideal, above 0 means risks under-estimated on average. Calibration error by "
-              "chance: what a perfectly calibrated model with these probabilities would show on this many stays "
-              "(outcomes drawn from its own probabilities, 200 draws); a model near it is as calibrated as the test "
-              "set can tell. On a small test set "
-              "the calibration error's bootstrap interval can lie above its value: binned calibration error grows with "
-              "the noise that resampling adds to each bin, so read the interval as an upper range. A slope with no "
-              "finite estimate on a resample (perfect separation) is left out of its interval.", ""]
+        lines.append(
+            f"| {name} | "
+            + " | ".join(_ci(metrics[m]) for m in CALIBRATION)
+            + f" | {metrics['calibration_error_by_chance']:.3f} |"
+        )
+    lines += [
+        "",
+        "Calibration error: the stay-weighted mean |observed rate - mean prediction| over 10 quantile bins "
+        "(the bins of calibration.png). Slope: 1 is ideal, below 1 means too extreme predictions. Intercept "
+        "(calibration-in-the-large): 0 is ideal, above 0 means risks under-estimated on average. Calibration error by "
+        "chance: what a perfectly calibrated model with these probabilities would show on this many stays "
+        "(outcomes drawn from its own probabilities, 200 draws); a model near it is as calibrated as the test "
+        "set can tell. On a small test set "
+        "the calibration error's bootstrap interval can lie above its value: binned calibration error grows with "
+        "the noise that resampling adds to each bin, so read the interval as an upper range. A slope with no "
+        "finite estimate on a resample (perfect separation) is left out of its interval.",
+        "",
+    ]
     lines += comparison_lines + subgroup_lines + cohort_lines
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     report = run_dir / "report.md"
@@ -137,37 +193,58 @@ def _comparisons(run_dir: Path, y: np.ndarray, resamples: int) -> tuple[dict, li
     thresholds = json.loads((run_dir / "experiment_thresholds.json").read_text())
     names = ("accuracy", "specificity", "f1", "sensitivity", "auroc", "brier")
     out: dict = {"loss": {}, "ablation": {}}
-    lines = ["## Loss comparison: class-weighted BCE against focal loss", "",
-             "Both trained the same way (the chosen setting on the same folds, a calibrated ensemble of the fold "
-             "models), each at its own threshold (Youden on its calibrated out-of-fold predictions).", "",
-             "| loss | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    lines = [
+        "## Loss comparison: class-weighted BCE against focal loss",
+        "",
+        "Both trained the same way (the chosen setting on the same folds, a calibrated ensemble of the fold "
+        "models), each at its own threshold (Youden on its calibrated out-of-fold predictions).",
+        "",
+        "| loss | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
     for column, label in (("bce", "BCE (gamma 0, class-weighted)"), ("focal", "focal loss")):
         m = bootstrap_metrics(y, variants[column].to_numpy(), thresholds[column], resamples, label=label)
         out["loss"][column] = m
         lines.append(f"| {label}, threshold {thresholds[column]:.3f} | " + " | ".join(_ci(m[k]) for k in names) + " |")
     d = paired_difference(y, variants["focal"].to_numpy(), variants["bce"].to_numpy(), resamples, label="focal - bce")
     out["loss"]["focal - bce"] = d
-    lines += ["", f"Focal minus BCE: AUROC {_ci(d['auroc'])}, AUPRC {_ci(d['auprc'])} ({_verdict(d['auroc'])}).", "",
-              "## Modality ablation", "",
-              "Each variant trained like the final model with only these modalities; the difference is the final "
-              "model (every modality) minus the variant, paired.", "",
-              "| modalities | auroc | auprc | final model minus variant, AUROC | AUPRC | verdict |",
-              "|---|---:|---:|---:|---:|---|"]
-    full = [c for c in variants.columns if c not in ("stay_id", "bce", "focal") and variants[c].equals(variants["focal"])]
+    lines += [
+        "",
+        f"Focal minus BCE: AUROC {_ci(d['auroc'])}, AUPRC {_ci(d['auprc'])} ({_verdict(d['auroc'])}).",
+        "",
+        "## Modality ablation",
+        "",
+        "Each variant trained like the final model with only these modalities; the difference is the final "
+        "model (every modality) minus the variant, paired.",
+        "",
+        "| modalities | auroc | auprc | final model minus variant, AUROC | AUPRC | verdict |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    full = [
+        c for c in variants.columns if c not in ("stay_id", "bce", "focal") and variants[c].equals(variants["focal"])
+    ]
     for column in variants.columns:
         if column in ("stay_id", "bce", "focal"):
             continue
-        m = bootstrap(y, variants[column].to_numpy(), lambda y_, p_: {"auroc": auroc(y_, p_), "auprc": auprc(y_, p_)},
-                      resamples, label=column)
+        m = bootstrap(
+            y,
+            variants[column].to_numpy(),
+            lambda y_, p_: {"auroc": auroc(y_, p_), "auprc": auprc(y_, p_)},
+            resamples,
+            label=column,
+        )
         row = {"metrics": m}
         if column in full:
             lines.append(f"| {column} (the final model) | {_ci(m['auroc'])} | {_ci(m['auprc'])} | | | |")
         else:
-            d = paired_difference(y, variants["focal"].to_numpy(), variants[column].to_numpy(), resamples,
-                                  label=f"final - {column}")
+            d = paired_difference(
+                y, variants["focal"].to_numpy(), variants[column].to_numpy(), resamples, label=f"final - {column}"
+            )
             row["final_minus_variant"] = d
-            lines.append(f"| {column} | {_ci(m['auroc'])} | {_ci(m['auprc'])} | {_ci(d['auroc'])} | {_ci(d['auprc'])} "
-                         f"| {'final ' + _verdict(d['auroc'])} |")
+            lines.append(
+                f"| {column} | {_ci(m['auroc'])} | {_ci(m['auprc'])} | {_ci(d['auroc'])} | {_ci(d['auprc'])} "
+                f"| {'final ' + _verdict(d['auroc'])} |"
+            )
         out["ablation"][column] = row
     return out, lines + [""]
 
@@ -178,9 +255,13 @@ def _subgroups(ts: TrainingSet, test: pd.DataFrame, threshold: float, resamples:
     age = static["age"].to_numpy()
     for low, high in ((18, 50), (50, 65), (65, 80), (80, 200)):
         groups[f"age {low}-{high - 1}" if high < 200 else f"age {low}+"] = (age >= low) & (age < high)
-    lines = ["## Subgroups (fusion model)", "",
-             "| subgroup | stays | deaths | auroc | sensitivity | specificity | observed rate | mean predicted "
-             "| calibration error | slope | intercept |", "|---|" + "---:|" * 10]
+    lines = [
+        "## Subgroups (fusion model)",
+        "",
+        "| subgroup | stays | deaths | auroc | sensitivity | specificity | observed rate | mean predicted "
+        "| calibration error | slope | intercept |",
+        "|---|" + "---:|" * 10,
+    ]
     y, p = test["outcome"].to_numpy(), test["probability"].to_numpy()
     out = {}
     for name, mask in groups.items():
@@ -190,10 +271,12 @@ def _subgroups(ts: TrainingSet, test: pd.DataFrame, threshold: float, resamples:
         m = bootstrap_metrics(y[mask], p[mask], threshold, resamples, label=name)
         c = calibration_metrics(y[mask], p[mask])
         out[name] = {"metrics": m, "calibration": c, "stays": int(mask.sum()), "deaths": int(y[mask].sum())}
-        lines.append(f"| {name} | {mask.sum()} | {y[mask].sum()} | " + " | ".join(
-            _ci(m[k]) for k in ("auroc", "sensitivity", "specificity"))
+        lines.append(
+            f"| {name} | {mask.sum()} | {y[mask].sum()} | "
+            + " | ".join(_ci(m[k]) for k in ("auroc", "sensitivity", "specificity"))
             + f" | {y[mask].mean():.3f} | {p[mask].mean():.3f} | {c['calibration_error']:.3f} | "
-              f"{c['calibration_slope']:.2f} | {c['calibration_intercept']:.2f} |")
+            f"{c['calibration_slope']:.2f} | {c['calibration_intercept']:.2f} |"
+        )
     return lines + ["", "Calibration per subgroup: point estimates (small subgroups vary a lot).", ""], out
 
 
@@ -201,32 +284,46 @@ def _cohort(ts: TrainingSet, run_dir: Path, outcome: str, data: dict, test: pd.D
     """The cohort's characteristics by outcome, and its flow as numbers and a diagram."""
     table = characteristics(ts, outcome)
     table.to_csv(run_dir / "cohort_characteristics.csv", index=False)
-    lines = [f"## Cohort characteristics (by {outcome.replace('_', ' ')})", "",
-             "Values as known at the prediction time T; median [IQR] with Mann-Whitney U, n (%) with chi-squared "
-             "(Fisher's exact test for 2 x 2 tables with an expected count under 5).", ""]
+    lines = [
+        f"## Cohort characteristics (by {outcome.replace('_', ' ')})",
+        "",
+        "Values as known at the prediction time T; median [IQR] with Mann-Whitney U, n (%) with chi-squared "
+        "(Fisher's exact test for 2 x 2 tables with an expected count under 5).",
+        "",
+    ]
     lines += markdown(table) + [""]
     if ts.flow is not None:
         y_test = test["outcome"].to_numpy()
         y_all = ts.labels(outcome)
-        split = {"training part": (data["train"], int(y_all.sum() - y_test.sum())),
-                 "held-out test": (data["test"], int(y_test.sum()))}
+        split = {
+            "training part": (data["train"], int(y_all.sum() - y_test.sum())),
+            "held-out test": (data["test"], int(y_test.sum())),
+        }
         flow_diagram(ts.flow, split, run_dir / "cohort_flow.png")
-        lines += ["## Cohort flow", ""] + flow_lines(ts.flow, prediction_hours(ts.cohort)) + ["", "![cohort_flow](cohort_flow.png)", ""]
+        lines += (
+            ["## Cohort flow", ""]
+            + flow_lines(ts.flow, prediction_hours(ts.cohort))
+            + ["", "![cohort_flow](cohort_flow.png)", ""]
+        )
     return lines
 
 
-def _model_card(ts: TrainingSet, run_dir: Path, meta: dict, data: dict, cv: dict, calibrator: dict, metrics: dict,
-                calibration: dict) -> Path:
+def _model_card(
+    ts: TrainingSet, run_dir: Path, meta: dict, data: dict, cv: dict, calibrator: dict, metrics: dict, calibration: dict
+) -> Path:
     """A model card along the TRIPOD+AI items: what the model predicts, from what, how it was built and
     tuned, how well it did (with intervals), and where it must not be used."""
     f = ts.features
     missing_static = float(np.isnan(f.static_numeric).mean())
-    missing_latest = float(np.isnan(f.windows[:, -1][f.window_mask[:, -1]]).mean()) if f.window_mask[:, -1].any() else 1.0
+    missing_latest = (
+        float(np.isnan(f.windows[:, -1][f.window_mask[:, -1]]).mean()) if f.window_mask[:, -1].any() else 1.0
+    )
     states = json.loads((run_dir / "preprocess.json").read_text())["members"]
     dropped = sorted({name for s in states for name in s["dropped"]})
     config = (run_dir / "config.yaml").read_text()
     lines = [
-        f"# Model card: {run_dir.name}", "",
+        f"# Model card: {run_dir.name}",
+        "",
         "## Task and horizon",
         f"Predicts {meta['outcome'].replace('_', ' ')} for adult ICU stays meeting Sepsis-3 (mimic-code definition, "
         f"first such stay per patient), at the prediction time T = recognition + {prediction_hours(ts.cohort):g} h, "
@@ -234,22 +331,26 @@ def _model_card(ts: TrainingSet, run_dir: Path, meta: dict, data: dict, cv: dict
         "time every criterion of a qualifying Sepsis-3 pair was known (the SOFA hour's end, the antibiotic's start, "
         "the culture's storetime), from what was known at T (Feast point-in-time retrieval; labs from their "
         "storetime, notes from theirs, no discharge summaries, comorbidities from earlier admissions only). Stays "
-        "that ended before T are excluded.", "",
+        "that ended before T are excluded.",
+        "",
         "## Data and cohort flow",
         f"{data['stays']} cohort stays ({data['prevalence']:.1%} positive); {data['train']} for training and "
         f"tuning, {data['test']} held out ({data.get('split', 'patient')} split, grouped by patient). Data "
-        f"fingerprint `{data['fingerprint'][:16]}`. Cohort flow and characteristics: report.md.", "",
+        f"fingerprint `{data['fingerprint'][:16]}`. Cohort flow and characteristics: report.md.",
+        "",
         "## Predictors",
         f"Static baseline ({len(f.layout.static)} variables, the most relevant non-redundant ones kept), the last "
         f"{f.layout.sequence_windows} daily 24-hour windows of {len(f.layout.windows) // 6} labs and vitals (min, "
         f"max, mean, std, count, last), and note embeddings per window (Feast feature service "
-        f"`{meta['feature_service']}`).", "",
+        f"`{meta['feature_service']}`).",
+        "",
         "## Missing data",
         f"Static variables missing: {missing_static:.1%} of values; latest window: {missing_latest:.1%} of "
         "statistics (a lab not measured in 24 h). Static variables missing in more than "
         f"{states[0]['config']['max_missing']:.0%} of training stays are dropped (in at least one fold: "
         f"{', '.join(dropped) or 'none'}); the rest mean/mode-imputed with missing-value flags; windows that did not "
-        "exist yet are masked.", "",
+        "exist yet are masked.",
+        "",
         "## Model, tuning and calibration",
         f"Static MLP + window BiLSTM + note BiLSTM, early fusion, focal loss. Grid search by "
         f"{len(meta['members'])}-fold patient-grouped cross-validation of the training part, each fold model "
@@ -258,28 +359,37 @@ def _model_card(ts: TrainingSet, run_dir: Path, meta: dict, data: dict, cv: dict
         f"that setting's fold models, each calibrated by {calibrator['method']} regression fitted on its own "
         f"out-of-fold predictions (chosen over the alternative by cross-validated Brier score), their calibrated "
         f"probabilities averaged; decision threshold "
-        f"{meta['threshold']:.3f} (Youden, calibrated out-of-fold predictions).", "", "Settings:", "", "```yaml",
-        config.rstrip(), "```", "",
+        f"{meta['threshold']:.3f} (Youden, calibrated out-of-fold predictions).",
+        "",
+        "Settings:",
+        "",
+        "```yaml",
+        config.rstrip(),
+        "```",
+        "",
         "## Performance on the held-out test set",
         f"AUROC {_ci(metrics['auroc'])}; AUPRC {_ci(metrics['auprc'])}; sensitivity {_ci(metrics['sensitivity'])}; "
         f"specificity {_ci(metrics['specificity'])}; Brier {_ci(calibration['brier'])}; calibration error "
         f"{_ci(calibration['calibration_error'])}; calibration slope {_ci(calibration['calibration_slope'], 2)}, "
         f"intercept {_ci(calibration['calibration_intercept'], 2)}. Paired differences against the baselines, the "
-        "loss comparison, the modality ablation, decision curves and subgroups: report.md.", "",
+        "loss comparison, the modality ablation, decision curves and subgroups: report.md.",
+        "",
         "## Intended use and limits",
         "Research use: studying prognosis in sepsis and the value of each data modality, and as a template for "
         "point-in-time-correct feature pipelines. Not a medical device; not validated prospectively or outside "
         "the hospital the data come from (MIMIC-IV: one US academic centre, 2008-2019); not for decisions about "
         "individual patients. Trained on synthetic data it describes the generator, not patients. Performance "
-        "in small subgroups is uncertain (see the intervals); recalibrate before use in another population.", "",
+        "in small subgroups is uncertain (see the intervals); recalibrate before use in another population.",
+        "",
     ]
     card = run_dir / "model_card.md"
     card.write_text("\n".join(lines))
     return card
 
 
-def _plots(run_dir: Path, y: np.ndarray, scores: dict[str, np.ndarray], uncalibrated: np.ndarray,
-           cv: dict) -> list[Path]:
+def _plots(
+    run_dir: Path, y: np.ndarray, scores: dict[str, np.ndarray], uncalibrated: np.ndarray, cv: dict
+) -> list[Path]:
     paths = []
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, p in scores.items():
@@ -298,14 +408,21 @@ def _plots(run_dir: Path, y: np.ndarray, scores: dict[str, np.ndarray], uncalibr
     ax.legend(fontsize=8)
     paths.append(_save(fig, run_dir / "pr.png"))
     fig, ax = plt.subplots(figsize=(5, 5))
-    for label, p, style in (("fusion model, before calibration", uncalibrated, "s--"),
-                            ("fusion model, calibrated", scores[FUSION], "o-")):
+    for label, p, style in (
+        ("fusion model, before calibration", uncalibrated, "s--"),
+        ("fusion model, calibrated", scores[FUSION], "o-"),
+    ):
         predicted, observed, _ = calibration_curve(y, p, bins=10)
         ax.plot(predicted, observed, style, label=label)
     top = max(0.05, float(np.max([np.quantile(uncalibrated, 0.99), np.quantile(scores[FUSION], 0.99), y.mean() * 2])))
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(xlabel="mean predicted probability", ylabel="observed rate", xlim=(0, min(1, top * 1.1)),
-           ylim=(0, min(1, top * 1.1)), title="Calibration, held-out test set (10 quantile bins)")
+    ax.set(
+        xlabel="mean predicted probability",
+        ylabel="observed rate",
+        xlim=(0, min(1, top * 1.1)),
+        ylim=(0, min(1, top * 1.1)),
+        title="Calibration, held-out test set (10 quantile bins)",
+    )
     ax.legend(fontsize=8)
     paths.append(_save(fig, run_dir / "calibration.png"))
     fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -313,8 +430,12 @@ def _plots(run_dir: Path, y: np.ndarray, scores: dict[str, np.ndarray], uncalibr
         ax.plot(DECISION_THRESHOLDS, net_benefit(y, p, DECISION_THRESHOLDS), label=name)
     ax.plot(DECISION_THRESHOLDS, treat_all_net_benefit(y, DECISION_THRESHOLDS), "k--", lw=0.8, label="treat all")
     ax.axhline(0, color="k", lw=0.8, label="treat none")
-    ax.set(xlabel="threshold probability", ylabel="net benefit", ylim=(-0.05, max(y.mean() * 1.1, 0.05)),
-           title="Decision curves, held-out test set")
+    ax.set(
+        xlabel="threshold probability",
+        ylabel="net benefit",
+        ylim=(-0.05, max(y.mean() * 1.1, 0.05)),
+        title="Decision curves, held-out test set",
+    )
     ax.legend(fontsize=8)
     paths.append(_save(fig, run_dir / "decision_curve.png"))
     # learning curves of the chosen setting's cross-validation folds: training loss and the loss and AUROC on

@@ -36,15 +36,16 @@ class FusionConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FusionConfig":
+    def from_dict(cls, d: dict) -> FusionConfig:
         d = dict(d)
         d["static_hidden"] = tuple(d["static_hidden"])
         return cls(**d)
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        return tuple(m for m, on in (("static", self.use_static), ("windows", self.use_windows),
-                                      ("notes", self.use_notes)) if on)
+        return tuple(
+            m for m, on in (("static", self.use_static), ("windows", self.use_windows), ("notes", self.use_notes)) if on
+        )
 
 
 class StaticMLP(nn.Module):
@@ -52,8 +53,14 @@ class StaticMLP(nn.Module):
 
     def __init__(self, dim: int, hidden: tuple[int, int], dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden[0]), nn.ReLU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden[0], hidden[1]), nn.ReLU(), nn.Dropout(dropout))
+        self.net = nn.Sequential(
+            nn.Linear(dim, hidden[0]),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden[0], hidden[1]),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+        )
         self.out_dim = hidden[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,11 +108,18 @@ class FusionModel(nn.Module):
         if config.use_notes:
             self.notes = MaskedBiLSTM(config.note_dim, config.note_hidden, config.dropout)
             dims += self.notes.out_dim
-        self.head = nn.Sequential(nn.Linear(dims, config.head_hidden), nn.ReLU(), nn.Dropout(config.dropout),
-                                  nn.Linear(config.head_hidden, 1))
+        self.head = nn.Sequential(
+            nn.Linear(dims, config.head_hidden), nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(config.head_hidden, 1)
+        )
 
-    def forward(self, static: torch.Tensor, windows: torch.Tensor, window_mask: torch.Tensor,
-                notes: torch.Tensor, note_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        static: torch.Tensor,
+        windows: torch.Tensor,
+        window_mask: torch.Tensor,
+        notes: torch.Tensor,
+        note_mask: torch.Tensor,
+    ) -> torch.Tensor:
         """Logits (n,) from static (n, S), windows (n, K, F), notes (n, K, D) and boolean masks (n, K)."""
         parts = []
         if self.config.use_static:

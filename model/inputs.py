@@ -8,8 +8,8 @@ offline or online answers, through `arrays_from_columns`, so every path assemble
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,11 +23,11 @@ OUTCOMES = ("died_in_hospital", "died_in_icu", "died_within_horizon")
 class FeatureLayout:
     service: str
     static_view: str
-    static: tuple[str, ...]          # static feature names, in the view's order
-    categorical: tuple[str, ...]     # the static features of string type
-    window_views: tuple[str, ...]    # oldest window first; the last is the latest
-    windows: tuple[str, ...]         # feature names of each window
-    note_views: tuple[str, ...]      # oldest first, aligned with window_views
+    static: tuple[str, ...]  # static feature names, in the view's order
+    categorical: tuple[str, ...]  # the static features of string type
+    window_views: tuple[str, ...]  # oldest window first; the last is the latest
+    windows: tuple[str, ...]  # feature names of each window
+    note_views: tuple[str, ...]  # oldest first, aligned with window_views
 
     @property
     def numeric_static(self) -> tuple[str, ...]:
@@ -41,10 +41,10 @@ class FeatureLayout:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FeatureLayout":
+    def from_dict(cls, d: dict) -> FeatureLayout:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
-    def differences(self, other: "FeatureLayout") -> list[str]:
+    def differences(self, other: FeatureLayout) -> list[str]:
         """What differs from another layout, in words (empty when they match)."""
         out = []
         for name in ("static", "windows"):
@@ -52,8 +52,11 @@ class FeatureLayout:
             if mine != theirs:
                 gone = [f for f in mine if f not in theirs]
                 new = [f for f in theirs if f not in mine]
-                out.append(f"{name} features: {len(gone)} missing {gone[:5]}, {len(new)} extra {new[:5]}"
-                           if gone or new else f"{name} features in another order")
+                out.append(
+                    f"{name} features: {len(gone)} missing {gone[:5]}, {len(new)} extra {new[:5]}"
+                    if gone or new
+                    else f"{name} features in another order"
+                )
         for name in ("window_views", "note_views", "static_view", "categorical"):
             if getattr(self, name) != getattr(other, name):
                 out.append(f"{name}: {getattr(self, name)} vs {getattr(other, name)}")
@@ -64,15 +67,16 @@ class FeatureLayout:
 class FeatureArrays:
     """The model's inputs for n (stay, time) rows. Missing numbers are NaN; the masks say which windows
     and notes exist (a window exists when the stay had begun by its end)."""
+
     layout: FeatureLayout
-    stay_id: np.ndarray         # (n,) int64
-    as_of: np.ndarray           # (n,) datetime64[us]: the time the features are served for
+    stay_id: np.ndarray  # (n,) int64
+    as_of: np.ndarray  # (n,) datetime64[us]: the time the features are served for
     static_numeric: np.ndarray  # (n, len(layout.numeric_static)) float64
     static_categorical: np.ndarray  # (n, len(layout.categorical)) object: str or None
-    windows: np.ndarray         # (n, K, F) float32, oldest window first
-    window_mask: np.ndarray     # (n, K) bool
-    notes: np.ndarray           # (n, K, D) float32, zeros where no note
-    note_mask: np.ndarray       # (n, K) bool
+    windows: np.ndarray  # (n, K, F) float32, oldest window first
+    window_mask: np.ndarray  # (n, K) bool
+    notes: np.ndarray  # (n, K, D) float32, zeros where no note
+    note_mask: np.ndarray  # (n, K) bool
 
     def __len__(self) -> int:
         return len(self.stay_id)
@@ -85,8 +89,13 @@ class FeatureArrays:
         return pd.concat([frame, categorical], axis=1)[list(self.layout.static)]
 
 
-def arrays_from_columns(layout: FeatureLayout, numbers: Callable[[str, list[str]], np.ndarray],
-                        objects: Callable[[str, str], Sequence], stay_id: np.ndarray, as_of: np.ndarray) -> FeatureArrays:
+def arrays_from_columns(
+    layout: FeatureLayout,
+    numbers: Callable[[str, list[str]], np.ndarray],
+    objects: Callable[[str, str], Sequence],
+    stay_id: np.ndarray,
+    as_of: np.ndarray,
+) -> FeatureArrays:
     """Assemble FeatureArrays from a view's columns: `numbers(view, features)` gives an (n, len(features))
     float array with NaN where missing, `objects(view, feature)` a column of strings or vectors."""
     n, k = len(stay_id), layout.sequence_windows
@@ -95,8 +104,13 @@ def arrays_from_columns(layout: FeatureLayout, numbers: Callable[[str, list[str]
     static_categorical = np.empty((n, len(layout.categorical)), dtype=object)
     for j, f in enumerate(layout.categorical):
         static_categorical[:, j] = [v if isinstance(v, str) else None for v in objects(layout.static_view, f)]
-    windows = _finite(np.stack([numbers(view, list(layout.windows)) for view in layout.window_views], axis=1)
-                      .astype(np.float32)) if n else np.zeros((0, k, len(layout.windows)), np.float32)
+    windows = (
+        _finite(
+            np.stack([numbers(view, list(layout.windows)) for view in layout.window_views], axis=1).astype(np.float32)
+        )
+        if n
+        else np.zeros((0, k, len(layout.windows)), np.float32)
+    )
     # _count is never NULL in a served row (0 when the feature is missing): its presence marks the row
     counts = [i for i, f in enumerate(layout.windows) if f.endswith("_count")] or list(range(len(layout.windows)))
     window_mask = ~np.isnan(windows[:, :, counts]).all(axis=2)
@@ -110,12 +124,23 @@ def arrays_from_columns(layout: FeatureLayout, numbers: Callable[[str, list[str]
             if v is None or has_note[i] != 1:
                 continue
             if len(v) != dim:
-                raise InputError(f"note embedding of stay {stay_id[i]} has {len(v)} values, others {dim}: the "
-                                 "note windows were embedded by different models; re-run `sepsis-fusion embed`")
+                raise InputError(
+                    f"note embedding of stay {stay_id[i]} has {len(v)} values, others {dim}: the "
+                    "note windows were embedded by different models; re-run `sepsis-fusion embed`"
+                )
             notes[i, j] = v
             note_mask[i, j] = True
-    return FeatureArrays(layout, np.asarray(stay_id, dtype=np.int64), np.asarray(as_of, dtype="datetime64[us]"),
-                         static_numeric, static_categorical, windows, window_mask, notes, note_mask)
+    return FeatureArrays(
+        layout,
+        np.asarray(stay_id, dtype=np.int64),
+        np.asarray(as_of, dtype="datetime64[us]"),
+        static_numeric,
+        static_categorical,
+        windows,
+        window_mask,
+        notes,
+        note_mask,
+    )
 
 
 def _vector(value) -> np.ndarray | None:
@@ -132,8 +157,8 @@ def _finite(x: np.ndarray) -> np.ndarray:
 @dataclass
 class TrainingSet:
     features: FeatureArrays
-    cohort: pd.DataFrame    # the cohort mart, row-aligned with features (stay_id, subject_id, labels, ...)
-    flow: pd.DataFrame | None = None   # the cohort_flow mart: stays removed by each cohort criterion
+    cohort: pd.DataFrame  # the cohort mart, row-aligned with features (stay_id, subject_id, labels, ...)
+    flow: pd.DataFrame | None = None  # the cohort_flow mart: stays removed by each cohort criterion
 
     def labels(self, outcome: str = "died_in_hospital") -> np.ndarray:
         if outcome not in OUTCOMES:

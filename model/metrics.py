@@ -14,8 +14,7 @@ from tqdm import tqdm
 
 from .calibration import calibration_error, calibration_slope_intercept
 
-METRICS = ("accuracy", "specificity", "sensitivity", "precision", "f1", "auroc", "auprc", "brier",
-           "calibration_error")
+METRICS = ("accuracy", "specificity", "sensitivity", "precision", "f1", "auroc", "auprc", "brier", "calibration_error")
 CALIBRATION = ("brier", "calibration_error", "calibration_slope", "calibration_intercept")
 
 
@@ -38,7 +37,7 @@ def auprc(y: np.ndarray, p: np.ndarray) -> float:
         return float("nan")
     order = np.argsort(-np.asarray(p, dtype=np.float64), kind="mergesort")
     scores, hits = np.asarray(p, dtype=np.float64)[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]   # the last stay of each distinct score
+    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # the last stay of each distinct score
     tp = np.cumsum(hits)[last]
     precision = tp / (last + 1)
     recall = tp / tp[-1]
@@ -73,8 +72,12 @@ def test_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, fl
 
 def calibration_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     slope, intercept = calibration_slope_intercept(y, p)
-    return {"brier": float(np.mean((np.asarray(p) - np.asarray(y)) ** 2)), "calibration_error": calibration_error(y, p),
-            "calibration_slope": slope, "calibration_intercept": intercept}
+    return {
+        "brier": float(np.mean((np.asarray(p) - np.asarray(y)) ** 2)),
+        "calibration_error": calibration_error(y, p),
+        "calibration_slope": slope,
+        "calibration_intercept": intercept,
+    }
 
 
 def resample_indices(n: int, resamples: int, seed: int = 0) -> np.ndarray:
@@ -89,30 +92,33 @@ def _interval(point: float, draws: list[float]) -> dict[str, float]:
     return {"value": float(point), "low": float(low), "high": float(high)}
 
 
-def bootstrap(y: np.ndarray, p: np.ndarray, measure, resamples: int = 1000, seed: int = 0,
-              label: str = "bootstrap") -> dict[str, dict[str, float]]:
+def bootstrap(
+    y: np.ndarray, p: np.ndarray, measure, resamples: int = 1000, seed: int = 0, label: str = "bootstrap"
+) -> dict[str, dict[str, float]]:
     """Each value of `measure(y, p) -> {name: value}` with its 95% bootstrap interval: {name: {value, low,
     high}}. A progress bar named `label` shows while the resamples run."""
     y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
     point = measure(y, p)
     draws = {m: [] for m in point}
-    for i in tqdm(resample_indices(len(y), resamples, seed), desc=label, unit="resample", leave=False,
-                  mininterval=1.0):
+    for i in tqdm(resample_indices(len(y), resamples, seed), desc=label, unit="resample", leave=False, mininterval=1.0):
         for m, v in measure(y[i], p[i]).items():
             draws[m].append(v)
     return {m: _interval(point[m], draws[m]) for m in point}
 
 
-def bootstrap_metrics(y: np.ndarray, p: np.ndarray, threshold: float, resamples: int = 1000,
-                      seed: int = 0, label: str = "bootstrap") -> dict[str, dict[str, float]]:
+def bootstrap_metrics(
+    y: np.ndarray, p: np.ndarray, threshold: float, resamples: int = 1000, seed: int = 0, label: str = "bootstrap"
+) -> dict[str, dict[str, float]]:
     """The threshold and ranking metrics, Brier and calibration error, each with its 95% interval."""
     return bootstrap(y, p, lambda y_, p_: point_metrics(y_, p_, threshold), resamples, seed, label)
 
 
-def paired_difference(y: np.ndarray, a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed: int = 0,
-                      label: str = "paired") -> dict[str, dict[str, float]]:
+def paired_difference(
+    y: np.ndarray, a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed: int = 0, label: str = "paired"
+) -> dict[str, dict[str, float]]:
     """AUROC and AUPRC of model a minus model b on the same stays, with the 95% interval of the difference
     over the same resamples."""
+
     def measure(y_: np.ndarray, ab: np.ndarray) -> dict[str, float]:
         return {"auroc": auroc(y_, ab[:, 0]) - auroc(y_, ab[:, 1]), "auprc": auprc(y_, ab[:, 0]) - auprc(y_, ab[:, 1])}
 

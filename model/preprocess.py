@@ -26,11 +26,11 @@ from .inputs import FeatureArrays
 
 @dataclass
 class PreprocessConfig:
-    max_missing: float = 0.2          # drop static features missing in more than this share of training stays
+    max_missing: float = 0.2  # drop static features missing in more than this share of training stays
     clip_sigma: float = 3.0
     select_k: int = 25
     mi_weight: float = 0.5
-    max_correlation: float = 0.9      # a candidate this correlated with a kept one is redundant
+    max_correlation: float = 0.9  # a candidate this correlated with a kept one is redundant
     missing_flag_min_rate: float = 0.05
     bounded_max_levels: int = 30
     seed: int = 0
@@ -38,18 +38,19 @@ class PreprocessConfig:
 
 @dataclass
 class ModelInputs:
-    static: np.ndarray       # (n, selected) float32
-    windows: np.ndarray      # (n, K, F) float32
+    static: np.ndarray  # (n, selected) float32
+    windows: np.ndarray  # (n, K, F) float32
     window_mask: np.ndarray  # (n, K) bool
-    notes: np.ndarray        # (n, K, D) float32
-    note_mask: np.ndarray    # (n, K) bool
+    notes: np.ndarray  # (n, K, D) float32
+    note_mask: np.ndarray  # (n, K) bool
 
     def __len__(self) -> int:
         return len(self.static)
 
-    def subset(self, index) -> "ModelInputs":
-        return ModelInputs(self.static[index], self.windows[index], self.window_mask[index], self.notes[index],
-                           self.note_mask[index])
+    def subset(self, index) -> ModelInputs:
+        return ModelInputs(
+            self.static[index], self.windows[index], self.window_mask[index], self.notes[index], self.note_mask[index]
+        )
 
 
 @dataclass
@@ -64,8 +65,8 @@ class Preprocessor:
     highs: list[float] = field(default_factory=list)
     bounded: list[bool] = field(default_factory=list)
     flagged: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)       # static features missing too often in training
-    redundant: list[str] = field(default_factory=list)     # ranked above the cut but too correlated with a kept one
+    dropped: list[str] = field(default_factory=list)  # static features missing too often in training
+    redundant: list[str] = field(default_factory=list)  # ranked above the cut but too correlated with a kept one
     candidates: list[str] = field(default_factory=list)
     selected: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
@@ -79,7 +80,7 @@ class Preprocessor:
         rates.update(zip(lo.categorical, (features.static_categorical == None).mean(axis=0).tolist()))  # noqa: E711
         return {f: float(rates[f]) for f in lo.static} if len(features) else {f: 0.0 for f in lo.static}
 
-    def fit(self, features: FeatureArrays, labels: np.ndarray) -> "Preprocessor":
+    def fit(self, features: FeatureArrays, labels: np.ndarray) -> Preprocessor:
         c, layout = self.config, features.layout
         self.numeric = list(layout.numeric_static)
         x = features.static_numeric.astype(np.float64)
@@ -116,8 +117,13 @@ class Preprocessor:
         w = np.clip(w, mean - self.config.clip_sigma * std, mean + self.config.clip_sigma * std)
         w = np.nan_to_num((w - mean) / std, nan=0.0)
         w[~features.window_mask] = 0.0
-        return ModelInputs(static, w.astype(np.float32), features.window_mask.copy(),
-                           features.notes.astype(np.float32), features.note_mask.copy())
+        return ModelInputs(
+            static,
+            w.astype(np.float32),
+            features.window_mask.copy(),
+            features.notes.astype(np.float32),
+            features.note_mask.copy(),
+        )
 
     def _select(self, matrix: np.ndarray, names: list[str]) -> tuple[list[str], list[str]]:
         """Down the relevance ranking, keep a candidate unless it is redundant with one already kept."""
@@ -142,7 +148,11 @@ class Preprocessor:
 
     def _is_bounded(self, column: np.ndarray) -> bool:
         levels = np.unique(column)
-        return len(levels) == 0 or len(levels) <= 2 or (np.allclose(levels, np.round(levels)) and len(levels) <= self.config.bounded_max_levels)
+        return (
+            len(levels) == 0
+            or len(levels) <= 2
+            or (np.allclose(levels, np.round(levels)) and len(levels) <= self.config.bounded_max_levels)
+        )
 
     def _candidates(self, features: FeatureArrays) -> tuple[np.ndarray, list[str]]:
         """Every candidate column, scaled: continuous, one-hot categoricals, missing flags."""
@@ -158,8 +168,10 @@ class Preprocessor:
         for j, f in enumerate(features.layout.categorical):
             if f in self.dropped:
                 continue
-            values = [v if v in self.categories[f] else self.modes[f] for v in
-                      (self.modes[f] if v is None else v for v in features.static_categorical[:, j])]
+            values = [
+                v if v in self.categories[f] else self.modes[f]
+                for v in (self.modes[f] if v is None else v for v in features.static_categorical[:, j])
+            ]
             onehot = np.array([[v == level for level in self.categories[f]] for v in values], dtype=np.float64)
             columns.append(onehot.reshape(len(values), len(self.categories[f])))
             names += [f"{f}={level}" for level in self.categories[f]]
@@ -173,7 +185,7 @@ class Preprocessor:
         y = np.asarray(labels, dtype=np.float64)
         mi = mutual_info_classif(matrix, y.astype(int), random_state=self.config.seed)
         centred = matrix - matrix.mean(axis=0)
-        denom = np.sqrt((centred ** 2).sum(axis=0) * ((y - y.mean()) ** 2).sum())
+        denom = np.sqrt((centred**2).sum(axis=0) * ((y - y.mean()) ** 2).sum())
         corr = np.abs(np.divide(centred.T @ (y - y.mean()), denom, out=np.zeros(matrix.shape[1]), where=denom > 0))
         scaled = [v / v.max() if v.max() > 0 else v for v in (mi, corr)]
         score = self.config.mi_weight * scaled[0] + (1 - self.config.mi_weight) * scaled[1]
@@ -183,7 +195,7 @@ class Preprocessor:
         return asdict(self)
 
     @classmethod
-    def from_state(cls, state: dict) -> "Preprocessor":
+    def from_state(cls, state: dict) -> Preprocessor:
         state = dict(state)
         config = PreprocessConfig(**state.pop("config"))
         return cls(config=config, **state)

@@ -18,9 +18,9 @@ import itertools
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -29,15 +29,24 @@ from sklearn.metrics import roc_curve
 from sklearn.model_selection import StratifiedGroupKFold
 from tqdm import tqdm
 
-from .inputs import FeatureArrays
 from .errors import StudyError
-
 from .fusion import FusionConfig, FusionModel
+from .inputs import FeatureArrays
 from .preprocess import PreprocessConfig, Preprocessor
 from .train import History, TrainConfig, auroc, fit, predict
 
-GRID_KEYS = {"lr", "weight_decay", "focal_alpha", "focal_gamma", "batch_size",           # TrainConfig
-             "static_hidden", "window_hidden", "note_hidden", "head_hidden", "dropout"}  # FusionConfig
+GRID_KEYS = {
+    "lr",
+    "weight_decay",
+    "focal_alpha",
+    "focal_gamma",
+    "batch_size",  # TrainConfig
+    "static_hidden",
+    "window_hidden",
+    "note_hidden",
+    "head_hidden",
+    "dropout",
+}  # FusionConfig
 SPLITS = ("patient", "temporal")
 
 
@@ -54,6 +63,7 @@ class ModelSettings:
 @dataclass
 class BaselineSettings:
     """The baselines' hyperparameter grids, tuned by the same cross-validation as the fusion model."""
+
     logistic_c: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
     boosting_depth: list[int] = field(default_factory=lambda: [3, 6])
     boosting_learning_rate: list[float] = field(default_factory=lambda: [0.03, 0.1])
@@ -63,7 +73,7 @@ class BaselineSettings:
 @dataclass
 class StudyConfig:
     outcome: str = "died_in_hospital"
-    split: str = "patient"       # "patient": stratified 80/20 by patient; "temporal": latest anchor_year_group held out
+    split: str = "patient"  # "patient": stratified 80/20 by patient; "temporal": latest anchor_year_group held out
     test_size: float = 0.2
     folds: int = 5
     validation_size: float = 0.15  # of each fold's training rows, for early stopping only
@@ -73,7 +83,7 @@ class StudyConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     grid: dict[str, list] = field(default_factory=dict)
     baselines: BaselineSettings = field(default_factory=BaselineSettings)
-    experiments: bool = True    # the loss comparison (BCE vs focal) and the modality ablation, same folds
+    experiments: bool = True  # the loss comparison (BCE vs focal) and the modality ablation, same folds
 
     def settings(self) -> list[dict]:
         unknown = set(self.grid) - GRID_KEYS
@@ -84,12 +94,20 @@ class StudyConfig:
 
     def configs(self, setting: dict, dims: tuple[int, int, int]) -> tuple[FusionConfig, TrainConfig]:
         m = {**self.model.__dict__, **{k: v for k, v in setting.items() if hasattr(self.model, k)}}
-        fusion = FusionConfig(static_dim=dims[0], window_dim=dims[1], note_dim=dims[2],
-                              static_hidden=tuple(m["static_hidden"]), window_hidden=m["window_hidden"],
-                              note_hidden=m["note_hidden"], head_hidden=m["head_hidden"], dropout=m["dropout"],
-                              use_static="static" in m["modalities"], use_windows="windows" in m["modalities"],
-                              # no note embeddings at all (MIMIC-IV without MIMIC-IV-Note): no note branch
-                              use_notes="notes" in m["modalities"] and dims[2] > 0)
+        fusion = FusionConfig(
+            static_dim=dims[0],
+            window_dim=dims[1],
+            note_dim=dims[2],
+            static_hidden=tuple(m["static_hidden"]),
+            window_hidden=m["window_hidden"],
+            note_hidden=m["note_hidden"],
+            head_hidden=m["head_hidden"],
+            dropout=m["dropout"],
+            use_static="static" in m["modalities"],
+            use_windows="windows" in m["modalities"],
+            # no note embeddings at all (MIMIC-IV without MIMIC-IV-Note): no note branch
+            use_notes="notes" in m["modalities"] and dims[2] > 0,
+        )
         train = replace(self.train, **{k: v for k, v in setting.items() if hasattr(self.train, k)})
         return fusion, train
 
@@ -104,14 +122,17 @@ def patient_split(y: np.ndarray, groups: np.ndarray, test_size: float, seed: int
 def temporal_split(year_group: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Train on the earlier anchor_year_groups, test on the latest (MIMIC-IV shifts each patient's dates but
     keeps the real years' group, e.g. '2017 - 2019')."""
-    start = year_group.map(lambda g: int(re.match(r"\s*(\d{4})", str(g)).group(1)) if re.match(r"\s*\d{4}", str(g))
-                           else None)
+    start = year_group.map(
+        lambda g: int(re.match(r"\s*(\d{4})", str(g)).group(1)) if re.match(r"\s*\d{4}", str(g)) else None
+    )
     if start.isna().any():
         bad = year_group[start.isna()].iloc[0]
         raise StudyError(f"temporal split: anchor_year_group {bad!r} does not start with a year (e.g. '2017 - 2019')")
     if start.nunique() < 2:
-        raise StudyError(f"temporal split: every cohort stay is in anchor_year_group {year_group.iloc[0]!r}; "
-                         "a temporal split needs at least two groups")
+        raise StudyError(
+            f"temporal split: every cohort stay is in anchor_year_group {year_group.iloc[0]!r}; "
+            "a temporal split needs at least two groups"
+        )
     latest = start == start.max()
     return np.flatnonzero(~latest.to_numpy()), np.flatnonzero(latest.to_numpy())
 
@@ -131,14 +152,23 @@ def fold_of(folds: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
 
 
 def subset(features: FeatureArrays, index: np.ndarray) -> FeatureArrays:
-    return FeatureArrays(features.layout, features.stay_id[index], features.as_of[index],
-                         features.static_numeric[index], features.static_categorical[index], features.windows[index],
-                         features.window_mask[index], features.notes[index], features.note_mask[index])
+    return FeatureArrays(
+        features.layout,
+        features.stay_id[index],
+        features.as_of[index],
+        features.static_numeric[index],
+        features.static_categorical[index],
+        features.windows[index],
+        features.window_mask[index],
+        features.notes[index],
+        features.note_mask[index],
+    )
 
 
 @dataclass
 class Member:
     """One fitted model: its preprocessing and its network."""
+
     preprocessor: Preprocessor
     model: FusionModel
 
@@ -158,23 +188,38 @@ class FoldResult:
     member: Member
 
 
-def fit_member(config: StudyConfig, setting: dict, features: FeatureArrays, y: np.ndarray, groups: np.ndarray,
-               on_epoch: Callable | None = None) -> tuple[Member, History]:
+def fit_member(
+    config: StudyConfig,
+    setting: dict,
+    features: FeatureArrays,
+    y: np.ndarray,
+    groups: np.ndarray,
+    on_epoch: Callable | None = None,
+) -> tuple[Member, History]:
     """A model on these rows: an inner validation split (grouped by patient) for early stopping, the
     preprocessing fitted on the rest, the network trained on the rest."""
     inner_train, inner_val = patient_split(y, groups, config.validation_size, config.seed)
     tr, va = subset(features, inner_train), subset(features, inner_val)
     pre = Preprocessor(config.preprocess).fit(tr, y[inner_train])
     inputs_tr, inputs_va = pre.transform(tr), pre.transform(va)
-    fusion, train_config = config.configs(setting, (inputs_tr.static.shape[1], inputs_tr.windows.shape[2],
-                                                    inputs_tr.notes.shape[2]))
+    fusion, train_config = config.configs(
+        setting, (inputs_tr.static.shape[1], inputs_tr.windows.shape[2], inputs_tr.notes.shape[2])
+    )
     model, history = fit(fusion, train_config, inputs_tr, y[inner_train], inputs_va, y[inner_val], on_epoch)
     return Member(pre, model), history
 
 
-def cross_validate(config: StudyConfig, setting: dict, features: FeatureArrays, y: np.ndarray, groups: np.ndarray,
-                   folds: list[tuple[np.ndarray, np.ndarray]], name: str,
-                   progress: Callable[[str], None] | None = None, checkpoint: Path | None = None) -> list[FoldResult]:
+def cross_validate(
+    config: StudyConfig,
+    setting: dict,
+    features: FeatureArrays,
+    y: np.ndarray,
+    groups: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    name: str,
+    progress: Callable[[str], None] | None = None,
+    checkpoint: Path | None = None,
+) -> list[FoldResult]:
     """One setting on every fold. With `checkpoint`, each finished fold (its predictions and its model) is
     saved there, and a fold already saved is read back instead of trained again (the caller keys the
     folder to the data and config)."""
@@ -184,8 +229,14 @@ def cross_validate(config: StudyConfig, setting: dict, features: FeatureArrays, 
         if saved and saved.exists():
             results.append(_read_fold(saved, setting))
             continue
-        with tqdm(total=config.train.max_epochs, unit="epoch", leave=False, disable=progress is None,
-                  desc=f"{name} fold {f + 1}") as bar:
+        with tqdm(
+            total=config.train.max_epochs,
+            unit="epoch",
+            leave=False,
+            disable=progress is None,
+            desc=f"{name} fold {f + 1}",
+        ) as bar:
+
             def on_epoch(epoch: int, loss: float, val_auroc: float) -> None:
                 bar.set_postfix(loss=f"{loss:.4f}", val_auroc=f"{val_auroc:.3f}")
                 bar.update(1)
@@ -196,20 +247,37 @@ def cross_validate(config: StudyConfig, setting: dict, features: FeatureArrays, 
         if saved:
             _write_fold(saved, results[-1])
         if progress:
-            progress(f"{name} fold {f + 1}/{len(folds)}: validation AUROC {results[-1].auroc:.3f} (early-stopped at "
-                     f"epoch {history.best_epoch + 1} on the fold's inner validation split)")
+            progress(
+                f"{name} fold {f + 1}/{len(folds)}: validation AUROC {results[-1].auroc:.3f} (early-stopped at "
+                f"epoch {history.best_epoch + 1} on the fold's inner validation split)"
+            )
     return results
 
 
-def grid_search(config: StudyConfig, features: FeatureArrays, y: np.ndarray, groups: np.ndarray,
-                folds: list[tuple[np.ndarray, np.ndarray]], progress: Callable[[str], None] | None = None,
-                checkpoint: Path | None = None) -> list[FoldResult]:
+def grid_search(
+    config: StudyConfig,
+    features: FeatureArrays,
+    y: np.ndarray,
+    groups: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    progress: Callable[[str], None] | None = None,
+    checkpoint: Path | None = None,
+) -> list[FoldResult]:
     """Every setting of the grid on every fold."""
     settings = config.settings()
     results = []
     for s, setting in enumerate(settings):
-        results += cross_validate(config, setting, features, y, groups, folds,
-                                  f"setting {s + 1}/{len(settings)} {setting or '(defaults)'}", progress, checkpoint)
+        results += cross_validate(
+            config,
+            setting,
+            features,
+            y,
+            groups,
+            folds,
+            f"setting {s + 1}/{len(settings)} {setting or '(defaults)'}",
+            progress,
+            checkpoint,
+        )
     return results
 
 
@@ -259,11 +327,23 @@ def _write_fold(path: Path, r: FoldResult) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in r.member.model.state_dict().items()}, path.with_suffix(".safetensors"))
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"setting": r.setting, "fold": r.fold, "auroc": r.auroc, "best_epoch": r.best_epoch,
-                               "val_index": r.val_index.tolist(), "val_pred": r.val_pred.tolist(),
-                               "val_pred_dtype": str(r.val_pred.dtype), "history": asdict(r.history),
-                               "fusion": r.member.model.config.to_dict(),
-                               "preprocess": r.member.preprocessor.state()}, default=list))
+    tmp.write_text(
+        json.dumps(
+            {
+                "setting": r.setting,
+                "fold": r.fold,
+                "auroc": r.auroc,
+                "best_epoch": r.best_epoch,
+                "val_index": r.val_index.tolist(),
+                "val_pred": r.val_pred.tolist(),
+                "val_pred_dtype": str(r.val_pred.dtype),
+                "history": asdict(r.history),
+                "fusion": r.member.model.config.to_dict(),
+                "preprocess": r.member.preprocessor.state(),
+            },
+            default=list,
+        )
+    )
     os.replace(tmp, path)
 
 
@@ -273,6 +353,13 @@ def _read_fold(path: Path, setting: dict) -> FoldResult:
     model.load_state_dict(load_file(path.with_suffix(".safetensors")))
     model.eval()
     member = Member(Preprocessor.from_state(d["preprocess"]), model)
-    return FoldResult(setting, d["fold"], d["auroc"], d["best_epoch"], np.asarray(d["val_index"], dtype=np.int64),
-                      np.asarray(d["val_pred"], dtype=d["val_pred_dtype"]), History(**d["history"]), member)
-
+    return FoldResult(
+        setting,
+        d["fold"],
+        d["auroc"],
+        d["best_epoch"],
+        np.asarray(d["val_index"], dtype=np.int64),
+        np.asarray(d["val_pred"], dtype=d["val_pred_dtype"]),
+        History(**d["history"]),
+        member,
+    )

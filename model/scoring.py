@@ -76,22 +76,36 @@ class Predictor:
         out = []
         for i in range(len(features)):
             p = float(probabilities[i]) if known[i] else None
-            out.append(Score(int(features.stay_id[i]), pd.Timestamp(features.as_of[i]).to_pydatetime(), bool(known[i]),
-                             p, None if p is None else bool(p >= self.threshold), missing[i]))
+            out.append(
+                Score(
+                    int(features.stay_id[i]),
+                    pd.Timestamp(features.as_of[i]).to_pydatetime(),
+                    bool(known[i]),
+                    p,
+                    None if p is None else bool(p >= self.threshold),
+                    missing[i],
+                )
+            )
         return out
 
     def frame(self, scores: list[Score]) -> pd.DataFrame:
         """Scores as a table: one row per stay, with the threshold and the model version."""
-        return pd.DataFrame({
-            "stay_id": [s.stay_id for s in scores],
-            "as_of": [s.as_of for s in scores],
-            "probability": [s.probability for s in scores],
-            "decision": [s.decision for s in scores],
-            "threshold": self.threshold,
-            "model_version": self.version,
-            "missing": ["; ".join(f"{k}: {', '.join(v)}" for k, v in s.missing.items() if v) if s.known
-                        else "no features at this time" for s in scores],
-        })
+        return pd.DataFrame(
+            {
+                "stay_id": [s.stay_id for s in scores],
+                "as_of": [s.as_of for s in scores],
+                "probability": [s.probability for s in scores],
+                "decision": [s.decision for s in scores],
+                "threshold": self.threshold,
+                "model_version": self.version,
+                "missing": [
+                    "; ".join(f"{k}: {', '.join(v)}" for k, v in s.missing.items() if v)
+                    if s.known
+                    else "no features at this time"
+                    for s in scores
+                ],
+            }
+        )
 
 
 def known_rows(features: FeatureArrays) -> np.ndarray:
@@ -109,7 +123,11 @@ def missing_inputs(features: FeatureArrays) -> list[dict[str, list[str]]]:
     for i in range(len(features)):
         static = [f for f, m in zip(lo.numeric_static, numeric_missing[i]) if m]
         static += [f for f, m in zip(lo.categorical, categorical_missing[i]) if m]
-        out.append({"static": static,
-                    "windows": [v for v, present in zip(lo.window_views, features.window_mask[i]) if not present],
-                    "notes": [v for v, present in zip(lo.note_views, features.note_mask[i]) if not present]})
+        out.append(
+            {
+                "static": static,
+                "windows": [v for v, present in zip(lo.window_views, features.window_mask[i]) if not present],
+                "notes": [v for v, present in zip(lo.note_views, features.note_mask[i]) if not present],
+            }
+        )
     return out

@@ -23,10 +23,10 @@ import hashlib
 import json
 import platform
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -35,13 +35,27 @@ from safetensors.torch import load_file, save_file
 
 from .baselines import SOFA_COLUMN, sofa_baseline, tuned_baselines
 from .calibration import FoldCalibration
-from .errors import StudyError, TooFewStays
-from .inputs import FeatureArrays, FeatureLayout, TrainingSet
 from .ensemble import CalibratedCV, Ensemble, calibrated_cv
+from .errors import StudyError, TooFewStays
 from .fusion import FusionConfig, FusionModel
+from .inputs import FeatureArrays, FeatureLayout, TrainingSet
 from .preprocess import PreprocessConfig, Preprocessor
-from .protocol import (SPLITS, BaselineSettings, Member, ModelSettings, StudyConfig, best_setting, cross_validate,
-                       cv_folds, fold_of, grid_search, of_setting, patient_split, subset, temporal_split)
+from .protocol import (
+    SPLITS,
+    BaselineSettings,
+    Member,
+    ModelSettings,
+    StudyConfig,
+    best_setting,
+    cross_validate,
+    cv_folds,
+    fold_of,
+    grid_search,
+    of_setting,
+    patient_split,
+    subset,
+    temporal_split,
+)
 from .train import TrainConfig, auroc
 
 MIN_PER_CLASS = 10
@@ -70,9 +84,13 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> StudyConfig:
         if "static_hidden" in model:
             model = {**model, "static_hidden": tuple(model["static_hidden"])}
         sections = ("preprocess", "model", "train", "baselines")
-        config = StudyConfig(**{k: v for k, v in raw.items() if k not in sections},
-                             preprocess=PreprocessConfig(**raw.get("preprocess", {})), model=ModelSettings(**model),
-                             train=TrainConfig(**raw.get("train", {})), baselines=BaselineSettings(**raw.get("baselines", {})))
+        config = StudyConfig(
+            **{k: v for k, v in raw.items() if k not in sections},
+            preprocess=PreprocessConfig(**raw.get("preprocess", {})),
+            model=ModelSettings(**model),
+            train=TrainConfig(**raw.get("train", {})),
+            baselines=BaselineSettings(**raw.get("baselines", {})),
+        )
     except TypeError as exc:
         raise StudyError(f"config: {exc}") from None
     if config.split not in SPLITS:
@@ -83,8 +101,15 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> StudyConfig:
 def fingerprint(ts: TrainingSet) -> str:
     h = hashlib.sha256()
     f = ts.features
-    for part in (f.stay_id, f.static_numeric, f.windows, f.window_mask, f.notes, f.note_mask,
-                 ts.cohort[["died_in_hospital", "died_in_icu", "died_within_horizon"]].to_numpy()):
+    for part in (
+        f.stay_id,
+        f.static_numeric,
+        f.windows,
+        f.window_mask,
+        f.notes,
+        f.note_mask,
+        ts.cohort[["died_in_hospital", "died_in_icu", "died_within_horizon"]].to_numpy(),
+    ):
         h.update(np.ascontiguousarray(part).tobytes())
     h.update(json.dumps(f.static_categorical.tolist()).encode())
     return h.hexdigest()
@@ -96,20 +121,25 @@ def is_current(run_dir: Path, ts: TrainingSet, config: StudyConfig) -> bool:
     if not all((run_dir / name).exists() for name in ("model.safetensors", "data.json", "config.yaml")):
         return False
     written = yaml.safe_load((run_dir / "config.yaml").read_text())
-    return (json.loads((run_dir / "data.json").read_text()).get("fingerprint") == fingerprint(ts)
-            and written == json.loads(json.dumps(dataclasses.asdict(config))))
+    return json.loads((run_dir / "data.json").read_text()).get("fingerprint") == fingerprint(
+        ts
+    ) and written == json.loads(json.dumps(dataclasses.asdict(config)))
 
 
 def check_trainable(y: np.ndarray, config: StudyConfig) -> None:
     counts = np.bincount(y, minlength=2)
     need = MIN_PER_CLASS * config.folds
     if len(y) == 0:
-        raise TooFewStays("the cohort is empty: no ICU stay in this data meets the cohort's criteria (the "
-                          "warehouse's cohort_flow table shows how many stays each criterion removed)")
+        raise TooFewStays(
+            "the cohort is empty: no ICU stay in this data meets the cohort's criteria (the "
+            "warehouse's cohort_flow table shows how many stays each criterion removed)"
+        )
     if counts.min() < need:
-        raise TooFewStays(f"{len(y)} cohort stays with {counts[1]} positive and {counts[0]} negative "
-                          f"({config.outcome}): too few to train ({need} of each class needed for "
-                          f"{config.folds}-fold cross-validation plus a test set)")
+        raise TooFewStays(
+            f"{len(y)} cohort stays with {counts[1]} positive and {counts[0]} negative "
+            f"({config.outcome}): too few to train ({need} of each class needed for "
+            f"{config.folds}-fold cross-validation plus a test set)"
+        )
 
 
 @dataclass
@@ -128,8 +158,9 @@ def split(ts: TrainingSet, config: StudyConfig, y: np.ndarray, groups: np.ndarra
         return patient_split(y, groups, config.test_size, config.seed)
     if config.split == "temporal":
         if "anchor_year_group" not in ts.cohort:
-            raise StudyError("split: temporal needs the cohort's anchor_year_group column: rebuild with "
-                             "`sepsis-fusion build`")
+            raise StudyError(
+                "split: temporal needs the cohort's anchor_year_group column: rebuild with `sepsis-fusion build`"
+            )
         try:
             train, test = temporal_split(ts.cohort["anchor_year_group"])
         except ValueError as exc:
@@ -141,8 +172,9 @@ def split(ts: TrainingSet, config: StudyConfig, y: np.ndarray, groups: np.ndarra
     raise StudyError(f"split {config.split!r}: use one of {', '.join(SPLITS)}")
 
 
-def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
-              progress: Callable[[str], None] = print) -> StudyResult:
+def run_study(
+    ts: TrainingSet, config: StudyConfig, run_dir: Path, progress: Callable[[str], None] = print
+) -> StudyResult:
     y = ts.labels(config.outcome)
     check_trainable(y, config)
     run_dir = Path(run_dir)
@@ -150,11 +182,15 @@ def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
     work = _work_folder(run_dir, data_fingerprint, config, progress)
     groups = ts.cohort["subject_id"].to_numpy()
     train_idx, test_idx = split(ts, config, y, groups)
-    progress(f"{len(y)} stays ({y.mean():.1%} {config.outcome}): {len(train_idx)} train, {len(test_idx)} test "
-             f"({config.split} split), {len(config.settings())} setting(s) x {config.folds} folds")
+    progress(
+        f"{len(y)} stays ({y.mean():.1%} {config.outcome}): {len(train_idx)} train, {len(test_idx)} test "
+        f"({config.split} split), {len(config.settings())} setting(s) x {config.folds} folds"
+    )
     if ts.features.notes.shape[2] == 0:
-        progress("no note embeddings in the training set (no notes in the data): the model is trained without "
-                 "its note branch, on static features and windows")
+        progress(
+            "no note embeddings in the training set (no notes in the data): the model is trained without "
+            "its note branch, on static features and windows"
+        )
     features_train, features_test = subset(ts.features, train_idx), subset(ts.features, test_idx)
     y_train, groups_train, y_test = y[train_idx], groups[train_idx], y[test_idx]
     folds = cv_folds(y_train, groups_train, config.folds, config.seed)
@@ -166,38 +202,94 @@ def run_study(ts: TrainingSet, config: StudyConfig, run_dir: Path,
     members_test = final.ensemble.predict_members(features_test)
     p_test, p_test_raw = final.ensemble.calibrate(members_test), members_test.mean(axis=0)
     test_auroc = auroc(y_test, p_test)
-    progress(f"best setting {setting or '(defaults)'}: mean CV AUROC {cv_auroc:.3f}; final model: the ensemble of "
-             f"its {len(folds)} fold models, calibration {final.ensemble.calibration.method} (cross-validated Brier "
-             + ", ".join(f"{m} {b:.4f}" for m, b in final.ensemble.calibration.cv_brier.items())
-             + f"), threshold {final.threshold:.3f} (Youden on calibrated out-of-fold predictions)")
+    progress(
+        f"best setting {setting or '(defaults)'}: mean CV AUROC {cv_auroc:.3f}; final model: the ensemble of "
+        f"its {len(folds)} fold models, calibration {final.ensemble.calibration.method} (cross-validated Brier "
+        + ", ".join(f"{m} {b:.4f}" for m, b in final.ensemble.calibration.cv_brier.items())
+        + f"), threshold {final.threshold:.3f} (Youden on calibrated out-of-fold predictions)"
+    )
     save_run(work, final.ensemble, ts.features.layout, config, final.threshold, setting)
-    (work / "cv.json").write_text(json.dumps(
-        {"best_setting": setting, "cv_auroc": cv_auroc,
-         "folds": [{"setting": r.setting, "fold": r.fold, "auroc": r.auroc, "best_epoch": r.best_epoch + 1,
-                    "train_loss": r.history.train_loss, "val_loss": r.history.val_loss,
-                    "val_auroc": r.history.val_auroc} for r in results]}, indent=2, default=list))
-    pd.DataFrame({"stay_id": ts.features.stay_id[test_idx], "subject_id": groups[test_idx], "outcome": y_test,
-                  "probability": p_test, "probability_uncalibrated": p_test_raw}).to_csv(work / "predictions.csv",
-                                                                                          index=False)
-    pd.DataFrame({"stay_id": ts.features.stay_id[train_idx], "subject_id": groups_train, "outcome": y_train,
-                  "fold": fold, "oof_probability": final.oof, "oof_probability_uncalibrated": final.oof_uncalibrated}
-                 ).to_csv(work / "oof_predictions.csv", index=False)
+    (work / "cv.json").write_text(
+        json.dumps(
+            {
+                "best_setting": setting,
+                "cv_auroc": cv_auroc,
+                "folds": [
+                    {
+                        "setting": r.setting,
+                        "fold": r.fold,
+                        "auroc": r.auroc,
+                        "best_epoch": r.best_epoch + 1,
+                        "train_loss": r.history.train_loss,
+                        "val_loss": r.history.val_loss,
+                        "val_auroc": r.history.val_auroc,
+                    }
+                    for r in results
+                ],
+            },
+            indent=2,
+            default=list,
+        )
+    )
+    pd.DataFrame(
+        {
+            "stay_id": ts.features.stay_id[test_idx],
+            "subject_id": groups[test_idx],
+            "outcome": y_test,
+            "probability": p_test,
+            "probability_uncalibrated": p_test_raw,
+        }
+    ).to_csv(work / "predictions.csv", index=False)
+    pd.DataFrame(
+        {
+            "stay_id": ts.features.stay_id[train_idx],
+            "subject_id": groups_train,
+            "outcome": y_train,
+            "fold": fold,
+            "oof_probability": final.oof,
+            "oof_probability_uncalibrated": final.oof_uncalibrated,
+        }
+    ).to_csv(work / "oof_predictions.csv", index=False)
     baselines = tuned_baselines(config, features_train, y_train, folds, features_test, progress)
     sofa = ts.cohort[SOFA_COLUMN].to_numpy(dtype=float)
     baselines.append(sofa_baseline(sofa[train_idx], y_train, sofa[test_idx]))
     pd.DataFrame({"stay_id": ts.features.stay_id[test_idx], **{b.name: b.test for b in baselines}}).to_csv(
-        work / "baseline_predictions.csv", index=False)
+        work / "baseline_predictions.csv", index=False
+    )
     (work / "baselines.json").write_text(json.dumps({b.name: b.summary() for b in baselines}, indent=2))
     if config.experiments:
-        variants, thresholds = experiments(config, features_train, y_train, groups_train, folds, features_test,
-                                           setting, final, p_test, checkpoint, progress)
+        variants, thresholds = experiments(
+            config,
+            features_train,
+            y_train,
+            groups_train,
+            folds,
+            features_test,
+            setting,
+            final,
+            p_test,
+            checkpoint,
+            progress,
+        )
         variants.insert(0, "stay_id", ts.features.stay_id[test_idx])
         variants.to_csv(work / "experiment_predictions.csv", index=False)
         (work / "experiment_thresholds.json").write_text(json.dumps(thresholds, indent=2))
-    (work / "data.json").write_text(json.dumps(
-        {"fingerprint": data_fingerprint, "stays": len(y), "train": len(train_idx), "test": len(test_idx),
-         "split": config.split, "outcome": config.outcome, "prevalence": float(y.mean()),
-         "prevalence_train": float(y_train.mean()), "prevalence_test": float(y_test.mean())}, indent=2))
+    (work / "data.json").write_text(
+        json.dumps(
+            {
+                "fingerprint": data_fingerprint,
+                "stays": len(y),
+                "train": len(train_idx),
+                "test": len(test_idx),
+                "split": config.split,
+                "outcome": config.outcome,
+                "prevalence": float(y.mean()),
+                "prevalence_train": float(y_train.mean()),
+                "prevalence_test": float(y_test.mean()),
+            },
+            indent=2,
+        )
+    )
     _publish(work, run_dir)
     progress(f"test AUROC {test_auroc:.3f} ({len(test_idx)} stays); run folder {run_dir}")
     return StudyResult(run_dir, setting, cv_auroc, final.threshold, final.ensemble.calibration.method, test_auroc)
@@ -239,13 +331,30 @@ def _publish(work: Path, run_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-ABLATIONS = (("static",), ("windows",), ("notes",), ("static", "windows"), ("static", "notes"),
-             ("windows", "notes"), ("static", "windows", "notes"))
+ABLATIONS = (
+    ("static",),
+    ("windows",),
+    ("notes",),
+    ("static", "windows"),
+    ("static", "notes"),
+    ("windows", "notes"),
+    ("static", "windows", "notes"),
+)
 
 
-def experiments(config: StudyConfig, features: FeatureArrays, y: np.ndarray, groups: np.ndarray,
-                folds: list[tuple[np.ndarray, np.ndarray]], test: FeatureArrays, setting: dict, final: CalibratedCV,
-                p_test: np.ndarray, checkpoint: Path, progress: Callable[[str], None]) -> tuple[pd.DataFrame, dict]:
+def experiments(
+    config: StudyConfig,
+    features: FeatureArrays,
+    y: np.ndarray,
+    groups: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    test: FeatureArrays,
+    setting: dict,
+    final: CalibratedCV,
+    p_test: np.ndarray,
+    checkpoint: Path,
+    progress: Callable[[str], None],
+) -> tuple[pd.DataFrame, dict]:
     """Test-set probabilities and thresholds of the study's comparisons, each trained exactly like the final
     model (the chosen setting on the same folds, a calibrated ensemble of the fold models): the loss
     comparison (class-weighted BCE, i.e. gamma = 0 with alpha = the negative share, against focal loss) and
@@ -254,35 +363,68 @@ def experiments(config: StudyConfig, features: FeatureArrays, y: np.ndarray, gro
     has_notes = features.notes.shape[2] > 0
     full = "+".join(m for m in config.configs(setting, (1, 1, int(has_notes)))[0].modalities)
     variants = {"bce": {"focal_gamma": 0.0, "focal_alpha": float(1 - y.mean())}}
-    variants.update({"+".join(m): {"modalities": m} for m in ABLATIONS
-                     if (has_notes or "notes" not in m) and "+".join(m) != full})
+    variants.update(
+        {"+".join(m): {"modalities": m} for m in ABLATIONS if (has_notes or "notes" not in m) and "+".join(m) != full}
+    )
     out, thresholds = {"focal": p_test, full: p_test}, {"focal": final.threshold, full: final.threshold}
     for name, overrides in variants.items():
-        results = cross_validate(config, {**setting, **overrides}, features, y, groups, folds, f"comparison {name}",
-                                 progress, checkpoint)
+        results = cross_validate(
+            config, {**setting, **overrides}, features, y, groups, folds, f"comparison {name}", progress, checkpoint
+        )
         variant = calibrated_cv(results, y, fold)
         out[name], thresholds[name] = variant.ensemble.predict(test), variant.threshold
     return pd.DataFrame(out), thresholds
 
 
-def save_run(run_dir: Path, ensemble: Ensemble, layout: FeatureLayout, config: StudyConfig, threshold: float,
-             setting: dict) -> None:
+def save_run(
+    run_dir: Path, ensemble: Ensemble, layout: FeatureLayout, config: StudyConfig, threshold: float, setting: dict
+) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_file({f"member{k}.{name}": v.contiguous() for k, m in enumerate(ensemble.members)
-               for name, v in m.model.state_dict().items()}, run_dir / "model.safetensors")
-    (run_dir / "model.json").write_text(json.dumps(
-        {"members": [m.model.config.to_dict() for m in ensemble.members], "layout": layout.to_dict(),
-         "feature_service": layout.service, "threshold": threshold, "setting": setting, "outcome": config.outcome,
-         "calibration": ensemble.calibration.method}, indent=2, default=list))
-    (run_dir / "preprocess.json").write_text(json.dumps({"members": [m.preprocessor.state() for m in ensemble.members]},
-                                                        indent=1))
+    save_file(
+        {
+            f"member{k}.{name}": v.contiguous()
+            for k, m in enumerate(ensemble.members)
+            for name, v in m.model.state_dict().items()
+        },
+        run_dir / "model.safetensors",
+    )
+    (run_dir / "model.json").write_text(
+        json.dumps(
+            {
+                "members": [m.model.config.to_dict() for m in ensemble.members],
+                "layout": layout.to_dict(),
+                "feature_service": layout.service,
+                "threshold": threshold,
+                "setting": setting,
+                "outcome": config.outcome,
+                "calibration": ensemble.calibration.method,
+            },
+            indent=2,
+            default=list,
+        )
+    )
+    (run_dir / "preprocess.json").write_text(
+        json.dumps({"members": [m.preprocessor.state() for m in ensemble.members]}, indent=1)
+    )
     (run_dir / "calibration.json").write_text(json.dumps(ensemble.calibration.to_dict(), indent=1))
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(dataclasses.asdict(config))),
-                                                        sort_keys=False))
-    packages = ["torch", "feast", "duckdb", "dbt-core", "dbt-duckdb", "transformers", "scikit-learn", "numpy",
-                "pandas", "sepsis-fusion"]
-    (run_dir / "versions.json").write_text(json.dumps(
-        {"python": platform.python_version(), **{p: _version(p) for p in packages}}, indent=2))
+    (run_dir / "config.yaml").write_text(
+        yaml.safe_dump(json.loads(json.dumps(dataclasses.asdict(config))), sort_keys=False)
+    )
+    packages = [
+        "torch",
+        "feast",
+        "duckdb",
+        "dbt-core",
+        "dbt-duckdb",
+        "transformers",
+        "scikit-learn",
+        "numpy",
+        "pandas",
+        "sepsis-fusion",
+    ]
+    (run_dir / "versions.json").write_text(
+        json.dumps({"python": platform.python_version(), **{p: _version(p) for p in packages}}, indent=2)
+    )
 
 
 def _version(package: str) -> str | None:
@@ -327,9 +469,10 @@ def load_run(run_dir: Path) -> TrainedModel:
     for k, (fusion, state) in enumerate(zip(meta["members"], states)):
         model = FusionModel(FusionConfig.from_dict(fusion))
         prefix = f"member{k}."
-        model.load_state_dict({name[len(prefix):]: v for name, v in weights.items() if name.startswith(prefix)})
+        model.load_state_dict({name[len(prefix) :]: v for name, v in weights.items() if name.startswith(prefix)})
         model.eval()
         members.append(Member(Preprocessor.from_state(state), model))
     calibration = FoldCalibration.from_dict(json.loads((run_dir / "calibration.json").read_text()))
-    return TrainedModel(Ensemble(members, calibration), FeatureLayout.from_dict(meta["layout"]), meta["threshold"],
-                        meta["outcome"])
+    return TrainedModel(
+        Ensemble(members, calibration), FeatureLayout.from_dict(meta["layout"]), meta["threshold"], meta["outcome"]
+    )

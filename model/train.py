@@ -3,8 +3,8 @@ validation AUROC (the best epoch's weights are kept). Seeded and deterministic o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -42,24 +42,36 @@ class History:
 
 
 def tensors(inputs: ModelInputs, index=slice(None)) -> tuple[torch.Tensor, ...]:
-    return (torch.from_numpy(inputs.static[index]), torch.from_numpy(inputs.windows[index]),
-            torch.from_numpy(inputs.window_mask[index]), torch.from_numpy(inputs.notes[index]),
-            torch.from_numpy(inputs.note_mask[index]))
+    return (
+        torch.from_numpy(inputs.static[index]),
+        torch.from_numpy(inputs.windows[index]),
+        torch.from_numpy(inputs.window_mask[index]),
+        torch.from_numpy(inputs.notes[index]),
+        torch.from_numpy(inputs.note_mask[index]),
+    )
 
 
 @torch.inference_mode()
 def predict(model: FusionModel, inputs: ModelInputs, batch_size: int = 2048) -> np.ndarray:
     """Probabilities of the outcome."""
     model.eval()
-    out = [torch.sigmoid(model(*tensors(inputs, slice(i, i + batch_size)))).numpy()
-           for i in range(0, len(inputs), batch_size)]
+    out = [
+        torch.sigmoid(model(*tensors(inputs, slice(i, i + batch_size)))).numpy()
+        for i in range(0, len(inputs), batch_size)
+    ]
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
-def fit(fusion: FusionConfig, config: TrainConfig, train: ModelInputs, y_train: np.ndarray,
-        val: ModelInputs, y_val: np.ndarray,
-        on_epoch: Callable[[int, float, float], None] | None = None,
-        early_stopping: bool = True) -> tuple[FusionModel, History]:
+def fit(
+    fusion: FusionConfig,
+    config: TrainConfig,
+    train: ModelInputs,
+    y_train: np.ndarray,
+    val: ModelInputs,
+    y_val: np.ndarray,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+    early_stopping: bool = True,
+) -> tuple[FusionModel, History]:
     """Train up to max_epochs. With early stopping, stop after `patience` epochs without a better
     validation AUROC and keep the best epoch's weights; without, train max_epochs and keep the last."""
     torch.manual_seed(config.seed)
@@ -75,7 +87,7 @@ def fit(fusion: FusionConfig, config: TrainConfig, train: ModelInputs, y_train: 
         order = torch.randperm(len(train), generator=generator).numpy()
         total = 0.0
         for start in range(0, len(order), config.batch_size):
-            batch = order[start:start + config.batch_size]
+            batch = order[start : start + config.batch_size]
             optimizer.zero_grad()
             loss = loss_fn(model(*tensors(train, batch)), y_train_t[batch])
             loss.backward()

@@ -25,8 +25,9 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else shutil.which("dbt") or "dbt"
 
 
-def dbt_build(mimic_dir: Path, warehouse: Path | None = None, select: str | None = None,
-              force: bool = False) -> list[str]:
+def dbt_build(
+    mimic_dir: Path, warehouse: Path | None = None, select: str | None = None, force: bool = False
+) -> list[str]:
     """Run `dbt build` with the shipped profile; returns the names of the nodes that ran.
 
     dbt runs in its own process (it keeps DuckDB connections and global state), reading the MIMIC
@@ -42,8 +43,12 @@ def dbt_build(mimic_dir: Path, warehouse: Path | None = None, select: str | None
     warehouse = Path(warehouse or paths.warehouse_path()).resolve()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     features = paths.features_dir(warehouse)
-    env = dict(os.environ, SEPSIS_FUSION_MIMIC_DIR=str(mimic_dir), SEPSIS_FUSION_WAREHOUSE=str(warehouse),
-               SEPSIS_FUSION_FEATURES=str(features))
+    env = dict(
+        os.environ,
+        SEPSIS_FUSION_MIMIC_DIR=str(mimic_dir),
+        SEPSIS_FUSION_WAREHOUSE=str(warehouse),
+        SEPSIS_FUSION_FEATURES=str(features),
+    )
     project = paths.DBT_PROJECT_DIR
     # dbt's artifacts and logs go beside the warehouse, so that builds of different warehouses (tests,
     # benchmarks, a demo) never share dbt_project/target.
@@ -54,8 +59,18 @@ def dbt_build(mimic_dir: Path, warehouse: Path | None = None, select: str | None
         print(f"dbt build skipped: {mimic_dir} and dbt_project/ are unchanged since the last build of {warehouse}")
         return []
     stamp.unlink(missing_ok=True)
-    cmd = [dbt_executable(), "build", "--project-dir", str(project), "--profiles-dir", str(project),
-           "--target-path", str(target / "target"), "--log-path", str(target / "logs")]
+    cmd = [
+        dbt_executable(),
+        "build",
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(project),
+        "--target-path",
+        str(target / "target"),
+        "--log-path",
+        str(target / "logs"),
+    ]
     if select:
         cmd += ["--select", select]
     returncode, output = _run_echoing(cmd, env, project)
@@ -63,9 +78,13 @@ def dbt_build(mimic_dir: Path, warehouse: Path | None = None, select: str | None
     if returncode != 0:
         failed = [name for name, status in results if status in ("error", "fail")]
         cause = error_summary(output)
-        detail = (f" (failing nodes: {', '.join(failed)})" if failed else "") + (f": {cause.rstrip('.')}" if cause else "")
-        raise BuildError(f"dbt build over {mimic_dir} failed{detail or ' (see the dbt output above)'}. The models "
-                         f"of the last build stay in {warehouse}; the next build starts again.")
+        detail = (f" (failing nodes: {', '.join(failed)})" if failed else "") + (
+            f": {cause.rstrip('.')}" if cause else ""
+        )
+        raise BuildError(
+            f"dbt build over {mimic_dir} failed{detail or ' (see the dbt output above)'}. The models "
+            f"of the last build stay in {warehouse}; the next build starts again."
+        )
     if not select:
         stamp.write_text(json.dumps(fingerprint))
     return [name for name, _ in results]
@@ -74,8 +93,9 @@ def dbt_build(mimic_dir: Path, warehouse: Path | None = None, select: str | None
 def _run_echoing(cmd: list[str], env: dict, cwd: Path) -> tuple[int, list[str]]:
     """Run a command, passing its output through as it comes, and keep the output for the error message."""
     lines = []
-    with subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          errors="replace", bufsize=1) as proc:
+    with subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1
+    ) as proc:
         for line in proc.stdout:
             sys.stdout.write(line)
             sys.stdout.flush()
@@ -121,8 +141,12 @@ def inputs_fingerprint(mimic_dir: Path, project: Path) -> dict[str, str]:
     for path in sorted(p for p in project.rglob("*") if p.is_file() and not skip & set(p.relative_to(project).parts)):
         code.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes())
     env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("DBT_")}
-    return {"mimic_dir": str(mimic_dir), "raw": raw.hexdigest(), "project": code.hexdigest(),
-            "dbt_env": json.dumps(env)}
+    return {
+        "mimic_dir": str(mimic_dir),
+        "raw": raw.hexdigest(),
+        "project": code.hexdigest(),
+        "dbt_env": json.dumps(env),
+    }
 
 
 def _read_stamp(path: Path) -> dict | None:

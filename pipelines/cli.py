@@ -23,10 +23,16 @@ from . import paths, workflow
 # Feast's DuckDB store (through ibis) calls a DuckDB method deprecated in 2.0, once per query: noise for users.
 warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning)
 
-app = typer.Typer(help="Sepsis Fusion: a point-in-time-correct feature store and fusion model for ICU sepsis "
-                       "prognosis on MIMIC-IV.", no_args_is_help=True, add_completion=False)
-features_app = typer.Typer(help="The Feast feature store in feature_repo/ (files under the data folder): "
-                           "`feast apply`, `feast materialize` and `feast serve` on it.", no_args_is_help=True)
+app = typer.Typer(
+    help="Sepsis Fusion: a point-in-time-correct feature store and fusion model for ICU sepsis prognosis on MIMIC-IV.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+features_app = typer.Typer(
+    help="The Feast feature store in feature_repo/ (files under the data folder): "
+    "`feast apply`, `feast materialize` and `feast serve` on it.",
+    no_args_is_help=True,
+)
 app.add_typer(features_app, name="features")
 console = Console(stderr=True)
 
@@ -48,6 +54,7 @@ def say(text: str) -> None:
 
 def reports_errors(command):
     """A project error ends the command with its message and exit 1; Ctrl-C in training with what was kept."""
+
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
@@ -58,6 +65,7 @@ def reports_errors(command):
         except SepsisFusionError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(RUNTIME_ERROR) from None
+
     return wrapper
 
 
@@ -70,8 +78,9 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(_: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                help="Print the version and exit.")) -> None:
+def main(
+    _: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
     """Sepsis Fusion command line."""
 
 
@@ -80,12 +89,12 @@ def parse_time(value: str | None) -> dt.datetime | None:
     if value is None:
         return None
     if value == "now":
-        return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        return dt.datetime.now(dt.UTC).replace(tzinfo=None)
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not an ISO time such as 2150-03-01T12:00, or 'now'") from None
-    return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
+    return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
 def parse_stays(value: str | None) -> list[int] | None:
@@ -97,11 +106,14 @@ def parse_stays(value: str | None) -> list[int] | None:
         raise typer.BadParameter(f"{value!r}: use comma-separated integer stay ids") from None
 
 
-ONLINE_STORE = typer.Option(workflow.DEFAULT_ONLINE_STORE, "--online-store", help="Online store: 'sqlite' "
-                            "(embedded, the default) or 'redis' (feature_store.redis.yaml; set "
-                            "SEPSIS_FUSION_REDIS, e.g. 127.0.0.1:6379).")
-RUN = typer.Option(None, "--run", help="Run folder from `sepsis-fusion train` (default: the newest under "
-                   "data/runs).")
+ONLINE_STORE = typer.Option(
+    workflow.DEFAULT_ONLINE_STORE,
+    "--online-store",
+    help="Online store: 'sqlite' "
+    "(embedded, the default) or 'redis' (feature_store.redis.yaml; set "
+    "SEPSIS_FUSION_REDIS, e.g. 127.0.0.1:6379).",
+)
+RUN = typer.Option(None, "--run", help="Run folder from `sepsis-fusion train` (default: the newest under data/runs).")
 ENCODER_HELP = "Note encoder: hub id, local folder, or 'minilm' (the packaged all-MiniLM-L6-v2, no hub needed)."
 CONFIG_HELP = "Study settings (YAML); default the packaged {}.yaml (see `model/configs/`)."
 
@@ -111,33 +123,45 @@ CONFIG_HELP = "Study settings (YAML); default the packaged {}.yaml (see `model/c
 def synth(
     stays: int = typer.Option(workflow.SYNTH_STAYS, "--stays", help="Number of ICU stays to generate."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
-    out: Path = typer.Option(None, "--out", help="Folder to write hosp/, icu/, note/ and _truth/ (default: "
-                             "data/synthetic)."),
-    density: Literal["full", "light"] = typer.Option("full", "--density", help="'full': MIMIC-IV's density (about 3,000 chart rows per "
-                                "stay); 'light': fewer nursing rows, for quick tests."),
+    out: Path = typer.Option(
+        None, "--out", help="Folder to write hosp/, icu/, note/ and _truth/ (default: data/synthetic)."
+    ),
+    density: Literal["full", "light"] = typer.Option(
+        "full",
+        "--density",
+        help="'full': MIMIC-IV's density (about 3,000 chart rows per "
+        "stay); 'light': fewer nursing rows, for quick tests.",
+    ),
 ) -> None:
     """Generate a synthetic MIMIC-IV (v2.2 layout, gzip CSV) with known outcome probabilities."""
     import time
 
     start = time.perf_counter()
     result = workflow.synthesize(stays, seed, out, density)
-    counts = ", ".join(f"{name.split('/')[1]} {result.rows[name]:,}"
-                       for name in ("icu/chartevents", "hosp/labevents", "note/radiology"))
+    counts = ", ".join(
+        f"{name.split('/')[1]} {result.rows[name]:,}"
+        for name in ("icu/chartevents", "hosp/labevents", "note/radiology")
+    )
     say(f"wrote {result.stays:,} ICU stays to {result.out} in {time.perf_counter() - start:.1f} s: {counts}")
 
 
 @app.command()
 @reports_errors
 def build(
-    mimic: Path = typer.Option(None, "--mimic", help="MIMIC-IV folder with hosp/ and icu/ (default: "
-                               "$SEPSIS_FUSION_MIMIC_DIR, else data/synthetic)."),
+    mimic: Path = typer.Option(
+        None,
+        "--mimic",
+        help="MIMIC-IV folder with hosp/ and icu/ (default: $SEPSIS_FUSION_MIMIC_DIR, else data/synthetic).",
+    ),
     select: str = typer.Option(None, "--select", help="dbt node selection, as `dbt build --select`."),
     force: bool = typer.Option(False, "--force", help="Build even when nothing changed since the last build."),
 ) -> None:
     """Run `dbt build` (staging -> intermediate -> marts) over a MIMIC-IV folder into the DuckDB warehouse."""
     result = workflow.build(mimic, select, force)
-    say(f"dbt build: {'nothing to do' if result.reused else f'{len(result.nodes)} nodes passed'}; "
-        f"warehouse {result.warehouse}")
+    say(
+        f"dbt build: {'nothing to do' if result.reused else f'{len(result.nodes)} nodes passed'}; "
+        f"warehouse {result.warehouse}"
+    )
 
 
 @app.command()
@@ -153,12 +177,16 @@ def embed(
     """Embed the notes of notes_to_embed (only new or changed ones) and pool them per 24-hour window."""
     result = workflow.embed(encoder, pooling, device, max_length, stride, batch_tokens)
     rate = f", {result.embedded / result.seconds_encoding:.1f} notes/s" if result.seconds_encoding else ""
-    say(f"notes: {result.notes:,} ({result.embedded:,} embedded now{rate}, the rest from the cache); windows: "
-        f"{result.windows:,}, {result.windows_with_notes:,} with notes; written to {result.features}")
+    say(
+        f"notes: {result.notes:,} ({result.embedded:,} embedded now{rate}, the rest from the cache); windows: "
+        f"{result.windows:,}, {result.windows_with_notes:,} with notes; written to {result.features}"
+    )
     if result.notes == 0:
-        say("no notes to embed (no note/ folder in the MIMIC-IV data, or no radiology report of a cohort stay): "
+        say(
+            "no notes to embed (no note/ folder in the MIMIC-IV data, or no radiology report of a cohort stay): "
             "every stay's note windows are marked missing, so the model's note branch gives only its learned "
-            "'absent' encoding")
+            "'absent' encoding"
+        )
 
 
 @features_app.command("apply")
@@ -173,11 +201,15 @@ def features_apply(online_store: OnlineStore = ONLINE_STORE) -> None:
 @features_app.command("materialize")
 @reports_errors
 def features_materialize(
-    end: str = typer.Option(None, "--end", help="ISO time, or 'now'. Default: the data's latest window end "
-                            "(MIMIC-IV's dates lie in the future)."),
+    end: str = typer.Option(
+        None,
+        "--end",
+        help="ISO time, or 'now'. Default: the data's latest window end (MIMIC-IV's dates lie in the future).",
+    ),
     start: str = typer.Option(None, "--start", help="ISO time (default: the beginning of the data)."),
-    incremental: bool = typer.Option(False, "--incremental", help="Start where the last run ended "
-                                     "(`feast materialize-incremental`)."),
+    incremental: bool = typer.Option(
+        False, "--incremental", help="Start where the last run ended (`feast materialize-incremental`)."
+    ),
     online_store: OnlineStore = ONLINE_STORE,
 ) -> None:
     """Load the latest features per stay as of --end into the online store (`feast materialize`)."""
@@ -202,8 +234,12 @@ def features_serve(
 @reports_errors
 def train(
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP.format("demo")),
-    overrides: list[str] = typer.Option([], "--set", help="Override a setting: section.key=value "
-                                        "(e.g. train.lr=0.0005, grid.dropout=[0.1,0.3], outcome=died_in_icu)."),
+    overrides: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Override a setting: section.key=value "
+        "(e.g. train.lr=0.0005, grid.dropout=[0.1,0.3], outcome=died_in_icu).",
+    ),
     out: Path = typer.Option(None, "--out", help="Run folder (default: data/runs/<time>)."),
 ) -> None:
     """Train the fusion model with the study's protocol on the Feast training set; write a run folder."""
@@ -215,8 +251,9 @@ def train(
 @reports_errors
 def evaluate(
     run: Path = RUN,
-    resamples: int = typer.Option(workflow.DEFAULT_RESAMPLES, "--resamples", help="Bootstrap resamples for the "
-                                  "95% intervals."),
+    resamples: int = typer.Option(
+        workflow.DEFAULT_RESAMPLES, "--resamples", help="Bootstrap resamples for the 95% intervals."
+    ),
 ) -> None:
     """Evaluate a run on its held-out test set: metrics with CIs, baselines, plots and report.md."""
     say(f"report: {workflow.evaluate(run, resamples).report}")
@@ -225,22 +262,33 @@ def evaluate(
 @app.command()
 @reports_errors
 def score(
-    as_of: str = typer.Option(None, "--as-of", help="ISO time to score as of, or 'now'. Offline: required. "
-                              "Online: default the time the online store is materialized to (MIMIC-IV's "
-                              "dates lie in the future; live deployments pass 'now')."),
-    online: bool = typer.Option(False, "--online/--offline", help="Read the Feast online store, or do a "
-                                "point-in-time historical retrieval (the default)."),
-    stays: str = typer.Option(None, "--stays", help="Comma-separated stay ids (default: the cohort stays in "
-                              "the ICU at that time)."),
+    as_of: str = typer.Option(
+        None,
+        "--as-of",
+        help="ISO time to score as of, or 'now'. Offline: required. "
+        "Online: default the time the online store is materialized to (MIMIC-IV's "
+        "dates lie in the future; live deployments pass 'now').",
+    ),
+    online: bool = typer.Option(
+        False,
+        "--online/--offline",
+        help="Read the Feast online store, or do a point-in-time historical retrieval (the default).",
+    ),
+    stays: str = typer.Option(
+        None, "--stays", help="Comma-separated stay ids (default: the cohort stays in the ICU at that time)."
+    ),
     run: Path = RUN,
     out: Path = typer.Option(None, "--out", help="CSV to write (default: data/scores/<mode>-<time>.csv)."),
     online_store: OnlineStore = ONLINE_STORE,
 ) -> None:
     """Score stays with only what was known at a time: probability, decision, model version, missing inputs."""
     result = workflow.score(parse_time(as_of), online, parse_stays(stays), run, out, online_store)
-    say(f"{result.mode} scores as of {result.as_of} by {result.model_version}: {result.scored} stays scored, "
+    say(
+        f"{result.mode} scores as of {result.as_of} by {result.model_version}: {result.scored} stays scored, "
         f"{result.above_threshold} above the threshold {result.threshold:.3f}"
-        + (f", {result.unknown} with no features at that time" if result.unknown else "") + f"\n{result.csv}")
+        + (f", {result.unknown} with no features at that time" if result.unknown else "")
+        + f"\n{result.csv}"
+    )
 
 
 @app.command()
@@ -249,17 +297,20 @@ def serve(
     run: Path = RUN,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told otherwise)."),
     port: int = typer.Option(8000, "--port"),
-    clock: Literal["materialized", "now"] = typer.Option("materialized", "--clock", help="The time requests are scored as of: "
-                              "'materialized' (where the online store is filled to; for MIMIC-IV replays) or "
-                              "'now' (the wall clock; live data)."),
+    clock: Literal["materialized", "now"] = typer.Option(
+        "materialized",
+        "--clock",
+        help="The time requests are scored as of: "
+        "'materialized' (where the online store is filled to; for MIMIC-IV replays) or "
+        "'now' (the wall clock; live data).",
+    ),
     online_store: OnlineStore = ONLINE_STORE,
     workers: int = typer.Option(1, "--workers", help="Worker processes (about one per core)."),
 ) -> None:
     """HTTP scoring service on the online store: POST /score, GET /health (docs at /docs)."""
     from .serving.service import run_service
 
-    run_service(Path(run or workflow.latest_run()), host, port, clock, online_store, workers,
-                announce=say)
+    run_service(Path(run or workflow.latest_run()), host, port, clock, online_store, workers, announce=say)
 
 
 @app.command()
@@ -277,13 +328,17 @@ def demo(
 @app.command()
 @reports_errors
 def pipeline(
-    mimic: Path = typer.Option(..., "--mimic", help="MIMIC-IV folder with hosp/ and icu/, and note/ from "
-                               "MIMIC-IV-Note when you have it."),
+    mimic: Path = typer.Option(
+        ..., "--mimic", help="MIMIC-IV folder with hosp/ and icu/, and note/ from MIMIC-IV-Note when you have it."
+    ),
     encoder: str = typer.Option(workflow.DEFAULT_ENCODER, "--encoder", help=ENCODER_HELP),
-    config: Path = typer.Option(None, "--config", help=CONFIG_HELP.format("study") + " demo.yaml is a small "
-                                "grid."),
-    run_name: str = typer.Option(None, "--run-name", help="Run folder under data/runs (default: the config's "
-                                 "name); reused when trained with this config on this training set."),
+    config: Path = typer.Option(None, "--config", help=CONFIG_HELP.format("study") + " demo.yaml is a small grid."),
+    run_name: str = typer.Option(
+        None,
+        "--run-name",
+        help="Run folder under data/runs (default: the config's "
+        "name); reused when trained with this config on this training set.",
+    ),
 ) -> None:
     """The whole chain on a MIMIC-IV folder: `dbt build`, embed the notes, apply and materialize the Feast
     store, train, evaluate, score offline and online. It ends with what ran, what it reused and what it
@@ -304,8 +359,10 @@ def summary(steps: list[workflow.StepResult]) -> None:
         table.add_row(step.step, f"[{colours[step.status]}]{step.status}[/]", step.detail)
     console.rule("done")
     console.print(table)
-    say(f"warehouse: {paths.warehouse_path()}\nfeature tables (Parquet): {paths.features_dir()}\n"
-        f"scores: {paths.data_dir() / 'scores'}")
+    say(
+        f"warehouse: {paths.warehouse_path()}\nfeature tables (Parquet): {paths.features_dir()}\n"
+        f"scores: {paths.data_dir() / 'scores'}"
+    )
     skipped = [step.step for step in steps if step.status == "skipped"]
     if skipped:
         say(f"skipped: {', '.join(skipped)} (reasons above)")

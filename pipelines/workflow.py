@@ -50,14 +50,17 @@ class TrainingInterrupted(SepsisFusionError):
 
     def __init__(self, run_dir: Path, kept_folds: int, work: Path, again: str):
         self.run_dir, self.kept_folds, self.work = run_dir, kept_folds, work
-        super().__init__(f"interrupted: {kept_folds} finished cross-validation fold(s) are kept in {work}"
-                         + (f", and {run_dir} is as it was" if run_dir.exists() else "")
-                         + f"; to resume, run again: {again}")
+        super().__init__(
+            f"interrupted: {kept_folds} finished cross-validation fold(s) are kept in {work}"
+            + (f", and {run_dir} is as it was" if run_dir.exists() else "")
+            + f"; to resume, run again: {again}"
+        )
 
 
 @dataclass(frozen=True)
 class StepResult:
     """One line of a chain's summary."""
+
     step: str
     status: Status
     detail: str
@@ -68,7 +71,7 @@ class SynthStep:
     out: Path
     stays: int
     seed: int
-    rows: dict[str, int]    # rows written per table ("icu/chartevents": n); empty when reused
+    rows: dict[str, int]  # rows written per table ("icu/chartevents": n); empty when reused
     reused: bool
 
 
@@ -76,7 +79,7 @@ class SynthStep:
 class BuildStep:
     mimic: Path
     warehouse: Path
-    nodes: list[str]        # the dbt nodes that ran; empty when nothing had changed
+    nodes: list[str]  # the dbt nodes that ran; empty when nothing had changed
 
     @property
     def reused(self) -> bool:
@@ -87,7 +90,7 @@ class BuildStep:
 class EmbedStep:
     encoder: str
     notes: int
-    embedded: int           # encoded now (the rest came from the cache)
+    embedded: int  # encoded now (the rest came from the cache)
     windows: int
     windows_with_notes: int
     seconds_encoding: float
@@ -110,7 +113,7 @@ class MaterializeStep:
 @dataclass(frozen=True)
 class TrainStep:
     run_dir: Path
-    test_auroc: float | None    # None when reused
+    test_auroc: float | None  # None when reused
     reused: bool
 
 
@@ -146,8 +149,9 @@ def default_mimic() -> Path:
     return Path(os.environ.get("SEPSIS_FUSION_MIMIC_DIR", paths.data_dir() / "synthetic"))
 
 
-def synthesize(stays: int = SYNTH_STAYS, seed: int = 0, out: Path | None = None, density: str = "full",
-               reuse: bool = False) -> SynthStep:
+def synthesize(
+    stays: int = SYNTH_STAYS, seed: int = 0, out: Path | None = None, density: str = "full", reuse: bool = False
+) -> SynthStep:
     """Generate a synthetic MIMIC-IV; with `reuse`, keep a folder generated with the same arguments."""
     from .synth.generate import generate, matches
 
@@ -167,17 +171,31 @@ def build(mimic: Path | None = None, select: str | None = None, force: bool = Fa
     return BuildStep(mimic.resolve(), paths.warehouse_path(), nodes)
 
 
-def embed(encoder: str = DEFAULT_ENCODER, pooling: str = "mean", device: str = "auto", max_length: int = 512,
-          stride: int = 64, batch_tokens: int = 16384) -> EmbedStep:
+def embed(
+    encoder: str = DEFAULT_ENCODER,
+    pooling: str = "mean",
+    device: str = "auto",
+    max_length: int = 512,
+    stride: int = 64,
+    batch_tokens: int = 16384,
+) -> EmbedStep:
     """Embed the notes of notes_to_embed (new or changed ones only) and pool them per window."""
     from .embed.encoder import load_encoder
     from .embed.run import embed_feature_folder
 
     enc = load_encoder(encoder, pooling=pooling, device=device, max_length=max_length)
-    result = embed_feature_folder(enc, paths.features_dir(), paths.data_dir() / "embedding_cache",
-                                  stride=stride, batch_tokens=batch_tokens)
-    return EmbedStep(encoder, result.notes, result.embedded, result.windows, result.windows_with_notes,
-                     result.seconds_encoding, paths.features_dir())
+    result = embed_feature_folder(
+        enc, paths.features_dir(), paths.data_dir() / "embedding_cache", stride=stride, batch_tokens=batch_tokens
+    )
+    return EmbedStep(
+        encoder,
+        result.notes,
+        result.embedded,
+        result.windows,
+        result.windows_with_notes,
+        result.seconds_encoding,
+        paths.features_dir(),
+    )
 
 
 def apply_store(online_store: str = DEFAULT_ONLINE_STORE) -> ApplyStep:
@@ -188,8 +206,12 @@ def apply_store(online_store: str = DEFAULT_ONLINE_STORE) -> ApplyStep:
     return ApplyStep(online_store, output, paths.data_dir() / "feast")
 
 
-def materialize_store(end: dt.datetime | None = None, start: dt.datetime | None = None, incremental: bool = False,
-                      online_store: str = DEFAULT_ONLINE_STORE) -> MaterializeStep:
+def materialize_store(
+    end: dt.datetime | None = None,
+    start: dt.datetime | None = None,
+    incremental: bool = False,
+    online_store: str = DEFAULT_ONLINE_STORE,
+) -> MaterializeStep:
     """`feast materialize`: each stay's latest features as of `end` (default: the data's present)."""
     from .features.store import materialize, open_store
 
@@ -201,9 +223,15 @@ def default_run_dir() -> Path:
     return paths.data_dir() / "runs" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def train(config: Path | None = None, overrides: tuple[str, ...] | list[str] = (), out: Path | None = None,
-          reporter: Reporter = Silent(), reuse: bool = False, resume_hint: str | None = None,
-          ts=None) -> TrainStep:
+def train(
+    config: Path | None = None,
+    overrides: tuple[str, ...] | list[str] = (),
+    out: Path | None = None,
+    reporter: Reporter = Silent(),
+    reuse: bool = False,
+    resume_hint: str | None = None,
+    ts=None,
+) -> TrainStep:
     """The study's protocol on the Feast training set, written to a run folder. With `reuse`, a run folder
     trained with this config on this training set is kept. Ctrl-C raises TrainingInterrupted."""
     from sepsis_fusion.model.study import is_current, load_config, partial_folder, run_study
@@ -228,8 +256,12 @@ def train_command(config: Path | None, overrides, run_dir: Path) -> str:
     """The command that resumes an interrupted `train`."""
     from shlex import quote
 
-    return " ".join(["sepsis-fusion train"] + ([f"--config {quote(str(config))}"] if config else [])
-                    + [f"--set {quote(o)}" for o in overrides] + [f"--out {quote(str(run_dir))}"])
+    return " ".join(
+        ["sepsis-fusion train"]
+        + ([f"--config {quote(str(config))}"] if config else [])
+        + [f"--set {quote(o)}" for o in overrides]
+        + [f"--out {quote(str(run_dir))}"]
+    )
 
 
 def latest_run() -> Path:
@@ -238,8 +270,7 @@ def latest_run() -> Path:
     return newest(paths.data_dir() / "runs")
 
 
-def evaluate(run: Path | None = None, resamples: int = DEFAULT_RESAMPLES, reuse: bool = False,
-             ts=None) -> EvaluateStep:
+def evaluate(run: Path | None = None, resamples: int = DEFAULT_RESAMPLES, reuse: bool = False, ts=None) -> EvaluateStep:
     """Metrics with bootstrap intervals on the run's held-out test set, baselines, plots, report.md."""
     from sepsis_fusion.model.evaluate import evaluate as evaluate_run
 
@@ -251,9 +282,15 @@ def evaluate(run: Path | None = None, resamples: int = DEFAULT_RESAMPLES, reuse:
     return EvaluateStep(evaluate_run(ts or training_set(), run, resamples), reused=False)
 
 
-def score(as_of: dt.datetime | None = None, online: bool = False, stays: list[int] | None = None,
-          run: Path | None = None, out: Path | None = None,
-          online_store: str = DEFAULT_ONLINE_STORE, scorer=None) -> ScoreStep:
+def score(
+    as_of: dt.datetime | None = None,
+    online: bool = False,
+    stays: list[int] | None = None,
+    run: Path | None = None,
+    out: Path | None = None,
+    online_store: str = DEFAULT_ONLINE_STORE,
+    scorer=None,
+) -> ScoreStep:
     """Score stays with only what was known at `as_of`: offline (point-in-time historical retrieval; needs
     `as_of`) or online (the online store; default `as_of` its materialization time). Default stays: the
     cohort stays in the ICU at that time. The scores are written as CSV (default data/scores/)."""
@@ -277,8 +314,14 @@ def score(as_of: dt.datetime | None = None, online: bool = False, stays: list[in
     return ScoreStep(mode, when, scorer.version, scorer.threshold, table, out)
 
 
-def run_chain(mimic: Path, encoder: str, config: Path, run_dir: Path, reporter: Reporter = Silent(),
-              steps: list[StepResult] | None = None) -> list[StepResult]:
+def run_chain(
+    mimic: Path,
+    encoder: str,
+    config: Path,
+    run_dir: Path,
+    reporter: Reporter = Silent(),
+    steps: list[StepResult] | None = None,
+) -> list[StepResult]:
     """build -> embed -> Feast apply and materialize -> train -> evaluate -> score offline and online.
     Each step is reused when its inputs are unchanged; training is skipped, with the reason, when the
     cohort cannot support it. Returns the summary, one StepResult per step (failures raise)."""
@@ -293,15 +336,31 @@ def run_chain(mimic: Path, encoder: str, config: Path, run_dir: Path, reporter: 
 
     start("dbt build")
     built = build(mimic)
-    steps.append(StepResult("dbt build", "reused" if built.reused else "done",
-                            f"{mimic} and dbt_project/ unchanged since the last build" if built.reused
-                            else f"{len(built.nodes)} nodes passed"))
+    steps.append(
+        StepResult(
+            "dbt build",
+            "reused" if built.reused else "done",
+            f"{mimic} and dbt_project/ unchanged since the last build"
+            if built.reused
+            else f"{len(built.nodes)} nodes passed",
+        )
+    )
     start(f"note embeddings ({encoder})")
     notes = embed(encoder)
-    steps.append(StepResult("note embeddings", "done", f"{notes.notes:,} notes ({notes.embedded:,} embedded now), "
-                            f"{notes.windows_with_notes:,} of {notes.windows:,} windows with notes") if notes.notes
-                 else StepResult("note embeddings", "degraded", "no notes (no note/ folder, or no report of a "
-                                 "cohort stay): every note window is marked missing"))
+    steps.append(
+        StepResult(
+            "note embeddings",
+            "done",
+            f"{notes.notes:,} notes ({notes.embedded:,} embedded now), "
+            f"{notes.windows_with_notes:,} of {notes.windows:,} windows with notes",
+        )
+        if notes.notes
+        else StepResult(
+            "note embeddings",
+            "degraded",
+            "no notes (no note/ folder, or no report of a cohort stay): every note window is marked missing",
+        )
+    )
     start("Feast: apply and materialize (SQLite online store)")
     apply_store()
     materialize_store()
@@ -312,19 +371,33 @@ def run_chain(mimic: Path, encoder: str, config: Path, run_dir: Path, reporter: 
         trained = train(config, out=run_dir, reporter=reporter, reuse=True, resume_hint="the same command", ts=ts)
     except TooFewStays as exc:
         reporter.line(f"training skipped: {exc}")
-        return steps + [StepResult("train", "skipped", str(exc))] + \
-            [StepResult(name, "skipped", "no model was trained") for name in ("evaluate", "score")]
+        return (
+            steps
+            + [StepResult("train", "skipped", str(exc))]
+            + [StepResult(name, "skipped", "no model was trained") for name in ("evaluate", "score")]
+        )
     if trained.reused:
         reporter.line(f"reusing {run_dir}: trained with this config on this training set")
-    steps.append(StepResult("train", "reused", f"{run_dir}: trained with this config on this training set")
-                 if trained.reused else StepResult("train", "done", f"{run_dir} (test AUROC {trained.test_auroc:.3f})"))
+    steps.append(
+        StepResult("train", "reused", f"{run_dir}: trained with this config on this training set")
+        if trained.reused
+        else StepResult("train", "done", f"{run_dir} (test AUROC {trained.test_auroc:.3f})")
+    )
     start("evaluate on the held-out test set")
-    reporter.line(f"metrics with {DEFAULT_RESAMPLES:,} bootstrap resamples, baselines (logistic regression, "
-                  "gradient boosting, SOFA at T), plots, report and model card")
+    reporter.line(
+        f"metrics with {DEFAULT_RESAMPLES:,} bootstrap resamples, baselines (logistic regression, "
+        "gradient boosting, SOFA at T), plots, report and model card"
+    )
     evaluated = evaluate(run_dir, reuse=trained.reused, ts=ts)
-    steps.append(StepResult("evaluate", "reused" if evaluated.reused else "done",
-                            str(evaluated.report) if evaluated.reused else
-                            f"{evaluated.report}, plots {run_dir}/*.png, model card {run_dir / 'model_card.md'}"))
+    steps.append(
+        StepResult(
+            "evaluate",
+            "reused" if evaluated.reused else "done",
+            str(evaluated.report)
+            if evaluated.reused
+            else f"{evaluated.report}, plots {run_dir}/*.png, model card {run_dir / 'model_card.md'}",
+        )
+    )
     start("score offline (as of a past time) and online (as of the online store's time)")
     steps.append(StepResult("score", "done", "; ".join(_score_both(run_dir, reporter))))
     return steps
@@ -351,8 +424,9 @@ def _score_both(run_dir: Path, reporter: Reporter) -> list[str]:
     return done
 
 
-def demo(stays: int = DEMO_STAYS, seed: int = 0, out: Path | None = None,
-         reporter: Reporter = Silent()) -> list[StepResult]:
+def demo(
+    stays: int = DEMO_STAYS, seed: int = 0, out: Path | None = None, reporter: Reporter = Silent()
+) -> list[StepResult]:
     """The main job on synthetic data: generate (or reuse) a synthetic MIMIC-IV, then run_chain with the
     packaged MiniLM encoder and the demo config."""
     reporter.step("1. synthetic MIMIC-IV")
@@ -361,12 +435,18 @@ def demo(stays: int = DEMO_STAYS, seed: int = 0, out: Path | None = None,
     if synth.reused:
         reporter.line(f"reusing {where}")
     first = StepResult("synthetic MIMIC-IV", "reused" if synth.reused else "done", where)
-    return run_chain(synth.out, DEMO_ENCODER, paths.config_path("demo"), paths.data_dir() / "runs" / "demo",
-                     reporter, steps=[first])
+    return run_chain(
+        synth.out, DEMO_ENCODER, paths.config_path("demo"), paths.data_dir() / "runs" / "demo", reporter, steps=[first]
+    )
 
 
-def pipeline(mimic: Path, encoder: str = DEFAULT_ENCODER, config: Path | None = None, run_name: str | None = None,
-             reporter: Reporter = Silent()) -> list[StepResult]:
+def pipeline(
+    mimic: Path,
+    encoder: str = DEFAULT_ENCODER,
+    config: Path | None = None,
+    run_name: str | None = None,
+    reporter: Reporter = Silent(),
+) -> list[StepResult]:
     """The whole chain on a MIMIC-IV folder, with the study's full grid unless told otherwise."""
     config = Path(config or paths.config_path("study"))
     return run_chain(Path(mimic), encoder, config, paths.data_dir() / "runs" / (run_name or config.stem), reporter)

@@ -10,12 +10,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import pytest
 import torch
 
+from sepsis_fusion.model.inputs import TrainingSet
+from sepsis_fusion.model.study import load_config, run_study
 from sepsis_fusion.pipelines.build import dbt_build
 from sepsis_fusion.pipelines.embed.encoder import load_encoder
 from sepsis_fusion.pipelines.embed.run import embed_feature_folder
-from sepsis_fusion.model.study import load_config, run_study
 from sepsis_fusion.pipelines.features.store import apply, open_store
-from sepsis_fusion.model.inputs import TrainingSet
 from sepsis_fusion.pipelines.features.training import training_set
 from sepsis_fusion.pipelines.synth.generate import generate
 
@@ -72,15 +72,33 @@ def tiny_bert(tmp_path_factory) -> Path:
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(SENTENCES, trainers.WordPieceTrainer(
-        vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tok.train_from_iterator(
+        SENTENCES,
+        trainers.WordPieceTrainer(vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]),
+    )
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    ).save_pretrained(folder)
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
+    BertModel(
+        BertConfig(
+            vocab_size=tok.get_vocab_size(),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(folder)
     return folder
 
 
@@ -104,8 +122,10 @@ def synthetic_training_set(feature_data) -> TrainingSet:
 @pytest.fixture(scope="session")
 def trained_run(synthetic_training_set, tmp_path_factory) -> Path:
     """A run folder from the study's protocol on the synthetic training set, with a small grid."""
-    config = load_config(ROOT / "model" / "configs" / "demo.yaml",
-                         ["folds=3", "grid={dropout: [0.1, 0.3]}", "train.max_epochs=6", "train.patience=3"])
+    config = load_config(
+        ROOT / "model" / "configs" / "demo.yaml",
+        ["folds=3", "grid={dropout: [0.1, 0.3]}", "train.max_epochs=6", "train.patience=3"],
+    )
     out = tmp_path_factory.mktemp("run") / "run"
     run_study(synthetic_training_set, config, out, progress=lambda line: None)
     return out

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
+from mimic_files import set_cell
 
 from sepsis_fusion.pipelines.build import BuildError, dbt_build
-
-from mimic_files import set_cell
 
 
 def query(warehouse: Path, sql: str) -> list[tuple]:
@@ -39,8 +39,11 @@ def test_dbt_build_on_the_open_demo(demo_warehouse):
 def copy_mimic(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> Path:
     for sub in ("hosp", "icu", "note"):
         if (src / sub).is_dir():
-            shutil.copytree(src / sub, dst / sub, ignore=lambda d, names: [n for n in names if any(
-                str(Path(d, n)).endswith(s) for s in skip)])
+            shutil.copytree(
+                src / sub,
+                dst / sub,
+                ignore=lambda d, names: [n for n in names if any(str(Path(d, n)).endswith(s) for s in skip)],
+            )
     return dst
 
 
@@ -77,16 +80,28 @@ def test_rebuild_reloads_changed_files_only_and_is_skipped_when_nothing_changed(
 def test_bad_raw_files_are_named_and_the_last_build_is_kept(small_mimic, tmp_path):
     warehouse = tmp_path / "w.duckdb"
     dbt_build(small_mimic, warehouse=warehouse)
-    icustays, patients, chartevents = (small_mimic / f for f in ("icu/icustays.csv.gz", "hosp/patients.csv.gz",
-                                                                  "icu/chartevents.csv.gz"))
+    icustays, patients, chartevents = (
+        small_mimic / f for f in ("icu/icustays.csv.gz", "hosp/patients.csv.gz", "icu/chartevents.csv.gz")
+    )
     cases = [  # what is wrong, the damage, what the error must say
-        ("a missing table", icustays, lambda: icustays.unlink(),
-         f"MIMIC-IV table icu/icustays not found: expected {icustays}"),
-        ("a value of the wrong type", patients, lambda: set_cell(patients, 3, "anchor_age", "seventy"),
-         f"{patients}, line 4: column anchor_age holds 'seventy', which is not a smallint"),
-        ("a truncated gzip file (a download cut short)", chartevents,
-         lambda: chartevents.write_bytes(chartevents.read_bytes()[: chartevents.stat().st_size // 2]),
-         f"Unexpected end of GZIP stream: {chartevents}"),
+        (
+            "a missing table",
+            icustays,
+            lambda: icustays.unlink(),
+            f"MIMIC-IV table icu/icustays not found: expected {icustays}",
+        ),
+        (
+            "a value of the wrong type",
+            patients,
+            lambda: set_cell(patients, 3, "anchor_age", "seventy"),
+            f"{patients}, line 4: column anchor_age holds 'seventy', which is not a smallint",
+        ),
+        (
+            "a truncated gzip file (a download cut short)",
+            chartevents,
+            lambda: chartevents.write_bytes(chartevents.read_bytes()[: chartevents.stat().st_size // 2]),
+            f"Unexpected end of GZIP stream: {chartevents}",
+        ),
     ]
     for case, path, damage, message in cases:
         whole = path.read_bytes()
@@ -139,16 +154,18 @@ def test_the_cli_reports_bad_input_without_a_traceback(small_mimic, tmp_path):
     import sys
 
     (small_mimic / "hosp/admissions.csv.gz").write_bytes(b"not gzip at all")
-    proc = subprocess.run([str(Path(sys.executable).with_name("sepsis-fusion")), "build", "--mimic", str(small_mimic)],
-                          capture_output=True, text=True, env={**os.environ, "SEPSIS_FUSION_DATA": str(tmp_path)})
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("sepsis-fusion")), "build", "--mimic", str(small_mimic)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SEPSIS_FUSION_DATA": str(tmp_path)},
+    )
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"error: dbt build over {small_mimic} failed")
     assert "admissions.csv.gz" in proc.stderr and "Traceback" not in proc.stdout + proc.stderr
 
 
-def features_of(warehouse: Path) -> dict[str, "pd.DataFrame"]:
-    import pandas as pd
-
+def features_of(warehouse: Path) -> dict[str, pd.DataFrame]:
     out = {}
     for path in sorted((warehouse.parent / "features").glob("*.parquet")):
         frame = pd.read_parquet(path)
@@ -175,23 +192,66 @@ def plant_odd_values(mimic: Path, stays: list[tuple], odd: bool) -> None:
         return v if odd else None
 
     at = [(s, h, i, t + dt.timedelta(hours=hours)) for s, h, i, t, _ in stays for hours in (1, 12)]
-    append_rows(mimic, "hosp/labevents", [
-        {"labevent_id": 900000 + 2 * k + j, "subject_id": s, "hadm_id": h, "itemid": item, "charttime": t,
-         "storetime": t, "value": value(v), "valuenum": value(v), "valueuom": "mg/dL"}
-        for k, (s, h, i, t) in enumerate(at) for j, (item, v) in enumerate(((50885, "inf"), (50912, "NaN")))])
-    append_rows(mimic, "icu/chartevents", [
-        {"subject_id": s, "hadm_id": h, "stay_id": i, "charttime": t, "storetime": t, "itemid": item, "value": value(v),
-         "valuenum": value(v)} for s, h, i, t in at for item, v in ((220052, "-inf"), (220045, "inf"), (226512, "Infinity"))])
-    append_rows(mimic, "hosp/omr", [
-        {"subject_id": s, "chartdate": (admit - dt.timedelta(days=1)).date(), "seq_num": 9,
-         "result_name": "Weight (Lbs)", "result_value": value("inf")} for s, h, i, t, admit in stays])
+    append_rows(
+        mimic,
+        "hosp/labevents",
+        [
+            {
+                "labevent_id": 900000 + 2 * k + j,
+                "subject_id": s,
+                "hadm_id": h,
+                "itemid": item,
+                "charttime": t,
+                "storetime": t,
+                "value": value(v),
+                "valuenum": value(v),
+                "valueuom": "mg/dL",
+            }
+            for k, (s, h, i, t) in enumerate(at)
+            for j, (item, v) in enumerate(((50885, "inf"), (50912, "NaN")))
+        ],
+    )
+    append_rows(
+        mimic,
+        "icu/chartevents",
+        [
+            {
+                "subject_id": s,
+                "hadm_id": h,
+                "stay_id": i,
+                "charttime": t,
+                "storetime": t,
+                "itemid": item,
+                "value": value(v),
+                "valuenum": value(v),
+            }
+            for s, h, i, t in at
+            for item, v in ((220052, "-inf"), (220045, "inf"), (226512, "Infinity"))
+        ],
+    )
+    append_rows(
+        mimic,
+        "hosp/omr",
+        [
+            {
+                "subject_id": s,
+                "chartdate": (admit - dt.timedelta(days=1)).date(),
+                "seq_num": 9,
+                "result_name": "Weight (Lbs)",
+                "result_value": value("inf"),
+            }
+            for s, h, i, t, admit in stays
+        ],
+    )
 
 
 def test_nan_and_infinite_raw_values_are_missing_values_not_extremes(small_mimic, tmp_path):
     """The same rows built twice, once with NaN/inf values and once with none: the features are equal."""
-    stays = duckdb.sql(f"SELECT i.subject_id, i.hadm_id, i.stay_id, i.intime::TIMESTAMP, a.admittime::TIMESTAMP "
-                       f"FROM read_csv('{small_mimic}/icu/icustays.csv.gz') AS i "
-                       f"JOIN read_csv('{small_mimic}/hosp/admissions.csv.gz') AS a USING (hadm_id)").fetchall()
+    stays = duckdb.sql(
+        f"SELECT i.subject_id, i.hadm_id, i.stay_id, i.intime::TIMESTAMP, a.admittime::TIMESTAMP "
+        f"FROM read_csv('{small_mimic}/icu/icustays.csv.gz') AS i "
+        f"JOIN read_csv('{small_mimic}/hosp/admissions.csv.gz') AS a USING (hadm_id)"
+    ).fetchall()
     built = {}
     for odd in (False, True):
         mimic = copy_mimic(small_mimic, tmp_path / f"mimic_{odd}")
@@ -199,12 +259,19 @@ def test_nan_and_infinite_raw_values_are_missing_values_not_extremes(small_mimic
         built[odd] = tmp_path / f"odd_{odd}" / "w.duckdb"
         dbt_build(mimic, warehouse=built[odd])
     assert count(built[True], "cohort") > 0
-    assert query(built[True], "SELECT count(*) FROM raw.hosp_labevents WHERE NOT isfinite(valuenum)")[0][0] == \
-        2 * 2 * len(stays)
-    columns = query(built[True], "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema "
-                                 "= 'main' AND data_type IN ('DOUBLE', 'FLOAT')")
-    odd = {f"{t}.{c}": n for t, c in columns
-           if (n := query(built[True], f'SELECT count(*) FROM "{t}" WHERE NOT isfinite("{c}")')[0][0])}
+    assert query(built[True], "SELECT count(*) FROM raw.hosp_labevents WHERE NOT isfinite(valuenum)")[0][
+        0
+    ] == 2 * 2 * len(stays)
+    columns = query(
+        built[True],
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema "
+        "= 'main' AND data_type IN ('DOUBLE', 'FLOAT')",
+    )
+    odd = {
+        f"{t}.{c}": n
+        for t, c in columns
+        if (n := query(built[True], f'SELECT count(*) FROM "{t}" WHERE NOT isfinite("{c}")')[0][0])
+    }
     assert odd == {}  # no NaN or infinity in any staging, intermediate or mart relation
     assert_same_features(features_of(built[True]), features_of(built[False]))
 
@@ -217,9 +284,17 @@ def test_a_build_killed_midway_leaves_the_last_build_and_the_next_build_complete
     warehouse = tmp_path / "w.duckdb"
     dbt_build(small_mimic, warehouse=warehouse)
     before = features_of(warehouse)
-    code = f"from sepsis_fusion.pipelines.build import dbt_build; dbt_build({str(small_mimic)!r}, {str(warehouse)!r}, force=True)"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    code = (
+        "from sepsis_fusion.pipelines.build import dbt_build; "
+        f"dbt_build({str(small_mimic)!r}, {str(warehouse)!r}, force=True)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     done = 0
     for line in proc.stdout:  # kill dbt and its parent once the models are being rebuilt
         done += " OK created " in line

@@ -10,12 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import SENTENCES
 
 from sepsis_fusion.pipelines.embed.chunks import chunk_spans, clean_text
 from sepsis_fusion.pipelines.embed.encoder import EncoderNotFound, load_encoder
 from sepsis_fusion.pipelines.embed.run import embed_feature_folder, embed_texts, special_tokens_around
 
-from conftest import SENTENCES
 
 @pytest.fixture()
 def encoder(tiny_bert, monkeypatch):
@@ -59,11 +59,16 @@ def test_long_note_is_the_token_weighted_mean_of_its_chunks(encoder):
     room = encoder.max_length - len(prefix) - len(suffix)
     spans = chunk_spans(len(plain), room, 4)
     assert len(spans) > 3
-    expected = sum((b - a) * direct(encoder, prefix + plain[a:b] + suffix) for a, b in spans) / sum(b - a for a, b in spans)
+    expected = sum((b - a) * direct(encoder, prefix + plain[a:b] + suffix) for a, b in spans) / sum(
+        b - a for a, b in spans
+    )
     np.testing.assert_allclose(embed_texts(encoder, [text], stride=4)[0], expected, atol=1e-5)
     # batching changes nothing: one chunk per batch against all in one
-    np.testing.assert_allclose(embed_texts(encoder, [text, "short"], stride=4, batch_tokens=16),
-                               embed_texts(encoder, [text, "short"], stride=4, batch_tokens=100_000), atol=1e-5)
+    np.testing.assert_allclose(
+        embed_texts(encoder, [text, "short"], stride=4, batch_tokens=16),
+        embed_texts(encoder, [text, "short"], stride=4, batch_tokens=100_000),
+        atol=1e-5,
+    )
 
 
 def test_empty_note_and_invalid_utf8(encoder):
@@ -71,7 +76,9 @@ def test_empty_note_and_invalid_utf8(encoder):
     vectors = embed_texts(encoder, ["", broken, None], stride=4)
     assert np.isfinite(vectors).all()
     np.testing.assert_allclose(vectors[0], vectors[2], atol=1e-6)
-    np.testing.assert_allclose(vectors[1], embed_texts(encoder, ["pleural \ufffd\ufffd effusion"], stride=4)[0], atol=1e-6)
+    np.testing.assert_allclose(
+        vectors[1], embed_texts(encoder, ["pleural \ufffd\ufffd effusion"], stride=4)[0], atol=1e-6
+    )
     assert clean_text(broken) == "pleural \ufffd\ufffd effusion"
 
 
@@ -79,16 +86,31 @@ def write_features(folder: Path, texts: dict[str, str]) -> None:
     """A feature folder as dbt writes it: five notes of stay 1 over three windows (the last has none)."""
     t0 = dt.datetime(2150, 1, 1, 10)
     ids = sorted(texts)
-    pq.write_table(pa.table({
-        "note_id": ids, "stay_id": pa.array([1] * len(ids), pa.int64()),
-        "available_at": [t0 + dt.timedelta(minutes=10 * i) for i in range(len(ids))],
-        "note_text": [texts[i] for i in ids]}), folder / "notes_to_embed.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "note_id": ids,
+                "stay_id": pa.array([1] * len(ids), pa.int64()),
+                "available_at": [t0 + dt.timedelta(minutes=10 * i) for i in range(len(ids))],
+                "note_text": [texts[i] for i in ids],
+            }
+        ),
+        folder / "notes_to_embed.parquet",
+    )
     ends = [t0 + dt.timedelta(hours=h) for h in (1, 2, 3)]
-    pq.write_table(pa.table({"stay_id": pa.array([1, 1, 1], pa.int64()), "event_timestamp": ends}),
-                   folder / "windows_24h.parquet")
-    pq.write_table(pa.table({"stay_id": pa.array([1] * 7, pa.int64()),
-                             "event_timestamp": [ends[0]] * 2 + [ends[1]] * 5,
-                             "note_id": ids[:2] + ids}), folder / "note_windows.parquet")
+    pq.write_table(
+        pa.table({"stay_id": pa.array([1, 1, 1], pa.int64()), "event_timestamp": ends}), folder / "windows_24h.parquet"
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "stay_id": pa.array([1] * 7, pa.int64()),
+                "event_timestamp": [ends[0]] * 2 + [ends[1]] * 5,
+                "note_id": ids[:2] + ids,
+            }
+        ),
+        folder / "note_windows.parquet",
+    )
 
 
 def test_cache_hits_misses_and_resume_after_interruption(encoder, tmp_path, capfd):
@@ -110,8 +132,11 @@ def test_cache_hits_misses_and_resume_after_interruption(encoder, tmp_path, capf
     assert changed.embedded == 1 and changed.notes == 5
 
     notes = pq.read_table(tmp_path / "note_embeddings.parquet").to_pandas().set_index("note_id")
-    np.testing.assert_allclose(np.stack(notes.loc["n3", "embedding"]).ravel(),
-                               embed_texts(encoder, ["The lungs are clear."], stride=4)[0], atol=1e-6)
+    np.testing.assert_allclose(
+        np.stack(notes.loc["n3", "embedding"]).ravel(),
+        embed_texts(encoder, ["The lungs are clear."], stride=4)[0],
+        atol=1e-6,
+    )
     windows = pq.read_table(tmp_path / "note_window_embeddings.parquet").to_pandas()
     assert windows.has_note.tolist() == [1, 1, 0] and windows.note_count.tolist() == [2, 5, 0]
     assert windows.embedding[2] is None

@@ -57,8 +57,9 @@ class Plants:
     def append(self, name: str, rows: pd.DataFrame) -> None:
         path = self._path(name)
         table = pq.read_table(path)
-        extra = pa.Table.from_pandas(rows.reindex(columns=table.column_names), schema=table.schema,
-                                     preserve_index=False)
+        extra = pa.Table.from_pandas(
+            rows.reindex(columns=table.column_names), schema=table.schema, preserve_index=False
+        )
         pq.write_table(pa.concat_tables([table, extra]), path)
 
     def drop(self, name: str, where: str) -> None:
@@ -85,8 +86,7 @@ def rows_of(feature_data: Path, name: str, where: str) -> pd.DataFrame:
 def test_the_service_names_the_three_modalities(layout):
     assert layout.static_view == "static_baseline"
     assert layout.window_views == ("windows_24h_lag2", "windows_24h_lag1", "windows_24h")
-    assert layout.note_views == ("note_window_embeddings_lag2", "note_window_embeddings_lag1",
-                                 "note_window_embeddings")
+    assert layout.note_views == ("note_window_embeddings_lag2", "note_window_embeddings_lag1", "note_window_embeddings")
     assert len(layout.windows) == 29 * 6 and "lactate_max" in layout.windows
     assert {"age", "charlson_comorbidity_index", "sofa_at_onset"} <= set(layout.static)
     assert {"admission_type", "insurance", "race"} <= set(layout.categorical)
@@ -113,8 +113,9 @@ def test_training_set_equals_a_direct_lookup_of_the_feature_files(feature_data, 
                      WHERE c.stay_id IS NOT NULL ORDER BY c.stay_id"""
         expected = duckdb.sql(lookup).df()
         np.testing.assert_array_equal(f.window_mask[:, j], expected["present"])
-        np.testing.assert_allclose(f.windows[:, j], expected[list(f.layout.windows)].to_numpy(float),
-                                   rtol=1e-6, equal_nan=True)
+        np.testing.assert_allclose(
+            f.windows[:, j], expected[list(f.layout.windows)].to_numpy(float), rtol=1e-6, equal_nan=True
+        )
         has_note = expected["has_note"].fillna(0).to_numpy() == 1
         np.testing.assert_array_equal(f.note_mask[:, j], has_note)
         if has_note.any():
@@ -131,7 +132,7 @@ def test_rows_after_the_entity_time_or_past_their_ttl_are_not_served(feature_dat
     (same window end, later created_timestamp); and, for another stay, only windows older than the ttl.
     None is served at T; each is served at a later time, so the plants themselves are visible."""
     long_before = cohort[cohort["prediction_time"] - cohort["intime"] > pd.Timedelta(hours=26)]
-    a, b = long_before.iloc[0], long_before.iloc[1]   # stays with a window 1 day before T
+    a, b = long_before.iloc[0], long_before.iloc[1]  # stays with a window 1 day before T
     t_a, t_b = a["prediction_time"], b["prediction_time"]
     just_after = t_a + pd.Timedelta(microseconds=1)
     latest = rows_of(feature_data, "windows_24h", f"stay_id = {a.stay_id} ORDER BY event_timestamp DESC LIMIT 1")
@@ -139,14 +140,20 @@ def test_rows_after_the_entity_time_or_past_their_ttl_are_not_served(feature_dat
     for lag in range(1, 7):
         late[f"event_timestamp_lag{lag}"] = just_after + pd.Timedelta(days=lag)
     plants.append("windows_24h", late)
-    served = rows_of(feature_data, "windows_24h",
-                     f"stay_id = {a.stay_id} AND event_timestamp = TIMESTAMP '{t_a.floor('h')}'")
+    served = rows_of(
+        feature_data, "windows_24h", f"stay_id = {a.stay_id} AND event_timestamp = TIMESTAMP '{t_a.floor('h')}'"
+    )
     plants.append("windows_24h", served.assign(created_timestamp=t_a + pd.Timedelta(hours=1), lactate_last=555.0))
     static = rows_of(feature_data, "static_baseline", f"stay_id = {a.stay_id}")
     plants.append("static_baseline", static.assign(event_timestamp=just_after, created_timestamp=just_after, age=999))
     note = rows_of(feature_data, "note_window_embeddings", f"stay_id = {a.stay_id} LIMIT 1")
-    note = note.assign(event_timestamp=just_after, created_timestamp=just_after, has_note=1, note_count=1,
-                       embedding=[np.full(note_dim(feature_data), 7.0, np.float32)])
+    note = note.assign(
+        event_timestamp=just_after,
+        created_timestamp=just_after,
+        has_note=1,
+        note_count=1,
+        embedding=[np.full(note_dim(feature_data), 7.0, np.float32)],
+    )
     plants.append("note_window_embeddings", note)
     # stay b: its windows of the last 2 hours before T go, so its latest row is older than the 1 h ttl
     plants.drop("windows_24h", f"stay_id = {b.stay_id} AND event_timestamp > TIMESTAMP '{t_b}' - INTERVAL 2 HOUR")
@@ -158,8 +165,8 @@ def test_rows_after_the_entity_time_or_past_their_ttl_are_not_served(feature_dat
     assert at_t.static.loc[0, "age"] != 999
     assert not (at_t.notes[0] == 7.0).all(axis=1).any()
     assert at_t.window_mask[0, -1]
-    assert not at_t.window_mask[1, -1] and np.isnan(at_t.windows[1, -1]).all()   # stale: not served
-    assert at_t.window_mask[1, -2]                                               # 1 day back: still there
+    assert not at_t.window_mask[1, -1] and np.isnan(at_t.windows[1, -1]).all()  # stale: not served
+    assert at_t.window_mask[1, -2]  # 1 day back: still there
 
     # the plants are reachable: served once their time has come, or without the created-time filter
     later = historical_features(store, layout, [a.stay_id], [just_after])
@@ -212,12 +219,17 @@ def test_online_sqlite_equals_offline_as_of_the_same_time(feature_data, store, c
     stay = online_matches_offline(feature_data, store, cohort)
     # the reader returns what Feast's own get_online_features returns
     t = cohort.set_index("stay_id").loc[stay, "prediction_time"].to_pydatetime()
-    feast = store.get_online_features(features=store.get_feature_service(SERVICE_NAME),
-                                      entity_rows=[{"stay_id": stay}], full_feature_names=True).to_dict()
+    feast = store.get_online_features(
+        features=store.get_feature_service(SERVICE_NAME), entity_rows=[{"stay_id": stay}], full_feature_names=True
+    ).to_dict()
     mine = OnlineFeatures(store).read([stay], as_of=t)
     assert feast["static_baseline__age"][0] == mine.static.loc[0, "age"]
-    np.testing.assert_allclose(np.array([feast[f"windows_24h__{f}"][0] for f in mine.layout.windows], dtype=float),
-                               mine.windows[0, -1], rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(
+        np.array([feast[f"windows_24h__{f}"][0] for f in mine.layout.windows], dtype=float),
+        mine.windows[0, -1],
+        rtol=1e-6,
+        equal_nan=True,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -242,17 +254,26 @@ def test_feast_serve_answers_for_the_service(feature_data, store, cohort):
     port = free_port()
     env = {**os.environ, "SEPSIS_FUSION_DATA": str(feature_data)}
     cli = Path(sys.executable).parent / "sepsis-fusion"
-    proc = subprocess.Popen([str(cli), "features", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(cli), "features", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         stay = int(latest["stay_id"])
-        body = json.dumps({"feature_service": SERVICE_NAME, "entities": {"stay_id": [stay]},
-                           "full_feature_names": True}).encode()
+        body = json.dumps(
+            {"feature_service": SERVICE_NAME, "entities": {"stay_id": [stay]}, "full_feature_names": True}
+        ).encode()
         deadline, answer = time.monotonic() + 90, None
         while answer is None and time.monotonic() < deadline:
             try:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/get-online-features", data=body,
-                                             headers={"Content-Type": "application/json"})
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/get-online-features",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                )
                 answer = json.load(urllib.request.urlopen(req, timeout=5))
             except OSError:
                 assert proc.poll() is None, proc.stderr.read()

@@ -7,15 +7,19 @@ import pytest
 import torch
 
 from sepsis_fusion.model.fusion import FocalLoss, FusionConfig, FusionModel
+from sepsis_fusion.model.inputs import FeatureArrays, FeatureLayout
 from sepsis_fusion.model.preprocess import PreprocessConfig, Preprocessor
 from sepsis_fusion.model.train import TrainConfig, auroc, fit, predict
-from sepsis_fusion.model.inputs import FeatureArrays, FeatureLayout
 
 LAYOUT = FeatureLayout(
-    service="test", static_view="static_baseline",
-    static=("age", "lactate_first", "flag", "sofa", "noise", "admission_type"), categorical=("admission_type",),
-    window_views=("w2", "w1", "w0"), windows=("hr_mean", "hr_count", "lac_max", "lac_count"),
-    note_views=("n2", "n1", "n0"))
+    service="test",
+    static_view="static_baseline",
+    static=("age", "lactate_first", "flag", "sofa", "noise", "admission_type"),
+    categorical=("admission_type",),
+    window_views=("w2", "w1", "w0"),
+    windows=("hr_mean", "hr_count", "lac_max", "lac_count"),
+    note_views=("n2", "n1", "n0"),
+)
 
 
 def synthetic_arrays(n: int, seed: int) -> tuple[FeatureArrays, np.ndarray]:
@@ -26,12 +30,21 @@ def synthetic_arrays(n: int, seed: int) -> tuple[FeatureArrays, np.ndarray]:
     note_signal = rng.normal(0, 1, n)
     logit = 0.06 * (age - 65) + 1.2 * (lactate - 2.2) + 1.0 * note_signal - 1.3
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
-    static_numeric = np.column_stack([age, rng.normal(2, 1, n), rng.integers(0, 2, n).astype(float),
-                                      rng.integers(0, 15, n).astype(float), rng.normal(0, 1, n)])
+    static_numeric = np.column_stack(
+        [
+            age,
+            rng.normal(2, 1, n),
+            rng.integers(0, 2, n).astype(float),
+            rng.integers(0, 15, n).astype(float),
+            rng.normal(0, 1, n),
+        ]
+    )
     static_numeric[rng.random((n, 5)) < 0.08] = np.nan
     categorical = rng.choice(["EW EMER.", "URGENT", "ELECTIVE"], size=(n, 1)).astype(object)
-    windows = np.stack([rng.normal(90, 15, (n, 3)), np.full((n, 3), 24.0), rng.lognormal(0.7, 0.5, (n, 3)),
-                        np.full((n, 3), 2.0)], axis=2)
+    windows = np.stack(
+        [rng.normal(90, 15, (n, 3)), np.full((n, 3), 24.0), rng.lognormal(0.7, 0.5, (n, 3)), np.full((n, 3), 2.0)],
+        axis=2,
+    )
     windows[:, -1, 2] = lactate
     window_mask = np.ones((n, 3), dtype=bool)
     window_mask[: n // 3, 0] = False
@@ -41,8 +54,17 @@ def synthetic_arrays(n: int, seed: int) -> tuple[FeatureArrays, np.ndarray]:
     note_mask = np.ones((n, 3), dtype=bool)
     note_mask[: n // 2, :2] = False
     notes[~note_mask] = 0
-    arrays = FeatureArrays(LAYOUT, np.arange(n), np.zeros(n, dtype="datetime64[us]"), static_numeric, categorical,
-                           windows.astype(np.float32), window_mask, notes, note_mask)
+    arrays = FeatureArrays(
+        LAYOUT,
+        np.arange(n),
+        np.zeros(n, dtype="datetime64[us]"),
+        static_numeric,
+        categorical,
+        windows.astype(np.float32),
+        window_mask,
+        notes,
+        note_mask,
+    )
     return arrays, y
 
 
@@ -63,8 +85,16 @@ def test_masked_steps_do_not_change_the_output_and_modalities_can_be_switched_of
     torch.manual_seed(0)
     model = FusionModel(FusionConfig(static_dim=4, window_dim=3, note_dim=5)).eval()
     static, windows, notes = torch.randn(6, 4), torch.randn(6, 3, 3), torch.randn(6, 3, 5)
-    window_mask = torch.tensor([[True, True, True], [False, True, True], [False, False, True],
-                                [False, False, False], [True, False, True], [True, True, False]])
+    window_mask = torch.tensor(
+        [
+            [True, True, True],
+            [False, True, True],
+            [False, False, True],
+            [False, False, False],
+            [True, False, True],
+            [True, True, False],
+        ]
+    )
     note_mask = window_mask.flip(0)
     out = model(static, windows, window_mask, notes, note_mask)
     windows2, notes2 = windows.clone(), notes.clone()
@@ -72,8 +102,9 @@ def test_masked_steps_do_not_change_the_output_and_modalities_can_be_switched_of
     notes2[~note_mask] = -1e6
     assert torch.allclose(out, model(static, windows2, window_mask, notes2, note_mask))
     for flags in [(True, False, False), (False, True, False), (False, False, True), (True, True, False)]:
-        config = FusionConfig(static_dim=4, window_dim=3, note_dim=5, use_static=flags[0], use_windows=flags[1],
-                              use_notes=flags[2])
+        config = FusionConfig(
+            static_dim=4, window_dim=3, note_dim=5, use_static=flags[0], use_windows=flags[1], use_notes=flags[2]
+        )
         assert FusionModel(config)(static, windows, window_mask, notes, note_mask).shape == (6,)
     with pytest.raises(ValueError, match="at least one modality"):
         FusionModel(FusionConfig(4, 3, 5, use_static=False, use_windows=False, use_notes=False))
@@ -82,17 +113,19 @@ def test_masked_steps_do_not_change_the_output_and_modalities_can_be_switched_of
 def test_preprocessing_statistics_come_from_training_rows_only():
     train, y = synthetic_arrays(600, 1)
     other, _ = synthetic_arrays(300, 2)
-    other.static_numeric[:, 0] = 1e6          # absurd ages outside training
+    other.static_numeric[:, 0] = 1e6  # absurd ages outside training
     other.windows[:, :, 0] = -1e6
     other.static_categorical[:, 0] = "NEVER SEEN"
     pre = Preprocessor(PreprocessConfig(select_k=6)).fit(train, y)
     state = pre.state()
     inputs = pre.transform(other)
-    assert pre.state() == state                                   # transform fits nothing
+    assert pre.state() == state  # transform fits nothing
     assert abs(pre.means[0] - np.nanmean(train.static_numeric[:, 0])) < 1e-9
     assert np.isfinite(inputs.static).all() and np.isfinite(inputs.windows).all()
     # clipped at the training mean +- 3 sd, not at the new rows' values
-    hr = (np.clip(-1e6, pre.window_means[0] - 3 * pre.window_stds[0], np.inf) - pre.window_means[0]) / pre.window_stds[0]
+    hr = (np.clip(-1e6, pre.window_means[0] - 3 * pre.window_stds[0], np.inf) - pre.window_means[0]) / pre.window_stds[
+        0
+    ]
     assert np.allclose(inputs.windows[:, :, 0][other.window_mask], hr)
     assert "age" in pre.selected and not any(name.startswith("noise") for name in pre.selected[:3])
     assert pre.bounded[LAYOUT.numeric_static.index("flag")] and not pre.bounded[0]
@@ -104,9 +137,9 @@ def test_static_features_missing_in_more_than_20_percent_of_training_stays_are_d
     lactate = LAYOUT.numeric_static.index("lactate_first")
     arrays.static_numeric[:, lactate] = np.where(np.arange(400) < 100, np.nan, arrays.static_numeric[:, lactate])
     pre = Preprocessor(PreprocessConfig(select_k=10)).fit(arrays, y)
-    assert pre.dropped == ["lactate_first"]                     # 25% + the random 8% missing
+    assert pre.dropped == ["lactate_first"]  # 25% + the random 8% missing
     assert not any(name.startswith("lactate_first") for name in pre.candidates)
-    assert len(pre.transform(arrays)) == 400                     # every stay kept
+    assert len(pre.transform(arrays)) == 400  # every stay kept
 
 
 def test_selection_ranks_every_candidate_and_skips_redundant_ones():
@@ -115,7 +148,7 @@ def test_selection_ranks_every_candidate_and_skips_redundant_ones():
     # `noise` becomes a near-copy of age: as relevant, but redundant once age is kept
     arrays.static_numeric[:, noise] = arrays.static_numeric[:, age] + np.random.default_rng(0).normal(0, 0.5, 600)
     pre = Preprocessor(PreprocessConfig(select_k=4, max_correlation=0.9)).fit(arrays, y)
-    assert set(pre.scores) == set(pre.candidates)                  # every candidate ranked
+    assert set(pre.scores) == set(pre.candidates)  # every candidate ranked
     ranked = sorted(pre.candidates, key=lambda n: -pre.scores[n])
     first = next(n for n in ranked if n in ("age", "noise"))
     assert first in pre.selected and ({"age", "noise"} - {first}) <= set(pre.redundant)
@@ -129,8 +162,16 @@ def test_training_learns_the_planted_signal_reproducibly():
     val, y_val = synthetic_arrays(400, 5)
     pre = Preprocessor(PreprocessConfig(select_k=6)).fit(train, y_train)
     tr, va = pre.transform(train), pre.transform(val)
-    fusion = FusionConfig(static_dim=tr.static.shape[1], window_dim=4, note_dim=8, static_hidden=(16, 8),
-                          window_hidden=8, note_hidden=8, head_hidden=8, dropout=0.1)
+    fusion = FusionConfig(
+        static_dim=tr.static.shape[1],
+        window_dim=4,
+        note_dim=8,
+        static_hidden=(16, 8),
+        window_hidden=8,
+        note_hidden=8,
+        head_hidden=8,
+        dropout=0.1,
+    )
     config = TrainConfig(lr=3e-3, max_epochs=30, patience=5, batch_size=64)
     model, history = fit(fusion, config, tr, y_train, va, y_val)
     p = predict(model, va)

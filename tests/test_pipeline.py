@@ -14,8 +14,12 @@ from sepsis_fusion.pipelines.features.store import materialized_until, open_stor
 
 
 def sepsis_fusion(args: list[str], data: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).with_name("sepsis-fusion")), *args], capture_output=True,
-                          text=True, env={**os.environ, "SEPSIS_FUSION_DATA": str(data), "COLUMNS": "200"})
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("sepsis-fusion")), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SEPSIS_FUSION_DATA": str(data), "COLUMNS": "200"},
+    )
 
 
 def test_the_open_demo_runs_through_the_chain_and_it_says_what_it_skipped_and_why(demo_dir, demo_warehouse):
@@ -24,15 +28,23 @@ def test_the_open_demo_runs_through_the_chain_and_it_says_what_it_skipped_and_wh
     out = proc.stdout + proc.stderr
     assert proc.returncode == 3, out[-4000:]
     assert "Traceback" not in out
-    summary = out[out.index("what ran"):]
+    summary = out[out.index("what ran") :]
     rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in summary.splitlines() if line.startswith("│")]
     assert {row[0]: row[1] for row in rows if row[0]} == {
-        "dbt build": "reused", "note embeddings": "degraded", "Feast": "done", "train": "skipped",
-        "evaluate": "skipped", "score": "skipped"}
-    assert "no notes (no note/ folder, or no report of a cohort stay): every note window is marked missing" in \
-        " ".join(row[2] for row in rows)
-    assert ("training skipped: 29 cohort stays with 8 positive and 21 negative (died_in_hospital): too few to train "
-            "(50 of each class needed for 5-fold cross-validation plus a test set)") in out
+        "dbt build": "reused",
+        "note embeddings": "degraded",
+        "Feast": "done",
+        "train": "skipped",
+        "evaluate": "skipped",
+        "score": "skipped",
+    }
+    assert "no notes (no note/ folder, or no report of a cohort stay): every note window is marked missing" in " ".join(
+        row[2] for row in rows
+    )
+    assert (
+        "training skipped: 29 cohort stays with 8 positive and 21 negative (died_in_hospital): too few to train "
+        "(50 of each class needed for 5-fold cross-validation plus a test set)"
+    ) in out
     assert out.rstrip().endswith("skipped: train, evaluate, score (reasons above)")
     # what the chain built is there and usable: feature files, embeddings marked missing, a materialized store
     cohort = pd.read_parquet(data / "features" / "cohort.parquet")

@@ -8,10 +8,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from mimic_files import append_rows
 
 from sepsis_fusion.pipelines.build import dbt_build
 from sepsis_fusion.pipelines.synth.generate import generate
-from mimic_files import append_rows
 
 
 def frame(warehouse: Path, sql: str) -> pd.DataFrame:
@@ -27,42 +27,98 @@ def planted(tmp_path_factory):
     generate(120, 5, mimic, density="light", progress=False)
     before = root / "before.duckdb"
     dbt_build(mimic, warehouse=before)
-    base = frame(before, """
+    base = frame(
+        before,
+        """
         SELECT b.*, c.hadm_id, c.subject_id, c.prediction_time, c.outtime
         FROM static_baseline b JOIN cohort c USING (stay_id)
-        ORDER BY stay_id""")
+        ORDER BY stay_id""",
+    )
     with_prior = base[base.prior_admissions > 0]
-    without = base[(base.metastatic_solid_tumor == 0) & ~base.stay_id.isin(with_prior.stay_id)
-                   & (base.outtime >= base.prediction_time + pd.Timedelta(hours=4))]
+    without = base[
+        (base.metastatic_solid_tumor == 0)
+        & ~base.stay_id.isin(with_prior.stay_id)
+        & (base.outtime >= base.prediction_time + pd.Timedelta(hours=4))
+    ]
     assert len(with_prior) and len(without), "the synthetic cohort needs stays with and without earlier admissions"
     current = without.iloc[0]
     earlier = with_prior[with_prior.metastatic_solid_tumor == 0].iloc[0]
-    earlier_hadm = frame(before, f"""
+    earlier_hadm = frame(
+        before,
+        f"""
         SELECT a.hadm_id FROM stg_hosp_admissions a JOIN stg_hosp_admissions cur ON cur.hadm_id = {earlier.hadm_id}
-        WHERE a.subject_id = {earlier.subject_id} AND a.dischtime <= cur.admittime LIMIT 1""").hadm_id[0]
+        WHERE a.subject_id = {earlier.subject_id} AND a.dischtime <= cur.admittime LIMIT 1""",
+    ).hadm_id[0]
     # Metastatic cancer coded in the CURRENT admission (known only at its discharge) must not count;
     # the same code in an EARLIER admission must.
-    append_rows(mimic, "hosp/diagnoses_icd", [
-        {"subject_id": current.subject_id, "hadm_id": current.hadm_id, "seq_num": 99, "icd_code": "C787", "icd_version": 10},
-        {"subject_id": earlier.subject_id, "hadm_id": earlier_hadm, "seq_num": 99, "icd_code": "C787", "icd_version": 10},
-    ])
+    append_rows(
+        mimic,
+        "hosp/diagnoses_icd",
+        [
+            {
+                "subject_id": current.subject_id,
+                "hadm_id": current.hadm_id,
+                "seq_num": 99,
+                "icd_code": "C787",
+                "icd_version": 10,
+            },
+            {
+                "subject_id": earlier.subject_id,
+                "hadm_id": earlier_hadm,
+                "seq_num": 99,
+                "icd_code": "C787",
+                "icd_version": 10,
+            },
+        ],
+    )
     # A weight charted after T, and one charted before T but stored after it: neither may be used.
     t = pd.Timestamp(current.prediction_time)
     fmt = "%Y-%m-%d %H:%M:%S"
-    append_rows(mimic, "icu/chartevents", [
-        {"subject_id": current.subject_id, "hadm_id": current.hadm_id, "stay_id": current.stay_id,
-         "charttime": (t + pd.Timedelta(hours=1)).strftime(fmt), "storetime": (t + pd.Timedelta(hours=1)).strftime(fmt),
-         "itemid": 226512, "value": "300", "valuenum": 300, "valueuom": "kg"},
-        {"subject_id": current.subject_id, "hadm_id": current.hadm_id, "stay_id": current.stay_id,
-         "charttime": (t - pd.Timedelta(minutes=1)).strftime(fmt), "storetime": (t + pd.Timedelta(hours=2)).strftime(fmt),
-         "itemid": 224639, "value": "299", "valuenum": 299, "valueuom": "kg"},
-    ])
+    append_rows(
+        mimic,
+        "icu/chartevents",
+        [
+            {
+                "subject_id": current.subject_id,
+                "hadm_id": current.hadm_id,
+                "stay_id": current.stay_id,
+                "charttime": (t + pd.Timedelta(hours=1)).strftime(fmt),
+                "storetime": (t + pd.Timedelta(hours=1)).strftime(fmt),
+                "itemid": 226512,
+                "value": "300",
+                "valuenum": 300,
+                "valueuom": "kg",
+            },
+            {
+                "subject_id": current.subject_id,
+                "hadm_id": current.hadm_id,
+                "stay_id": current.stay_id,
+                "charttime": (t - pd.Timedelta(minutes=1)).strftime(fmt),
+                "storetime": (t + pd.Timedelta(hours=2)).strftime(fmt),
+                "itemid": 224639,
+                "value": "299",
+                "valuenum": 299,
+                "valueuom": "kg",
+            },
+        ],
+    )
     # A radiology report charted 2 h before T but stored 1 h after it.
-    append_rows(mimic, "note/radiology", [
-        {"note_id": f"{current.subject_id}-RR-999", "subject_id": current.subject_id, "hadm_id": current.hadm_id,
-         "note_type": "RR", "note_seq": 999, "charttime": (t - pd.Timedelta(hours=2)).strftime(fmt),
-         "storetime": (t + pd.Timedelta(hours=1)).strftime(fmt), "text": "PLANTED: stored after the prediction time"},
-    ])
+    append_rows(
+        mimic,
+        "note/radiology",
+        [
+            {
+                "note_id": f"{current.subject_id}-RR-999",
+                "subject_id": current.subject_id,
+                "hadm_id": current.hadm_id,
+                "note_type": "RR",
+                "note_seq": 999,
+                "charttime": (t - pd.Timedelta(hours=2)).strftime(fmt),
+                "storetime": (t + pd.Timedelta(hours=1)).strftime(fmt),
+                "text": "PLANTED: stored after the prediction time",
+            },
+        ],
+    )
     septic = plant_late_sepsis3(before, mimic)
     after = root / "after.duckdb"
     dbt_build(mimic, warehouse=after)  # also runs the singular test baseline_uses_no_current_admission_diagnosis
@@ -81,7 +137,9 @@ def plant_late_sepsis3(warehouse: Path, mimic: Path) -> dict[str, pd.Series]:
     the stay's first SOFA >= 2 hour S (culture at S + 29 h, stored at once); in the other the culture is taken at
     S + 1 h but stored only 40 h later (antibiotic at S + 2 h). Patients without any culture, antibiotic or
     Sepsis-3 of their own, adult, in the ICU and alive until S + 66 h."""
-    stays = frame(warehouse, """
+    stays = frame(
+        warehouse,
+        """
         WITH first_sofa AS (SELECT stay_id, min(endtime) AS s FROM int_sofa_hourly WHERE sofa_24hours >= 2 GROUP BY 1)
         SELECT ie.stay_id, ie.subject_id, ie.hadm_id, f.s
         FROM stg_icu_icustays ie JOIN first_sofa f USING (stay_id) JOIN stg_hosp_admissions a USING (hadm_id)
@@ -91,20 +149,40 @@ def plant_late_sepsis3(warehouse: Path, mimic: Path) -> dict[str, pd.Series]:
           AND ie.subject_id NOT IN (SELECT subject_id FROM int_antibiotic)
           AND p.anchor_age >= 18 AND f.s >= ie.intime
           AND least(ie.outtime, a.dischtime, coalesce(a.deathtime, a.dischtime)) > f.s + INTERVAL 66 HOUR
-        ORDER BY ie.stay_id""").drop_duplicates("subject_id")
+        ORDER BY ie.stay_id""",
+    ).drop_duplicates("subject_id")
     assert len(stays) >= 2, "the synthetic data needs two stays to plant a late Sepsis-3 in"
     late_antibiotic, late_culture = stays.iloc[0], stays.iloc[1]
     hours = lambda row, h: (row.s + pd.Timedelta(hours=h)).strftime(FMT)  # noqa: E731
     cultures, antibiotics = [], []
     for k, (row, taken, stored, given) in enumerate([(late_antibiotic, 29, 29.02, 30), (late_culture, 1, 41, 2)]):
-        cultures.append({"microevent_id": 990_000 + k, "subject_id": row.subject_id, "hadm_id": row.hadm_id,
-                         "micro_specimen_id": 990_000 + k, "chartdate": hours(row, taken)[:10],
-                         "charttime": hours(row, taken), "spec_itemid": 70012, "spec_type_desc": "BLOOD CULTURE",
-                         "storedate": hours(row, stored)[:10], "storetime": hours(row, stored),
-                         "comments": "NO GROWTH."})
-        antibiotics.append({"subject_id": row.subject_id, "hadm_id": row.hadm_id, "pharmacy_id": 990_000 + k,
-                            "starttime": hours(row, given), "stoptime": hours(row, given + 24), "drug_type": "MAIN",
-                            "drug": "Vancomycin", "route": "IV"})
+        cultures.append(
+            {
+                "microevent_id": 990_000 + k,
+                "subject_id": row.subject_id,
+                "hadm_id": row.hadm_id,
+                "micro_specimen_id": 990_000 + k,
+                "chartdate": hours(row, taken)[:10],
+                "charttime": hours(row, taken),
+                "spec_itemid": 70012,
+                "spec_type_desc": "BLOOD CULTURE",
+                "storedate": hours(row, stored)[:10],
+                "storetime": hours(row, stored),
+                "comments": "NO GROWTH.",
+            }
+        )
+        antibiotics.append(
+            {
+                "subject_id": row.subject_id,
+                "hadm_id": row.hadm_id,
+                "pharmacy_id": 990_000 + k,
+                "starttime": hours(row, given),
+                "stoptime": hours(row, given + 24),
+                "drug_type": "MAIN",
+                "drug": "Vancomycin",
+                "route": "IV",
+            }
+        )
     append_rows(mimic, "hosp/microbiologyevents", cultures)
     append_rows(mimic, "hosp/prescriptions", antibiotics)
     return {"late antibiotic": late_antibiotic, "late culture": late_culture}
@@ -113,13 +191,19 @@ def plant_late_sepsis3(warehouse: Path, mimic: Path) -> dict[str, pd.Series]:
 def test_current_admission_diagnosis_is_not_a_comorbidity(planted):
     base, rebuilt, current, earlier = planted
     assert rebuilt.loc[current.stay_id, "metastatic_solid_tumor"] == 0
-    assert rebuilt.loc[current.stay_id, "charlson_comorbidity_index"] == base.loc[current.stay_id, "charlson_comorbidity_index"]
+    assert (
+        rebuilt.loc[current.stay_id, "charlson_comorbidity_index"]
+        == base.loc[current.stay_id, "charlson_comorbidity_index"]
+    )
 
 
 def test_earlier_admission_diagnosis_is_a_comorbidity(planted):
     base, rebuilt, current, earlier = planted
     assert rebuilt.loc[earlier.stay_id, "metastatic_solid_tumor"] == 1
-    assert rebuilt.loc[earlier.stay_id, "charlson_comorbidity_index"] > base.loc[earlier.stay_id, "charlson_comorbidity_index"]
+    assert (
+        rebuilt.loc[earlier.stay_id, "charlson_comorbidity_index"]
+        > base.loc[earlier.stay_id, "charlson_comorbidity_index"]
+    )
 
 
 def test_weight_charted_or_stored_after_prediction_time_is_not_used(planted):
@@ -144,8 +228,8 @@ def test_prediction_time_waits_for_the_last_criterion_of_the_sepsis3_pair(plante
     stay = rebuilt.attrs["septic"][case]
     row = rebuilt.attrs["cohort"].loc[stay.stay_id]
     s = pd.Timestamp(stay.s)
-    assert row.meets_sepsis3 and row.onset_time == s                  # onset stays the SOFA hour
+    assert row.meets_sepsis3 and row.onset_time == s  # onset stays the SOFA hour
     assert row.recognition_time == s + pd.Timedelta(hours=known_after_s)
     assert row.prediction_time == s + pd.Timedelta(hours=known_after_s + 24)
-    assert row.prediction_time_at_onset == s + pd.Timedelta(hours=24)   # where T was before
+    assert row.prediction_time_at_onset == s + pd.Timedelta(hours=24)  # where T was before
     assert row.is_first_sepsis3_stay and not row.ended_before_prediction

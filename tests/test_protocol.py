@@ -8,16 +8,21 @@ import pandas as pd
 import pytest
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
+from test_model import synthetic_arrays
 
-from sepsis_fusion.model.calibration import (calibration_curve, calibration_error, calibration_error_by_chance,
-                                             calibration_slope_intercept,
-                                             calibrate_folds, fit_calibrator, logit, quantile_bins)
-from sepsis_fusion.model.metrics import (auprc, auroc, bootstrap, net_benefit, paired_difference,
-                                         treat_all_net_benefit)
+from sepsis_fusion.model.calibration import (
+    calibrate_folds,
+    calibration_curve,
+    calibration_error,
+    calibration_error_by_chance,
+    calibration_slope_intercept,
+    fit_calibrator,
+    logit,
+    quantile_bins,
+)
+from sepsis_fusion.model.metrics import auprc, auroc, bootstrap, net_benefit, paired_difference, treat_all_net_benefit
 from sepsis_fusion.model.protocol import StudyConfig, cross_validate, cv_folds, temporal_split
 from sepsis_fusion.model.train import TrainConfig
-
-from test_model import synthetic_arrays
 
 
 def outcomes(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +37,7 @@ def test_calibration_measures_of_a_calibrated_and_a_miscalibrated_model():
     slope, intercept = calibration_slope_intercept(y, risk)
     assert slope == pytest.approx(1, abs=0.05) and intercept == pytest.approx(0, abs=0.05)
     assert calibration_error(y, risk) < 0.01
-    squeezed = 1 / (1 + np.exp(-0.4 * logit(risk)))          # too close to 0.5, as focal loss leaves them
+    squeezed = 1 / (1 + np.exp(-0.4 * logit(risk)))  # too close to 0.5, as focal loss leaves them
     slope, intercept = calibration_slope_intercept(y, squeezed)
     assert slope == pytest.approx(2.5, rel=0.1) and calibration_error(y, squeezed) > 0.1
 
@@ -105,7 +110,7 @@ def test_each_fold_model_gets_its_own_map_so_the_ensemble_is_calibrated():
 def test_ranking_metrics_equal_scikit_learns_with_ties():
     rng = np.random.default_rng(4)
     y = rng.integers(0, 2, 500)
-    p = np.round(rng.random(500) * 0.5 + 0.3 * y, 1)          # many ties
+    p = np.round(rng.random(500) * 0.5 + 0.3 * y, 1)  # many ties
     assert auroc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
     assert auprc(y, p) == pytest.approx(average_precision_score(y, p), abs=1e-12)
     assert np.isnan(auroc(np.zeros(5), p[:5])) and np.isnan(auprc(np.zeros(5), p[:5]))
@@ -119,8 +124,9 @@ def test_paired_differences_use_the_same_resamples():
     same = paired_difference(y, a, a, resamples=200)
     assert same["auroc"] == {"value": 0.0, "low": 0.0, "high": 0.0}
     d = paired_difference(y, a, b, resamples=200)
-    separate = {name: bootstrap(y, p, lambda y_, p_: {"auroc": auroc(y_, p_)}, 200)["auroc"] for name, p in
-                (("a", a), ("b", b))}
+    separate = {
+        name: bootstrap(y, p, lambda y_, p_: {"auroc": auroc(y_, p_)}, 200)["auroc"] for name, p in (("a", a), ("b", b))
+    }
     assert d["auroc"]["value"] == pytest.approx(separate["a"]["value"] - separate["b"]["value"])
     # two correlated models: the paired interval is far narrower than either model's own
     assert d["auroc"]["high"] - d["auroc"]["low"] < 0.5 * (separate["a"]["high"] - separate["a"]["low"])
@@ -149,7 +155,7 @@ def test_early_stopping_never_reads_the_folds_held_out_rows():
     again = cross_validate(config, {}, features, flipped, groups, folds, "fold check")
     np.testing.assert_array_equal(first[0].val_pred, again[0].val_pred)
     assert first[0].history.val_auroc == again[0].history.val_auroc
-    assert not np.array_equal(first[1].val_pred, again[1].val_pred)   # fold 1 trained on those stays
+    assert not np.array_equal(first[1].val_pred, again[1].val_pred)  # fold 1 trained on those stays
 
 
 def test_temporal_split_holds_out_the_latest_anchor_year_group():
@@ -164,17 +170,19 @@ def test_temporal_split_holds_out_the_latest_anchor_year_group():
 
 def test_platt_never_reverses_a_ranking():
     risk, y = outcomes(2_000, 9)
-    backwards = 1 - risk                                       # a model whose scores run the wrong way
+    backwards = 1 - risk  # a model whose scores run the wrong way
     platt = fit_calibrator("platt", backwards, y)
     assert platt.slope > 0
     calibrated = platt(backwards)
     assert auroc(y, calibrated) == pytest.approx(auroc(y, backwards))
-    assert np.mean(calibrated) == pytest.approx(y.mean(), abs=0.01)   # near-flat at the base rate
+    assert np.mean(calibrated) == pytest.approx(y.mean(), abs=0.01)  # near-flat at the base rate
 
 
 def test_calibration_error_by_chance_is_what_a_calibrated_model_shows():
     risk, _ = outcomes(600, 12)
     floor = calibration_error_by_chance(risk)
-    drawn = [calibration_error((np.random.default_rng(100 + i).random(600) < risk).astype(int), risk) for i in range(50)]
+    drawn = [
+        calibration_error((np.random.default_rng(100 + i).random(600) < risk).astype(int), risk) for i in range(50)
+    ]
     assert floor == pytest.approx(np.mean(drawn), rel=0.15) and 0.02 < floor < 0.06
-    assert calibration_error_by_chance(risk[:60]) > 2 * floor       # ten times fewer stays, far more noise
+    assert calibration_error_by_chance(risk[:60]) > 2 * floor  # ten times fewer stays, far more noise

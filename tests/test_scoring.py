@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sepsis_fusion.pipelines.serving.scorer import Scorer
 from sepsis_fusion.model.study import StudyError
 from sepsis_fusion.pipelines.features.local_redis import free_port
 from sepsis_fusion.pipelines.features.store import apply, materialize, materialized_until, open_store
+from sepsis_fusion.pipelines.serving.scorer import Scorer
 
 CLI = Path(sys.executable).parent / "sepsis-fusion"
 
@@ -48,8 +48,9 @@ def in_icu(cohort: pd.DataFrame, t) -> np.ndarray:
     return cohort.loc[(cohort["intime"] <= t) & (cohort["outtime"] >= t), "stay_id"].to_numpy()
 
 
-def test_offline_scores_at_each_prediction_time_are_the_studys_test_predictions(scorer, trained_run,
-                                                                                synthetic_training_set):
+def test_offline_scores_at_each_prediction_time_are_the_studys_test_predictions(
+    scorer, trained_run, synthetic_training_set
+):
     test = pd.read_csv(trained_run / "predictions.csv").head(12)
     cohort = synthetic_training_set.cohort.set_index("stay_id")
     for stay, probability in zip(test["stay_id"], test["probability"]):
@@ -58,8 +59,7 @@ def test_offline_scores_at_each_prediction_time_are_the_studys_test_predictions(
         assert score.decision == (score.probability >= scorer.threshold)
 
 
-def test_online_score_equals_offline_score_as_of_the_materialization_time(scorer, store, data,
-                                                                          synthetic_training_set):
+def test_online_score_equals_offline_score_as_of_the_materialization_time(scorer, store, data, synthetic_training_set):
     """Materialize up to t (a stay's prediction time), score every cohort stay online and offline as of t:
     the same stays are known, with the same scores to 1e-6 and the same missing inputs. Two times, the
     second by an incremental materialization."""
@@ -73,8 +73,9 @@ def test_online_score_equals_offline_score_as_of_the_materialization_time(scorer
         known = [s.known for s in online]
         assert known == [s.known for s in offline] and sum(known) >= 2
         assert online[i].known and "windows_24h" not in online[i].missing["windows"]  # T's stay: its latest window
-        np.testing.assert_allclose([s.probability for s in online if s.known],
-                                   [s.probability for s in offline if s.known], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(
+            [s.probability for s in online if s.known], [s.probability for s in offline if s.known], rtol=0, atol=1e-6
+        )
         assert [s.missing for s in online] == [s.missing for s in offline]
 
 
@@ -96,19 +97,25 @@ def test_a_model_trained_on_other_features_refuses_to_score(trained_run, store, 
     with pytest.raises(StudyError, match="surprise_max"):
         Scorer(other, store)
     env = {**os.environ, "SEPSIS_FUSION_DATA": str(data)}
-    result = subprocess.run([str(CLI), "score", "--online", "--run", str(other)], env=env, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [str(CLI), "score", "--online", "--run", str(other)], env=env, capture_output=True, text=True
+    )
     assert result.returncode == 1 and "surprise_max" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_score_cli_writes_point_in_time_scores_with_the_model_version(scorer, trained_run, data,
-                                                                      synthetic_training_set, tmp_path):
+def test_score_cli_writes_point_in_time_scores_with_the_model_version(
+    scorer, trained_run, data, synthetic_training_set, tmp_path
+):
     cohort = synthetic_training_set.cohort.sort_values("prediction_time")
     t = cohort["prediction_time"].iloc[len(cohort) // 2].to_pydatetime()
     out = tmp_path / "scores.csv"
     env = {**os.environ, "SEPSIS_FUSION_DATA": str(data)}
-    result = subprocess.run([str(CLI), "score", "--as-of", t.isoformat(), "--run", str(trained_run),
-                             "--out", str(out)], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(CLI), "score", "--as-of", t.isoformat(), "--run", str(trained_run), "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     written = pd.read_csv(out)
     stays = in_icu(cohort, t)
@@ -123,8 +130,9 @@ def test_score_cli_writes_point_in_time_scores_with_the_model_version(scorer, tr
 
 def post(port: int, body, path: str = "/score") -> tuple[int, dict]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=data, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, json.load(answer)
@@ -132,8 +140,9 @@ def post(port: int, body, path: str = "/score") -> tuple[int, dict]:
         return error.code, json.load(error)
 
 
-def test_the_http_service_scores_online_and_answers_bad_requests_clearly(scorer, store, trained_run, data,
-                                                                         synthetic_training_set):
+def test_the_http_service_scores_online_and_answers_bad_requests_clearly(
+    scorer, store, trained_run, data, synthetic_training_set
+):
     cohort = synthetic_training_set.cohort.sort_values("prediction_time")
     t = cohort["prediction_time"].iloc[len(cohort) // 2].to_pydatetime()
     materialize(store, data, end=t)
@@ -142,8 +151,13 @@ def test_the_http_service_scores_online_and_answers_bad_requests_clearly(scorer,
     expected = {s.stay_id: s for s in scorer.online(stays, t)}
     port = free_port()
     env = {**os.environ, "SEPSIS_FUSION_DATA": str(data)}
-    proc = subprocess.Popen([str(CLI), "serve", "--run", str(trained_run), "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(CLI), "serve", "--run", str(trained_run), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline, health = time.monotonic() + 120, None
         while health is None and time.monotonic() < deadline:
@@ -163,13 +177,20 @@ def test_the_http_service_scores_online_and_answers_bad_requests_clearly(scorer,
         assert one["missing"] == expected[stays[0]].missing
         status, batch = post(port, {"stay_ids": stays})
         assert status == 200 and [a["stay_id"] for a in batch["scores"]] == stays
-        np.testing.assert_allclose([a["probability"] for a in batch["scores"]],
-                                   [expected[s].probability for s in stays], atol=1e-6)
+        np.testing.assert_allclose(
+            [a["probability"] for a in batch["scores"]], [expected[s].probability for s in stays], atol=1e-6
+        )
 
         status, unknown = post(port, {"stay_ids": [stays[0], 123]})
         assert status == 404 and "123" in unknown["detail"]
-        for bad in ({"stay_id": "abc"}, {}, {"stay_id": 1, "stay_ids": [2]}, {"stay_ids": []}, {"patient": 1},
-                    b"not json"):
+        for bad in (
+            {"stay_id": "abc"},
+            {},
+            {"stay_id": 1, "stay_ids": [2]},
+            {"stay_ids": []},
+            {"patient": 1},
+            b"not json",
+        ):
             status, answer = post(port, bad)
             assert status == 422, (bad, answer)
     finally:

@@ -37,14 +37,17 @@ def test_sepsis3_on_synthetic_agrees_with_the_generators_reading(synthetic_wareh
 def test_no_cohort_stay_on_the_demo_is_predicted_before_its_sepsis3_is_known(demo_warehouse):
     """Every criterion of each cohort stay's qualifying pair, read back from the staged tables (the culture's
     first stored row, the antibiotic's start, the SOFA hour's end), is known at or before T."""
-    stays = table(demo_warehouse, """
+    stays = table(
+        demo_warehouse,
+        """
         SELECT c.stay_id, c.onset_time, c.recognition_time, c.prediction_time, r.sofa_time, r.antibiotic_time,
                m.first_stored, m.charttime AS culture_charttime
         FROM cohort c
         JOIN int_sepsis3_recognition r USING (stay_id)
         JOIN (SELECT micro_specimen_id, min(coalesce(storetime, storedate + INTERVAL 1 DAY)) AS first_stored,
                      min(coalesce(charttime, chartdate)) AS charttime
-              FROM stg_hosp_microbiologyevents GROUP BY 1) m USING (micro_specimen_id)""")
+              FROM stg_hosp_microbiologyevents GROUP BY 1) m USING (micro_specimen_id)""",
+    )
     assert len(stays) == len(table(demo_warehouse, "SELECT stay_id FROM cohort")) > 20
     for column in ("sofa_time", "antibiotic_time", "first_stored", "culture_charttime"):
         assert (stays[column] <= stays["prediction_time"]).all(), column

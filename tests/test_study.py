@@ -26,20 +26,32 @@ def run_dir(trained_run):
 
 
 def test_run_folder_holds_everything_to_reload_and_rescore(ts, run_dir):
-    for name in ("model.safetensors", "model.json", "preprocess.json", "calibration.json", "config.yaml", "cv.json",
-                 "predictions.csv", "oof_predictions.csv", "baseline_predictions.csv", "baselines.json", "data.json",
-                 "versions.json"):
+    for name in (
+        "model.safetensors",
+        "model.json",
+        "preprocess.json",
+        "calibration.json",
+        "config.yaml",
+        "cv.json",
+        "predictions.csv",
+        "oof_predictions.csv",
+        "baseline_predictions.csv",
+        "baselines.json",
+        "data.json",
+        "versions.json",
+    ):
         assert (run_dir / name).exists(), name
     cv = json.loads((run_dir / "cv.json").read_text())
     assert len(cv["folds"]) == 2 * 3 and cv["best_setting"]["dropout"] in (0.1, 0.3)
     test = pd.read_csv(run_dir / "predictions.csv")
     train = pd.read_csv(run_dir / "oof_predictions.csv")
     subjects = ts.cohort.set_index("stay_id")["subject_id"]
-    assert not set(subjects[test["stay_id"]]) & set(subjects[train["stay_id"]])   # grouped by patient
+    assert not set(subjects[test["stay_id"]]) & set(subjects[train["stay_id"]])  # grouped by patient
     assert 0.15 < len(test) / len(ts.cohort) < 0.25
     trained = load_run(run_dir)
     index = {s: i for i, s in enumerate(ts.features.stay_id)}
     from sepsis_fusion.model.protocol import subset
+
     again = trained.predict(subset(ts.features, np.array([index[s] for s in test["stay_id"]])))
     np.testing.assert_allclose(again, test["probability"], rtol=1e-5)
     # the final model is the calibrated ensemble of the chosen setting's fold models
@@ -59,10 +71,21 @@ def test_run_folder_holds_everything_to_reload_and_rescore(ts, run_dir):
 def test_evaluation_report_with_intervals_baselines_and_plots(ts, run_dir):
     report = evaluate(ts, run_dir, resamples=50)
     text = report.read_text()
-    for name in ("fusion model", "logistic regression", "gradient boosting", "SOFA at T", "auroc",
-                 "## Paired differences", "fusion model, before calibration", "fusion model, after calibration",
-                 "calibration_slope", "## Loss comparison", "## Cohort characteristics", "## Cohort flow",
-                 "recognition"):
+    for name in (
+        "fusion model",
+        "logistic regression",
+        "gradient boosting",
+        "SOFA at T",
+        "auroc",
+        "## Paired differences",
+        "fusion model, before calibration",
+        "fusion model, after calibration",
+        "calibration_slope",
+        "## Loss comparison",
+        "## Cohort characteristics",
+        "## Cohort flow",
+        "recognition",
+    ):
         assert name in text, name
     assert "Table 1 (" not in text
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -73,7 +96,8 @@ def test_evaluation_report_with_intervals_baselines_and_plots(ts, run_dir):
         assert d["low"] <= d["value"] <= d["high"]
         assert d["value"] == pytest.approx(auroc["value"] - metrics["models"][baseline]["auroc"]["value"])
     assert {"brier", "calibration_error", "calibration_slope", "calibration_intercept"} <= set(
-        metrics["calibration"]["fusion model, after calibration"])
+        metrics["calibration"]["fusion model, after calibration"]
+    )
     table = pd.read_csv(run_dir / "cohort_characteristics.csv")
     assert {"variable", "overall", "survivors", "non-survivors", "p"} <= set(table.columns)
     assert table["variable"].str.startswith("age").any() and table["variable"].str.startswith("SOFA at T").any()
@@ -110,8 +134,17 @@ def test_an_interrupted_run_keeps_the_old_run_folder_and_resumes_its_finished_fo
     import shutil
 
     # another study than the one already in the folder (another seed, fewer epochs, no comparisons)
-    config = load_config(None, ["seed=1", "folds=3", "grid={dropout: [0.1, 0.3]}", "train.max_epochs=5", "train.patience=3",
-                                "experiments=false"])
+    config = load_config(
+        None,
+        [
+            "seed=1",
+            "folds=3",
+            "grid={dropout: [0.1, 0.3]}",
+            "train.max_epochs=5",
+            "train.patience=3",
+            "experiments=false",
+        ],
+    )
     out = tmp_path / "run"
     shutil.copytree(run_dir, out)
     weights = (out / "model.safetensors").read_bytes()
@@ -122,7 +155,7 @@ def test_an_interrupted_run_keeps_the_old_run_folder_and_resumes_its_finished_fo
 
     with pytest.raises(Interrupt):
         run_study(ts, config, out, progress=stop_after_two_folds)
-    assert (out / "model.safetensors").read_bytes() == weights   # the earlier run folder is untouched
+    assert (out / "model.safetensors").read_bytes() == weights  # the earlier run folder is untouched
     assert len(list((tmp_path / ".run.partial" / "folds").glob("*.json"))) == 2
 
     lines = []
@@ -137,14 +170,19 @@ def test_an_interrupted_run_keeps_the_old_run_folder_and_resumes_its_finished_fo
     assert (resumed.setting, resumed.calibration) == (whole.setting, whole.calibration)
     assert resumed.threshold == pytest.approx(whole.threshold, rel=1e-6)
     assert resumed.test_auroc == pytest.approx(whole.test_auroc, rel=1e-6)
-    pd.testing.assert_frame_equal(pd.read_csv(out / "predictions.csv"),
-                                  pd.read_csv(tmp_path / "uninterrupted" / "predictions.csv"), rtol=1e-6)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "predictions.csv"), pd.read_csv(tmp_path / "uninterrupted" / "predictions.csv"), rtol=1e-6
+    )
 
 
 def test_no_notes_at_all_trains_without_the_note_branch(ts, tmp_path):
     n, k = ts.features.note_mask.shape
-    no_notes = dataclasses.replace(ts, features=dataclasses.replace(
-        ts.features, notes=np.zeros((n, k, 0), np.float32), note_mask=np.zeros((n, k), bool)))
+    no_notes = dataclasses.replace(
+        ts,
+        features=dataclasses.replace(
+            ts.features, notes=np.zeros((n, k, 0), np.float32), note_mask=np.zeros((n, k), bool)
+        ),
+    )
     lines = []
     run_study(no_notes, load_config(None, ["folds=2", "train.max_epochs=2"]), tmp_path / "run", progress=lines.append)
     assert any("trained without its note branch" in line for line in lines)
@@ -169,7 +207,8 @@ def test_leakage_smoke_outcomes_shuffled_across_patients_give_chance_for_every_m
         run_study(noise, config, tmp_path / f"run{seed}", progress=lambda line: None)
         test = pd.read_csv(tmp_path / f"run{seed}" / "predictions.csv")
         scores = pd.read_csv(tmp_path / f"run{seed}" / "baseline_predictions.csv").assign(
-            **{"fusion model": test["probability"].to_numpy()})
+            **{"fusion model": test["probability"].to_numpy()}
+        )
         assert (scores["stay_id"] == test["stay_id"]).all()
         for name in ("fusion model", "logistic regression", "gradient boosting", "SOFA at T"):
             m = bootstrap(test["outcome"], scores[name], lambda y_, p_: {"auroc": auroc(y_, p_)}, 300, seed)["auroc"]

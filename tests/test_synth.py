@@ -47,8 +47,11 @@ def test_note_tables_have_mimic_iv_note_columns(table, synthetic):
 
 
 def digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_gives_identical_files(tmp_path):
@@ -103,8 +106,9 @@ def test_each_modality_carries_its_own_signal_in_the_files(synthetic, truth):
     lactate = con.sql(f"""
         SELECT s.stay_id, max(l.valuenum) AS lactate
         FROM septic s JOIN read_csv('{synthetic}/hosp/labevents.csv.gz') l ON l.hadm_id = s.hadm_id
-        WHERE l.itemid = 50813 AND l.valuenum IS NOT NULL AND l.charttime BETWEEN s.suspected_infection_time_expected::TIMESTAMP
-              AND s.suspected_infection_time_expected::TIMESTAMP + INTERVAL 24 HOUR
+        WHERE l.itemid = 50813 AND l.valuenum IS NOT NULL
+          AND l.charttime BETWEEN s.suspected_infection_time_expected::TIMESTAMP
+                              AND s.suspected_infection_time_expected::TIMESTAMP + INTERVAL 24 HOUR
         GROUP BY 1""").df()
     df = septic.merge(lactate, on="stay_id")
     assert len(df) > 0.5 * len(septic)
@@ -158,8 +162,9 @@ def test_sepsis_items_use_mimic_iv_itemids(synthetic):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sepsis_fusion.pipelines.cli", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sepsis_fusion.pipelines.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_rejects_zero_stays(tmp_path):

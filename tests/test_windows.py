@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from mimic_files import append_rows
 
 from sepsis_fusion.pipelines.build import dbt_build
 from sepsis_fusion.pipelines.synth.generate import generate
-from mimic_files import append_rows
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 # The models this module checks and everything they read; tests run only where all their models ran.
@@ -26,7 +26,7 @@ SELECT = "path:models/staging +windows_24h +notes_to_embed"
 FMT = "%Y-%m-%d %H:%M:%S"
 HOUR = pd.Timedelta(hours=1)
 
-LATE_LACTATE = 49.5     # valid (<= 50 mmol/L) and far above anything the generator draws
+LATE_LACTATE = 49.5  # valid (<= 50 mmol/L) and far above anything the generator draws
 HR_ERRORS = (0.0, 900.0)
 
 
@@ -65,27 +65,81 @@ def built(tmp_path_factory) -> Built:
     # A lactate drawn 9 h 20 min after the first window end and stored 5 h later.
     charted = first_end + pd.Timedelta(hours=9, minutes=20)
     stored = charted + pd.Timedelta(hours=5)
-    append_rows(mimic, "hosp/labevents", [{
-        **ids, "labevent_id": 990_000_001, "specimen_id": 990_000_001, "itemid": 50813, "charttime": ts(charted),
-        "storetime": ts(stored), "value": str(LATE_LACTATE), "valuenum": LATE_LACTATE, "valueuom": "mmol/L"}])
+    append_rows(
+        mimic,
+        "hosp/labevents",
+        [
+            {
+                **ids,
+                "labevent_id": 990_000_001,
+                "specimen_id": 990_000_001,
+                "itemid": 50813,
+                "charttime": ts(charted),
+                "storetime": ts(stored),
+                "value": str(LATE_LACTATE),
+                "valuenum": LATE_LACTATE,
+                "valueuom": "mmol/L",
+            }
+        ],
+    )
     # Heart rate charting errors (0 and 900 bpm) and a text value, five hours in.
     hr = {**ids, "stay_id": stay.stay_id, "itemid": 220045, "valueuom": "bpm", "warning": 0}
-    append_rows(mimic, "icu/chartevents", [
-        {**hr, "charttime": ts(first_end + pd.Timedelta(hours=5, minutes=m)),
-         "storetime": ts(first_end + pd.Timedelta(hours=5, minutes=m + 5)), "value": v, "valuenum": vn}
-        for m, v, vn in ((10, "0", 0.0), (40, "900", 900.0), (50, "ERROR", None))])
+    append_rows(
+        mimic,
+        "icu/chartevents",
+        [
+            {
+                **hr,
+                "charttime": ts(first_end + pd.Timedelta(hours=5, minutes=m)),
+                "storetime": ts(first_end + pd.Timedelta(hours=5, minutes=m + 5)),
+                "value": v,
+                "valuenum": vn,
+            }
+            for m, v, vn in ((10, "0", 0.0), (40, "900", 900.0), (50, "ERROR", None))
+        ],
+    )
     # A discharge summary charted inside the stay, one filed among radiology reports, and a radiology
     # report whose storetime precedes its charttime.
     text = 'Discharge diagnosis: "sepsis", deceased.\nDischarge condition: ___'
-    append_rows(mimic, "note/discharge", [{
-        **ids, "note_id": "PLANT-DS-1", "note_type": "DS", "note_seq": 99,
-        "charttime": ts(first_end + 3 * HOUR), "storetime": ts(first_end + 4 * HOUR), "text": text}])
-    append_rows(mimic, "note/radiology", [
-        {**ids, "note_id": "PLANT-DS-2", "note_type": "DS", "note_seq": 98,
-         "charttime": ts(first_end + 3 * HOUR), "storetime": ts(first_end + 4 * HOUR), "text": text},
-        {**ids, "note_id": "PLANT-RR-1", "note_type": "RR", "note_seq": 97,
-         "charttime": ts(first_end + 2 * HOUR), "storetime": ts(first_end + HOUR), "text": "CHEST (PA AND LAT), clear."},
-    ])
+    append_rows(
+        mimic,
+        "note/discharge",
+        [
+            {
+                **ids,
+                "note_id": "PLANT-DS-1",
+                "note_type": "DS",
+                "note_seq": 99,
+                "charttime": ts(first_end + 3 * HOUR),
+                "storetime": ts(first_end + 4 * HOUR),
+                "text": text,
+            }
+        ],
+    )
+    append_rows(
+        mimic,
+        "note/radiology",
+        [
+            {
+                **ids,
+                "note_id": "PLANT-DS-2",
+                "note_type": "DS",
+                "note_seq": 98,
+                "charttime": ts(first_end + 3 * HOUR),
+                "storetime": ts(first_end + 4 * HOUR),
+                "text": text,
+            },
+            {
+                **ids,
+                "note_id": "PLANT-RR-1",
+                "note_type": "RR",
+                "note_seq": 97,
+                "charttime": ts(first_end + 2 * HOUR),
+                "storetime": ts(first_end + HOUR),
+                "text": "CHEST (PA AND LAT), clear.",
+            },
+        ],
+    )
 
     warehouse = root / "warehouse.duckdb"
     features = root / "features"  # where dbt_build puts the Parquet files; the build creates the folder
@@ -142,16 +196,24 @@ def direct_windows(built: Built) -> pd.DataFrame:
     s = built.stay
     dates = ["charttime", "storetime"]
     labs = pd.read_csv(built.mimic / "hosp/labevents.csv.gz", parse_dates=dates)
-    labs = labs[(labs.subject_id == s.subject_id) & labs.itemid.isin([50813, 50912]) & labs.valuenum.notna()
-                & (labs.charttime >= s.intime - pd.Timedelta(hours=24)) & (labs.charttime <= s.outtime)]
+    labs = labs[
+        (labs.subject_id == s.subject_id)
+        & labs.itemid.isin([50813, 50912])
+        & labs.valuenum.notna()
+        & (labs.charttime >= s.intime - pd.Timedelta(hours=24))
+        & (labs.charttime <= s.outtime)
+    ]
     labs = labs.assign(feature=labs.itemid.map({50813: "lactate", 50912: "creatinine"}))
     charts = pd.read_csv(built.mimic / "icu/chartevents.csv.gz", parse_dates=dates)
     charts = charts[(charts.stay_id == s.stay_id) & (charts.itemid == 220045) & charts.valuenum.notna()]
     charts = charts.assign(feature="heart_rate")
     values = pd.concat([labs, charts])[["feature", "valuenum", "charttime", "storetime"]]
     v, f = values.valuenum, values.feature
-    valid = (v > 0) & (((f == "lactate") & (v <= 50)) | ((f == "creatinine") & (v <= 30))  # seeds/panel_features.csv
-                       | ((f == "heart_rate") & (v < 300)))
+    valid = (v > 0) & (
+        ((f == "lactate") & (v <= 50))
+        | ((f == "creatinine") & (v <= 30))  # seeds/panel_features.csv
+        | ((f == "heart_rate") & (v < 300))
+    )
     values = values[valid]
     values = values.assign(available_at=values[["charttime", "storetime"]].max(axis=1))
     values = values.drop_duplicates(["feature", "valuenum", "charttime", "available_at"])
@@ -164,9 +226,16 @@ def direct_windows(built: Built) -> pd.DataFrame:
             inside = v[(v.charttime > end - pd.Timedelta(hours=24)) & (v.charttime <= end) & (v.available_at <= end)]
             inside = inside.sort_values(["charttime", "available_at", "valuenum"])
             x = inside.valuenum
-            row.update({f"{feature}_count": len(x), f"{feature}_min": x.min(), f"{feature}_max": x.max(),
-                        f"{feature}_mean": x.mean(), f"{feature}_std": x.std(),
-                        f"{feature}_last": x.iloc[-1] if len(x) else np.nan})
+            row.update(
+                {
+                    f"{feature}_count": len(x),
+                    f"{feature}_min": x.min(),
+                    f"{feature}_max": x.max(),
+                    f"{feature}_mean": x.mean(),
+                    f"{feature}_std": x.std(),
+                    f"{feature}_last": x.iloc[-1] if len(x) else np.nan,
+                }
+            )
         rows.append(row)
         end += HOUR
     return pd.DataFrame(rows)
@@ -208,10 +277,14 @@ def load_generator():
 def test_schema_yml_states_every_parquet_column_and_type(built, model):
     if model == "windows_24h":  # generated from the seed: must be current
         generator = load_generator()
-        assert generator.OUT.read_text(encoding="utf-8") == generator.render(), \
+        assert generator.OUT.read_text(encoding="utf-8") == generator.render(), (
             "run python dbt_project/scripts/generate_windows_schema.py"
+        )
     spec = yaml.safe_load((DBT_PROJECT / "models" / "marts" / f"{model}.yml").read_text(encoding="utf-8"))
     declared = [(c["name"], c["data_type"].upper()) for c in spec["models"][0]["columns"]]
     with duckdb.connect() as con:
-        actual = [(r[0], r[1]) for r in con.sql(f"DESCRIBE SELECT * FROM read_parquet('{built.features}/{model}.parquet')").fetchall()]
+        actual = [
+            (r[0], r[1])
+            for r in con.sql(f"DESCRIBE SELECT * FROM read_parquet('{built.features}/{model}.parquet')").fetchall()
+        ]
     assert declared == actual

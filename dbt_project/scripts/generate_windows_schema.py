@@ -26,7 +26,11 @@ STATS = [
     ("mean", "double", "mean of the values in the window"),
     ("std", "double", "sample standard deviation of the values in the window (NULL with fewer than two)"),
     ("count", "bigint", "number of values in the window; 0 means the feature is missing there"),
-    ("last", "double", "the value with the latest charttime in the window (ties: later available_at, then larger value)"),
+    (
+        "last",
+        "double",
+        "the value with the latest charttime in the window (ties: later available_at, then larger value)",
+    ),
 ]
 
 HEADER = """\
@@ -78,8 +82,11 @@ def render() -> str:
     for lag in range(1, max_sequence_windows()):
         lines.append(f"      - name: event_timestamp_lag{lag}")
         lines.append("        data_type: timestamp")
-        lines.append(f"        description: \"event_timestamp + {24 * lag} h: from then on this window is the {ordinal(lag)} "
-                     "before the latest in a daily sequence (Feast view windows_24h_lag" f"{lag})." + '"')
+        lines.append(
+            f'        description: "event_timestamp + {24 * lag} h: from then on this window is the {ordinal(lag)} '
+            "before the latest in a daily sequence (Feast view windows_24h_lag"
+            f"{lag})." + '"'
+        )
     for row in features():
         for suffix, data_type, what in STATS:
             unit = f" ({row['unit']})" if suffix not in ("count",) and row["unit"] else ""
@@ -91,7 +98,9 @@ def render() -> str:
 
 
 def max_sequence_windows() -> int:
-    return int(yaml.safe_load((PROJECT / "dbt_project.yml").read_text(encoding="utf-8"))["vars"]["max_sequence_windows"])
+    return int(
+        yaml.safe_load((PROJECT / "dbt_project.yml").read_text(encoding="utf-8"))["vars"]["max_sequence_windows"]
+    )
 
 
 def ordinal(n: int) -> str:

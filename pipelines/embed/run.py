@@ -28,7 +28,7 @@ from .encoder import EmbedError, Encoder, model_fingerprint
 @dataclass
 class EmbedResult:
     notes: int
-    embedded: int        # notes that went through the encoder this run (cache misses)
+    embedded: int  # notes that went through the encoder this run (cache misses)
     windows: int
     windows_with_notes: int
     seconds_encoding: float
@@ -84,8 +84,8 @@ def special_tokens_around(tok) -> tuple[list[int], list[int]]:
     plain = tok("a", add_special_tokens=False)["input_ids"]
     full = tok("a")["input_ids"]
     for k in range(len(full) - len(plain) + 1):
-        if full[k:k + len(plain)] == plain:
-            return full[:k], full[k + len(plain):]
+        if full[k : k + len(plain)] == plain:
+            return full[:k], full[k + len(plain) :]
     raise ValueError("cannot tell the tokenizer's special tokens apart from the text")
 
 
@@ -99,16 +99,22 @@ class EmbeddingCache:
         self.vectors: dict[tuple[str, str], np.ndarray] = {}
         for part in sorted(self.dir.glob("part-*.parquet")):
             t = pq.read_table(part)
-            for nid, h, v in zip(t["note_id"].to_pylist(), t["text_sha256"].to_pylist(),
-                                 t["embedding"].to_numpy(zero_copy_only=False)):
+            for nid, h, v in zip(
+                t["note_id"].to_pylist(), t["text_sha256"].to_pylist(), t["embedding"].to_numpy(zero_copy_only=False)
+            ):
                 self.vectors[(nid, h)] = np.asarray(v, dtype=np.float32)
         self._next = len(list(self.dir.glob("part-*.parquet")))
 
     def add(self, keys: list[tuple[str, str]], vectors: np.ndarray) -> None:
         """Store one finished group of notes as a part; written atomically, so a crash loses at most
         the group in flight."""
-        table = pa.table({"note_id": [k[0] for k in keys], "text_sha256": [k[1] for k in keys],
-                          "embedding": pa.array(list(vectors), type=pa.list_(pa.float32()))})
+        table = pa.table(
+            {
+                "note_id": [k[0] for k in keys],
+                "text_sha256": [k[1] for k in keys],
+                "embedding": pa.array(list(vectors), type=pa.list_(pa.float32())),
+            }
+        )
         tmp = self.dir / f".part-{self._next:06d}.tmp"
         pq.write_table(table, tmp)
         tmp.replace(self.dir / f"part-{self._next:06d}.parquet")
@@ -117,9 +123,16 @@ class EmbeddingCache:
             self.vectors[k] = v
 
 
-def embed_feature_folder(enc: Encoder, features: Path, cache_root: Path, stride: int = 64,
-                         batch_tokens: int = 16384, notes_per_part: int = 256, progress: bool = True,
-                         after_part=None) -> EmbedResult:
+def embed_feature_folder(
+    enc: Encoder,
+    features: Path,
+    cache_root: Path,
+    stride: int = 64,
+    batch_tokens: int = 16384,
+    notes_per_part: int = 256,
+    progress: bool = True,
+    after_part=None,
+) -> EmbedResult:
     """Embed every note of notes_to_embed (cache misses only) and write the per-note and per-window files."""
     features = Path(features)
     for name in ("notes_to_embed.parquet", "note_windows.parquet", "windows_24h.parquet"):
@@ -135,7 +148,7 @@ def embed_feature_folder(enc: Encoder, features: Path, cache_root: Path, stride:
     spent = 0.0
     with tqdm(total=len(missing), unit="note", desc="embedding notes", disable=not progress) as bar:
         for start in range(0, len(missing), notes_per_part):
-            group = missing[start:start + notes_per_part]
+            group = missing[start : start + notes_per_part]
             t0 = time.perf_counter()
             vectors = embed_texts(enc, [notes[i][3] for i in group], stride, batch_tokens)
             spent += time.perf_counter() - t0
@@ -145,17 +158,26 @@ def embed_feature_folder(enc: Encoder, features: Path, cache_root: Path, stride:
                 after_part(start // notes_per_part)
     dim = enc.dim
     matrix = np.stack([cache.vectors[k] for k in keys]) if keys else np.zeros((0, dim), dtype=np.float32)
-    _write(features / "note_embeddings.parquet", pa.table({
-        "stay_id": pa.array([n[1] for n in notes], pa.int64()), "note_id": [n[0] for n in notes],
-        "event_timestamp": pa.array([n[2] for n in notes], pa.timestamp("us")),
-        "embedding": pa.array(list(matrix), type=pa.list_(pa.float32()))}))
+    _write(
+        features / "note_embeddings.parquet",
+        pa.table(
+            {
+                "stay_id": pa.array([n[1] for n in notes], pa.int64()),
+                "note_id": [n[0] for n in notes],
+                "event_timestamp": pa.array([n[2] for n in notes], pa.timestamp("us")),
+                "embedding": pa.array(list(matrix), type=pa.list_(pa.float32())),
+            }
+        ),
+    )
     windows, with_notes = _write_windows(con, features, {n[0]: matrix[i] for i, n in enumerate(notes)}, dim)
-    return EmbedResult(notes=len(notes), embedded=len(missing), windows=windows,
-                       windows_with_notes=with_notes, seconds_encoding=spent)
+    return EmbedResult(
+        notes=len(notes), embedded=len(missing), windows=windows, windows_with_notes=with_notes, seconds_encoding=spent
+    )
 
 
-def _write_windows(con: duckdb.DuckDBPyConnection, features: Path, by_note: dict[str, np.ndarray],
-                   dim: int) -> tuple[int, int]:
+def _write_windows(
+    con: duckdb.DuckDBPyConnection, features: Path, by_note: dict[str, np.ndarray], dim: int
+) -> tuple[int, int]:
     """Every window of the windows_24h grid: the mean of its notes' vectors, or no vector and
     has_note = 0 when it holds none (the note modality's mask). The grid's timestamps come along
     (created_timestamp and the event_timestamp_lag<k> columns Feast's lag views are keyed on)."""
@@ -170,9 +192,15 @@ def _write_windows(con: duckdb.DuckDBPyConnection, features: Path, by_note: dict
         ids = [n for n in (note_ids or []) if n is not None and n in by_note]
         counts.append(len(ids))
         embeddings.append(np.mean([by_note[n] for n in ids], axis=0).astype(np.float32) if ids else None)
-    table = grid.drop_columns(["notes"]).cast(pa.schema(
-        [pa.field(f.name, pa.int64() if f.name == "stay_id" else pa.timestamp("us")) for f in grid.schema
-         if f.name != "notes"]))
+    table = grid.drop_columns(["notes"]).cast(
+        pa.schema(
+            [
+                pa.field(f.name, pa.int64() if f.name == "stay_id" else pa.timestamp("us"))
+                for f in grid.schema
+                if f.name != "notes"
+            ]
+        )
+    )
     table = table.append_column("note_count", pa.array(counts, pa.int32()))
     table = table.append_column("has_note", pa.array([int(c > 0) for c in counts], pa.int32()))
     table = table.append_column("embedding", pa.array(embeddings, type=pa.list_(pa.float32())))

@@ -28,8 +28,9 @@ def layout_from_service(store, service: str) -> FeatureLayout:
     for name, view in views.items():
         modality = view.tags.get("modality")
         if modality not in by_modality:
-            raise FeatureStoreError(f"feature view {name!r} of service {service!r} has no modality tag "
-                                    f"(static, windows or notes)")
+            raise FeatureStoreError(
+                f"feature view {name!r} of service {service!r} has no modality tag (static, windows or notes)"
+            )
         by_modality[modality].append(view)
     if len(by_modality["static"]) != 1 or not by_modality["windows"]:
         raise FeatureStoreError(f"feature service {service!r} needs one static view and at least one window view")

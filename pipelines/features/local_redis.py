@@ -10,8 +10,8 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 
 def free_port() -> int:
@@ -22,15 +22,22 @@ def free_port() -> int:
 
 def redis_server_path() -> str:
     exe = shutil.which("redis-server")
-    for cmd in (["apt-get", "install", "-y", "-q", "redis-server"], ["apt-get", "update", "-q"],
-                ["apt-get", "install", "-y", "-q", "redis-server"]):
+    for cmd in (
+        ["apt-get", "install", "-y", "-q", "redis-server"],
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "redis-server"],
+    ):
         if exe:
             break
-        subprocess.run(cmd, capture_output=True, env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        subprocess.run(
+            cmd, capture_output=True, env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        )
         exe = shutil.which("redis-server")
     if not exe:
-        raise RuntimeError("redis-server is not installed and `apt-get install redis-server` failed "
-                           "(it needs root and Debian's package lists)")
+        raise RuntimeError(
+            "redis-server is not installed and `apt-get install redis-server` failed "
+            "(it needs root and Debian's package lists)"
+        )
     return exe
 
 
@@ -38,8 +45,11 @@ def redis_server_path() -> str:
 def local_redis(timeout_s: float = 20) -> Iterator[str]:
     """Yields Feast's connection string (127.0.0.1:<port>) of a fresh redis-server."""
     port = free_port()
-    proc = subprocess.Popen([redis_server_path(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [redis_server_path(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + timeout_s
         while True:

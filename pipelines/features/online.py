@@ -9,7 +9,7 @@ point-in-time join does: a row is served as of time t only if t - ttl <= its eve
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -32,14 +32,15 @@ class OnlineFeatures:
         self._online_store = store._get_provider().online_store  # no public accessor in Feast 0.67
         lo = self.layout
         objects = {(lo.static_view, f) for f in lo.categorical} | {(v, "embedding") for v in lo.note_views}
-        self._numeric_order = {view.name: [f for f in features if (view.name, f) not in objects]
-                               for view, features in self._views}
+        self._numeric_order = {
+            view.name: [f for f in features if (view.name, f) not in objects] for view, features in self._views
+        }
         self._numeric = {name: {f: i for i, f in enumerate(order)} for name, order in self._numeric_order.items()}
 
     def read(self, stay_ids, as_of: datetime | None = None) -> FeatureArrays:
         """Features of each stay as of `as_of` (default now, UTC): the online store's latest rows, except
         those past their view's ttl at that time (or, after a later materialization, not yet true then)."""
-        as_of = utc_naive(as_of or datetime.now(timezone.utc))
+        as_of = utc_naive(as_of or datetime.now(UTC))
         stay_ids = [int(s) for s in stay_ids]
         keys = [self._entity_key(join_keys=["stay_id"], entity_values=[self._value(int64_val=s)]) for s in stay_ids]
         matrices: dict[str, np.ndarray] = {}
@@ -67,12 +68,19 @@ class OnlineFeatures:
 
         def numbers(view: str, features: list[str]) -> np.ndarray:
             index = self._numeric[view]
-            return matrices[view] if features == self._numeric_order[view] else \
-                matrices[view][:, [index[f] for f in features]]
+            return (
+                matrices[view]
+                if features == self._numeric_order[view]
+                else matrices[view][:, [index[f] for f in features]]
+            )
 
-        return arrays_from_columns(self.layout, numbers, lambda view, feature: objects[(view, feature)],
-                                   np.array(stay_ids, dtype=np.int64),
-                                   np.full(len(stay_ids), np.datetime64(as_of, "us")))
+        return arrays_from_columns(
+            self.layout,
+            numbers,
+            lambda view, feature: objects[(view, feature)],
+            np.array(stay_ids, dtype=np.int64),
+            np.full(len(stay_ids), np.datetime64(as_of, "us")),
+        )
 
 
 def _python_value(proto):
@@ -81,5 +89,3 @@ def _python_value(proto):
         return None
     value = getattr(proto, kind)
     return list(value.val) if kind.endswith("_list_val") else value
-
-

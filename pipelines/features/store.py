@@ -15,10 +15,10 @@ import shutil
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 import yaml
@@ -49,8 +49,10 @@ def store_yaml(online: str, data: Path | None = None) -> Path:
         if "path" in config[section]:
             config[section]["path"] = str(feast_dir / Path(config[section]["path"]).name)
     target = feast_dir / shipped.name
-    text = f"# {shipped.name} of feature_repo/ with this data folder's paths (written by sepsis-fusion)\n" + \
-        yaml.safe_dump(config, sort_keys=False)
+    text = (
+        f"# {shipped.name} of feature_repo/ with this data folder's paths (written by sepsis-fusion)\n"
+        + yaml.safe_dump(config, sort_keys=False)
+    )
     feast_dir.mkdir(parents=True, exist_ok=True)
     if not target.exists() or target.read_text(encoding="utf-8") != text:
         target.write_text(text, encoding="utf-8")
@@ -69,8 +71,10 @@ def feast_env(data: Path | None = None, redis: str | None = None) -> dict[str, s
 def check_feature_files(data: Path) -> None:
     missing = [name for name in FEAST_FILES if not (data / "features" / name).exists()]
     if missing:
-        raise FeatureStoreError(f"{', '.join(missing)} not in {data / 'features'}: run `sepsis-fusion build` "
-                                "and `sepsis-fusion embed` first")
+        raise FeatureStoreError(
+            f"{', '.join(missing)} not in {data / 'features'}: run `sepsis-fusion build` "
+            "and `sepsis-fusion embed` first"
+        )
 
 
 @contextmanager
@@ -99,14 +103,17 @@ def open_store(data: Path | None = None, online: str = "sqlite", redis: str | No
         raise FeatureStoreError("the Redis online store needs SEPSIS_FUSION_REDIS (e.g. 127.0.0.1:6379)")
     registry = "registry.db" if online == "sqlite" else "registry_redis.db"
     if not (Path(env["SEPSIS_FUSION_DATA"]) / "feast" / registry).exists():
-        raise FeatureStoreError(f"no Feast registry under {env['SEPSIS_FUSION_DATA']}/feast: "
-                                f"run `sepsis-fusion features apply{' --online-store redis' if online == 'redis' else ''}`")
+        raise FeatureStoreError(
+            f"no Feast registry under {env['SEPSIS_FUSION_DATA']}/feast: "
+            f"run `sepsis-fusion features apply{' --online-store redis' if online == 'redis' else ''}`"
+        )
     with _environment(env):
         return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=store_yaml(online, data))
 
 
-def feast_cli(args: list[str], data: Path | None = None, online: str = "sqlite",
-              redis: str | None = None) -> subprocess.CompletedProcess:
+def feast_cli(
+    args: list[str], data: Path | None = None, online: str = "sqlite", redis: str | None = None
+) -> subprocess.CompletedProcess:
     """Run `feast -c feature_repo -f <store yaml> <args>`, the command Feast users type, on this store."""
     env = feast_env(data, redis)
     (Path(env["SEPSIS_FUSION_DATA"]) / "feast").mkdir(parents=True, exist_ok=True)
@@ -114,8 +121,9 @@ def feast_cli(args: list[str], data: Path | None = None, online: str = "sqlite",
     result = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout or "").strip().splitlines()[-15:]
-        raise FeatureStoreError(f"`feast {' '.join(args)}` failed (exit {result.returncode})"
-                                + ("\n" + "\n".join(detail) if detail else ""))
+        raise FeatureStoreError(
+            f"`feast {' '.join(args)}` failed (exit {result.returncode})" + ("\n" + "\n".join(detail) if detail else "")
+        )
     return result
 
 
@@ -149,8 +157,14 @@ def latest_window_end(data: Path | None = None) -> datetime:
     return latest
 
 
-def materialize(store, data: Path | None = None, end: datetime | None = None, start: datetime | None = None,
-                incremental: bool = False, views: list[str] | None = None) -> datetime:
+def materialize(
+    store,
+    data: Path | None = None,
+    end: datetime | None = None,
+    start: datetime | None = None,
+    incremental: bool = False,
+    views: list[str] | None = None,
+) -> datetime:
     """Load each view's latest row per stay, as of `end`, into the online store (Feast materialize).
 
     `end` defaults to the data's present (latest_window_end): MIMIC-IV's dates are shifted into the
@@ -168,8 +182,10 @@ def materialize(store, data: Path | None = None, end: datetime | None = None, st
 def materialized_until(store, service: str = SERVICE_NAME) -> datetime | None:
     """How far the online store is filled for the service: the time every one of its views has been
     materialized to (Feast's most recent end time, naive UTC), or None if a view never was."""
-    ends = [store.get_feature_view(p.name).most_recent_end_time
-            for p in store.get_feature_service(service).feature_view_projections]
+    ends = [
+        store.get_feature_view(p.name).most_recent_end_time
+        for p in store.get_feature_service(service).feature_view_projections
+    ]
     return None if any(end is None for end in ends) else utc_naive(min(ends))
 
 
@@ -183,4 +199,4 @@ def online_store_time(store, service: str = SERVICE_NAME) -> datetime:
 
 def utc_naive(t: datetime) -> datetime:
     """UTC without tzinfo, as the feature files' timestamps are."""
-    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo is not None else t
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo is not None else t

@@ -45,30 +45,44 @@ def in_icu(cohort: pd.DataFrame, when) -> list[int]:
 def entity_frame(stay_ids, times, sequence_windows: int) -> pd.DataFrame:
     """Feast's entity dataframe: one row per (stay, time), with the ends of the K windows before the time."""
     times = pd.Series(pd.to_datetime(times)).dt.floor("us").astype("datetime64[us]")
-    frame = pd.DataFrame({"stay_id": np.asarray(stay_ids, dtype=np.int64), "event_timestamp": times.to_numpy(),
-                          "entity_row": np.arange(len(times), dtype=np.int64)})
+    frame = pd.DataFrame(
+        {
+            "stay_id": np.asarray(stay_ids, dtype=np.int64),
+            "event_timestamp": times.to_numpy(),
+            "entity_row": np.arange(len(times), dtype=np.int64),
+        }
+    )
     latest_end = times.dt.floor("h")
     for lag in range(sequence_windows - 1, -1, -1):
         frame[f"window_end_lag{lag}"] = (latest_end - pd.Timedelta(hours=24 * lag)).to_numpy()
     return frame
 
 
-def historical_features(store, layout: FeatureLayout, stay_ids, times,
-                        filter_by_created_timestamp: bool = True) -> FeatureArrays:
+def historical_features(
+    store, layout: FeatureLayout, stay_ids, times, filter_by_created_timestamp: bool = True
+) -> FeatureArrays:
     """The model's inputs for each (stay, time), as known at that time (Feast get_historical_features)."""
     entities = entity_frame(stay_ids, times, layout.sequence_windows)
-    job = store.get_historical_features(entity_df=entities, features=store.get_feature_service(layout.service),
-                                        full_feature_names=True,
-                                        filter_by_created_timestamp=filter_by_created_timestamp)
+    job = store.get_historical_features(
+        entity_df=entities,
+        features=store.get_feature_service(layout.service),
+        full_feature_names=True,
+        filter_by_created_timestamp=filter_by_created_timestamp,
+    )
     frame = job.to_df().sort_values("entity_row").reset_index(drop=True)
     if len(frame) != len(entities):
         raise FeatureStoreError(f"Feast returned {len(frame)} rows for {len(entities)} entity rows")
+
     def numbers(view: str, features: list[str]) -> np.ndarray:
         return frame[[full_name(view, f) for f in features]].to_numpy(dtype=np.float64, na_value=np.nan)
 
-    return arrays_from_columns(layout, numbers, lambda view, feature: frame[full_name(view, feature)].tolist(),
-                               frame["stay_id"].to_numpy(),
-                               frame["event_timestamp"].dt.tz_localize(None).to_numpy())
+    return arrays_from_columns(
+        layout,
+        numbers,
+        lambda view, feature: frame[full_name(view, feature)].tolist(),
+        frame["stay_id"].to_numpy(),
+        frame["event_timestamp"].dt.tz_localize(None).to_numpy(),
+    )
 
 
 def training_set(data: Path | None = None, store=None, service: str = SERVICE_NAME) -> TrainingSet:

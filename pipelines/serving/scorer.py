@@ -29,8 +29,10 @@ class Scorer(Predictor):
         served = layout_from_service(store, service)
         differences = self.trained.layout.differences(served)
         if differences:
-            raise StudyError(f"the model in {self.run_dir} was trained on other features than the feature service "
-                             f"{service!r} serves now, so it will not score them: " + "; ".join(differences))
+            raise StudyError(
+                f"the model in {self.run_dir} was trained on other features than the feature service "
+                f"{service!r} serves now, so it will not score them: " + "; ".join(differences)
+            )
         self._online = None
 
     def offline(self, stay_ids, as_of: datetime) -> list[Score]:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -34,7 +34,7 @@ class ScoreRequest(BaseModel):
     stay_ids: list[int] | None = Field(None, description=f"a batch of ICU stays (at most {MAX_BATCH})")
 
     @model_validator(mode="after")
-    def one_of(self) -> "ScoreRequest":
+    def one_of(self) -> ScoreRequest:
         if (self.stay_id is None) == (self.stay_ids is None):
             raise ValueError("give exactly one of stay_id or stay_ids")
         if self.stay_ids is not None and not 0 < len(self.stay_ids) <= MAX_BATCH:
@@ -55,9 +55,14 @@ def create_app(scorer: Scorer, clock: Callable[[], datetime], clock_name: str) -
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", **base, "feature_service": scorer.service,
-                "online_store": scorer.store.config.online_store.type, "clock": clock_name,
-                "as_of": now().isoformat()}
+        return {
+            "status": "ok",
+            **base,
+            "feature_service": scorer.service,
+            "online_store": scorer.store.config.online_store.type,
+            "clock": clock_name,
+            "as_of": now().isoformat(),
+        }
 
     @app.post("/score")
     async def score(request: ScoreRequest) -> dict:
@@ -66,30 +71,46 @@ def create_app(scorer: Scorer, clock: Callable[[], datetime], clock_name: str) -
         scores = scorer.online(ids, as_of)
         unknown = [s.stay_id for s in scores if not s.known]
         if unknown:
-            raise HTTPException(404, f"unknown stays {unknown[:20]}{' ...' if len(unknown) > 20 else ''}: no "
-                                     f"features in the online store as of {as_of.isoformat()} (not a stay, not "
-                                     f"admitted yet, or not materialized)")
-        answers = [{"stay_id": s.stay_id, "probability": s.probability, "decision": s.decision,
-                    "missing": s.missing} for s in scores]
+            raise HTTPException(
+                404,
+                f"unknown stays {unknown[:20]}{' ...' if len(unknown) > 20 else ''}: no "
+                f"features in the online store as of {as_of.isoformat()} (not a stay, not "
+                f"admitted yet, or not materialized)",
+            )
+        answers = [
+            {"stay_id": s.stay_id, "probability": s.probability, "decision": s.decision, "missing": s.missing}
+            for s in scores
+        ]
         common = {**base, "as_of": as_of.isoformat()}
         return {**answers[0], **common} if request.stay_id is not None else {**common, "scores": answers}
 
     return app
 
 
-def run_service(run: Path, host: str, port: int, clock: str, online_store: str, workers: int,
-                announce: Callable[[str], None] = print) -> None:
+def run_service(
+    run: Path,
+    host: str,
+    port: int,
+    clock: str,
+    online_store: str,
+    workers: int,
+    announce: Callable[[str], None] = print,
+) -> None:
     """Serve a run folder with uvicorn until stopped. The app is built here first, so a bad run folder or
     store fails before the server starts, with its message; more workers each build their own."""
     import uvicorn
 
-    os.environ.update(SEPSIS_FUSION_SERVE_RUN=str(Path(run).resolve()), SEPSIS_FUSION_SERVE_CLOCK=clock,
-                      SEPSIS_FUSION_SERVE_ONLINE_STORE=online_store)
+    os.environ.update(
+        SEPSIS_FUSION_SERVE_RUN=str(Path(run).resolve()),
+        SEPSIS_FUSION_SERVE_CLOCK=clock,
+        SEPSIS_FUSION_SERVE_ONLINE_STORE=online_store,
+    )
     app = app_from_env()
     announce(f"serving {run} on http://{host}:{port} with {workers} worker(s) (POST /score, GET /health)")
     target = app if workers == 1 else "sepsis_fusion.pipelines.serving.service:app_from_env"
-    uvicorn.run(target, factory=workers > 1, host=host, port=port, workers=workers, access_log=False,
-                log_level="warning")
+    uvicorn.run(
+        target, factory=workers > 1, host=host, port=port, workers=workers, access_log=False, log_level="warning"
+    )
 
 
 def app_from_env() -> FastAPI:
@@ -100,8 +121,10 @@ def app_from_env() -> FastAPI:
     from ..features.store import open_store
 
     torch.set_num_threads(1)  # one small forward pass per request: threads cost more than they give
-    scorer = Scorer(Path(os.environ["SEPSIS_FUSION_SERVE_RUN"]),
-                    open_store(online=os.environ.get("SEPSIS_FUSION_SERVE_ONLINE_STORE", "sqlite")))
+    scorer = Scorer(
+        Path(os.environ["SEPSIS_FUSION_SERVE_RUN"]),
+        open_store(online=os.environ.get("SEPSIS_FUSION_SERVE_ONLINE_STORE", "sqlite")),
+    )
     clock_name = os.environ.get("SEPSIS_FUSION_SERVE_CLOCK", "materialized")
     clock = store_clock(scorer) if clock_name == "materialized" else wall_clock
     scorer.online([0], clock())  # open the online store's connection before the first request
@@ -123,4 +146,4 @@ def store_clock(scorer: Scorer, refresh_s: float = 10.0) -> Callable[[], datetim
 
 
 def wall_clock() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)

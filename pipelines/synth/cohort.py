@@ -21,8 +21,14 @@ DAY = 86400
 # static baseline (age, comorbidity burden, admission type), the course of labs and vitals (peak severity
 # and whether it recovers), and a finding that only the radiology report text states.
 DEATH_INTERCEPT = -2.9
-DEATH_WEIGHTS = {"age": 0.45, "charlson": 0.2, "emergency": 0.3, "severity": 1.35, "recovery": -30.0,
-                 "note_finding": 2.0}
+DEATH_WEIGHTS = {
+    "age": 0.45,
+    "charlson": 0.2,
+    "emergency": 0.3,
+    "severity": 1.35,
+    "recovery": -30.0,
+    "note_finding": 2.0,
+}
 NOTE_FINDING_RATE = 0.18
 INFECTION_RATE = 0.42
 
@@ -36,7 +42,7 @@ class Plan:
     """The whole data set, one array per attribute."""
 
     patients: dict[str, np.ndarray]
-    stays: dict[str, np.ndarray]          # one row per ICU stay (= one admission with an ICU stay)
+    stays: dict[str, np.ndarray]  # one row per ICU stay (= one admission with an ICU stay)
     prior_admissions: dict[str, np.ndarray]  # earlier admissions without an ICU stay
 
 
@@ -52,8 +58,9 @@ def plan(n_stays: int, seed: int) -> Plan:
     # whether or not an earlier admission recorded it.
     age_factor = np.clip((age_first - 18) / 50, 0.2, 1.6)
     n_codes = len(V.CHARLSON_CODES)
-    base_rate = np.array([0.06, 0.1, 0.05, 0.04, 0.03, 0.1, 0.02, 0.02, 0.03, 0.16, 0.06, 0.01, 0.07, 0.03,
-                          0.01, 0.025, 0.005])
+    base_rate = np.array(
+        [0.06, 0.1, 0.05, 0.04, 0.03, 0.1, 0.02, 0.02, 0.03, 0.16, 0.06, 0.01, 0.07, 0.03, 0.01, 0.025, 0.005]
+    )
     comorb = rng.random((n_pat, n_codes)) < np.clip(base_rate[None, :] * age_factor[:, None], 0, 0.5)
     weights = np.array([w for _, _, w in V.CHARLSON_CODES])
     charlson = (comorb * weights[None, :]).sum(axis=1)
@@ -83,8 +90,12 @@ def plan(n_stays: int, seed: int) -> Plan:
     remap[used] = np.arange(used.size)
     s["patient"] = remap[s["patient"]]
     patients = {
-        "gender": gender[used], "age_first": age_first[used], "anchor_year": anchor_year[used],
-        "comorb": comorb[used], "charlson": charlson[used], "n_prior": n_prior[used],
+        "gender": gender[used],
+        "age_first": age_first[used],
+        "anchor_year": anchor_year[used],
+        "comorb": comorb[used],
+        "charlson": charlson[used],
+        "n_prior": n_prior[used],
     }
     s["female"] = patients["gender"][s["patient"]] == "F"
     s["wobble_phase"] = rng.uniform(0, 2 * np.pi, (s["patient"].size, 3))
@@ -94,8 +105,9 @@ def plan(n_stays: int, seed: int) -> Plan:
     return Plan(patients=patients, stays=s, prior_admissions=prior)
 
 
-def _draw_stay_latents(rng: np.random.Generator, n: int, age: np.ndarray, charlson: np.ndarray,
-                       comorb: np.ndarray) -> dict[str, np.ndarray]:
+def _draw_stay_latents(
+    rng: np.random.Generator, n: int, age: np.ndarray, charlson: np.ndarray, comorb: np.ndarray
+) -> dict[str, np.ndarray]:
     s: dict[str, np.ndarray] = {}
     s["age"] = age
     s["admission_type"] = rng.choice(len(V.ADMISSION_TYPES_ICU), size=n, p=V.ADMISSION_TYPES_WEIGHTS)
@@ -123,18 +135,24 @@ def _draw_stay_latents(rng: np.random.Generator, n: int, age: np.ndarray, charls
 
     # The course's severity one day after infection; it is what labs and vitals show around onset.
     effective = s["baseline_illness"] * 0.8 + s["peak"]
-    logit = (DEATH_INTERCEPT
-             + DEATH_WEIGHTS["age"] * (s["age"] - 65) / 15
-             + DEATH_WEIGHTS["charlson"] * charlson
-             + DEATH_WEIGHTS["emergency"] * emergency
-             + DEATH_WEIGHTS["severity"] * (effective - 1.3)
-             + DEATH_WEIGHTS["recovery"] * (s["recovery"] - 0.035) * np.where(s["infected"], 1.0, 0.3)
-             + DEATH_WEIGHTS["note_finding"] * s["note_finding"])
+    logit = (
+        DEATH_INTERCEPT
+        + DEATH_WEIGHTS["age"] * (s["age"] - 65) / 15
+        + DEATH_WEIGHTS["charlson"] * charlson
+        + DEATH_WEIGHTS["emergency"] * emergency
+        + DEATH_WEIGHTS["severity"] * (effective - 1.3)
+        + DEATH_WEIGHTS["recovery"] * (s["recovery"] - 0.035) * np.where(s["infected"], 1.0, 0.3)
+        + DEATH_WEIGHTS["note_finding"] * s["note_finding"]
+    )
     s["p_death"] = sigmoid(logit)
-    s["logit_static"] = (DEATH_WEIGHTS["age"] * (s["age"] - 65) / 15 + DEATH_WEIGHTS["charlson"] * charlson
-                         + DEATH_WEIGHTS["emergency"] * emergency)
-    s["logit_course"] = (DEATH_WEIGHTS["severity"] * (effective - 1.3)
-                         + DEATH_WEIGHTS["recovery"] * (s["recovery"] - 0.035) * np.where(s["infected"], 1.0, 0.3))
+    s["logit_static"] = (
+        DEATH_WEIGHTS["age"] * (s["age"] - 65) / 15
+        + DEATH_WEIGHTS["charlson"] * charlson
+        + DEATH_WEIGHTS["emergency"] * emergency
+    )
+    s["logit_course"] = DEATH_WEIGHTS["severity"] * (effective - 1.3) + DEATH_WEIGHTS["recovery"] * (
+        s["recovery"] - 0.035
+    ) * np.where(s["infected"], 1.0, 0.3)
     s["logit_note"] = DEATH_WEIGHTS["note_finding"] * s["note_finding"].astype(float)
     s["died"] = rng.random(n) < s["p_death"]
     return s
@@ -146,18 +164,22 @@ def _place_in_time(rng: np.random.Generator, patients: dict, s: dict) -> None:
     start_of_course = np.maximum(inf_h, 0.0)
     # ICU length of stay (hours) for survivors; deaths happen at least two days after infection, so
     # that they fall after the prediction time (onset + 24 h).
-    los_alive = np.where(s["infected"], start_of_course + 20 + rng.lognormal(np.log(40), 0.7, n),
-                         6 + rng.lognormal(np.log(36), 0.8, n))
-    death_h = np.where(s["infected"], start_of_course + 50 + rng.exponential(60, n),
-                       30 + rng.exponential(80, n))
+    los_alive = np.where(
+        s["infected"], start_of_course + 20 + rng.lognormal(np.log(40), 0.7, n), 6 + rng.lognormal(np.log(36), 0.8, n)
+    )
+    death_h = np.where(s["infected"], start_of_course + 50 + rng.exponential(60, n), 30 + rng.exponential(80, n))
     in_icu_death = rng.random(n) < 0.7
-    los = np.where(s["died"], np.where(in_icu_death, death_h, np.maximum(death_h - rng.uniform(24, 120, n), 10)),
-                   los_alive)
+    los = np.where(
+        s["died"], np.where(in_icu_death, death_h, np.maximum(death_h - rng.uniform(24, 120, n), 10)), los_alive
+    )
     s["los_h"] = los
     s["death_h"] = np.where(s["died"], death_h, np.nan)
 
-    pre_h = np.select([s["admission_type"] == 0, rng.random(n) < 0.5],
-                      [rng.uniform(2, 10, n), rng.uniform(0.5, 3, n)], 6 + rng.exponential(40, n))
+    pre_h = np.select(
+        [s["admission_type"] == 0, rng.random(n) < 0.5],
+        [rng.uniform(2, 10, n), rng.uniform(0.5, 3, n)],
+        6 + rng.exponential(40, n),
+    )
     post_h = 12 + rng.exponential(80, n)
     hosp_end_h = np.where(s["died"], death_h, los + post_h)
     s["pre_icu_h"] = pre_h
@@ -206,7 +228,7 @@ def _assign_ids(rng: np.random.Generator, patients: dict, s: dict, prior: dict) 
     n_hadm = s["patient"].size + prior["patient"].size
     hadm = 20_000_000 + rng.choice(9_999_999, n_hadm, replace=False)
     s["hadm_id"] = hadm[: s["patient"].size]
-    prior["hadm_id"] = hadm[s["patient"].size:]
+    prior["hadm_id"] = hadm[s["patient"].size :]
     s["stay_id"] = 30_000_000 + rng.choice(9_999_999, s["patient"].size, replace=False)
     s["subject_id"] = patients["subject_id"][s["patient"]]
     prior["subject_id"] = patients["subject_id"][prior["patient"]]

@@ -50,6 +50,7 @@ def _id_block(chunk: Chunk, n: int, width: int = 4_000_000, start: int = 1) -> n
 
 # ----------------------------------------------------------------------------------------------- chartevents
 
+
 @dataclass
 class ChartPiece:
     pos: np.ndarray
@@ -127,8 +128,16 @@ def chartevents(chunk: Chunk, rng: np.random.Generator, routine_every_h: float) 
     on_o2 = fio2 > 21
     as_fraction = rng.random(pos.size) < 0.03  # a few charted as a fraction (0.4), as in MIMIC-IV
     fio2_charted = np.where(as_fraction, fio2 / 100, fio2)
-    pieces.append(ChartPiece(pos[on_o2], h[on_o2], V.CHART_ITEMS["fio2"].itemid,
-                             number_text(fio2_charted[on_o2], 2), fio2_charted[on_o2], None))
+    pieces.append(
+        ChartPiece(
+            pos[on_o2],
+            h[on_o2],
+            V.CHART_ITEMS["fio2"].itemid,
+            number_text(fio2_charted[on_o2], 2),
+            fio2_charted[on_o2],
+            None,
+        )
+    )
     vent = st.ventilated
     device = np.where(vent, "Endotracheal tube", np.where(on_o2, "Nasal cannula", "None")).astype(object)
     every_other = (np.round(h) % 4) < 2
@@ -137,9 +146,17 @@ def chartevents(chunk: Chunk, rng: np.random.Generator, routine_every_h: float) 
     flow_rows = dev_rows & on_o2 & ~vent
     flow = np.clip(np.round((fio2[flow_rows] - 20) / 4), 1, 6)
     pieces.append(ChartPiece(pos[flow_rows], h[flow_rows], V.O2_FLOW[0], number_text(flow, 0), flow, "L/min"))
-    pieces.append(_text(pos[vent], h[vent], V.CHART_ITEMS["vent_mode"].itemid,
-                        choice_text(rng, ("CMV/ASSIST/AutoFlow", "CMV/ASSIST", "CPAP/PSV"), int(vent.sum()))))
-    pieces.append(_numeric(pos[vent], h[vent], "peep", np.round(P.noisy(rng, 5 + 2 * st.organ[vent, P.RESP], abs_=1)), 0))
+    pieces.append(
+        _text(
+            pos[vent],
+            h[vent],
+            V.CHART_ITEMS["vent_mode"].itemid,
+            choice_text(rng, ("CMV/ASSIST/AutoFlow", "CMV/ASSIST", "CPAP/PSV"), int(vent.sum())),
+        )
+    )
+    pieces.append(
+        _numeric(pos[vent], h[vent], "peep", np.round(P.noisy(rng, 5 + 2 * st.organ[vent, P.RESP], abs_=1)), 0)
+    )
 
     # Body size: admission weight, daily weights, height (cm or inches).
     first = rng.uniform(0, 2, chunk.n)
@@ -174,16 +191,24 @@ def chartevents(chunk: Chunk, rng: np.random.Generator, routine_every_h: float) 
     cols = _ids(chunk, pos[order])
     caregiver = rng.integers(10_000, 99_999, pos.size)
     warning = (rng.random(pos.size) < 0.01).astype(np.int64)
-    cols.update(caregiver_id=caregiver[order], charttime=charttime[order], storetime=storetime[order],
-                itemid=itemid[order], value=value.take(pa.array(order)), valuenum=valuenum[order],
-                valueuom=uom[order], warning=warning[order])
+    cols.update(
+        caregiver_id=caregiver[order],
+        charttime=charttime[order],
+        storetime=storetime[order],
+        itemid=itemid[order],
+        value=value.take(pa.array(order)),
+        valuenum=valuenum[order],
+        valueuom=uom[order],
+        warning=warning[order],
+    )
     return table("icu/chartevents", cols, order.size)
 
 
 def _chart_outliers(rng, itemid, value, valuenum):
     """Charting errors: a few numeric values entered ten times too large or as zero."""
-    numeric = ~np.isnan(valuenum) & np.isin(itemid, [V.CHART_ITEMS[k].itemid for k in
-                                                   ("heart_rate", "resp_rate", "nbp_mean", "abp_mean", "temp_f", "spo2")])
+    numeric = ~np.isnan(valuenum) & np.isin(
+        itemid, [V.CHART_ITEMS[k].itemid for k in ("heart_rate", "resp_rate", "nbp_mean", "abp_mean", "temp_f", "spo2")]
+    )
     bad = numeric & (rng.random(valuenum.size) < 0.0015)
     if bad.any():
         new = np.where(rng.random(valuenum.size) < 0.5, valuenum * 10, 0.0)
@@ -199,6 +224,7 @@ def _with_duplicates(rng: np.random.Generator, order: np.ndarray, share: float) 
 
 # ----------------------------------------------------------------------------------------------- labevents
 
+
 def _lab_schedule(chunk: Chunk, rng: np.random.Generator) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(panel, stay positions, hours) of every blood draw of the chunk, in and out of the ICU."""
     s = chunk.stays
@@ -206,10 +232,14 @@ def _lab_schedule(chunk: Chunk, rng: np.random.Generator) -> list[tuple[str, np.
     zero = np.zeros(n)
     adm, los, end = -s["pre_icu_h"], s["los_h"], s["hosp_end_h"]
     draws = []
-    for panel, icu_every, ward_every in (("chemistry", 3.0, 5.0), ("cbc", 3.0, 5.0), ("coagulation", 8.0, 24.0),
-                                         ("liver", 12.0, 24.0), ("differential", 12.0, 24.0)):
-        for lo, hi, every in ((zero, los, icu_every), (adm, np.minimum(zero, end), ward_every),
-                              (los, end, ward_every)):
+    for panel, icu_every, ward_every in (
+        ("chemistry", 3.0, 5.0),
+        ("cbc", 3.0, 5.0),
+        ("coagulation", 8.0, 24.0),
+        ("liver", 12.0, 24.0),
+        ("differential", 12.0, 24.0),
+    ):
+        for lo, hi, every in ((zero, los, icu_every), (adm, np.minimum(zero, end), ward_every), (los, end, ward_every)):
             pos, h = grid(rng, lo, hi, every, keep=0.85, jitter_h=0.5)
             draws.append((panel, pos, h))
     # Blood gases: arterial every 4 h while ventilated, some venous gases with lactate otherwise.
@@ -231,8 +261,10 @@ def labevents(chunk: Chunk, rng: np.random.Generator) -> pa.Table:
     cols = {k: [] for k in ("pos", "hours", "itemid", "valuenum", "text", "specimen", "delay", "hadm")}
     specimen_counter = 0
     for panel, pos, hours in _lab_schedule(chunk, rng):
-        items = {"venous_gas": [V.LAB_ITEMS[k] for k in ("specimen", "ph", "paco2", "lactate")],
-                 "outpatient": V.LAB_PANELS["chemistry"]}.get(panel) or V.LAB_PANELS[panel]
+        items = {
+            "venous_gas": [V.LAB_ITEMS[k] for k in ("specimen", "ph", "paco2", "lactate")],
+            "outpatient": V.LAB_PANELS["chemistry"],
+        }.get(panel) or V.LAB_PANELS[panel]
         if pos.size == 0:
             continue
         st = P.state(s, pos, hours)
@@ -269,8 +301,9 @@ def labevents(chunk: Chunk, rng: np.random.Generator) -> pa.Table:
     with_hadm = np.concatenate(cols["hadm"])
 
     # Values stored as text: results below the assay's range, errors and de-identified comments.
-    below = ((itemid == V.LAB_ITEMS["bilirubin"].itemid) & (valuenum < 0.2)) | \
-            ((itemid == V.LAB_ITEMS["lactate"].itemid) & (valuenum < 0.5))
+    below = ((itemid == V.LAB_ITEMS["bilirubin"].itemid) & (valuenum < 0.2)) | (
+        (itemid == V.LAB_ITEMS["lactate"].itemid) & (valuenum < 0.5)
+    )
     error = ~np.isnan(valuenum) & (rng.random(pos.size) < 0.003)
     hidden = ~np.isnan(valuenum) & ~error & (rng.random(pos.size) < 0.002)
     text = np.where(below, np.where(itemid == V.LAB_ITEMS["bilirubin"].itemid, "<0.2", "<0.5"), text)
@@ -294,9 +327,15 @@ def labevents(chunk: Chunk, rng: np.random.Generator) -> pa.Table:
         "subject_id": s["subject_id"][pos[order]],
         "hadm_id": pa.array(hadm, mask=hadm < 0),
         "specimen_id": 1_000_000 + chunk.index * 400_000 + specimen[order],
-        "itemid": itemid[order], "charttime": charttime[order], "storetime": storetime[order],
-        "value": value.take(pa.array(order)), "valuenum": valuenum[order], "valueuom": uom[order],
-        "ref_range_lower": low[order], "ref_range_upper": high[order], "flag": flag[order],
+        "itemid": itemid[order],
+        "charttime": charttime[order],
+        "storetime": storetime[order],
+        "value": value.take(pa.array(order)),
+        "valuenum": valuenum[order],
+        "valueuom": uom[order],
+        "ref_range_lower": low[order],
+        "ref_range_upper": high[order],
+        "flag": flag[order],
         "priority": priority[order],
     }
     return table("hosp/labevents", out, order.size)
@@ -314,6 +353,7 @@ def _lookup(itemid: np.ndarray, attr: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- inputevents
+
 
 def inputevents(chunk: Chunk, rng: np.random.Generator) -> pa.Table:
     """Vasopressor infusions in segments of up to three hours at the rate the course needs; saline boluses."""
@@ -338,25 +378,45 @@ def inputevents(chunk: Chunk, rng: np.random.Generator) -> pa.Table:
     minutes = (end_h - h) * 60
     amount = np.round(rate * weight * minutes / 1000, 4)
     rows = {
-        "pos": [pos], "start": [h], "end": [end_h], "itemid": [itemid], "amount": [amount], "amountuom": ["mg"],
-        "rate": [rate], "rateuom": ["mcg/kg/min"], "cat": ["01-Drips"], "comp": ["Main order parameter"],
+        "pos": [pos],
+        "start": [h],
+        "end": [end_h],
+        "itemid": [itemid],
+        "amount": [amount],
+        "amountuom": ["mg"],
+        "rate": [rate],
+        "rateuom": ["mcg/kg/min"],
+        "cat": ["01-Drips"],
+        "comp": ["Main order parameter"],
         "desc": ["Continuous Med"],
     }
     # Vasopressin beside high-dose norepinephrine (not part of SOFA).
     vp = (names == "norepinephrine") & (dose > 0.2) & (rng.random(pos.size) < 0.5)
-    rows["pos"].append(pos[vp]); rows["start"].append(h[vp]); rows["end"].append(end_h[vp])
+    rows["pos"].append(pos[vp])
+    rows["start"].append(h[vp])
+    rows["end"].append(end_h[vp])
     rows["itemid"].append(np.full(vp.sum(), V.VASOPRESSORS["vasopressin"][0]))
-    rows["amount"].append(np.round(2.4 * (end_h[vp] - h[vp]), 3)); rows["amountuom"].append("units")
-    rows["rate"].append(np.full(vp.sum(), 2.4)); rows["rateuom"].append("units/hour")
-    rows["cat"].append("01-Drips"); rows["comp"].append("Main order parameter"); rows["desc"].append("Continuous Med")
+    rows["amount"].append(np.round(2.4 * (end_h[vp] - h[vp]), 3))
+    rows["amountuom"].append("units")
+    rows["rate"].append(np.full(vp.sum(), 2.4))
+    rows["rateuom"].append("units/hour")
+    rows["cat"].append("01-Drips")
+    rows["comp"].append("Main order parameter")
+    rows["desc"].append("Continuous Med")
     # Saline boluses when an infection starts.
     inf = s["infected"] & (s["infection_hour"] > 0)
     bpos = np.flatnonzero(inf)
     bstart = s["infection_hour"][bpos] + rng.uniform(0, 2, bpos.size)
-    rows["pos"].append(bpos); rows["start"].append(bstart); rows["end"].append(bstart + 0.5)
-    rows["itemid"].append(np.full(bpos.size, V.SALINE_BOLUS[0])); rows["amount"].append(np.full(bpos.size, 1000.0))
-    rows["amountuom"].append("ml"); rows["rate"].append(np.full(bpos.size, np.nan)); rows["rateuom"].append(None)
-    rows["cat"].append("02-Fluids (Crystalloids)"); rows["comp"].append("Main order parameter")
+    rows["pos"].append(bpos)
+    rows["start"].append(bstart)
+    rows["end"].append(bstart + 0.5)
+    rows["itemid"].append(np.full(bpos.size, V.SALINE_BOLUS[0]))
+    rows["amount"].append(np.full(bpos.size, 1000.0))
+    rows["amountuom"].append("ml")
+    rows["rate"].append(np.full(bpos.size, np.nan))
+    rows["rateuom"].append(None)
+    rows["cat"].append("02-Fluids (Crystalloids)")
+    rows["comp"].append("Main order parameter")
     rows["desc"].append("Bolus")
 
     sizes = [a.size for a in rows["pos"]]
@@ -369,19 +429,30 @@ def inputevents(chunk: Chunk, rng: np.random.Generator) -> pa.Table:
     orderid = _id_block(chunk, n, width=200_000, start=100_000)
     cols = _ids(chunk, p[order])
     cols.update(
-        caregiver_id=rng.integers(10_000, 99_999, n), starttime=start[order], endtime=np.maximum(end, start + 60)[order],
-        storetime=(start + rng.integers(0, 30, start.size) * MINUTE)[order], itemid=np.concatenate(rows["itemid"])[order],
-        amount=np.concatenate(rows["amount"])[order], amountuom=rep("amountuom")[order],
-        rate=np.concatenate(rows["rate"])[order], rateuom=rep("rateuom")[order], orderid=orderid,
-        linkorderid=orderid, ordercategoryname=rep("cat")[order],
-        ordercomponenttypedescription=rep("comp")[order], ordercategorydescription=rep("desc")[order],
-        patientweight=s["weight_kg"][p[order]], isopenbag=np.zeros(n, dtype=np.int64),
-        continueinnextdept=np.zeros(n, dtype=np.int64), statusdescription=np.full(n, "FinishedRunning", dtype=object),
+        caregiver_id=rng.integers(10_000, 99_999, n),
+        starttime=start[order],
+        endtime=np.maximum(end, start + 60)[order],
+        storetime=(start + rng.integers(0, 30, start.size) * MINUTE)[order],
+        itemid=np.concatenate(rows["itemid"])[order],
+        amount=np.concatenate(rows["amount"])[order],
+        amountuom=rep("amountuom")[order],
+        rate=np.concatenate(rows["rate"])[order],
+        rateuom=rep("rateuom")[order],
+        orderid=orderid,
+        linkorderid=orderid,
+        ordercategoryname=rep("cat")[order],
+        ordercomponenttypedescription=rep("comp")[order],
+        ordercategorydescription=rep("desc")[order],
+        patientweight=s["weight_kg"][p[order]],
+        isopenbag=np.zeros(n, dtype=np.int64),
+        continueinnextdept=np.zeros(n, dtype=np.int64),
+        statusdescription=np.full(n, "FinishedRunning", dtype=object),
     )
     return table("icu/inputevents", cols, n)
 
 
 # ----------------------------------------------------------------------------------------------- outputevents
+
 
 def outputevents(chunk: Chunk, rng: np.random.Generator) -> pa.Table:
     """Urine output: hourly from a Foley catheter in sicker stays, voids every few hours in the others."""
@@ -401,7 +472,12 @@ def outputevents(chunk: Chunk, rng: np.random.Generator) -> pa.Table:
     charttime = chunk.at(pos, h)
     order = np.lexsort((itemid, charttime, pos))
     cols = _ids(chunk, pos[order])
-    cols.update(caregiver_id=rng.integers(10_000, 99_999, order.size), charttime=charttime[order],
-                storetime=(charttime + rng.integers(0, 40, pos.size) * MINUTE)[order], itemid=itemid[order],
-                value=volume[order], valueuom=np.full(order.size, "ml", dtype=object))
+    cols.update(
+        caregiver_id=rng.integers(10_000, 99_999, order.size),
+        charttime=charttime[order],
+        storetime=(charttime + rng.integers(0, 40, pos.size) * MINUTE)[order],
+        itemid=itemid[order],
+        value=volume[order],
+        valueuom=np.full(order.size, "ml", dtype=object),
+    )
     return table("icu/outputevents", cols, order.size)

@@ -30,8 +30,16 @@ GENERATOR_VERSION = 4
 CHUNK_STAYS = 200
 # Nursing documentation every ~1.6 h per routine item gives MIMIC-IV's ~3,000 chart rows per stay.
 ROUTINE_EVERY_H = {"full": 0.55, "light": 12.0}
-CHUNKED_TABLES = ["icu/chartevents", "hosp/labevents", "icu/inputevents", "icu/outputevents",
-                  "hosp/prescriptions", "hosp/microbiologyevents", "note/radiology", "note/discharge"]
+CHUNKED_TABLES = [
+    "icu/chartevents",
+    "hosp/labevents",
+    "icu/inputevents",
+    "icu/outputevents",
+    "hosp/prescriptions",
+    "hosp/microbiologyevents",
+    "note/radiology",
+    "note/discharge",
+]
 
 
 class SynthError(SepsisFusionError, ValueError):
@@ -62,8 +70,9 @@ def check_arguments(stays: int, out: Path) -> None:
         raise SynthError(f"--out {out} is not writable: {exc.strerror or exc}") from exc
 
 
-def generate(stays: int, seed: int, out: Path, density: str = "full", level: int = 3,
-             progress: bool = True) -> SynthResult:
+def generate(
+    stays: int, seed: int, out: Path, density: str = "full", level: int = 3, progress: bool = True
+) -> SynthResult:
     """Write a synthetic MIMIC-IV with `stays` ICU stays to `out` (hosp/, icu/, note/, _truth/)."""
     out = Path(out)
     check_arguments(stays, out)
@@ -75,10 +84,16 @@ def generate(stays: int, seed: int, out: Path, density: str = "full", level: int
         # Small tables in one go.
         rng = np.random.default_rng([seed, 1])
         diag, codes = hospital.diagnoses(plan, rng)
-        for name, tbl in (("hosp/patients", hospital.patients(plan)), ("hosp/admissions", hospital.admissions(plan, rng)),
-                          ("hosp/diagnoses_icd", diag), ("hosp/d_icd_diagnoses", hospital.d_icd_diagnoses(codes)),
-                          ("hosp/omr", hospital.omr(plan, rng)), ("hosp/d_labitems", hospital.d_labitems()),
-                          ("icu/icustays", hospital.icustays(plan)), ("icu/d_items", hospital.d_items())):
+        for name, tbl in (
+            ("hosp/patients", hospital.patients(plan)),
+            ("hosp/admissions", hospital.admissions(plan, rng)),
+            ("hosp/diagnoses_icd", diag),
+            ("hosp/d_icd_diagnoses", hospital.d_icd_diagnoses(codes)),
+            ("hosp/omr", hospital.omr(plan, rng)),
+            ("hosp/d_labitems", hospital.d_labitems()),
+            ("icu/icustays", hospital.icustays(plan)),
+            ("icu/d_items", hospital.d_items()),
+        ):
             w = TableWriter(out, name, level, pool)
             w.write(tbl)
             w.close()
@@ -154,5 +169,12 @@ def _chunk_bounds(patient: np.ndarray, size: int) -> list[tuple[int, int]]:
 
 
 def _progress(enabled: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("stays"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("stays"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )

@@ -24,10 +24,14 @@ def patients(plan: Plan) -> pa.Table:
     dod = np.where(died, s["dischtime"][last] // DAY * DAY, dod)
     later = (s["dischtime"][last] + rng.uniform(1, 365, n) * DAY).astype(np.int64)
     dod = np.where(after, later // DAY * DAY, dod)
-    cols = {"subject_id": p["subject_id"], "gender": p["gender"].astype(object), "anchor_age": p["anchor_age"],
-            "anchor_year": p["anchor_year"],
-            "anchor_year_group": np.array(V.ANCHOR_YEAR_GROUPS, dtype=object)[p["anchor_year_group"]],
-            "dod": dod}
+    cols = {
+        "subject_id": p["subject_id"],
+        "gender": p["gender"].astype(object),
+        "anchor_age": p["anchor_age"],
+        "anchor_year": p["anchor_year"],
+        "anchor_year_group": np.array(V.ANCHOR_YEAR_GROUPS, dtype=object)[p["anchor_year_group"]],
+        "dod": dod,
+    }
     return table("hosp/patients", cols, n)
 
 
@@ -38,22 +42,30 @@ def admissions(plan: Plan, rng: np.random.Generator) -> pa.Table:
     admit = np.concatenate([s["admittime"], pr["admittime"]])
     disch = np.concatenate([s["dischtime"], pr["dischtime"]])
     died = np.concatenate([s["died"], np.zeros(n_p, bool)])
-    adm_type = np.concatenate([np.array(V.ADMISSION_TYPES_ICU, dtype=object)[s["admission_type"]],
-                               choice_text(rng, ("EW EMER.", "URGENT", "ELECTIVE", "OBSERVATION ADMIT"), n_p)])
+    adm_type = np.concatenate(
+        [
+            np.array(V.ADMISSION_TYPES_ICU, dtype=object)[s["admission_type"]],
+            choice_text(rng, ("EW EMER.", "URGENT", "ELECTIVE", "OBSERVATION ADMIT"), n_p),
+        ]
+    )
     emergency = np.isin(adm_type, ["EW EMER.", "DIRECT EMER."])
     ed_in = np.where(emergency, admit - rng.integers(1, 8, n) * 3600, NAT)
     order = np.lexsort((admit, np.concatenate([s["subject_id"], pr["subject_id"]])))
     cols = {
         "subject_id": np.concatenate([s["subject_id"], pr["subject_id"]]),
         "hadm_id": np.concatenate([s["hadm_id"], pr["hadm_id"]]),
-        "admittime": admit, "dischtime": disch, "deathtime": np.where(died, disch, NAT),
+        "admittime": admit,
+        "dischtime": disch,
+        "deathtime": np.where(died, disch, NAT),
         "admission_type": adm_type,
         "admit_provider_id": np.array([f"P{x:05X}" for x in rng.integers(0, 16**5, n)], dtype=object),
         "admission_location": np.where(emergency, "EMERGENCY ROOM", choice_text(rng, V.ADMISSION_LOCATIONS[1:], n)),
         "discharge_location": np.where(died, "DIED", choice_text(rng, V.DISCHARGE_LOCATIONS_ALIVE, n)),
-        "insurance": choice_text(rng, V.INSURANCES, n), "language": choice_text(rng, V.LANGUAGES, n),
+        "insurance": choice_text(rng, V.INSURANCES, n),
+        "language": choice_text(rng, V.LANGUAGES, n),
         "marital_status": np.where(rng.random(n) < 0.05, None, choice_text(rng, V.MARITAL[:-1], n)),
-        "race": choice_text(rng, V.RACES, n), "edregtime": ed_in,
+        "race": choice_text(rng, V.RACES, n),
+        "edregtime": ed_in,
         "edouttime": np.where(emergency, admit + rng.integers(0, 60, n) * 60, NAT),
         "hospital_expire_flag": died.astype(np.int64),
     }
@@ -64,9 +76,16 @@ def admissions(plan: Plan, rng: np.random.Generator) -> pa.Table:
 def icustays(plan: Plan) -> pa.Table:
     s = plan.stays
     unit = np.array(V.CAREUNITS, dtype=object)[s["careunit"]]
-    cols = {"subject_id": s["subject_id"], "hadm_id": s["hadm_id"], "stay_id": s["stay_id"],
-            "first_careunit": unit, "last_careunit": unit, "intime": s["intime"], "outtime": s["outtime"],
-            "los": (s["outtime"] - s["intime"]) / DAY}
+    cols = {
+        "subject_id": s["subject_id"],
+        "hadm_id": s["hadm_id"],
+        "stay_id": s["stay_id"],
+        "first_careunit": unit,
+        "last_careunit": unit,
+        "intime": s["intime"],
+        "outtime": s["outtime"],
+        "los": (s["outtime"] - s["intime"]) / DAY,
+    }
     return table("icu/icustays", cols, s["stay_id"].size)
 
 
@@ -77,7 +96,9 @@ def diagnoses(plan: Plan, rng: np.random.Generator) -> tuple[pa.Table, set[str]]
     rows_subj, rows_hadm, rows_code = [], [], []
 
     def add(subject, hadm, codes):
-        rows_subj.extend([subject] * len(codes)); rows_hadm.extend([hadm] * len(codes)); rows_code.extend(codes)
+        rows_subj.extend([subject] * len(codes))
+        rows_hadm.extend([hadm] * len(codes))
+        rows_code.extend(codes)
 
     for i in range(pr["hadm_id"].size):
         pat = pr["patient"][i]
@@ -88,19 +109,29 @@ def diagnoses(plan: Plan, rng: np.random.Generator) -> tuple[pa.Table, set[str]]
         pat = s["patient"][i]
         codes = []
         if s["infected"][i]:
-            codes += [V.SEPSIS_DIAGNOSES[0][0], V.SEPSIS_DIAGNOSES[2 if s["peak"][i] > 2 else 1][0],
-                      V.SEPSIS_DIAGNOSES[3 + int(rng.integers(0, 2))][0]]
+            codes += [
+                V.SEPSIS_DIAGNOSES[0][0],
+                V.SEPSIS_DIAGNOSES[2 if s["peak"][i] > 2 else 1][0],
+                V.SEPSIS_DIAGNOSES[3 + int(rng.integers(0, 2))][0],
+            ]
         if s["died"][i]:
             codes += [c for c, _ in V.DEATH_DIAGNOSES if rng.random() < 0.6]
         codes += [charlson[j][0] for j in np.flatnonzero(p["comorb"][pat])]
-        codes += [V.OTHER_DIAGNOSES[j][0] for j in rng.choice(len(V.OTHER_DIAGNOSES), size=int(rng.integers(2, 6)),
-                                                              replace=False)]
+        codes += [
+            V.OTHER_DIAGNOSES[j][0]
+            for j in rng.choice(len(V.OTHER_DIAGNOSES), size=int(rng.integers(2, 6)), replace=False)
+        ]
         add(s["subject_id"][i], s["hadm_id"][i], codes)
     subj, hadm = np.array(rows_subj), np.array(rows_hadm)
     starts = np.r_[0, np.flatnonzero(hadm[1:] != hadm[:-1]) + 1]
     seq = np.arange(hadm.size) - np.repeat(starts, np.diff(np.r_[starts, hadm.size])) + 1
-    cols = {"subject_id": subj, "hadm_id": hadm, "seq_num": seq, "icd_code": np.array(rows_code, dtype=object),
-            "icd_version": np.full(hadm.size, 10)}
+    cols = {
+        "subject_id": subj,
+        "hadm_id": hadm,
+        "seq_num": seq,
+        "icd_code": np.array(rows_code, dtype=object),
+        "icd_version": np.full(hadm.size, 10),
+    }
     return table("hosp/diagnoses_icd", cols, hadm.size), set(rows_code)
 
 
@@ -109,8 +140,11 @@ def d_icd_diagnoses(codes: set[str]) -> pa.Table:
     for group in (V.OTHER_DIAGNOSES, V.SEPSIS_DIAGNOSES, V.DEATH_DIAGNOSES):
         titles.update(dict(group))
     used = sorted(codes)
-    cols = {"icd_code": np.array(used, dtype=object), "icd_version": np.full(len(used), 10),
-            "long_title": np.array([titles[c] for c in used], dtype=object)}
+    cols = {
+        "icd_code": np.array(used, dtype=object),
+        "icd_version": np.full(len(used), 10),
+        "long_title": np.array([titles[c] for c in used], dtype=object),
+    }
     return table("hosp/d_icd_diagnoses", cols, len(used))
 
 
@@ -128,12 +162,20 @@ def omr(plan: Plan, rng: np.random.Generator) -> pa.Table:
     bmi = s["weight_kg"][stay] / (s["height_cm"][stay] / 100) ** 2
     sbp, dbp = rng.normal(128, 15, pat.size), rng.normal(76, 9, pat.size)
     names = ["Weight (Lbs)", "Height (Inches)", "BMI (kg/m2)", "Blood Pressure"]
-    values = [np.char.mod("%.1f", weight_lb), np.char.mod("%.0f", height_in), np.char.mod("%.1f", bmi),
-              np.char.add(np.char.add(np.char.mod("%.0f", sbp), "/"), np.char.mod("%.0f", dbp))]
+    values = [
+        np.char.mod("%.1f", weight_lb),
+        np.char.mod("%.0f", height_in),
+        np.char.mod("%.1f", bmi),
+        np.char.add(np.char.add(np.char.mod("%.0f", sbp), "/"), np.char.mod("%.0f", dbp)),
+    ]
     subj = np.tile(p["subject_id"][pat], 4)
-    cols = {"subject_id": subj, "chartdate": np.tile(date, 4), "seq_num": np.ones(subj.size, dtype=np.int64),
-            "result_name": np.repeat(np.array(names, dtype=object), pat.size),
-            "result_value": np.concatenate(values).astype(object)}
+    cols = {
+        "subject_id": subj,
+        "chartdate": np.tile(date, 4),
+        "seq_num": np.ones(subj.size, dtype=np.int64),
+        "result_name": np.repeat(np.array(names, dtype=object), pat.size),
+        "result_value": np.concatenate(values).astype(object),
+    }
     order = np.lexsort((cols["chartdate"], subj))
     cols = {k: v[order] for k, v in cols.items()}
     return table("hosp/omr", cols, subj.size)
@@ -141,24 +183,34 @@ def omr(plan: Plan, rng: np.random.Generator) -> pa.Table:
 
 def d_labitems() -> pa.Table:
     items = sorted(V.LAB_ITEMS.values(), key=lambda i: i.itemid)
-    cols = {"itemid": np.array([i.itemid for i in items]), "label": np.array([i.label for i in items], dtype=object),
-            "fluid": np.array([i.fluid for i in items], dtype=object),
-            "category": np.array([i.category for i in items], dtype=object)}
+    cols = {
+        "itemid": np.array([i.itemid for i in items]),
+        "label": np.array([i.label for i in items], dtype=object),
+        "fluid": np.array([i.fluid for i in items], dtype=object),
+        "category": np.array([i.category for i in items], dtype=object),
+    }
     return table("hosp/d_labitems", cols, len(items))
 
 
 def d_items() -> pa.Table:
-    rows = [(c.itemid, c.label, c.abbreviation, c.linksto, c.category, c.unit or None, c.param_type)
-            for c in V.CHART_ITEMS.values()]
-    rows += [(c.itemid, c.label, c.abbreviation, c.linksto, c.category, None, c.param_type)
-             for c, _ in V.ROUTINE_TEXT_ITEMS]
+    rows = [
+        (c.itemid, c.label, c.abbreviation, c.linksto, c.category, c.unit or None, c.param_type)
+        for c in V.CHART_ITEMS.values()
+    ]
+    rows += [
+        (c.itemid, c.label, c.abbreviation, c.linksto, c.category, None, c.param_type) for c, _ in V.ROUTINE_TEXT_ITEMS
+    ]
     rows.append((V.O2_FLOW[0], V.O2_FLOW[1], V.O2_FLOW[2], "chartevents", V.O2_FLOW[3], V.O2_FLOW[4], "Numeric"))
     for itemid, label, unit in V.VASOPRESSORS.values():
         rows.append((itemid, label, label, "inputevents", "Medications", unit.split("/")[0], "Solution"))
-    rows.append((V.SALINE_BOLUS[0], V.SALINE_BOLUS[1], V.SALINE_BOLUS[1], "inputevents", "Fluids/Intake", "mL", "Solution"))
+    rows.append(
+        (V.SALINE_BOLUS[0], V.SALINE_BOLUS[1], V.SALINE_BOLUS[1], "inputevents", "Fluids/Intake", "mL", "Solution")
+    )
     for itemid, label in (V.URINE_FOLEY, V.URINE_VOID, V.GU_IRRIGANT_IN, V.GU_IRRIGANT_OUT):
         rows.append((itemid, label, label, "outputevents", "Output", "mL", "Numeric"))
     rows.sort()
-    cols = {name: np.array([r[i] for r in rows], dtype=object if i else np.int64)
-            for i, name in enumerate(("itemid", "label", "abbreviation", "linksto", "category", "unitname", "param_type"))}
+    cols = {
+        name: np.array([r[i] for r in rows], dtype=object if i else np.int64)
+        for i, name in enumerate(("itemid", "label", "abbreviation", "linksto", "category", "unitname", "param_type"))
+    }
     return table("icu/d_items", cols, len(rows))

@@ -33,31 +33,45 @@ def infection_events(chunk: Chunk, rng: np.random.Generator) -> tuple[dict, dict
     for k in range(2):  # two empiric drugs
         drug = rng.integers(0, len(V.ANTIBIOTICS_SEPSIS), inf.size) if k else np.zeros(inf.size, dtype=int)
         drug = np.where(k == 1, np.maximum(drug, 1), drug)
-        abx["pos"].append(inf); abx["hour"].append(t_abx + 0.2 * k); abx["drug"].append(drug)
+        abx["pos"].append(inf)
+        abx["hour"].append(t_abx + 0.2 * k)
+        abx["drug"].append(drug)
         abx["days"].append(rng.uniform(2, 8, inf.size))
     before_icu = t_abx < 0
     later = inf[before_icu]
-    abx["pos"].append(later); abx["hour"].append(rng.uniform(1, 8, later.size))
-    abx["drug"].append(np.full(later.size, 2)); abx["days"].append(rng.uniform(3, 7, later.size))
+    abx["pos"].append(later)
+    abx["hour"].append(rng.uniform(1, 8, later.size))
+    abx["drug"].append(np.full(later.size, 2))
+    abx["days"].append(rng.uniform(3, 7, later.size))
     for k in range(2):  # two blood culture bottles, often a urine or sputum culture too
-        cul["pos"].append(inf); cul["hour"].append(t_cul + 0.05 * k); cul["specimen"].append(np.zeros(inf.size, dtype=int))
+        cul["pos"].append(inf)
+        cul["hour"].append(t_cul + 0.05 * k)
+        cul["specimen"].append(np.zeros(inf.size, dtype=int))
         cul["positive"].append(positive)
     extra = rng.random(inf.size) < 0.5
-    cul["pos"].append(inf[extra]); cul["hour"].append(t_cul[extra] + 0.3)
-    cul["specimen"].append(rng.integers(1, 3, extra.sum())); cul["positive"].append(positive[extra] & (rng.random(extra.sum()) < 0.5))
+    cul["pos"].append(inf[extra])
+    cul["hour"].append(t_cul[extra] + 0.3)
+    cul["specimen"].append(rng.integers(1, 3, extra.sum()))
+    cul["positive"].append(positive[extra] & (rng.random(extra.sum()) < 0.5))
 
     others = np.flatnonzero(~s["infected"])
     prophylaxis = rng.random(others.size) < 0.15
     p = others[prophylaxis]
-    abx["pos"].append(p); abx["hour"].append(rng.uniform(0, np.minimum(s["los_h"][p], 6)))
-    abx["drug"].append(np.full(p.size, -1)); abx["days"].append(np.full(p.size, 1.0))
+    abx["pos"].append(p)
+    abx["hour"].append(rng.uniform(0, np.minimum(s["los_h"][p], 6)))
+    abx["drug"].append(np.full(p.size, -1))
+    abx["days"].append(np.full(p.size, 1.0))
     screen = ~prophylaxis & (rng.random(others.size) < 0.25)
     q = others[screen]
-    cul["pos"].append(q); cul["hour"].append(rng.uniform(0, 3, q.size)); cul["specimen"].append(np.full(q.size, -1))
+    cul["pos"].append(q)
+    cul["hour"].append(rng.uniform(0, 3, q.size))
+    cul["specimen"].append(np.full(q.size, -1))
     cul["positive"].append(np.zeros(q.size, dtype=bool))
     eye = np.flatnonzero(rng.random(n) < 0.08)
-    abx["pos"].append(eye); abx["hour"].append(rng.uniform(0, np.minimum(s["los_h"][eye], 24)))
-    abx["drug"].append(np.full(eye.size, -2)); abx["days"].append(np.full(eye.size, 3.0))
+    abx["pos"].append(eye)
+    abx["hour"].append(rng.uniform(0, np.minimum(s["los_h"][eye], 24)))
+    abx["drug"].append(np.full(eye.size, -2))
+    abx["days"].append(np.full(eye.size, 3.0))
     return ({k: np.concatenate(v) for k, v in abx.items()}, {k: np.concatenate(v) for k, v in cul.items()})
 
 
@@ -89,11 +103,17 @@ def prescriptions(chunk: Chunk, rng: np.random.Generator, abx: dict) -> pa.Table
     n = order.size
     arr = np.array(drugs, dtype=object)[order]
     cols = {
-        "subject_id": s["subject_id"][pos[order]], "hadm_id": s["hadm_id"][pos[order]],
+        "subject_id": s["subject_id"][pos[order]],
+        "hadm_id": s["hadm_id"][pos[order]],
         "pharmacy_id": _id_block(chunk, n, width=100_000, start=10_000_000),
-        "starttime": start[order], "stoptime": np.maximum(stop, start)[order],
-        "drug_type": np.full(n, "MAIN", dtype=object), "drug": arr[:, 0], "route": arr[:, 1],
-        "dose_val_rx": arr[:, 2], "dose_unit_rx": arr[:, 3], "formulary_drug_cd": arr[:, 4],
+        "starttime": start[order],
+        "stoptime": np.maximum(stop, start)[order],
+        "drug_type": np.full(n, "MAIN", dtype=object),
+        "drug": arr[:, 0],
+        "route": arr[:, 1],
+        "dose_val_rx": arr[:, 2],
+        "dose_unit_rx": arr[:, 3],
+        "formulary_drug_cd": arr[:, 4],
         "doses_per_24_hrs": np.where(rng.random(n) < 0.5, 2.0, 1.0),
     }
     return table("hosp/prescriptions", cols, n)
@@ -111,9 +131,13 @@ def microbiologyevents(chunk: Chunk, rng: np.random.Generator, cul: dict) -> tup
         if cul["positive"][i]:
             org = int(rng.integers(0, len(V.ORGANISMS)))
             for ab in rng.choice(len(V.SUSCEPTIBILITY_TESTS), size=3, replace=False):
-                rows["spec"].append(i); rows["org"].append(org); rows["ab"].append(int(ab))
+                rows["spec"].append(i)
+                rows["org"].append(org)
+                rows["ab"].append(int(ab))
         else:
-            rows["spec"].append(i); rows["org"].append(-1); rows["ab"].append(-1)
+            rows["spec"].append(i)
+            rows["org"].append(-1)
+            rows["ab"].append(-1)
     spec = np.array(rows["spec"], dtype=np.int64)
     org = np.array(rows["org"])
     ab = np.array(rows["ab"])
@@ -126,17 +150,26 @@ def microbiologyevents(chunk: Chunk, rng: np.random.Generator, cul: dict) -> tup
     n = spec.size
     cols = {
         "microevent_id": _id_block(chunk, n, width=50_000, start=1),
-        "subject_id": s["subject_id"][pos], "hadm_id": s["hadm_id"][pos], "micro_specimen_id": spec_id[spec],
-        "chartdate": chartdate, "charttime": np.where(date_only[spec], NAT, ct),
-        "spec_itemid": np.array([x[0] for x in specimen]), "spec_type_desc": np.array([x[1] for x in specimen], dtype=object),
-        "test_seq": np.ones(n, dtype=np.int64), "storedate": store // DAY_S * DAY_S, "storetime": store,
-        "test_itemid": np.array([x[2] for x in specimen]), "test_name": np.array([x[3] for x in specimen], dtype=object),
+        "subject_id": s["subject_id"][pos],
+        "hadm_id": s["hadm_id"][pos],
+        "micro_specimen_id": spec_id[spec],
+        "chartdate": chartdate,
+        "charttime": np.where(date_only[spec], NAT, ct),
+        "spec_itemid": np.array([x[0] for x in specimen]),
+        "spec_type_desc": np.array([x[1] for x in specimen], dtype=object),
+        "test_seq": np.ones(n, dtype=np.int64),
+        "storedate": store // DAY_S * DAY_S,
+        "storetime": store,
+        "test_itemid": np.array([x[2] for x in specimen]),
+        "test_name": np.array([x[3] for x in specimen], dtype=object),
         "org_itemid": pa.array(np.array([V.ORGANISMS[o][0] if o >= 0 else 0 for o in org]), mask=org < 0),
         "org_name": np.array([V.ORGANISMS[o][1] if o >= 0 else None for o in org], dtype=object),
         "isolate_num": pa.array(np.ones(n, dtype=np.int64), mask=org < 0),
         "ab_itemid": pa.array(np.array([V.SUSCEPTIBILITY_TESTS[a][0] if a >= 0 else 0 for a in ab]), mask=ab < 0),
         "ab_name": np.array([V.SUSCEPTIBILITY_TESTS[a][1] if a >= 0 else None for a in ab], dtype=object),
-        "interpretation": np.array([("S" if rng.random() < 0.8 else "R") if a >= 0 else None for a in ab], dtype=object),
+        "interpretation": np.array(
+            [("S" if rng.random() < 0.8 else "R") if a >= 0 else None for a in ab], dtype=object
+        ),
         "comments": np.array([None if o >= 0 else "NO GROWTH." for o in org], dtype=object),
     }
     culture_times = {"pos": cul["pos"], "time": charttime, "date_only": date_only}

@@ -16,14 +16,26 @@ from .events import MINUTE, Chunk
 from .tablekit import grid, table
 
 CXR_FINDINGS = {
-    0: ("The lungs are clear without focal consolidation.", "No pleural effusion or pneumothorax.",
-        "Cardiomediastinal silhouette is within normal limits."),
-    1: ("Patchy bibasilar opacities likely reflect atelectasis, though early infection is not excluded.",
-        "Small bilateral pleural effusions.", "Mild pulmonary vascular congestion."),
-    2: ("New multifocal airspace opacities concerning for pneumonia.",
-        "Worsening consolidation in the right lower lobe.", "Moderate bilateral pleural effusions."),
-    3: ("Diffuse bilateral airspace opacities, worse than prior, compatible with ARDS.",
-        "Extensive bilateral consolidation with air bronchograms.", "Severe pulmonary edema pattern."),
+    0: (
+        "The lungs are clear without focal consolidation.",
+        "No pleural effusion or pneumothorax.",
+        "Cardiomediastinal silhouette is within normal limits.",
+    ),
+    1: (
+        "Patchy bibasilar opacities likely reflect atelectasis, though early infection is not excluded.",
+        "Small bilateral pleural effusions.",
+        "Mild pulmonary vascular congestion.",
+    ),
+    2: (
+        "New multifocal airspace opacities concerning for pneumonia.",
+        "Worsening consolidation in the right lower lobe.",
+        "Moderate bilateral pleural effusions.",
+    ),
+    3: (
+        "Diffuse bilateral airspace opacities, worse than prior, compatible with ARDS.",
+        "Extensive bilateral consolidation with air bronchograms.",
+        "Severe pulmonary edema pattern.",
+    ),
 }
 METASTATIC = (
     "Multiple new pulmonary nodules, the largest 2.1 cm, highly suspicious for metastatic disease.",
@@ -32,8 +44,10 @@ METASTATIC = (
     "Extensive peritoneal carcinomatosis with omental caking.",
 )
 BENIGN_EXTRA = (
-    "No acute osseous abnormality.", "Degenerative changes of the thoracic spine.",
-    "Stable appearance of the upper abdomen.", "Surgical clips in the right upper quadrant.",
+    "No acute osseous abnormality.",
+    "Degenerative changes of the thoracic spine.",
+    "Stable appearance of the upper abdomen.",
+    "Surgical clips in the right upper quadrant.",
 )
 COMPARISON = ("Comparison: ___.", "Comparison: Radiograph from ___.", "Comparison: None.")
 
@@ -61,17 +75,25 @@ def radiology(chunk: Chunk, rng: np.random.Generator, note_seq: dict[int, int]) 
     st = P.state(s, pos, hours)
     texts = []
     for i in range(pos.size):
-        texts.append(_radiology_text(rng, bool(is_ct[i]), float(st.organ[i, P.RESP]), bool(st.ventilated[i]),
-                                     bool(s["note_finding"][pos[i]])))
+        texts.append(
+            _radiology_text(
+                rng, bool(is_ct[i]), float(st.organ[i, P.RESP]), bool(st.ventilated[i]), bool(s["note_finding"][pos[i]])
+            )
+        )
     charttime = chunk.at(pos, hours)
-    delay_min = np.where(rng.random(pos.size) < 0.05, rng.integers(24 * 60, 72 * 60, pos.size),
-                         rng.integers(20, 8 * 60, pos.size))
+    delay_min = np.where(
+        rng.random(pos.size) < 0.05, rng.integers(24 * 60, 72 * 60, pos.size), rng.integers(20, 8 * 60, pos.size)
+    )
     subj = s["subject_id"][pos]
     seq = _next_seq(note_seq, subj)
     cols = {
         "note_id": np.array([f"{a}-RR-{b}" for a, b in zip(subj, seq)], dtype=object),
-        "subject_id": subj, "hadm_id": s["hadm_id"][pos], "note_type": np.full(pos.size, "RR", dtype=object),
-        "note_seq": seq, "charttime": charttime, "storetime": charttime + delay_min * MINUTE,
+        "subject_id": subj,
+        "hadm_id": s["hadm_id"][pos],
+        "note_type": np.full(pos.size, "RR", dtype=object),
+        "note_seq": seq,
+        "charttime": charttime,
+        "storetime": charttime + delay_min * MINUTE,
         "text": np.array(texts, dtype=object),
     }
     return table("note/radiology", cols, pos.size)
@@ -89,13 +111,18 @@ def _radiology_text(rng: np.random.Generator, is_ct: bool, resp: float, vent: bo
     elif rng.random() < 0.5:
         extra.append(BENIGN_EXTRA[int(rng.integers(0, len(BENIGN_EXTRA)))])
     exam = "CT CHEST, ABDOMEN AND PELVIS WITH CONTRAST" if is_ct else "CHEST (PORTABLE AP)"
-    indication = "___ year old with hypotension and fever, evaluate for source of infection." if grade >= 2 \
+    indication = (
+        "___ year old with hypotension and fever, evaluate for source of infection."
+        if grade >= 2
         else "___ year old with shortness of breath, evaluate for interval change."
+    )
     impression = picked[0] if not extra else f"{picked[0]} {extra[0]}"
     findings = " ".join(picked + extra) if is_ct or extra else " ".join(picked)
-    return (f"EXAMINATION:  {exam}\n\nINDICATION:  {indication}\n\nTECHNIQUE:  "
-            f"{'Multidetector CT with IV contrast.' if is_ct else 'Portable AP chest radiograph.'}\n\n"
-            f"{COMPARISON[int(rng.integers(0, 3))]}\n\nFINDINGS: \n\n{findings}\n\nIMPRESSION: \n\n{impression}\n")
+    return (
+        f"EXAMINATION:  {exam}\n\nINDICATION:  {indication}\n\nTECHNIQUE:  "
+        f"{'Multidetector CT with IV contrast.' if is_ct else 'Portable AP chest radiograph.'}\n\n"
+        f"{COMPARISON[int(rng.integers(0, 3))]}\n\nFINDINGS: \n\n{findings}\n\nIMPRESSION: \n\n{impression}\n"
+    )
 
 
 def discharge(chunk: Chunk, rng: np.random.Generator, note_seq: dict[int, int]) -> pa.Table:
@@ -103,13 +130,20 @@ def discharge(chunk: Chunk, rng: np.random.Generator, note_seq: dict[int, int]) 
     pos = np.arange(chunk.n)
     subj = s["subject_id"]
     seq = _next_seq(note_seq, subj)
-    texts = [_discharge_text(rng, bool(s["died"][i]), bool(s["infected"][i]), bool(s["female"][i]),
-                             bool(s["note_finding"][i])) for i in pos]
+    texts = [
+        _discharge_text(
+            rng, bool(s["died"][i]), bool(s["infected"][i]), bool(s["female"][i]), bool(s["note_finding"][i])
+        )
+        for i in pos
+    ]
     day = s["dischtime"] // 86400 * 86400
     cols = {
         "note_id": np.array([f"{a}-DS-{b}" for a, b in zip(subj, seq)], dtype=object),
-        "subject_id": subj, "hadm_id": s["hadm_id"], "note_type": np.full(pos.size, "DS", dtype=object),
-        "note_seq": seq, "charttime": day,
+        "subject_id": subj,
+        "hadm_id": s["hadm_id"],
+        "note_type": np.full(pos.size, "DS", dtype=object),
+        "note_seq": seq,
+        "charttime": day,
         "storetime": s["dischtime"] + rng.integers(2 * 60, 48 * 60, pos.size) * MINUTE,
         "text": np.array(texts, dtype=object),
     }
@@ -118,23 +152,30 @@ def discharge(chunk: Chunk, rng: np.random.Generator, note_seq: dict[int, int]) 
 
 def _discharge_text(rng: np.random.Generator, died: bool, infected: bool, female: bool, finding: bool) -> str:
     sex = "F" if female else "M"
-    course = ("admitted to the ICU with sepsis and treated with broad-spectrum antibiotics and fluids"
-              if infected else "admitted to the ICU for close monitoring")
+    course = (
+        "admitted to the ICU with sepsis and treated with broad-spectrum antibiotics and fluids"
+        if infected
+        else "admitted to the ICU for close monitoring"
+    )
     if finding:
         course += "; imaging showed metastatic disease, a new diagnosis"
     if died:
-        ending = ("Despite maximal support the patient's condition deteriorated. After discussion with the "
-                  "family the patient was made comfort measures only and expired on ___.")
+        ending = (
+            "Despite maximal support the patient's condition deteriorated. After discussion with the "
+            "family the patient was made comfort measures only and expired on ___."
+        )
         dispo, condition, dx = "Expired", "Expired", "Septic shock" if infected else "Multiorgan failure"
     else:
         ending = "The patient improved, was transferred to the floor and was discharged in stable condition."
         dispo = ("Home", "Home With Service", "Extended Care")[int(rng.integers(0, 3))]
         condition = "Mental Status: Clear and coherent. Activity Status: Ambulatory - requires assistance."
         dx = "Sepsis" if infected else "Acute respiratory failure"
-    return (f"Name:  ___                    Unit No:   ___\n\nAdmission Date:  ___              "
-            f"Discharge Date:   ___\n\nDate of Birth:  ___             Sex:   {sex}\n\nService: MEDICINE\n\n"
-            f"Chief Complaint:\nfever, hypotension\n\nBrief Hospital Course:\n___ was {course}. {ending}\n\n"
-            f"Discharge Disposition:\n{dispo}\n\nDischarge Diagnosis:\n{dx}\n\nDischarge Condition:\n{condition}\n")
+    return (
+        f"Name:  ___                    Unit No:   ___\n\nAdmission Date:  ___              "
+        f"Discharge Date:   ___\n\nDate of Birth:  ___             Sex:   {sex}\n\nService: MEDICINE\n\n"
+        f"Chief Complaint:\nfever, hypotension\n\nBrief Hospital Course:\n___ was {course}. {ending}\n\n"
+        f"Discharge Disposition:\n{dispo}\n\nDischarge Diagnosis:\n{dx}\n\nDischarge Condition:\n{condition}\n"
+    )
 
 
 def _next_seq(note_seq: dict[int, int], subjects: np.ndarray) -> np.ndarray:

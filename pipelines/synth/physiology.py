@@ -27,7 +27,7 @@ class State:
     stay: np.ndarray
     hour: np.ndarray
     severity: np.ndarray
-    organ: np.ndarray       # (points, 6)
+    organ: np.ndarray  # (points, 6)
     ventilated: np.ndarray
     vasopressor: np.ndarray  # norepinephrine-equivalent dose, mcg/kg/min (0 when none)
     infected_now: np.ndarray
@@ -53,8 +53,15 @@ def state(stays: dict[str, np.ndarray], idx: np.ndarray, hour: np.ndarray) -> St
     ventilated = organ[:, RESP] > 1.45
     vaso = np.where(organ[:, CV] > 1.7, 0.05 + 0.12 * np.maximum(organ[:, CV] - 1.7, 0) ** 1.3, 0.0)
     since = hour - np.nan_to_num(stays["infection_hour"][idx], nan=1e9)
-    return State(stay=idx, hour=hour, severity=sev, organ=organ, ventilated=ventilated, vasopressor=vaso,
-                 infected_now=stays["infected"][idx] & (since > -6))
+    return State(
+        stay=idx,
+        hour=hour,
+        severity=sev,
+        organ=organ,
+        ventilated=ventilated,
+        vasopressor=vaso,
+        infected_now=stays["infected"][idx] & (since > -6),
+    )
 
 
 def constant(value: float, like: np.ndarray) -> np.ndarray:
@@ -65,7 +72,9 @@ def noisy(rng: np.random.Generator, x: np.ndarray, rel: float = 0.0, abs_: float
     return x * (1 + rel * rng.standard_normal(x.size)) + abs_ * rng.standard_normal(x.size)
 
 
-def lab_values(rng: np.random.Generator, st: State, stays: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+def lab_values(
+    rng: np.random.Generator, st: State, stays: dict[str, np.ndarray], names: list[str]
+) -> dict[str, np.ndarray]:
     """Values of the named lab items at the state's points (hosp.labevents units)."""
     o = st.organ
     sev = st.severity
@@ -149,7 +158,9 @@ def mean_arterial_pressure(rng: np.random.Generator, st: State) -> np.ndarray:
 
 
 def gcs_components(rng: np.random.Generator, st: State) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    total = np.clip(np.round(15 - 2.3 * np.maximum(st.organ[:, CNS] - 0.3, 0) + 0.6 * rng.standard_normal(st.hour.size)), 3, 15)
+    total = np.clip(
+        np.round(15 - 2.3 * np.maximum(st.organ[:, CNS] - 0.3, 0) + 0.6 * rng.standard_normal(st.hour.size)), 3, 15
+    )
     eye = np.clip(np.round(total * 4 / 15), 1, 4)
     motor = np.clip(np.round(total * 6 / 15), 1, 6)
     verbal = np.clip(total - eye - motor, 1, 5)

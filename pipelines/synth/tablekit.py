@@ -9,8 +9,13 @@ import pyarrow.compute as pc
 from .schema import MIMIC_TABLES
 
 ARROW_TYPES = {
-    "INTEGER": pa.int64(), "SMALLINT": pa.int64(), "DOUBLE": pa.float64(), "REAL": pa.float64(),
-    "VARCHAR": pa.string(), "TIMESTAMP": pa.timestamp("s"), "DATE": pa.date32(),
+    "INTEGER": pa.int64(),
+    "SMALLINT": pa.int64(),
+    "DOUBLE": pa.float64(),
+    "REAL": pa.float64(),
+    "VARCHAR": pa.string(),
+    "TIMESTAMP": pa.timestamp("s"),
+    "DATE": pa.date32(),
 }
 NAT = -(2**62)  # "no time" in int64 second columns
 
@@ -57,8 +62,14 @@ def choice_text(rng: np.random.Generator, options: tuple[str, ...] | list[str], 
     return np.asarray(options, dtype=object)[rng.integers(0, len(options), size)]
 
 
-def grid(rng: np.random.Generator, start_h: np.ndarray, end_h: np.ndarray, every_h: float | np.ndarray,
-         keep: float = 1.0, jitter_h: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def grid(
+    rng: np.random.Generator,
+    start_h: np.ndarray,
+    end_h: np.ndarray,
+    every_h: float | np.ndarray,
+    keep: float = 1.0,
+    jitter_h: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Regular measurement times per stay in [start, end): (stay positions, hours), phase random per stay."""
     every = np.broadcast_to(np.asarray(every_h, dtype=float), start_h.shape)
     phase = rng.uniform(0, 1, start_h.size) * every

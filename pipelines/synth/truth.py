@@ -37,10 +37,12 @@ def sofa_24h_max_near(chunk: Chunk, suspected: np.ndarray) -> np.ndarray:
         creat0 = (0.75 if s["female"][i] else 0.95) * (2.2 if s["organ_chronic"][i, P.RENAL] > 0 else 1.0)
         cr = creat0 * np.exp(0.6 * o[:, P.RENAL])
         urine24 = 24 * s["weight_kg"][i] * np.exp(-0.95 * o[:, P.RENAL])
-        renal = np.maximum(np.select([cr >= 5, cr >= 3.5, cr >= 2, cr >= 1.2], [4, 3, 2, 1], 0),
-                           np.select([urine24 < 200, urine24 < 500], [4, 3], 0))
+        renal = np.maximum(
+            np.select([cr >= 5, cr >= 3.5, cr >= 2, cr >= 1.2], [4, 3, 2, 1], 0),
+            np.select([urine24 < 200, urine24 < 500], [4, 3], 0),
+        )
         comps = np.stack([resp, coag, liver, cv, cns, renal], axis=1).astype(float)
-        worst = np.stack([comps[max(0, k - 23): k + 1].max(axis=0) for k in range(hours.size)])
+        worst = np.stack([comps[max(0, k - 23) : k + 1].max(axis=0) for k in range(hours.size)])
         total = worst.sum(axis=1)
         t = s["intime"][i] + hours * 3600
         near = (t >= suspected[i] - 48 * 3600) & (t <= suspected[i] + 24 * 3600) & (hours >= 0)
@@ -51,15 +53,24 @@ def sofa_24h_max_near(chunk: Chunk, suspected: np.ndarray) -> np.ndarray:
 def stay_truth(chunk: Chunk, suspected: np.ndarray) -> pa.Table:
     s = chunk.stays
     sofa = sofa_24h_max_near(chunk, suspected)
-    return pa.table({
-        "subject_id": s["subject_id"], "hadm_id": s["hadm_id"], "stay_id": s["stay_id"],
-        "infected": s["infected"],
-        "infection_time": seconds(np.where(s["infected"], s["intime"] + np.nan_to_num(s["infection_hour"]) * 3600, np.nan)),
-        "suspected_infection_time_expected": seconds(suspected),
-        "sofa_near_suspicion_expected": sofa,
-        "sepsis3_expected": (suspected != NAT) & (sofa >= 2),
-        "note_finding": s["note_finding"],
-        "logit_static": s["logit_static"], "logit_course": s["logit_course"], "logit_note": s["logit_note"],
-        "p_death_in_hospital": s["p_death"], "died_in_hospital": s["died"],
-        "deathtime": seconds(np.where(s["died"], s["dischtime"], NAT)),
-    })
+    return pa.table(
+        {
+            "subject_id": s["subject_id"],
+            "hadm_id": s["hadm_id"],
+            "stay_id": s["stay_id"],
+            "infected": s["infected"],
+            "infection_time": seconds(
+                np.where(s["infected"], s["intime"] + np.nan_to_num(s["infection_hour"]) * 3600, np.nan)
+            ),
+            "suspected_infection_time_expected": seconds(suspected),
+            "sofa_near_suspicion_expected": sofa,
+            "sepsis3_expected": (suspected != NAT) & (sofa >= 2),
+            "note_finding": s["note_finding"],
+            "logit_static": s["logit_static"],
+            "logit_course": s["logit_course"],
+            "logit_note": s["logit_note"],
+            "p_death_in_hospital": s["p_death"],
+            "died_in_hospital": s["died"],
+            "deathtime": seconds(np.where(s["died"], s["dischtime"], NAT)),
+        }
+    )

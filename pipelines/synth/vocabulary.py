@@ -12,7 +12,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class LabItem:
     itemid: int
-    name: str          # key the generator's value model uses
+    name: str  # key the generator's value model uses
     label: str
     category: str
     unit: str
@@ -97,7 +97,9 @@ class ChartItem:
 CHART_ITEMS: dict[str, ChartItem] = {
     "heart_rate": ChartItem(220045, "Heart Rate", "HR", "Routine Vital Signs", "bpm"),
     "resp_rate": ChartItem(220210, "Respiratory Rate", "RR", "Respiratory", "insp/min"),
-    "resp_rate_total": ChartItem(224690, "Respiratory Rate (Total)", "Respiratory Rate (Total)", "Respiratory", "insp/min"),
+    "resp_rate_total": ChartItem(
+        224690, "Respiratory Rate (Total)", "Respiratory Rate (Total)", "Respiratory", "insp/min"
+    ),
     "spo2": ChartItem(220277, "O2 saturation pulseoxymetry", "SpO2", "Respiratory", "%"),
     "nbp_sys": ChartItem(220179, "Non Invasive Blood Pressure systolic", "NBPs", "Routine Vital Signs", "mmHg"),
     "nbp_dia": ChartItem(220180, "Non Invasive Blood Pressure diastolic", "NBPd", "Routine Vital Signs", "mmHg"),
@@ -115,7 +117,9 @@ CHART_ITEMS: dict[str, ChartItem] = {
     "peep": ChartItem(220339, "PEEP set", "PEEP set", "Respiratory", "cmH2O"),
     "o2_device": ChartItem(226732, "O2 Delivery Device(s)", "O2 Delivery Device(s)", "Respiratory", "", "Text"),
     "vent_mode": ChartItem(223849, "Ventilator Mode", "Ventilator Mode", "Respiratory", "", "Text"),
-    "glucose_fs": ChartItem(225664, "Glucose finger stick (range 70-100)", "Glucose FS (range 70 -100)", "Routine Vital Signs", ""),
+    "glucose_fs": ChartItem(
+        225664, "Glucose finger stick (range 70-100)", "Glucose FS (range 70 -100)", "Routine Vital Signs", ""
+    ),
     "weight_admit": ChartItem(226512, "Admission Weight (Kg)", "Admission Weight (Kg)", "General", "kg"),
     "weight_daily": ChartItem(224639, "Daily Weight", "Daily Weight", "General", "kg"),
     "height_cm": ChartItem(226730, "Height (cm)", "Height (cm)", "General", "cm"),
@@ -127,40 +131,84 @@ O2_FLOW = (223834, "O2 Flow", "O2 Flow", "Respiratory", "L/min")
 # Nursing documentation charted through the day: real items that give chartevents MIMIC-IV's density
 # (about 30 rows per ICU hour); the feature panel does not read them.
 ROUTINE_TEXT_ITEMS: list[tuple[ChartItem, tuple[str, ...]]] = [
-    (ChartItem(227969, "Safety Measures", "Safety Measures", "Restraint/Support Systems", "", "Text"),
-     ("Bed locked in low position", "Call bell in reach", "Side rails up x 2")),
-    (ChartItem(220048, "Heart Rhythm", "Heart Rhythm", "Routine Vital Signs", "", "Text"),
-     ("SR (Sinus Rhythm)", "ST (Sinus Tachycardia)", "AF (Atrial Fibrillation)")),
-    (ChartItem(224650, "Ectopy Type 1", "Ectopy Type 1", "Routine Vital Signs", "", "Text"),
-     ("None", "PVC's", "PAC's")),
-    (ChartItem(227958, "Less Restrictive Measures", "Less Restrictive Measures", "Restraint/Support Systems", "", "Text"),
-     ("Reorientation", "Diversional activity")),
-    (ChartItem(223792, "Pain Management", "Pain Management", "Pain/Sedation", "", "Text"),
-     ("Repositioned", "IV Analgesia", "None")),
+    (
+        ChartItem(227969, "Safety Measures", "Safety Measures", "Restraint/Support Systems", "", "Text"),
+        ("Bed locked in low position", "Call bell in reach", "Side rails up x 2"),
+    ),
+    (
+        ChartItem(220048, "Heart Rhythm", "Heart Rhythm", "Routine Vital Signs", "", "Text"),
+        ("SR (Sinus Rhythm)", "ST (Sinus Tachycardia)", "AF (Atrial Fibrillation)"),
+    ),
+    (
+        ChartItem(224650, "Ectopy Type 1", "Ectopy Type 1", "Routine Vital Signs", "", "Text"),
+        ("None", "PVC's", "PAC's"),
+    ),
+    (
+        ChartItem(
+            227958, "Less Restrictive Measures", "Less Restrictive Measures", "Restraint/Support Systems", "", "Text"
+        ),
+        ("Reorientation", "Diversional activity"),
+    ),
+    (
+        ChartItem(223792, "Pain Management", "Pain Management", "Pain/Sedation", "", "Text"),
+        ("Repositioned", "IV Analgesia", "None"),
+    ),
     (ChartItem(224080, "Head of Bed", "HOB", "Treatments", "", "Text"), ("30 Degrees", "45 Degrees")),
     (ChartItem(224082, "Turn", "Turn", "Treatments", "", "Text"), ("Side to Side", "Self")),
-    (ChartItem(224086, "Activity Tolerance", "Activity Tolerance", "Treatments", "", "Text"),
-     ("Tolerated well", "Fatigue")),
+    (
+        ChartItem(224086, "Activity Tolerance", "Activity Tolerance", "Treatments", "", "Text"),
+        ("Tolerated well", "Fatigue"),
+    ),
     (ChartItem(224093, "Position", "Position", "Treatments", "", "Text"), ("Left Side", "Right Side", "Supine")),
     (ChartItem(228868, "Assistance", "Assistance", "Treatments", "", "Text"), ("Assist x1", "Assist x2")),
     (ChartItem(224642, "Temperature Site", "Temp Site", "Routine Vital Signs", "", "Text"), ("Oral", "Axillary")),
     (ChartItem(223781, "Pain Present", "Pain Present", "Pain/Sedation", "", "Text"), ("No", "Yes")),
-    (ChartItem(223986, "RUL Lung Sounds", "RUL Lung Sounds", "Pulmonary", "", "Text"), ("Clear", "Diminished", "Crackles")),
-    (ChartItem(223987, "RLL Lung Sounds", "RLL Lung Sounds", "Pulmonary", "", "Text"), ("Clear", "Diminished", "Crackles")),
-    (ChartItem(223988, "LUL Lung Sounds", "LUL Lung Sounds", "Pulmonary", "", "Text"), ("Clear", "Diminished", "Crackles")),
-    (ChartItem(223989, "LLL Lung Sounds", "LLL Lung Sounds", "Pulmonary", "", "Text"), ("Clear", "Diminished", "Crackles")),
+    (
+        ChartItem(223986, "RUL Lung Sounds", "RUL Lung Sounds", "Pulmonary", "", "Text"),
+        ("Clear", "Diminished", "Crackles"),
+    ),
+    (
+        ChartItem(223987, "RLL Lung Sounds", "RLL Lung Sounds", "Pulmonary", "", "Text"),
+        ("Clear", "Diminished", "Crackles"),
+    ),
+    (
+        ChartItem(223988, "LUL Lung Sounds", "LUL Lung Sounds", "Pulmonary", "", "Text"),
+        ("Clear", "Diminished", "Crackles"),
+    ),
+    (
+        ChartItem(223989, "LLL Lung Sounds", "LLL Lung Sounds", "Pulmonary", "", "Text"),
+        ("Clear", "Diminished", "Crackles"),
+    ),
     (ChartItem(224641, "Alarms On", "Alarms On", "Alarms", "", "Checkbox"), ("1",)),
     (ChartItem(224168, "Parameters Checked", "Parameters Checked", "Alarms", "", "Checkbox"), ("1",)),
-    (ChartItem(224003, "Abdominal Assessment", "Abdominal Assessment", "GI/GU", "", "Text"), ("Soft", "Distended", "Tender")),
-    (ChartItem(224089, "Anti Embolic Device", "Anti Embolic Device", "Treatments", "", "Text"), ("Pneumoboots", "None")),
+    (
+        ChartItem(224003, "Abdominal Assessment", "Abdominal Assessment", "GI/GU", "", "Text"),
+        ("Soft", "Distended", "Tender"),
+    ),
+    (
+        ChartItem(224089, "Anti Embolic Device", "Anti Embolic Device", "Treatments", "", "Text"),
+        ("Pneumoboots", "None"),
+    ),
 ]
 
 GCS_TEXT = {
     "gcs_eye": {4: "Spontaneously", 3: "To Speech", 2: "To Pain", 1: "None"},
-    "gcs_verbal": {5: "Oriented", 4: "Confused", 3: "Inappropriate Words", 2: "Incomprehensible sounds",
-                   1: "No Response", 0: "No Response-ETT"},
-    "gcs_motor": {6: "Obeys Commands", 5: "Localizes Pain", 4: "Flex-withdraws", 3: "Abnormal Flexion",
-                  2: "Abnormal extension", 1: "No response"},
+    "gcs_verbal": {
+        5: "Oriented",
+        4: "Confused",
+        3: "Inappropriate Words",
+        2: "Incomprehensible sounds",
+        1: "No Response",
+        0: "No Response-ETT",
+    },
+    "gcs_motor": {
+        6: "Obeys Commands",
+        5: "Localizes Pain",
+        4: "Flex-withdraws",
+        3: "Abnormal Flexion",
+        2: "Abnormal extension",
+        1: "No response",
+    },
 }
 
 # (itemid, label, abbreviation, unit) for icu.inputevents.
@@ -221,8 +269,13 @@ ORGANISMS = [
     (80053, "PSEUDOMONAS AERUGINOSA"),
     (80155, "ENTEROCOCCUS SP."),
 ]
-SUSCEPTIBILITY_TESTS = [(90004, "CEFTRIAXONE"), (90012, "GENTAMICIN"), (90016, "LEVOFLOXACIN"),
-                        (90018, "MEROPENEM"), (90025, "TRIMETHOPRIM/SULFA")]
+SUSCEPTIBILITY_TESTS = [
+    (90004, "CEFTRIAXONE"),
+    (90012, "GENTAMICIN"),
+    (90016, "LEVOFLOXACIN"),
+    (90018, "MEROPENEM"),
+    (90025, "TRIMETHOPRIM/SULFA"),
+]
 
 # Charlson comorbidities as ICD-10 codes (prefixes of mimic-code's charlson concept) with weights.
 CHARLSON_CODES: list[tuple[str, str, int]] = [
@@ -278,16 +331,41 @@ CAREUNITS = [
     "Trauma SICU (TSICU)",
     "Neuro Surgical Intensive Care Unit (Neuro SICU)",
 ]
-ADMISSION_TYPES_ICU = ["EW EMER.", "URGENT", "ELECTIVE", "DIRECT EMER.", "SURGICAL SAME DAY ADMISSION",
-                       "OBSERVATION ADMIT"]
+ADMISSION_TYPES_ICU = [
+    "EW EMER.",
+    "URGENT",
+    "ELECTIVE",
+    "DIRECT EMER.",
+    "SURGICAL SAME DAY ADMISSION",
+    "OBSERVATION ADMIT",
+]
 ADMISSION_TYPES_WEIGHTS = [0.55, 0.18, 0.08, 0.06, 0.09, 0.04]
-ADMISSION_LOCATIONS = ["EMERGENCY ROOM", "TRANSFER FROM HOSPITAL", "PHYSICIAN REFERRAL", "WALK-IN/SELF REFERRAL",
-                       "CLINIC REFERRAL"]
-DISCHARGE_LOCATIONS_ALIVE = ["HOME", "HOME HEALTH CARE", "SKILLED NURSING FACILITY", "REHAB", "CHRONIC/LONG TERM ACUTE CARE",
-                             "HOSPICE"]
+ADMISSION_LOCATIONS = [
+    "EMERGENCY ROOM",
+    "TRANSFER FROM HOSPITAL",
+    "PHYSICIAN REFERRAL",
+    "WALK-IN/SELF REFERRAL",
+    "CLINIC REFERRAL",
+]
+DISCHARGE_LOCATIONS_ALIVE = [
+    "HOME",
+    "HOME HEALTH CARE",
+    "SKILLED NURSING FACILITY",
+    "REHAB",
+    "CHRONIC/LONG TERM ACUTE CARE",
+    "HOSPICE",
+]
 INSURANCES = ["Medicare", "Medicaid", "Other"]
 LANGUAGES = ["ENGLISH", "ENGLISH", "ENGLISH", "ENGLISH", "?"]
 MARITAL = ["MARRIED", "SINGLE", "WIDOWED", "DIVORCED", ""]
-RACES = ["WHITE", "WHITE", "WHITE", "BLACK/AFRICAN AMERICAN", "HISPANIC/LATINO - PUERTO RICAN", "ASIAN",
-         "OTHER", "UNKNOWN"]
+RACES = [
+    "WHITE",
+    "WHITE",
+    "WHITE",
+    "BLACK/AFRICAN AMERICAN",
+    "HISPANIC/LATINO - PUERTO RICAN",
+    "ASIAN",
+    "OTHER",
+    "UNKNOWN",
+]
 ANCHOR_YEAR_GROUPS = ["2008 - 2010", "2011 - 2013", "2014 - 2016", "2017 - 2019", "2020 - 2022"]

@@ -1,0 +1,94 @@
+"""The folders import one way only (docs/ARCHITECTURE.md): model <- pipelines' stages <- serving <- workflow <- cli."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Each layer may import from the layers before it, never from a later one.
+LAYERS = [
+    ("model", "sepsis_fusion.model"),
+    (
+        "stages",
+        (
+            "sepsis_fusion.pipelines.paths",
+            "sepsis_fusion.pipelines.synth",
+            "sepsis_fusion.pipelines.build",
+            "sepsis_fusion.pipelines.embed",
+            "sepsis_fusion.pipelines.features",
+        ),
+    ),
+    ("serving", "sepsis_fusion.pipelines.serving"),
+    ("workflow", "sepsis_fusion.pipelines.workflow"),
+    ("cli", "sepsis_fusion.pipelines.cli"),
+]
+# What the model package knows nothing of: the feature store, dbt, the HTTP service.
+NOT_IN_MODEL = ("feast", "dbt", "fastapi", "uvicorn", "redis", "typer")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    name = ".".join(("sepsis_fusion", *parts))
+    return name.removesuffix(".__init__")
+
+
+def imports(path: Path) -> set[str]:
+    """Every module a file imports, relative imports resolved."""
+    package = module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else module_name(path)
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                found.add(".".join(base + ([node.module] if node.module else [])))
+            else:
+                found.add(node.module)
+    return found
+
+
+def layer_of(module: str) -> int | None:
+    if module == "sepsis_fusion.pipelines":  # the package itself: a docstring
+        return 1
+    for rank, (_, prefixes) in enumerate(LAYERS):
+        for prefix in (prefixes,) if isinstance(prefixes, str) else prefixes:
+            if module == prefix or module.startswith(prefix + "."):
+                return rank
+    return None
+
+
+def sources() -> list[Path]:
+    return sorted(p for folder in ("model", "pipelines") for p in (ROOT / folder).rglob("*.py"))
+
+
+def test_the_layer_rule_resolves_imports():
+    """The checker itself: a relative import two levels up resolves, and every source file has a layer."""
+    assert "sepsis_fusion.model.inputs" in imports(ROOT / "pipelines" / "features" / "training.py")
+    assert "sepsis_fusion.pipelines.features.store" in imports(ROOT / "pipelines" / "serving" / "service.py")
+    assert all(layer_of(module_name(p)) is not None for p in sources())
+
+
+def test_imports_go_one_way():
+    wrong = []
+    for path in sources():
+        own = layer_of(module_name(path))
+        later = sorted(m for m in imports(path) if (layer_of(m) or 0) > own)
+        if later:
+            wrong.append(f"{path.relative_to(ROOT)} ({LAYERS[own][0]}) imports a later layer: {later}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_model_package_knows_no_feature_store():
+    for path in (ROOT / "model").rglob("*.py"):
+        foreign = sorted(m for m in imports(path) if m.split(".")[0] in NOT_IN_MODEL)
+        assert not foreign, f"{path.relative_to(ROOT)} imports {foreign}"
+
+
+def test_feature_definitions_import_nothing_of_the_package():
+    """feature_repo/ is read by Feast alone: it must not need the Python package."""
+    for path in (ROOT / "feature_repo").glob("*.py"):
+        assert not [m for m in imports(path) if m.startswith("sepsis_fusion")]
