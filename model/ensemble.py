@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .inputs import FeatureArrays
-
 from .calibration import FoldCalibration, calibrate_folds
+from .inputs import FeatureArrays
 from .protocol import FoldResult, Member, out_of_fold, youden_threshold
 
 
