@@ -43,10 +43,14 @@ def dbt_build(
     warehouse = Path(warehouse or paths.warehouse_path()).resolve()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     features = paths.features_dir(warehouse)
+    # dbt runs in the warehouse's folder with the warehouse path relative to it: the rendered profile is
+    # then the same for every warehouse of one file name, so dbt's partial parse (kept in a cache, checked
+    # by dbt itself) carries over from one warehouse to the next. The feature folder stays absolute: the
+    # warehouse's views over the Parquet files keep the path they were created with.
     env = dict(
         os.environ,
         SEPSIS_FUSION_MIMIC_DIR=str(mimic_dir),
-        SEPSIS_FUSION_WAREHOUSE=str(warehouse),
+        SEPSIS_FUSION_WAREHOUSE=warehouse.name,
         SEPSIS_FUSION_FEATURES=str(features),
     )
     project = paths.DBT_PROJECT_DIR
@@ -73,7 +77,10 @@ def dbt_build(
     ]
     if select:
         cmd += ["--select", select]
-    returncode, output = _run_echoing(cmd, env, project)
+    parse_cache = paths.cache_dir() / "dbt" / f"partial_parse-{warehouse.stem}.msgpack"
+    _copy_if_missing(parse_cache, target / "target" / PARTIAL_PARSE)
+    returncode, output = _run_echoing(cmd, env, warehouse.parent)
+    _replace_atomically(target / "target" / PARTIAL_PARSE, parse_cache)
     results = _run_results(target / "target" / "run_results.json")
     if returncode != 0:
         failed = [name for name, status in results if status in ("error", "fail")]
@@ -88,6 +95,25 @@ def dbt_build(
     if not select:
         stamp.write_text(json.dumps(fingerprint))
     return [name for name, _ in results]
+
+
+PARTIAL_PARSE = "partial_parse.msgpack"
+
+
+def _copy_if_missing(source: Path, target: Path) -> None:
+    if source.exists() and not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+
+
+def _replace_atomically(source: Path, target: Path) -> None:
+    """Copy a file so that a reader at the same time sees the old or the new one, never a half."""
+    if not source.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}")
+    shutil.copyfile(source, partial)
+    partial.replace(target)
 
 
 def _run_echoing(cmd: list[str], env: dict, cwd: Path) -> tuple[int, list[str]]:

@@ -35,3 +35,8 @@ def features_dir(warehouse: Path | None = None) -> Path:
 def config_path(name: str) -> Path:
     """A packaged study config by name ('demo', 'study')."""
     return CONFIG_DIR / f"{name}.yaml"
+
+
+def cache_dir() -> Path:
+    """Caches that only save time (dbt's partial parse): $XDG_CACHE_HOME/sepsis-fusion, else ~/.cache/."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sepsis-fusion"
