@@ -11,18 +11,18 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from helpers import assert_exit, invoke, query, scalar
 from mimic_files import set_cell
 
 from sepsis_fusion.pipelines.build import BuildError, dbt_build
 
 
-def query(warehouse: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.sql(sql).fetchall()
-
-
 def count(warehouse: Path, relation: str) -> int:
-    return query(warehouse, f"SELECT count(*) FROM {relation}")[0][0]
+    return int(scalar(warehouse, f"SELECT count(*) FROM {relation}"))
+
+
+def rows(warehouse: Path, sql: str) -> list[tuple]:
+    return list(query(warehouse, sql).itertuples(index=False, name=None))
 
 
 def test_dbt_build_on_synthetic(synthetic_warehouse):
@@ -59,7 +59,7 @@ def small_mimic(tmp_path) -> Path:
 def test_rebuild_reloads_changed_files_only_and_is_skipped_when_nothing_changed(small_mimic, tmp_path, capfd):
     warehouse = tmp_path / "w.duckdb"
     dbt_build(small_mimic, warehouse=warehouse)
-    loaded = dict(query(warehouse, "SELECT relation, loaded_at FROM raw._ingest_log"))
+    loaded = dict(rows(warehouse, "SELECT relation, loaded_at FROM raw._ingest_log"))
     capfd.readouterr()
     # Touch one file: only that table loads again.
     path = small_mimic / "hosp/omr.csv.gz"
@@ -68,7 +68,7 @@ def test_rebuild_reloads_changed_files_only_and_is_skipped_when_nothing_changed(
     out = capfd.readouterr().out
     assert "raw: hosp/labevents unchanged, kept" in out
     assert f"raw: loading {path}" in out
-    again = dict(query(warehouse, "SELECT relation, loaded_at FROM raw._ingest_log"))
+    again = dict(rows(warehouse, "SELECT relation, loaded_at FROM raw._ingest_log"))
     assert again["raw.hosp_labevents"] == loaded["raw.hosp_labevents"]
     assert again["raw.hosp_omr"] > loaded["raw.hosp_omr"]
     # Nothing changed since: the whole build is skipped; --force runs it anyway.
@@ -150,19 +150,11 @@ def test_build_names_a_folder_that_is_not_mimic(tmp_path):
 
 
 def test_the_cli_reports_bad_input_without_a_traceback(small_mimic, tmp_path):
-    import subprocess
-    import sys
-
     (small_mimic / "hosp/admissions.csv.gz").write_bytes(b"not gzip at all")
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("sepsis-fusion")), "build", "--mimic", str(small_mimic)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SEPSIS_FUSION_DATA": str(tmp_path)},
-    )
-    assert proc.returncode == 1
-    assert proc.stderr.startswith(f"error: dbt build over {small_mimic} failed")
-    assert "admissions.csv.gz" in proc.stderr and "Traceback" not in proc.stdout + proc.stderr
+    result = invoke(["build", "--mimic", small_mimic], data=tmp_path)
+    assert_exit(result, 1)
+    assert result.stderr.startswith(f"error: dbt build over {small_mimic} failed")
+    assert "admissions.csv.gz" in result.stderr
 
 
 def features_of(warehouse: Path) -> dict[str, pd.DataFrame]:
@@ -259,10 +251,10 @@ def test_nan_and_infinite_raw_values_are_missing_values_not_extremes(small_mimic
         built[odd] = tmp_path / f"odd_{odd}" / "w.duckdb"
         dbt_build(mimic, warehouse=built[odd])
     assert count(built[True], "cohort") > 0
-    assert query(built[True], "SELECT count(*) FROM raw.hosp_labevents WHERE NOT isfinite(valuenum)")[0][
-        0
-    ] == 2 * 2 * len(stays)
-    columns = query(
+    assert scalar(built[True], "SELECT count(*) FROM raw.hosp_labevents WHERE NOT isfinite(valuenum)") == 2 * 2 * len(
+        stays
+    )
+    columns = rows(
         built[True],
         "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema "
         "= 'main' AND data_type IN ('DOUBLE', 'FLOAT')",
@@ -270,7 +262,7 @@ def test_nan_and_infinite_raw_values_are_missing_values_not_extremes(small_mimic
     odd = {
         f"{t}.{c}": n
         for t, c in columns
-        if (n := query(built[True], f'SELECT count(*) FROM "{t}" WHERE NOT isfinite("{c}")')[0][0])
+        if (n := scalar(built[True], f'SELECT count(*) FROM "{t}" WHERE NOT isfinite("{c}")'))
     }
     assert odd == {}  # no NaN or infinity in any staging, intermediate or mart relation
     assert_same_features(features_of(built[True]), features_of(built[False]))

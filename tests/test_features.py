@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 import urllib.request
 from datetime import timedelta
@@ -17,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import start_cli
 
 from sepsis_fusion.model.inputs import FeatureLayout
 from sepsis_fusion.pipelines.features.layout import layout_from_service
@@ -252,14 +251,8 @@ def test_feast_serve_answers_for_the_service(feature_data, store, cohort):
     t = latest["prediction_time"].to_pydatetime()
     materialize(store, feature_data, end=t, views=["static_baseline"])
     port = free_port()
-    env = {**os.environ, "SEPSIS_FUSION_DATA": str(feature_data)}
-    cli = Path(sys.executable).parent / "sepsis-fusion"
-    proc = subprocess.Popen(
-        [str(cli), "features", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_cli(
+        ["features", "serve", "--port", port], data=feature_data, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         stay = int(latest["stay_id"])

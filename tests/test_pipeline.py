@@ -3,28 +3,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
+from helpers import run_cli
 
 from sepsis_fusion.pipelines.features.store import materialized_until, open_store
 
 
-def sepsis_fusion(args: list[str], data: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("sepsis-fusion")), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SEPSIS_FUSION_DATA": str(data), "COLUMNS": "200"},
-    )
-
-
 def test_the_open_demo_runs_through_the_chain_and_it_says_what_it_skipped_and_why(demo_dir, demo_warehouse):
     data = demo_warehouse.parent
-    proc = sepsis_fusion(["pipeline", "--mimic", str(demo_dir), "--encoder", "minilm"], data)
+    proc = run_cli(["pipeline", "--mimic", demo_dir, "--encoder", "minilm"], data)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 3, out[-4000:]
     assert "Traceback" not in out

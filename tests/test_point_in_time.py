@@ -5,18 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
-from mimic_files import append_rows
+from helpers import query
+from mimic_files import append_rows, set_cell
 
 from sepsis_fusion.pipelines.build import dbt_build
 from sepsis_fusion.pipelines.synth.generate import generate
-
-
-def frame(warehouse: Path, sql: str) -> pd.DataFrame:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.sql(sql).df()
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +22,7 @@ def planted(tmp_path_factory):
     generate(120, 5, mimic, density="light", progress=False)
     before = root / "before.duckdb"
     dbt_build(mimic, warehouse=before)
-    base = frame(
+    base = query(
         before,
         """
         SELECT b.*, c.hadm_id, c.subject_id, c.prediction_time, c.outtime
@@ -43,7 +38,7 @@ def planted(tmp_path_factory):
     assert len(with_prior) and len(without), "the synthetic cohort needs stays with and without earlier admissions"
     current = without.iloc[0]
     earlier = with_prior[with_prior.metastatic_solid_tumor == 0].iloc[0]
-    earlier_hadm = frame(
+    earlier_hadm = query(
         before,
         f"""
         SELECT a.hadm_id FROM stg_hosp_admissions a JOIN stg_hosp_admissions cur ON cur.hadm_id = {earlier.hadm_id}
@@ -120,12 +115,24 @@ def planted(tmp_path_factory):
         ],
     )
     septic = plant_late_sepsis3(before, mimic)
+    # A cohort stay that now ends an hour before its prediction time T: it must leave the cohort.
+    ended = base[~base.stay_id.isin([current.stay_id, earlier.stay_id])].iloc[-1]
+    stays = pd.read_csv(mimic / "icu/icustays.csv.gz")
+    row = int(stays.index[stays.stay_id == ended.stay_id][0]) + 1
+    set_cell(
+        mimic / "icu/icustays.csv.gz",
+        row,
+        "outtime",
+        (pd.Timestamp(ended.prediction_time) - pd.Timedelta(hours=1)).strftime(fmt),
+    )
     after = root / "after.duckdb"
-    dbt_build(mimic, warehouse=after)  # also runs the singular test baseline_uses_no_current_admission_diagnosis
-    rebuilt = frame(after, "SELECT * FROM static_baseline ORDER BY stay_id").set_index("stay_id")
-    rebuilt.attrs["note_windows"] = frame(after, f"SELECT * FROM note_windows WHERE stay_id = {current.stay_id}")
-    rebuilt.attrs["cohort"] = frame(after, "SELECT * FROM int_cohort_candidates").set_index("stay_id")
+    dbt_build(mimic, warehouse=after)
+    rebuilt = query(after, "SELECT * FROM static_baseline ORDER BY stay_id").set_index("stay_id")
+    rebuilt.attrs["note_windows"] = query(after, f"SELECT * FROM note_windows WHERE stay_id = {current.stay_id}")
+    rebuilt.attrs["cohort"] = query(after, "SELECT * FROM int_cohort_candidates").set_index("stay_id")
     rebuilt.attrs["septic"] = septic
+    rebuilt.attrs["ended"] = ended
+    rebuilt.attrs["cohort_ids"] = set(query(after, "SELECT stay_id FROM cohort").stay_id)
     return base.set_index("stay_id"), rebuilt, current, earlier
 
 
@@ -137,7 +144,7 @@ def plant_late_sepsis3(warehouse: Path, mimic: Path) -> dict[str, pd.Series]:
     the stay's first SOFA >= 2 hour S (culture at S + 29 h, stored at once); in the other the culture is taken at
     S + 1 h but stored only 40 h later (antibiotic at S + 2 h). Patients without any culture, antibiotic or
     Sepsis-3 of their own, adult, in the ICU and alive until S + 66 h."""
-    stays = frame(
+    stays = query(
         warehouse,
         """
         WITH first_sofa AS (SELECT stay_id, min(endtime) AS s FROM int_sofa_hourly WHERE sofa_24hours >= 2 GROUP BY 1)
@@ -233,3 +240,12 @@ def test_prediction_time_waits_for_the_last_criterion_of_the_sepsis3_pair(plante
     assert row.prediction_time == s + pd.Timedelta(hours=known_after_s + 24)
     assert row.prediction_time_at_onset == s + pd.Timedelta(hours=24)  # where T was before
     assert row.is_first_sepsis3_stay and not row.ended_before_prediction
+
+
+def test_a_stay_that_ends_before_its_prediction_time_leaves_the_cohort(planted):
+    base, rebuilt, _, _ = planted
+    ended = rebuilt.attrs["ended"]
+    assert ended.stay_id in set(base.index)  # in the cohort before the plant
+    assert ended.stay_id not in rebuilt.attrs["cohort_ids"]
+    candidate = rebuilt.attrs["cohort"].loc[ended.stay_id]
+    assert candidate.ended_before_prediction and candidate.prediction_time == ended.prediction_time

@@ -4,10 +4,7 @@ service, and a model that refuses features it was not trained on."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import assert_exit, invoke, start_cli
 
 from sepsis_fusion.model.study import StudyError
 from sepsis_fusion.pipelines.features.local_redis import free_port
 from sepsis_fusion.pipelines.features.store import apply, materialize, materialized_until, open_store
 from sepsis_fusion.pipelines.serving.scorer import Scorer
-
-CLI = Path(sys.executable).parent / "sepsis-fusion"
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +92,9 @@ def test_a_model_trained_on_other_features_refuses_to_score(trained_run, store, 
     (other / "model.json").write_text(json.dumps(meta))
     with pytest.raises(StudyError, match="surprise_max"):
         Scorer(other, store)
-    env = {**os.environ, "SEPSIS_FUSION_DATA": str(data)}
-    result = subprocess.run(
-        [str(CLI), "score", "--online", "--run", str(other)], env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 1 and "surprise_max" in result.stderr and "Traceback" not in result.stderr
+    result = invoke(["score", "--online", "--run", other], data=data)
+    assert_exit(result, 1)
+    assert "surprise_max" in result.stderr
 
 
 def test_score_cli_writes_point_in_time_scores_with_the_model_version(
@@ -109,14 +103,8 @@ def test_score_cli_writes_point_in_time_scores_with_the_model_version(
     cohort = synthetic_training_set.cohort.sort_values("prediction_time")
     t = cohort["prediction_time"].iloc[len(cohort) // 2].to_pydatetime()
     out = tmp_path / "scores.csv"
-    env = {**os.environ, "SEPSIS_FUSION_DATA": str(data)}
-    result = subprocess.run(
-        [str(CLI), "score", "--as-of", t.isoformat(), "--run", str(trained_run), "--out", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
+    result = invoke(["score", "--as-of", t.isoformat(), "--run", trained_run, "--out", out], data=data)
+    assert_exit(result, 0)
     written = pd.read_csv(out)
     stays = in_icu(cohort, t)
     assert sorted(written["stay_id"]) == sorted(stays)
@@ -124,8 +112,10 @@ def test_score_cli_writes_point_in_time_scores_with_the_model_version(
     np.testing.assert_allclose(written["threshold"], scorer.threshold, rtol=1e-12)
     expected = {s.stay_id: s.probability for s in scorer.offline(stays, t)}
     np.testing.assert_allclose(written["probability"], [expected[s] for s in written["stay_id"]], atol=1e-6)
-    missing = subprocess.run([str(CLI), "score", "--run", str(trained_run)], env=env, capture_output=True, text=True)
-    assert missing.returncode == 1 and "--as-of" in missing.stderr
+    missing = invoke(["score", "--run", trained_run], data=data)
+    assert_exit(missing, 1)
+    assert "--as-of" in missing.stderr
+    assert_exit(invoke(["score", "--as-of", "yesterday", "--run", trained_run], data=data), 2)  # usage
 
 
 def post(port: int, body, path: str = "/score") -> tuple[int, dict]:
@@ -150,14 +140,7 @@ def test_the_http_service_scores_online_and_answers_bad_requests_clearly(
     assert len(stays) >= 2
     expected = {s.stay_id: s for s in scorer.online(stays, t)}
     port = free_port()
-    env = {**os.environ, "SEPSIS_FUSION_DATA": str(data)}
-    proc = subprocess.Popen(
-        [str(CLI), "serve", "--run", str(trained_run), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_cli(["serve", "--run", trained_run, "--port", port], data=data)
     try:
         deadline, health = time.monotonic() + 120, None
         while health is None and time.monotonic() < deadline:

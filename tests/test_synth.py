@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
+from helpers import assert_exit, invoke
 from sklearn.metrics import roc_auc_score
 
 from sepsis_fusion.pipelines.synth.generate import SynthError, generate
@@ -161,15 +160,9 @@ def test_sepsis_items_use_mimic_iv_itemids(synthetic):
     assert {226559, 227488} <= outputs
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sepsis_fusion.pipelines.cli", *args], capture_output=True, text=True, timeout=120
-    )
-
-
 def test_cli_rejects_zero_stays(tmp_path):
-    result = run_cli("synth", "--stays", "0", "--out", str(tmp_path / "x"))
-    assert result.returncode == 1
+    result = invoke(["synth", "--stays", "0", "--out", tmp_path / "x"])
+    assert_exit(result, 1)
     assert "--stays must be at least 1 (got 0)" in result.stderr
     assert not (tmp_path / "x").exists()
 
@@ -177,11 +170,12 @@ def test_cli_rejects_zero_stays(tmp_path):
 def test_cli_rejects_unwritable_out(tmp_path):
     afile = tmp_path / "file.txt"
     afile.write_text("")
-    result = run_cli("synth", "--stays", "5", "--out", str(afile / "sub"))
-    assert result.returncode == 1 and "is a file, not a folder" in result.stderr
-    result = run_cli("synth", "--stays", "5", "--out", "/proc/sepsis-fusion-synth")
-    assert result.returncode == 1 and "is not writable" in result.stderr
-    assert "Traceback" not in result.stderr
+    result = invoke(["synth", "--stays", "5", "--out", afile / "sub"])
+    assert_exit(result, 1)
+    assert "is a file, not a folder" in result.stderr
+    result = invoke(["synth", "--stays", "5", "--out", "/proc/sepsis-fusion-synth"])
+    assert_exit(result, 1)
+    assert "is not writable" in result.stderr
 
 
 def test_generate_raises_clear_error(tmp_path):

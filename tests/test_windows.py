@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import query
 from mimic_files import append_rows
 
 from sepsis_fusion.pipelines.build import dbt_build
@@ -45,8 +46,7 @@ class Built:
     lactate_stored: pd.Timestamp
 
     def query(self, sql: str) -> pd.DataFrame:
-        with duckdb.connect(str(self.warehouse), read_only=True) as con:
-            return con.sql(sql).df()
+        return query(self.warehouse, sql)
 
     def windows(self) -> pd.DataFrame:
         return self.query(f"SELECT * FROM windows_24h WHERE stay_id = {self.stay.stay_id} ORDER BY event_timestamp")
@@ -131,6 +131,15 @@ def built(tmp_path_factory) -> Built:
             },
             {
                 **ids,
+                "note_id": "PLANT-RR-AFTER",
+                "note_type": "RR",
+                "note_seq": 96,
+                "charttime": ts(stay.outtime + 2 * HOUR),
+                "storetime": ts(stay.outtime + 3 * HOUR),
+                "text": "CHEST (PORTABLE AP), after the ICU stay.",
+            },
+            {
+                **ids,
                 "note_id": "PLANT-RR-1",
                 "note_type": "RR",
                 "note_seq": 97,
@@ -189,6 +198,12 @@ def test_discharge_summaries_are_never_notes_to_embed(built):
     planted = notes[notes.note_id == "PLANT-RR-1"].iloc[0]
     assert planted.stay_id == built.stay.stay_id and planted.available_at == planted.charttime
     assert (notes.available_at >= notes.charttime).all()
+
+
+def test_a_report_charted_after_the_stay_is_not_one_of_its_notes(built):
+    """Same admission, charted 2 h after the ICU stay's outtime: not a note of the stay."""
+    assert "PLANT-RR-AFTER" in set(built.query("SELECT note_id FROM stg_note_radiology").note_id)
+    assert "PLANT-RR-AFTER" not in set(built.query("SELECT note_id FROM notes_to_embed").note_id)
 
 
 def direct_windows(built: Built) -> pd.DataFrame:
