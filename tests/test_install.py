@@ -48,6 +48,7 @@ def test_the_wheel_carries_the_project_files_and_no_data(wheel):
         "sepsis_fusion/model/configs/demo.yaml",
         "sepsis_fusion/model/configs/study.yaml",
         "sepsis_fusion/pipelines/cli.py",
+        "sepsis_fusion/pipelines/synth/TRUTH.md",
     ):
         assert needed in names, needed
     assert not [n for n in names if n.startswith(("data/", "tests/", "sepsis_fusion/data/")) or "/target/" in n]
