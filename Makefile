@@ -32,5 +32,7 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest --durations=10
 
+# keeps data/README.md, the one tracked file there
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV)
+	find data -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -1,6 +1,6 @@
 """Benchmark of `dbt build` on synthetic MIMIC-IV: cold build, rebuild with unchanged inputs, per stage.
 
-Targets (issue 3): 10,000 stays at MIMIC-IV density build cold in under 10 minutes on a 2-core machine,
+Targets: 10,000 stays at MIMIC-IV density build cold in under 10 minutes on a 2-core machine,
 and rebuild with unchanged inputs in under a tenth of that. Each size gets a fresh warehouse; data sets
 are generated once under bench/results/ (ignored by git) and reused.
 

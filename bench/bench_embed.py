@@ -1,7 +1,7 @@
 """Benchmark of note embedding: the pipeline (length-sorted dynamic batches) against a naive loop
 (one note at a time, in file order) on the same notes and model, with the vectors compared.
 
-Target (issue 4): at least 3x the naive loop's notes per second on this CPU with all-MiniLM-L6-v2, and
+Target: at least 3x the naive loop's notes per second on this CPU with all-MiniLM-L6-v2, and
 the same vectors (max abs difference < 1e-4).
 
     python bench/bench_embed.py --notes 400 [--model minilm] [--device auto]

@@ -1,4 +1,4 @@
-"""Benchmark of the Feast store (issue 5): historical retrieval against a hand-written DuckDB ASOF JOIN,
+"""Benchmark of the Feast store: historical retrieval against a hand-written DuckDB ASOF JOIN,
 and online reads for one stay from SQLite and Redis.
 
 Historical: the feature files of a built data folder (default: the demo's, `make demo`) are tiled, with
@@ -197,7 +197,7 @@ def online(source: Path, calls: int, kind: str, redis: str | None = None) -> dic
     served = reader.read(stays, as_of=now)
     assert served.window_mask[:, -1].all() and served.static["age"].notna().all(), "the online store serves nothing"
     gc.collect()
-    gc.freeze()  # what a long-running scorer does after loading (issue 7); keeps collections short
+    gc.freeze()  # what a long-running scorer does after loading; keeps collections short
     results = {}
     for label, call in (
         ("reader", lambda s: reader.read([s], as_of=now)),

@@ -1,4 +1,4 @@
-"""Benchmark of the scoring service (issue 7): one request end to end (HTTP, online features, model).
+"""Benchmark of the scoring service: one request end to end (HTTP, online features, model).
 
 The demo cohort is shifted in time so that every stay is in the ICU at one moment, "now" (as in
 bench_features.py's online benchmark), materialized into the SQLite online store, and served by

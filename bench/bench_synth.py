@@ -1,6 +1,6 @@
 """Benchmark of `sepsis-fusion synth`: wall time, rows per second and peak memory at MIMIC-IV density.
 
-Target (issue 2): 10,000 stays at MIMIC-IV density in under 10 minutes and under 6 GiB on a 2-core
+Target: 10,000 stays at MIMIC-IV density in under 10 minutes and under 6 GiB on a 2-core
 machine. Each size runs in a fresh process so that its peak memory is its own.
 
     python bench/bench_synth.py --stays 1000 10000

