@@ -4,7 +4,7 @@
 Target: at least 3x the naive loop's notes per second on this CPU with all-MiniLM-L6-v2, and
 the same vectors (max abs difference < 1e-4).
 
-    python bench/bench_embed.py --notes 400 [--model minilm] [--device auto]
+    python bench/bench_embed.py --notes 400 [--encoder minilm] [--device auto]
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notes", type=int, default=400)
-    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--encoder", default="minilm")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     texts = synthetic_notes(args.notes)
-    enc = load_encoder(args.model, device=args.device)
+    enc = load_encoder(args.encoder, device=args.device)
     tokens = [len(t) for t in enc.tokenizer(texts, add_special_tokens=False)["input_ids"]]
     embed_texts(enc, texts[:8])  # warm-up
 
@@ -55,7 +55,7 @@ def main() -> None:
 
     diff = float(np.abs(naive - batched).max())
     print(
-        f"{len(texts)} notes, {np.mean(tokens):.0f} tokens on average (max {max(tokens)}), model {args.model} "
+        f"{len(texts)} notes, {np.mean(tokens):.0f} tokens on average (max {max(tokens)}), model {args.encoder} "
         f"on {enc.device}"
     )
     print(f"naive loop (one note at a time): {len(texts) / naive_s:8.1f} notes/s")
