@@ -74,15 +74,26 @@ def write_lags(out: Path, columns: list[str], steps: int, stride: int) -> Path:
 
 
 def write_arrays(out: Path, columns: list[str], steps: int, stride: int) -> Path:
-    """Row at hour e: per feature, [value at e - (S-1)s, ..., value at e] (oldest first, NaN where absent)."""
+    """Row at hour e: per feature, [value at e - (S-1)s, ..., value at e] (oldest first, NaN where absent).
+
+    The hourly grid has a row for every hour of a stay, so the values of the last (S-1)s hours are one
+    window frame; the steps are every s-th of them, counted back from the current row."""
     path = out / "arrays.parquet"
-    lists = ", ".join(f"list(coalesce(p.{c}, 'NaN'::DOUBLE) ORDER BY k DESC) AS {c}" for c in columns)
+    span = (steps - 1) * stride
+    frame = (
+        "OVER (PARTITION BY stay_id ORDER BY event_timestamp "
+        f"RANGE BETWEEN INTERVAL {span} HOUR PRECEDING AND CURRENT ROW)"
+    )
+    hours = ", ".join(f"list(coalesce({c}, 'NaN'::DOUBLE)) {frame} AS {c}" for c in columns)
+    picks = ", ".join(
+        f"list_transform(range({steps - 1}, -1, -1), lambda k: CASE WHEN len({c}) - k * {stride} >= 1 "
+        f"THEN {c}[len({c}) - k * {stride}] ELSE 'NaN'::DOUBLE END) AS {c}"
+        for c in columns
+    )
+    duckdb.sql("SET preserve_insertion_order = false")
     duckdb.sql(f"""COPY (
-        SELECT w.stay_id, w.event_timestamp, max(w.created_timestamp) AS created_timestamp, {lists}
-        FROM windows w CROSS JOIN range({steps}) r(k)
-        LEFT JOIN windows p ON p.stay_id = w.stay_id
-            AND p.event_timestamp = w.event_timestamp - k * INTERVAL {stride} HOUR
-        GROUP BY w.stay_id, w.event_timestamp) TO '{path}'""")
+        SELECT stay_id, event_timestamp, created_timestamp, {picks}
+        FROM (SELECT stay_id, event_timestamp, created_timestamp, {hours} FROM windows)) TO '{path}'""")
     return path
 
 
