@@ -399,26 +399,27 @@ def run_chain(
         )
     )
     start("score offline (as of a past time) and online (as of the online store's time)")
-    steps.append(StepResult("score", "done", "; ".join(_score_both(run_dir, reporter))))
+    steps.append(StepResult("score", "done", "; ".join(_score_both(run_dir, ts.cohort, reporter))))
     return steps
 
 
-def _score_both(run_dir: Path, reporter: Reporter) -> list[str]:
+def _score_both(run_dir: Path, cohort: pd.DataFrame, reporter: Reporter) -> list[str]:
     """Score the cohort stays in the ICU at the median prediction time (offline) and at the online store's time."""
     from .features.store import online_store_time, open_store
-    from .features.training import in_icu, read_cohort
+    from .features.training import in_icu
     from .serving.scorer import Scorer
 
     scorer = Scorer(run_dir, open_store())
-    cohort = read_cohort().sort_values("prediction_time")
+    cohort = cohort.sort_values("prediction_time")
     past = cohort["prediction_time"].iloc[len(cohort) // 2].to_pydatetime()
     done = []
     for online, when in ((False, past), (True, online_store_time(scorer.store))):
         mode = "online" if online else "offline"
-        if not in_icu(cohort, when):
+        stays = in_icu(cohort, when)
+        if not stays:
             done.append(f"{mode}: no cohort stay in the ICU at {when}")
             continue
-        result = score(when, online=online, scorer=scorer)
+        result = score(when, online=online, stays=stays, scorer=scorer)
         done.append(f"{mode} as of {when}: {result.scored} stays -> {result.csv}")
         reporter.line(done[-1])
     return done
