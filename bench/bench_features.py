@@ -4,8 +4,9 @@ and online reads for one stay from SQLite and Redis.
 Historical: the feature files of a built data folder (default: the demo's, `make demo`) are tiled, with
 stay ids shifted per copy, until the cohort has 10,000 and 30,000 stays; for each size, Feast's
 get_historical_features for the feature service (one entity row per stay at its prediction time: static
-baseline, K windows and K note windows) runs beside one DuckDB query of ASOF JOINs over the same Parquet
-files with the same ttls, alternately, best of --repeat each. The two results must be identical.
+baseline, the steps of the lab and vital sequence and the note slots) runs beside one DuckDB query of
+ASOF JOINs over the same Parquet files with the same ttls, alternately, best of --repeat each. The two
+results must be identical.
 Target: Feast within 2x of the ASOF JOIN.
 
 Online: the untiled cohort, shifted in time so that every stay is in the ICU at one moment ("now", its
@@ -44,7 +45,7 @@ from sepsis_fusion.pipelines.features.online import OnlineFeatures  # noqa: E402
 from sepsis_fusion.pipelines.features.store import SERVICE_NAME, apply, materialize, open_store  # noqa: E402
 from sepsis_fusion.pipelines.features.training import entity_frame  # noqa: E402
 
-FILES = ("cohort", "static_baseline", "windows_24h", "note_window_embeddings")
+FILES = ("cohort", "static_baseline", "sequence_steps", *(f"note_slot_{j:02d}" for j in range(16)))
 STAY_OFFSET = 1_000_000_000  # MIMIC-IV stay ids are 8 digits
 
 
@@ -120,8 +121,8 @@ def historical(source: Path, stays: int, repeat: int) -> dict:
     layout = layout_from_service(store, SERVICE_NAME)
     cohort = duckdb.sql(f"""SELECT stay_id, prediction_time FROM '{data}/features/cohort.parquet'
                             ORDER BY stay_id LIMIT {stays}""").df()
-    entities = entity_frame(cohort["stay_id"], cohort["prediction_time"], layout.sequence_windows)
-    windows = duckdb.sql(f"SELECT count(*) FROM '{data}/features/windows_24h.parquet'").fetchall()[0][0]
+    entities = entity_frame(cohort["stay_id"], cohort["prediction_time"])
+    windows = duckdb.sql(f"SELECT count(*) FROM '{data}/features/sequence_steps.parquet'").fetchall()[0][0]
     con = duckdb.connect()
     con.register("entities", entities)
     query = asof_query(layout, store, data / "features")
@@ -149,7 +150,7 @@ def historical(source: Path, stays: int, repeat: int) -> dict:
         "ratio": min(feast_s) / min(floor_s),
     }
     print(
-        f"{stays:>7,} stays x K={layout.sequence_windows} ({windows:,} window rows, {result['features']} "
+        f"{stays:>7,} stays x S={layout.sequence_steps} ({windows:,} step rows, {result['features']} "
         f"features): Feast {result['feast_s']:.2f} s, ASOF JOIN {result['asof_s']:.2f} s, "
         f"ratio {result['ratio']:.2f} (target <= 2), identical results",
         flush=True,
@@ -173,7 +174,10 @@ def icu_snapshot(source: Path, out: Path) -> datetime:
         if target.exists():
             continue
         columns = duckdb.sql(f"DESCRIBE SELECT * FROM '{source}/features/{name}.parquet'").fetchall()
-        shifted = ", ".join(f"f.{c} + s.shift AS {c}" for c, kind, *_ in columns if kind.startswith("TIMESTAMP"))
+        shifted = [f"f.{c} + s.shift AS {c}" for c, kind, *_ in columns if kind.startswith("TIMESTAMP")]
+        if name.startswith("note_slot"):  # the note's charttime, in seconds: shifted alike
+            shifted.append("f.charttime_unix_s + CAST(epoch(s.shift) AS BIGINT) AS charttime_unix_s")
+        shifted = ", ".join(shifted)
         partial = target.with_suffix(".partial")
         duckdb.sql(f"""COPY (SELECT f.* REPLACE ({shifted}) FROM '{source}/features/{name}.parquet' f
                              JOIN (SELECT stay_id, TIMESTAMP '{now}' - date_trunc('hour', prediction_time) AS shift
@@ -219,7 +223,7 @@ def online(source: Path, calls: int, kind: str, redis: str | None = None) -> dic
     gc.unfreeze()
     print(
         f"online {kind:<6}: {len(stays):,} cohort stays in the ICU at once, materialized in {materialize_s:.1f} s "
-        f"(windows served: {served.window_mask.mean():.0%} of K x stays, notes: {served.note_mask.mean():.0%}); "
+        f"(steps served: {served.window_mask.mean():.0%} of S x stays, notes: {served.note_mask.mean():.0%}); "
         f"one stay, {calls:,} calls: reader p50 {results['reader']['p50_ms']:.2f} ms, p99 "
         f"{results['reader']['p99_ms']:.2f} ms (target < 10); Feast get_online_features p50 "
         f"{results['feast_get_online_features']['p50_ms']:.2f} ms, p99 "

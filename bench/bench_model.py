@@ -36,6 +36,7 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sepsis_fusion.model.baselines import note_summary, sequence_summary  # noqa: E402
 from sepsis_fusion.model.evaluate import evaluate  # noqa: E402
 from sepsis_fusion.model.protocol import subset  # noqa: E402
 from sepsis_fusion.model.study import (  # noqa: E402
@@ -59,12 +60,9 @@ def known_at_t_reference(ts, run_dir: Path, truth: pd.DataFrame) -> float:
     latent = {name: truth.loc[ts.features.stay_id[r]] for name, r in rows.items()}
     train, test = "oof_predictions", "predictions"
 
-    def flat(inputs, parts):
-        n = len(inputs)
-        return np.concatenate([p.reshape(n, -1) for p in parts], axis=1)
-
-    sequences = {k: flat(v, [v.static, v.windows, v.window_mask.astype(np.float32)]) for k, v in x.items()}
-    notes = {k: flat(v, [v.notes, v.note_mask.astype(np.float32)]) for k, v in x.items()}
+    # the baselines' summaries of the two sequences (model/baselines.py)
+    sequences = {k: np.concatenate([v.static, sequence_summary(v)], axis=1) for k, v in x.items()}
+    notes = {k: note_summary(v) for k, v in x.items()}
     static = Ridge(alpha=1.0).fit(x[train].static, latent[train]["logit_static"]).predict(x[test].static)
     course = (
         HistGradientBoostingRegressor(max_iter=400, learning_rate=0.05, random_state=0)

@@ -1,14 +1,17 @@
 """Feast definitions of Sepsis Fusion (docs/FEATURES.md).
 
 Entity `stay` (stay_id); feature views over the Parquet files in <data folder>/features: the static
-baseline and the 24-hour windows that dbt writes, and the per-window note embeddings of the note encoder;
-and the feature service `sepsis_fusion_model`, the fusion model's inputs.
+baseline, the lab and vital sequence and the 24-hour windows that dbt writes, and the note-sequence slots
+of the note encoder; and the feature service `sepsis_fusion_model`, the fusion model's inputs.
 
-The model reads the last K daily windows before its time (K = $SEPSIS_FUSION_SEQUENCE_WINDOWS, default 3).
-Feast's online store keeps only the latest row of a view per entity, so the sequence is K views over the
-same file, one per lag: view `windows_24h_lag<k>` is keyed on dbt's `event_timestamp_lag<k>` (the window
-end + k x 24 h), so as of any time t it serves the window that ended about k days before t, offline
-(point-in-time join) and online alike.
+Feast's online store keeps only the latest row of a view per entity, so a sequence is several views:
+- The lab and vital sequence has S steps s hours apart (dbt vars sequence_steps, sequence_stride_hours).
+  View `sequence_steps_lag<k>` reads sequence_steps.parquet keyed on dbt's `event_timestamp_lag<k>` (the
+  step time + k x s hours), so as of any time t it serves the step k strides before the latest, offline
+  (point-in-time join) and online alike, with each value stored once.
+- The note sequence holds the last N notes (dbt var note_sequence_length): view `note_slot_<j>` serves
+  the latest note whose number in the stay is j modulo N, so as of t the N slot views hold the last N
+  notes available then.
 
 Column names and types come from dbt's schema files (`data_type` of each column), the one contract of
 the marts; the note views are defined here, as the note encoder writes them.
@@ -28,23 +31,24 @@ from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String
 # the folder feature_store.yaml points at.
 DATA = Path(os.environ.get("SEPSIS_FUSION_DATA") or Path(__file__).resolve().parents[1] / "data").resolve()
 FEATURES = DATA / "features"
-DBT_MARTS = Path(__file__).resolve().parents[1] / "dbt_project" / "models" / "marts"
-MAX_SEQUENCE_WINDOWS = 7  # dbt var max_sequence_windows: windows_24h has event_timestamp_lag1 .. lag6
-SEQUENCE_WINDOWS = int(os.environ.get("SEPSIS_FUSION_SEQUENCE_WINDOWS", "3"))
-if not 1 <= SEQUENCE_WINDOWS <= MAX_SEQUENCE_WINDOWS:
-    raise ValueError(f"SEPSIS_FUSION_SEQUENCE_WINDOWS={SEQUENCE_WINDOWS}: must be 1 to {MAX_SEQUENCE_WINDOWS}")
+DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
+DBT_MARTS = DBT_PROJECT / "models" / "marts"
+DBT_VARS = yaml.safe_load((DBT_PROJECT / "dbt_project.yml").read_text(encoding="utf-8"))["vars"]
+SEQUENCE_STEPS = int(DBT_VARS["sequence_steps"])
+STRIDE_HOURS = int(DBT_VARS["sequence_stride_hours"])
+NOTE_SLOTS = int(DBT_VARS["note_sequence_length"])
 
 SERVICE_NAME = "sepsis_fusion_model"
 KEYS_AND_TIMES = {"stay_id", "event_timestamp", "created_timestamp"}
 DBT_TYPES = {"bigint": Int64, "integer": Int32, "double": Float64, "varchar": String, "boolean": Bool}
 
-# A window row is served for at most one hour after its end: the grid has a row every hour, so a later
-# row always takes over, and nothing summarising (end - 24 h, end] is served as if it were current.
-WINDOW_TTL = timedelta(hours=1)
+# A step or window row is served for at most one hour after its time: the grid has a row every hour, so
+# a later row always takes over, and nothing is served as if it were current once the stay has ended.
+STEP_TTL = timedelta(hours=1)
 # The static baseline describes the stay as known at its prediction time T and stays true for the rest of
-# the stay; 180 days is longer than any ICU stay, so it never expires in one, yet an old stay's row is
-# not served for ever.
-STATIC_TTL = timedelta(days=180)
+# the stay; a note stays among the last N until N newer ones arrive. 180 days is longer than any ICU stay,
+# so neither expires in one, yet an old stay's rows are not served for ever.
+STAY_TTL = timedelta(days=180)
 
 stay = Entity(
     name="stay",
@@ -67,77 +71,84 @@ def dbt_fields(model: str) -> list[Field]:
     raise LookupError(f"dbt model {model!r} is not described in {DBT_MARTS}/*.yml")
 
 
-def lag_source(name: str, lag: int) -> FileSource:
+def parquet_source(name: str, file: str, timestamp_field: str = "event_timestamp", description: str = "") -> FileSource:
     return FileSource(
-        name=name if lag == 0 else f"{name}_lag{lag}",
-        path=str(FEATURES / f"{name}.parquet"),
-        timestamp_field="event_timestamp" if lag == 0 else f"event_timestamp_lag{lag}",
+        name=name,
+        path=str(FEATURES / file),
+        timestamp_field=timestamp_field,
         created_timestamp_column="created_timestamp",
-        description=f"{name}.parquet" + ("" if lag == 0 else f", keyed on the window end + {24 * lag} h"),
+        description=description or file,
     )
-
-
-def lag_views(name: str, schema: list[Field], modality: str, description: str) -> list[FeatureView]:
-    return [
-        FeatureView(
-            name=name if lag == 0 else f"{name}_lag{lag}",
-            entities=[stay],
-            ttl=WINDOW_TTL,
-            schema=schema,
-            source=lag_source(name, lag),
-            online=True,
-            tags={"modality": modality, "lag": str(lag)},
-            description=description + ("" if lag == 0 else f" ({lag} day(s) before the latest)"),
-        )
-        for lag in range(SEQUENCE_WINDOWS)
-    ]
 
 
 static_baseline = FeatureView(
     name="static_baseline",
     entities=[stay],
-    ttl=STATIC_TTL,
+    ttl=STAY_TTL,
     schema=dbt_fields("static_baseline"),
-    source=FileSource(
-        name="static_baseline",
-        path=str(FEATURES / "static_baseline.parquet"),
-        timestamp_field="event_timestamp",
-        created_timestamp_column="created_timestamp",
-    ),
+    source=parquet_source("static_baseline", "static_baseline.parquet"),
     tags={"modality": "static"},
     online=True,
     description="Static baseline of a cohort stay as known at its prediction time (dbt mart static_baseline).",
 )
 
-window_views = lag_views(
-    "windows_24h",
-    dbt_fields("windows_24h"),
-    "windows",
-    "Lab and vital panel over the 24 hours up to the window end (dbt mart windows_24h).",
-)
-
-note_views = lag_views(
-    "note_window_embeddings",
-    [
-        Field(
-            name="embedding",
-            dtype=Array(Float32),
-            description="Mean of the embeddings of the notes available in the window; empty when none.",
+step_schema = dbt_fields("sequence_steps")
+sequence_views = [
+    FeatureView(
+        name="sequence_steps" if lag == 0 else f"sequence_steps_lag{lag}",
+        entities=[stay],
+        ttl=STEP_TTL,
+        schema=step_schema,
+        source=parquet_source(
+            "sequence_steps" if lag == 0 else f"sequence_steps_lag{lag}",
+            "sequence_steps.parquet",
+            "event_timestamp" if lag == 0 else f"event_timestamp_lag{lag}",
+            "sequence_steps.parquet" + ("" if lag == 0 else f", keyed on the step time + {STRIDE_HOURS * lag} h"),
         ),
-        Field(name="has_note", dtype=Int32, description="1 when the window holds a note, else 0."),
-        Field(name="note_count", dtype=Int32, description="Notes in the window."),
-    ],
-    "notes",
-    "Note embeddings pooled over the 24 hours up to the window end (sepsis-fusion embed).",
+        online=True,
+        tags={"modality": "windows", "lag": str(lag), "stride_hours": str(STRIDE_HOURS)},
+        description="Lab and vital values known at a step of the sequence (dbt mart sequence_steps)"
+        + ("" if lag == 0 else f", {lag} stride(s) before the latest"),
+    )
+    for lag in range(SEQUENCE_STEPS)
+]
+
+note_slot_views = [
+    FeatureView(
+        name=f"note_slot_{slot:02d}",
+        entities=[stay],
+        ttl=STAY_TTL,
+        schema=[
+            Field(name="embedding", dtype=Array(Float32), description="The note's embedding (sepsis-fusion embed)."),
+            Field(name="charttime_unix_s", dtype=Int64, description="The note's charttime, seconds since 1970 (UTC)."),
+        ],
+        source=parquet_source(f"note_slot_{slot:02d}", f"note_slot_{slot:02d}.parquet"),
+        online=True,
+        tags={"modality": "notes", "slot": str(slot)},
+        description=f"The latest note available whose number in the stay is {slot} modulo {NOTE_SLOTS}.",
+    )
+    for slot in range(NOTE_SLOTS)
+]
+
+# The 24-hour aggregates (min, max, mean, std, count, last) at each hour, for analysis; not a model input.
+windows_24h = FeatureView(
+    name="windows_24h",
+    entities=[stay],
+    ttl=STEP_TTL,
+    schema=dbt_fields("windows_24h"),
+    source=parquet_source("windows_24h", "windows_24h.parquet"),
+    online=False,
+    tags={"modality": "aggregates"},
+    description="Lab and vital panel over the 24 hours up to the window end (dbt mart windows_24h).",
 )
 
 # `feast apply` registers the objects bound to module-level names, not those inside lists.
-globals().update({view.name: view for view in (*window_views, *note_views)})
+globals().update({view.name: view for view in (*sequence_views, *note_slot_views)})
 
-# Oldest window first: the order the sequence models read.
+# Oldest step first: the order the sequence model reads; note slots in slot order (sorted by time later).
 sepsis_fusion_model = FeatureService(
     name=SERVICE_NAME,
-    features=[static_baseline, *reversed(window_views), *reversed(note_views)],
-    tags={"sequence_windows": str(SEQUENCE_WINDOWS)},
-    description="The fusion model's inputs: static baseline, the last K 24-hour windows and their notes.",
+    features=[static_baseline, *reversed(sequence_views), *note_slot_views],
+    tags={"sequence_steps": str(SEQUENCE_STEPS), "stride_hours": str(STRIDE_HOURS), "note_slots": str(NOTE_SLOTS)},
+    description="The fusion model's inputs: static baseline, the lab and vital sequence and the last notes.",
 )

@@ -1,10 +1,12 @@
 """The baselines the fusion model is compared with, each trained the way the fusion model is.
 
-Logistic regression and gradient boosting read the fusion model's own inputs, flattened (static features,
-every window and note embedding with their masks). They are tuned by the same cross-validation folds of the
-training part (logistic regression: C; gradient boosting: depth, learning rate, iterations), with the
-preprocessing fitted inside each fold on the fold's training rows; the chosen setting's fold models form an
-ensemble, calibrated and thresholded on their own out-of-fold predictions, exactly as the fusion model.
+Logistic regression and gradient boosting read the fusion model's own inputs, summarised per stay (`flat`):
+the static features; the latest step of the lab and vital sequence, the mean of its present steps and the
+change of each value from its first present step; the latest note, the mean of the notes and their count.
+They are tuned by the same cross-validation folds of the training part (logistic regression: C; gradient
+boosting: depth, learning rate, iterations), with the preprocessing fitted inside each fold on the fold's
+training rows; the chosen setting's fold models form an ensemble, calibrated and thresholded on their own
+out-of-fold predictions, exactly as the fusion model.
 
 SOFA at T (the 24-hour SOFA score at the prediction time) is the clinical baseline: turned into a risk by
 isotonic regression of the outcome on it over the training part, its threshold the Youden point there.
@@ -29,19 +31,31 @@ from .protocol import StudyConfig, fold_of, subset, youden_threshold
 SOFA_COLUMN = "sofa_score_at_prediction"
 
 
-def flat(inputs: ModelInputs) -> np.ndarray:
-    """Every model input as one row per stay, for the baselines."""
+def sequence_summary(inputs: ModelInputs) -> np.ndarray:
+    """The lab and vital sequence per stay: its latest step, the mean of its present steps, and the change
+    of each value from the first present step to the latest."""
     n = len(inputs)
-    return np.concatenate(
-        [
-            inputs.static,
-            inputs.windows.reshape(n, -1),
-            inputs.window_mask.astype(np.float32),
-            inputs.notes.reshape(n, -1),
-            inputs.note_mask.astype(np.float32),
-        ],
-        axis=1,
-    )
+    step_mask = inputs.window_mask[:, :, None].astype(np.float32)
+    steps_mean = (inputs.windows * step_mask).sum(axis=1) / np.maximum(step_mask.sum(axis=1), 1)
+    first = np.argmax(inputs.window_mask, axis=1)  # the first present step (0 when none: all zeros then)
+    values = inputs.windows.shape[2] // 4  # the z-scored values lead each step vector
+    change = inputs.windows[:, -1, :values] - inputs.windows[np.arange(n), first, :values]
+    return np.concatenate([inputs.windows[:, -1], steps_mean, change], axis=1)
+
+
+def note_summary(inputs: ModelInputs) -> np.ndarray:
+    """The note sequence per stay: the latest note (with its age), the mean of the notes, their number."""
+    n = len(inputs)
+    note_mask = inputs.note_mask[:, :, None].astype(np.float32)
+    notes_mean = (inputs.notes * note_mask).sum(axis=1) / np.maximum(note_mask.sum(axis=1), 1)
+    latest = inputs.notes[:, -1] if inputs.notes.shape[1] else np.zeros((n, 0), np.float32)
+    return np.concatenate([latest, notes_mean, inputs.note_mask.sum(axis=1, keepdims=True).astype(np.float32)], axis=1)
+
+
+def flat(inputs: ModelInputs) -> np.ndarray:
+    """Every model input as one row per stay, for the baselines: the sequences summarised (a tabular model
+    cannot learn from S x 4F step values and N note vectors of a few thousand stays)."""
+    return np.concatenate([inputs.static, sequence_summary(inputs), note_summary(inputs)], axis=1)
 
 
 @dataclass

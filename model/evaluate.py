@@ -339,17 +339,19 @@ def _model_card(
         f"fingerprint `{data['fingerprint'][:16]}`. Cohort flow and characteristics: report.md.",
         "",
         "## Predictors",
-        f"Static baseline ({len(f.layout.static)} variables, the most relevant non-redundant ones kept), the last "
-        f"{f.layout.sequence_windows} daily 24-hour windows of {len(f.layout.windows) // 6} labs and vitals (min, "
-        f"max, mean, std, count, last), and note embeddings per window (Feast feature service "
+        f"Static baseline ({len(f.layout.static)} variables, the most relevant non-redundant ones kept), a "
+        f"sequence of {f.layout.sequence_steps} steps {f.layout.stride_hours} h apart up to T of "
+        f"{len(f.layout.windows)} labs and vitals (per step the value known then, whether it was observed in the "
+        "step, the hours since it was charted, the step's time), and the last "
+        f"{len(f.layout.note_views)} notes, each embedded, with its age (Feast feature service "
         f"`{meta['feature_service']}`).",
         "",
         "## Missing data",
-        f"Static variables missing: {missing_static:.1%} of values; latest window: {missing_latest:.1%} of "
-        "statistics (a lab not measured in 24 h). Static variables missing in more than "
+        f"Static variables missing: {missing_static:.1%} of values; latest step: {missing_latest:.1%} of "
+        "values (a lab never measured since the hospital admission). Static variables missing in more than "
         f"{states[0]['config']['max_missing']:.0%} of training stays are dropped (in at least one fold: "
-        f"{', '.join(dropped) or 'none'}); the rest mean/mode-imputed with missing-value flags; windows that did not "
-        "exist yet are masked.",
+        f"{', '.join(dropped) or 'none'}); the rest mean/mode-imputed with missing-value flags; sequence steps before "
+        "the hospital admission are masked.",
         "",
         "## Model, tuning and calibration",
         f"Static MLP + window BiLSTM + note BiLSTM, early fusion, focal loss. Grid search by "

@@ -1,10 +1,12 @@
-"""The fusion model: a static MLP, a BiLSTM over the 24-hour windows, a BiLSTM over the per-window note
-embeddings; each modality yields an encoding, the encodings are concatenated (early fusion) and one head
-gives the logit of the outcome.
+"""The fusion model: a static MLP, a BiLSTM over the steps of the lab and vital sequence, a BiLSTM over
+the sequence of the last notes; each modality yields an encoding, the encodings are concatenated (early
+fusion) and one head gives the logit of the outcome.
 
-Sequences are oldest window first. Masks mark the windows that exist (window_mask) and hold a note
-(note_mask): masked steps are zeroed and skipped by packing, and a stay with no step of a modality gets a
-zero encoding plus a learned "absent" embedding, so the head can tell absence from a zero reading.
+Sequences are oldest first; each step's vector carries its own time (the step's age, a note's age), so
+the BiLSTMs see when, not only in which order. Masks mark the steps that exist (window_mask: the stay's
+record had begun) and the slots that hold a note (note_mask): masked steps are skipped by packing, and a
+stay with no step of a modality gets a learned "absent" encoding, so the head can tell absence from a
+zero reading.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class FusionConfig:
     note_hidden: int = 32
     head_hidden: int = 32
     dropout: float = 0.2
+    window_steps: int = 0  # the last this many steps of the sequence are read; 0: all
     use_static: bool = True
     use_windows: bool = True
     use_notes: bool = True
@@ -125,7 +128,8 @@ class FusionModel(nn.Module):
         if self.config.use_static:
             parts.append(self.static(static))
         if self.config.use_windows:
-            parts.append(self.windows(windows, window_mask))
+            steps = self.config.window_steps or windows.shape[1]
+            parts.append(self.windows(windows[:, -steps:], window_mask[:, -steps:]))
         if self.config.use_notes:
             parts.append(self.notes(notes, note_mask))
         return self.head(torch.cat(parts, dim=1)).squeeze(1)

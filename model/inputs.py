@@ -9,7 +9,7 @@ offline or online answers, through `arrays_from_columns`, so every path assemble
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -25,17 +25,27 @@ class FeatureLayout:
     static_view: str
     static: tuple[str, ...]  # static feature names, in the view's order
     categorical: tuple[str, ...]  # the static features of string type
-    window_views: tuple[str, ...]  # oldest window first; the last is the latest
-    windows: tuple[str, ...]  # feature names of each window
-    note_views: tuple[str, ...]  # oldest first, aligned with window_views
+    window_views: tuple[str, ...]  # the lab and vital sequence's step views, oldest step first
+    windows: tuple[str, ...]  # panel features of each step: columns <feature>_value, <feature>_hours_since
+    stride_hours: int  # hours between steps
+    note_views: tuple[str, ...]  # the note-sequence slots, in slot order
 
     @property
     def numeric_static(self) -> tuple[str, ...]:
         return tuple(f for f in self.static if f not in self.categorical)
 
     @property
-    def sequence_windows(self) -> int:
+    def sequence_steps(self) -> int:
         return len(self.window_views)
+
+    @property
+    def step_columns(self) -> tuple[str, ...]:
+        """The columns of a step view the model reads, in order."""
+        return (
+            "history_hours",
+            *(f"{f}_value" for f in self.windows),
+            *(f"{f}_hours_since" for f in self.windows),
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,7 +67,7 @@ class FeatureLayout:
                     if gone or new
                     else f"{name} features in another order"
                 )
-        for name in ("window_views", "note_views", "static_view", "categorical"):
+        for name in ("window_views", "note_views", "static_view", "categorical", "stride_hours"):
             if getattr(self, name) != getattr(other, name):
                 out.append(f"{name}: {getattr(self, name)} vs {getattr(other, name)}")
         return out
@@ -65,21 +75,30 @@ class FeatureLayout:
 
 @dataclass
 class FeatureArrays:
-    """The model's inputs for n (stay, time) rows. Missing numbers are NaN; the masks say which windows
-    and notes exist (a window exists when the stay had begun by its end)."""
+    """The model's inputs for n (stay, time) rows: the static baseline, the lab and vital sequence of S
+    steps (oldest first) and the last N notes (oldest first). Missing numbers are NaN; the masks say which
+    steps exist (the stay is being served and its record had begun by the step) and which note slots hold
+    a note."""
 
     layout: FeatureLayout
     stay_id: np.ndarray  # (n,) int64
     as_of: np.ndarray  # (n,) datetime64[us]: the time the features are served for
     static_numeric: np.ndarray  # (n, len(layout.numeric_static)) float64
     static_categorical: np.ndarray  # (n, len(layout.categorical)) object: str or None
-    windows: np.ndarray  # (n, K, F) float32, oldest window first
-    window_mask: np.ndarray  # (n, K) bool
-    notes: np.ndarray  # (n, K, D) float32, zeros where no note
-    note_mask: np.ndarray  # (n, K) bool
+    windows: np.ndarray  # (n, S, F) float32: each feature's value known at the step
+    window_hours_since: np.ndarray  # (n, S, F) float32: hours from that value's charttime to the step
+    window_age: np.ndarray  # (n, S) float32: hours from the step to as_of
+    window_mask: np.ndarray  # (n, S) bool
+    notes: np.ndarray  # (n, N, D) float32, zeros where no note
+    note_age: np.ndarray  # (n, N) float32: hours from the note's charttime to as_of (NaN: no note)
+    note_mask: np.ndarray  # (n, N) bool
 
     def __len__(self) -> int:
         return len(self.stay_id)
+
+    def take(self, index) -> FeatureArrays:
+        """The rows at `index` (an index array, a boolean mask or a slice)."""
+        return FeatureArrays(self.layout, *(getattr(self, f.name)[index] for f in fields(self) if f.name != "layout"))
 
     @property
     def static(self) -> pd.DataFrame:
@@ -98,49 +117,71 @@ def arrays_from_columns(
 ) -> FeatureArrays:
     """Assemble FeatureArrays from a view's columns: `numbers(view, features)` gives an (n, len(features))
     float array with NaN where missing, `objects(view, feature)` a column of strings or vectors."""
-    n, k = len(stay_id), layout.sequence_windows
+    n, s, f = len(stay_id), layout.sequence_steps, len(layout.windows)
+    as_of = np.asarray(as_of, dtype="datetime64[us]")
     # NaN and +/-inf both mean "missing" from here on (dbt nulls them already; this guards other sources)
     static_numeric = _finite(np.asarray(numbers(layout.static_view, list(layout.numeric_static)), dtype=np.float64))
     static_categorical = np.empty((n, len(layout.categorical)), dtype=object)
-    for j, f in enumerate(layout.categorical):
-        static_categorical[:, j] = [v if isinstance(v, str) else None for v in objects(layout.static_view, f)]
-    windows = (
-        _finite(
-            np.stack([numbers(view, list(layout.windows)) for view in layout.window_views], axis=1).astype(np.float32)
-        )
+    for j, name in enumerate(layout.categorical):
+        static_categorical[:, j] = [v if isinstance(v, str) else None for v in objects(layout.static_view, name)]
+
+    steps = (
+        _finite(np.stack([numbers(view, list(layout.step_columns)) for view in layout.window_views], axis=1))
         if n
-        else np.zeros((0, k, len(layout.windows)), np.float32)
+        else np.full((0, s, 1 + 2 * f), np.nan)
     )
-    # _count is never NULL in a served row (0 when the feature is missing): its presence marks the row
-    counts = [i for i, f in enumerate(layout.windows) if f.endswith("_count")] or list(range(len(layout.windows)))
-    window_mask = ~np.isnan(windows[:, :, counts]).all(axis=2)
+    history = steps[:, :, 0]
+    # a step exists when its row was served (history_hours is never NULL in a row) and the stay's record
+    # had begun by then; none does when the latest step is not served (the stay is not in the ICU)
+    window_mask = (history >= 0) & ~np.isnan(steps[:, -1:, 0])
+    windows = np.where(window_mask[:, :, None], steps[:, :, 1 : 1 + f], np.nan).astype(np.float32)
+    hours_since = np.where(window_mask[:, :, None], steps[:, :, 1 + f :], np.nan).astype(np.float32)
+    # the latest step is the last whole hour at or before as_of
+    into_hour = (as_of - as_of.astype("datetime64[h]")).astype("timedelta64[us]").astype(np.float64) / 3.6e9
+    window_age = (into_hour[:, None] + layout.stride_hours * np.arange(s - 1, -1, -1)[None, :]).astype(np.float32)
+
+    notes, note_age, note_mask = _note_sequence(layout, numbers, objects, stay_id, as_of)
+    return FeatureArrays(
+        layout,
+        np.asarray(stay_id, dtype=np.int64),
+        as_of,
+        static_numeric,
+        static_categorical,
+        windows,
+        hours_since,
+        window_age,
+        window_mask,
+        notes,
+        note_age,
+        note_mask,
+    )
+
+
+def _note_sequence(layout, numbers, objects, stay_id, as_of) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The notes of the N slots, ordered oldest first (empty slots before them), with their ages."""
+    n, slots = len(stay_id), len(layout.note_views)
     vectors = [[_vector(v) for v in objects(view, "embedding")] for view in layout.note_views]
     dim = next((len(v) for per_view in vectors for v in per_view if v is not None), 0)
-    notes = np.zeros((n, k, dim), dtype=np.float32)
-    note_mask = np.zeros((n, k), dtype=bool)
+    notes = np.zeros((n, slots, dim), dtype=np.float32)
+    age = np.full((n, slots), np.nan, dtype=np.float64)
+    as_of_s = as_of.astype("datetime64[s]").astype(np.int64).astype(np.float64)
     for j, per_view in enumerate(vectors):
-        has_note = numbers(layout.note_views[j], ["has_note"])[:, 0]
+        charted = numbers(layout.note_views[j], ["charttime_unix_s"])[:, 0]
         for i, v in enumerate(per_view):
-            if v is None or has_note[i] != 1:
+            if v is None or np.isnan(charted[i]):
                 continue
             if len(v) != dim:
                 raise InputError(
                     f"note embedding of stay {stay_id[i]} has {len(v)} values, others {dim}: the "
-                    "note windows were embedded by different models; re-run `sepsis-fusion embed`"
+                    "notes were embedded by different models; re-run `sepsis-fusion embed`"
                 )
             notes[i, j] = v
-            note_mask[i, j] = True
-    return FeatureArrays(
-        layout,
-        np.asarray(stay_id, dtype=np.int64),
-        np.asarray(as_of, dtype="datetime64[us]"),
-        static_numeric,
-        static_categorical,
-        windows,
-        window_mask,
-        notes,
-        note_mask,
-    )
+            age[i, j] = (as_of_s[i] - charted[i]) / 3600
+    # oldest first, empty slots (age NaN) at the front: sort by -age with NaN as +inf
+    order = np.argsort(np.where(np.isnan(age), -np.inf, -age), axis=1, kind="stable")
+    notes = np.take_along_axis(notes, order[:, :, None], axis=1)
+    age = np.take_along_axis(age, order, axis=1)
+    return notes, age.astype(np.float32), ~np.isnan(age)
 
 
 def _vector(value) -> np.ndarray | None:

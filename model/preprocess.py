@@ -9,16 +9,23 @@ signal. Every candidate is ranked by a weighted mix of mutual information and ab
 outcome (each scaled to [0, 1]); going down the ranking, a candidate is kept unless its absolute Pearson
 correlation with one already kept exceeds `max_correlation` (redundant), until `select_k` are kept.
 
-Windows: each feature clipped and z-scored with training statistics over the present windows; missing
-values become 0 (the training mean) and the `_count` features say what was measured. Notes: as embedded.
-No statistic is ever computed from rows passed to `transform`.
+Lab and vital sequence: each step becomes one vector: per panel feature its value (log1p first for a
+feature whose training values are non-negative and right-skewed, skewness > `log_skew`, decided on the
+training rows and stored with the model; then clipped and
+z-scored with training statistics over the present steps; 0, the training mean, when none is known), a
+known flag, an observed flag (charted within the step's stride) and the time since it was charted
+(log1p hours, scaled by the sequence's span); then the step's age at the time served (hours / span), so
+the BiLSTM sees when each step was, not only its order. Notes: each note's embedding plus its age
+(log1p hours / log1p of a week). No statistic is ever computed from rows passed to `transform`.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy.stats import skew
 from sklearn.feature_selection import mutual_info_classif
 
 from .inputs import FeatureArrays
@@ -33,16 +40,20 @@ class PreprocessConfig:
     max_correlation: float = 0.9  # a candidate this correlated with a kept one is redundant
     missing_flag_min_rate: float = 0.05
     bounded_max_levels: int = 30
+    log_skew: float = 1.0  # a non-negative sequence feature more skewed than this is log1p-transformed
     seed: int = 0
+
+
+NOTE_AGE_SCALE_HOURS = 168.0  # a week: older notes all read as "old"
 
 
 @dataclass
 class ModelInputs:
     static: np.ndarray  # (n, selected) float32
-    windows: np.ndarray  # (n, K, F) float32
-    window_mask: np.ndarray  # (n, K) bool
-    notes: np.ndarray  # (n, K, D) float32
-    note_mask: np.ndarray  # (n, K) bool
+    windows: np.ndarray  # (n, S, 4F + 1) float32: per step value, known, observed, since; then the step's age
+    window_mask: np.ndarray  # (n, S) bool
+    notes: np.ndarray  # (n, N, D + 1) float32: each note's embedding and age (D = 0: no notes, no age)
+    note_mask: np.ndarray  # (n, N) bool
 
     def __len__(self) -> int:
         return len(self.static)
@@ -70,6 +81,7 @@ class Preprocessor:
     candidates: list[str] = field(default_factory=list)
     selected: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
+    window_log: list[bool] = field(default_factory=list)  # sequence features read as log1p(value)
     window_means: list[float] = field(default_factory=list)
     window_stds: list[float] = field(default_factory=list)
 
@@ -102,28 +114,61 @@ class Preprocessor:
         self.candidates = names
         self.scores = self._relevance(matrix, labels)
         self.selected, self.redundant = self._select(matrix, names)
-        w = features.windows.reshape(-1, features.windows.shape[2])[features.window_mask.reshape(-1)]
-        self.window_means = np.nan_to_num(np.nanmean(w, axis=0)).tolist() if len(w) else [0.0] * w.shape[1]
-        stds = np.nan_to_num(np.nanstd(w, axis=0)) if len(w) else np.ones(w.shape[1])
+        w = features.windows.reshape(-1, features.windows.shape[2])[features.window_mask.reshape(-1)].astype(np.float64)
+        self.window_log = [self._is_skewed(col[~np.isnan(col)]) for col in w.T]
+        w = self._log(w)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a feature never measured in training: mean NaN
+            means, stds = np.nanmean(w, axis=0), np.nanstd(w, axis=0)
+        self.window_means = np.nan_to_num(means).tolist() if len(w) else [0.0] * w.shape[1]
+        stds = np.nan_to_num(stds) if len(w) else np.ones(w.shape[1])
         self.window_stds = np.where(stds > 0, stds, 1.0).tolist()
         return self
+
+    def _is_skewed(self, values: np.ndarray) -> bool:
+        if len(values) < 3 or values.min() < 0 or values.std() == 0:
+            return False
+        return bool(skew(values) > self.config.log_skew)
+
+    def _log(self, w: np.ndarray) -> np.ndarray:
+        flags = np.array(self.window_log, dtype=bool)
+        if not flags.any():
+            return w
+        out = w.copy()
+        out[..., flags] = np.log1p(np.clip(w[..., flags], 0, None))
+        return out
+
+    def sequence_inputs(self, features: FeatureArrays) -> tuple[np.ndarray, np.ndarray]:
+        """The step vectors (n, S, 4F + 1) and the note vectors (n, N, D + 1) of these rows."""
+        mask = features.window_mask
+        span = max(features.layout.stride_hours * features.layout.sequence_steps, 1)
+        mean, std = np.array(self.window_means), np.array(self.window_stds)
+        w = self._log(features.windows.astype(np.float64))
+        known = ~np.isnan(w)
+        w = np.clip(w, mean - self.config.clip_sigma * std, mean + self.config.clip_sigma * std)
+        z = np.nan_to_num((w - mean) / std, nan=0.0)
+        since = features.window_hours_since.astype(np.float64)
+        observed = since < features.layout.stride_hours  # NaN compares False
+        since = np.nan_to_num(np.log1p(np.clip(since, 0, None)) / np.log1p(span), nan=0.0)
+        age = (features.window_age.astype(np.float64) / span)[:, :, None]
+        steps = np.concatenate([z, known, observed, since, age], axis=2)
+        steps[~mask] = 0.0
+        if features.notes.shape[2] == 0:
+            notes = features.notes.astype(np.float32)
+        else:
+            note_age = np.log1p(np.clip(np.nan_to_num(features.note_age.astype(np.float64)), 0, None))
+            notes = np.concatenate(
+                [features.notes.astype(np.float64), (note_age / np.log1p(NOTE_AGE_SCALE_HOURS))[:, :, None]], axis=2
+            )
+            notes[~features.note_mask] = 0.0
+        return steps.astype(np.float32), notes.astype(np.float32)
 
     def transform(self, features: FeatureArrays) -> ModelInputs:
         matrix, names = self._candidates(features)
         index = {n: i for i, n in enumerate(names)}
         static = matrix[:, [index[n] for n in self.selected]].astype(np.float32)
-        mean, std = np.array(self.window_means), np.array(self.window_stds)
-        w = features.windows.astype(np.float64)
-        w = np.clip(w, mean - self.config.clip_sigma * std, mean + self.config.clip_sigma * std)
-        w = np.nan_to_num((w - mean) / std, nan=0.0)
-        w[~features.window_mask] = 0.0
-        return ModelInputs(
-            static,
-            w.astype(np.float32),
-            features.window_mask.copy(),
-            features.notes.astype(np.float32),
-            features.note_mask.copy(),
-        )
+        steps, notes = self.sequence_inputs(features)
+        return ModelInputs(static, steps, features.window_mask.copy(), notes, features.note_mask.copy())
 
     def _select(self, matrix: np.ndarray, names: list[str]) -> tuple[list[str], list[str]]:
         """Down the relevance ranking, keep a candidate unless it is redundant with one already kept."""

@@ -46,6 +46,7 @@ GRID_KEYS = {
     "note_hidden",
     "head_hidden",
     "dropout",
+    "window_steps",
 }  # FusionConfig
 SPLITS = ("patient", "temporal")
 
@@ -57,6 +58,7 @@ class ModelSettings:
     note_hidden: int = 32
     head_hidden: int = 32
     dropout: float = 0.2
+    window_steps: int = 0  # read only the last this many steps of the sequence; 0: all of them
     modalities: tuple[str, ...] = ("static", "windows", "notes")
 
 
@@ -103,6 +105,7 @@ class StudyConfig:
             note_hidden=m["note_hidden"],
             head_hidden=m["head_hidden"],
             dropout=m["dropout"],
+            window_steps=m["window_steps"],
             use_static="static" in m["modalities"],
             use_windows="windows" in m["modalities"],
             # no note embeddings at all (MIMIC-IV without MIMIC-IV-Note): no note branch
@@ -152,17 +155,7 @@ def fold_of(folds: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
 
 
 def subset(features: FeatureArrays, index: np.ndarray) -> FeatureArrays:
-    return FeatureArrays(
-        features.layout,
-        features.stay_id[index],
-        features.as_of[index],
-        features.static_numeric[index],
-        features.static_categorical[index],
-        features.windows[index],
-        features.window_mask[index],
-        features.notes[index],
-        features.note_mask[index],
-    )
+    return features.take(index)
 
 
 @dataclass

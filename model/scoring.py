@@ -109,13 +109,15 @@ class Predictor:
 
 
 def known_rows(features: FeatureArrays) -> np.ndarray:
-    """Stays with at least one feature served: a static value, a window or a note."""
+    """Stays with at least one feature served: a static value, a sequence step or a note."""
     static = (~np.isnan(features.static_numeric)).any(axis=1) | (features.static_categorical != None).any(axis=1)  # noqa: E711
     return static | features.window_mask.any(axis=1) | features.note_mask.any(axis=1)
 
 
 def missing_inputs(features: FeatureArrays) -> list[dict[str, list[str]]]:
-    """Per stay: the static features with no value, and the window and note views with no row."""
+    """Per stay: the static features with no value; the panel features with no value known at the latest
+    step of the sequence (every one when the sequence is not served); and, when the stay has no note
+    available, that. Fewer than N notes is a stay's normal state, not a missing input."""
     lo = features.layout
     numeric_missing = np.isnan(features.static_numeric)
     categorical_missing = features.static_categorical == None  # noqa: E711 (elementwise)
@@ -126,8 +128,12 @@ def missing_inputs(features: FeatureArrays) -> list[dict[str, list[str]]]:
         out.append(
             {
                 "static": static,
-                "windows": [v for v, present in zip(lo.window_views, features.window_mask[i]) if not present],
-                "notes": [v for v, present in zip(lo.note_views, features.note_mask[i]) if not present],
+                "windows": [
+                    f
+                    for f, value in zip(lo.windows, features.windows[i, -1])
+                    if not features.window_mask[i, -1] or np.isnan(value)
+                ],
+                "notes": [] if features.note_mask[i].any() or not lo.note_views else ["no note available"],
             }
         )
     return out

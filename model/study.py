@@ -105,8 +105,10 @@ def fingerprint(ts: TrainingSet) -> str:
         f.stay_id,
         f.static_numeric,
         f.windows,
+        f.window_hours_since,
         f.window_mask,
         f.notes,
+        f.note_age,
         f.note_mask,
         ts.cohort[["died_in_hospital", "died_in_icu", "died_within_horizon"]].to_numpy(),
     ):
@@ -189,7 +191,7 @@ def run_study(
     if ts.features.notes.shape[2] == 0:
         progress(
             "no note embeddings in the training set (no notes in the data): the model is trained without "
-            "its note branch, on static features and windows"
+            "its note branch, on static features and the lab and vital sequence"
         )
     features_train, features_test = subset(ts.features, train_idx), subset(ts.features, test_idx)
     y_train, groups_train, y_test = y[train_idx], groups[train_idx], y[test_idx]

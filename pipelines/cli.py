@@ -174,12 +174,12 @@ def embed(
     stride: int = typer.Option(64, "--stride", help="Tokens shared by consecutive chunks of a long note."),
     batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Padded tokens per encoder batch."),
 ) -> None:
-    """Embed the notes of notes_to_embed (only new or changed ones) and pool them per 24-hour window."""
+    """Embed the notes of notes_to_embed (only new or changed ones): one vector per note, for the note sequence."""
     result = workflow.embed(encoder, pooling, device, max_length, stride, batch_tokens)
     rate = f", {result.embedded / result.seconds_encoding:.1f} notes/s" if result.seconds_encoding else ""
     say(
-        f"notes: {result.notes:,} ({result.embedded:,} embedded now{rate}, the rest from the cache); windows: "
-        f"{result.windows:,}, {result.windows_with_notes:,} with notes; written to {result.features}"
+        f"notes: {result.notes:,} ({result.embedded:,} embedded now{rate}, the rest from the cache) of "
+        f"{result.stays_with_notes:,} stays, in {result.slots} sequence slots; written to {result.features}"
     )
     if result.notes == 0:
         say(

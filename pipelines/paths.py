@@ -40,3 +40,10 @@ def config_path(name: str) -> Path:
 def cache_dir() -> Path:
     """Caches that only save time (dbt's partial parse): $XDG_CACHE_HOME/sepsis-fusion, else ~/.cache/."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sepsis-fusion"
+
+
+def dbt_var(name: str):
+    """A var of the shipped dbt_project.yml (the sequence lengths the embedder and Feast share with dbt)."""
+    import yaml
+
+    return yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))["vars"][name]

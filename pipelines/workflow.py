@@ -91,8 +91,8 @@ class EmbedStep:
     encoder: str
     notes: int
     embedded: int  # encoded now (the rest came from the cache)
-    windows: int
-    windows_with_notes: int
+    stays_with_notes: int
+    slots: int  # the note sequence's length N
     seconds_encoding: float
     features: Path
 
@@ -179,20 +179,25 @@ def embed(
     stride: int = 64,
     batch_tokens: int = 16384,
 ) -> EmbedStep:
-    """Embed the notes of notes_to_embed (new or changed ones only) and pool them per window."""
+    """Embed the notes of notes_to_embed (new or changed ones only) and write the note-sequence slots."""
     from .embed.encoder import load_encoder
     from .embed.run import embed_feature_folder
 
     enc = load_encoder(encoder, pooling=pooling, device=device, max_length=max_length)
     result = embed_feature_folder(
-        enc, paths.features_dir(), paths.data_dir() / "embedding_cache", stride=stride, batch_tokens=batch_tokens
+        enc,
+        paths.features_dir(),
+        paths.data_dir() / "embedding_cache",
+        stride=stride,
+        batch_tokens=batch_tokens,
+        slots=int(paths.dbt_var("note_sequence_length")),
     )
     return EmbedStep(
         encoder,
         result.notes,
         result.embedded,
-        result.windows,
-        result.windows_with_notes,
+        result.stays_with_notes,
+        result.slots,
         result.seconds_encoding,
         paths.features_dir(),
     )
@@ -352,13 +357,13 @@ def run_chain(
             "note embeddings",
             "done",
             f"{notes.notes:,} notes ({notes.embedded:,} embedded now), "
-            f"{notes.windows_with_notes:,} of {notes.windows:,} windows with notes",
+            f"{notes.stays_with_notes:,} stays with notes (the last {notes.slots} served)",
         )
         if notes.notes
         else StepResult(
             "note embeddings",
             "degraded",
-            "no notes (no note/ folder, or no report of a cohort stay): every note window is marked missing",
+            "no notes (no note/ folder, or no report of a cohort stay): every note slot is empty",
         )
     )
     start("Feast: apply and materialize (SQLite online store)")

@@ -13,8 +13,8 @@ import torch
 from conftest import SENTENCES
 
 from sepsis_fusion.pipelines.embed.chunks import chunk_spans, clean_text
-from sepsis_fusion.pipelines.embed.encoder import EncoderNotFound, load_encoder
-from sepsis_fusion.pipelines.embed.run import embed_feature_folder, embed_texts, special_tokens_around
+from sepsis_fusion.pipelines.embed.encoder import EmbedError, EncoderNotFound, load_encoder
+from sepsis_fusion.pipelines.embed.run import embed_feature_folder, embed_texts, slot_file, special_tokens_around
 
 
 @pytest.fixture()
@@ -82,8 +82,11 @@ def test_empty_note_and_invalid_utf8(encoder):
     assert clean_text(broken) == "pleural \ufffd\ufffd effusion"
 
 
-def write_features(folder: Path, texts: dict[str, str]) -> None:
-    """A feature folder as dbt writes it: five notes of stay 1 over three windows (the last has none)."""
+SLOTS = 3
+
+
+def write_features(folder: Path, texts: dict[str, str], slots: int = SLOTS) -> None:
+    """A feature folder as dbt writes it: the notes of stay 1, ten minutes apart, numbered into slots."""
     t0 = dt.datetime(2150, 1, 1, 10)
     ids = sorted(texts)
     pq.write_table(
@@ -91,25 +94,13 @@ def write_features(folder: Path, texts: dict[str, str]) -> None:
             {
                 "note_id": ids,
                 "stay_id": pa.array([1] * len(ids), pa.int64()),
+                "charttime": [t0 + dt.timedelta(minutes=10 * i - 30) for i in range(len(ids))],
                 "available_at": [t0 + dt.timedelta(minutes=10 * i) for i in range(len(ids))],
+                "sequence_slot": pa.array([i % slots for i in range(len(ids))], pa.int32()),
                 "note_text": [texts[i] for i in ids],
             }
         ),
         folder / "notes_to_embed.parquet",
-    )
-    ends = [t0 + dt.timedelta(hours=h) for h in (1, 2, 3)]
-    pq.write_table(
-        pa.table({"stay_id": pa.array([1, 1, 1], pa.int64()), "event_timestamp": ends}), folder / "windows_24h.parquet"
-    )
-    pq.write_table(
-        pa.table(
-            {
-                "stay_id": pa.array([1] * 7, pa.int64()),
-                "event_timestamp": [ends[0]] * 2 + [ends[1]] * 5,
-                "note_id": ids[:2] + ids,
-            }
-        ),
-        folder / "note_windows.parquet",
     )
 
 
@@ -122,14 +113,16 @@ def test_cache_hits_misses_and_resume_after_interruption(encoder, tmp_path, capf
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        embed_feature_folder(encoder, tmp_path, cache, notes_per_part=2, after_part=interrupt, stride=4, progress=False)
-    resumed = embed_feature_folder(encoder, tmp_path, cache, notes_per_part=2, stride=4, progress=False)
+        embed_feature_folder(
+            encoder, tmp_path, cache, notes_per_part=2, after_part=interrupt, stride=4, progress=False, slots=SLOTS
+        )
+    resumed = embed_feature_folder(encoder, tmp_path, cache, notes_per_part=2, stride=4, progress=False, slots=SLOTS)
     assert resumed.embedded == 3  # the first group of 2 was kept
-    assert embed_feature_folder(encoder, tmp_path, cache, stride=4, progress=False).embedded == 0
+    assert embed_feature_folder(encoder, tmp_path, cache, stride=4, progress=False, slots=SLOTS).embedded == 0
     texts["n3"] = "The lungs are clear."
     write_features(tmp_path, texts)
-    changed = embed_feature_folder(encoder, tmp_path, cache, stride=4, progress=False)
-    assert changed.embedded == 1 and changed.notes == 5
+    changed = embed_feature_folder(encoder, tmp_path, cache, stride=4, progress=False, slots=SLOTS)
+    assert changed.embedded == 1 and changed.notes == 5 and changed.stays_with_notes == 1
 
     notes = pq.read_table(tmp_path / "note_embeddings.parquet").to_pandas().set_index("note_id")
     np.testing.assert_allclose(
@@ -137,11 +130,16 @@ def test_cache_hits_misses_and_resume_after_interruption(encoder, tmp_path, capf
         embed_texts(encoder, ["The lungs are clear."], stride=4)[0],
         atol=1e-6,
     )
-    windows = pq.read_table(tmp_path / "note_window_embeddings.parquet").to_pandas()
-    assert windows.has_note.tolist() == [1, 1, 0] and windows.note_count.tolist() == [2, 5, 0]
-    assert windows.embedding[2] is None
-    mean_two = np.mean([notes.loc["n0", "embedding"], notes.loc["n1", "embedding"]], axis=0)
-    np.testing.assert_allclose(windows.embedding[0], mean_two, atol=1e-6)
+    # each slot file holds its notes (number mod 3), keyed on their availability, each with its own vector
+    for slot, members in enumerate((["n0", "n3"], ["n1", "n4"], ["n2"])):
+        rows = pq.read_table(tmp_path / slot_file(slot)).to_pandas()
+        assert rows.note_id.tolist() == members
+        assert (rows.event_timestamp == notes.loc[members, "event_timestamp"].to_numpy()).all()
+        assert (rows.created_timestamp == rows.event_timestamp).all()
+        charted = notes.loc[members, "charttime"].to_numpy().astype("datetime64[s]").astype(np.int64)
+        assert rows.charttime_unix_s.tolist() == charted.tolist()
+        for note, vector in zip(members, rows.embedding):
+            np.testing.assert_allclose(vector, notes.loc[note, "embedding"], atol=0)
     out = capfd.readouterr()
     assert "SECRET-TEXT" not in out.out + out.err
 
@@ -151,8 +149,16 @@ def test_other_settings_never_reuse_cached_vectors(tiny_bert, tmp_path, monkeypa
     write_features(tmp_path, {f"n{i}": SENTENCES[i] for i in range(5)})
     mean = load_encoder(str(tiny_bert), pooling="mean", device="cpu", max_length=16)
     cls = load_encoder(str(tiny_bert), pooling="cls", device="cpu", max_length=16)
-    assert embed_feature_folder(mean, tmp_path, tmp_path / "c", stride=4, progress=False).embedded == 5
-    assert embed_feature_folder(cls, tmp_path, tmp_path / "c", stride=4, progress=False).embedded == 5
+    assert embed_feature_folder(mean, tmp_path, tmp_path / "c", stride=4, progress=False, slots=SLOTS).embedded == 5
+    assert embed_feature_folder(cls, tmp_path, tmp_path / "c", stride=4, progress=False, slots=SLOTS).embedded == 5
+
+
+def test_a_note_in_a_slot_beyond_the_sequence_length_is_refused(encoder, tmp_path):
+    """dbt numbered the notes modulo 5, the embedder has 3 slots: the error names the file and both lengths."""
+    write_features(tmp_path, {f"n{i}": SENTENCES[i] for i in range(5)}, slots=5)
+    with pytest.raises(EmbedError, match=r"notes_to_embed.parquet: note n3 has sequence_slot 3.*3 slots"):
+        embed_feature_folder(encoder, tmp_path, tmp_path / "c", stride=4, progress=False, slots=SLOTS)
+    assert not (tmp_path / "note_embeddings.parquet").exists()
 
 
 def test_offline_missing_model_says_how_to_fix(monkeypatch, tmp_path):

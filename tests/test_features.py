@@ -27,7 +27,7 @@ from sepsis_fusion.pipelines.features.online import OnlineFeatures
 from sepsis_fusion.pipelines.features.store import SERVICE_NAME, FeatureStoreError, apply, materialize, open_store
 from sepsis_fusion.pipelines.features.training import historical_features, read_cohort, training_set
 
-K = 3
+S, STRIDE, N = 16, 3, 16  # dbt vars sequence_steps, sequence_stride_hours, note_sequence_length
 
 
 @pytest.fixture(scope="session")
@@ -87,99 +87,143 @@ def rows_of(feature_data: Path, name: str, where: str) -> pd.DataFrame:
 
 def test_the_service_names_the_three_modalities(layout):
     assert layout.static_view == "static_baseline"
-    assert layout.window_views == ("windows_24h_lag2", "windows_24h_lag1", "windows_24h")
-    assert layout.note_views == ("note_window_embeddings_lag2", "note_window_embeddings_lag1", "note_window_embeddings")
-    assert len(layout.windows) == 29 * 6 and "lactate_max" in layout.windows
+    assert layout.window_views == tuple(f"sequence_steps_lag{k}" for k in range(S - 1, 0, -1)) + ("sequence_steps",)
+    assert layout.note_views == tuple(f"note_slot_{j:02d}" for j in range(N))
+    assert layout.stride_hours == STRIDE
+    assert len(layout.windows) == 29 and {"lactate", "heart_rate", "gcs"} <= set(layout.windows)
     assert {"age", "charlson_comorbidity_index", "sofa_at_onset"} <= set(layout.static)
     assert {"admission_type", "insurance", "race"} <= set(layout.categorical)
     assert not any(f.startswith(("event_timestamp", "created_timestamp")) for f in layout.static + layout.windows)
 
 
+def expected_notes(files: Path, stay: int, t) -> list[tuple[float, float]]:
+    """The last N notes available at t, straight from note_embeddings.parquet: (age in hours, first value)."""
+    rows = duckdb.sql(f"""SELECT charttime, embedding[1] AS first FROM '{files}/note_embeddings.parquet'
+                          WHERE stay_id = {stay} AND event_timestamp <= TIMESTAMP '{t}'
+                          ORDER BY event_timestamp DESC, note_id DESC LIMIT {N}""").fetchall()
+    return sorted(((pd.Timestamp(t) - pd.Timestamp(c)).total_seconds() / 3600, v) for c, v in rows)
+
+
 def test_training_set_equals_a_direct_lookup_of_the_feature_files(feature_data, store, cohort):
-    """Each stay's K windows are the grid rows ending at the last whole hour at or before T and 1, 2 days
-    earlier (absent before the stay began); its static row is the one at T; notes likewise. The expected
-    values come from plain DuckDB lookups on the files, not from Feast."""
+    """Each stay's S steps are the sequence_steps rows at the last whole hour at or before T and every
+    2 hours before it (present from the stay's history_start on); its notes are the last N available at T,
+    oldest first, with their ages; its static row is the one at T. The expected values come from plain
+    DuckDB lookups on the files, not from Feast."""
     ts = training_set(feature_data, store)
     f = ts.features
     assert list(ts.cohort["stay_id"]) == list(f.stay_id) == list(cohort["stay_id"])
-    assert f.windows.shape == (len(cohort), K, 174) and f.notes.shape[:2] == (len(cohort), K)
+    assert f.windows.shape == (len(cohort), S, 29) and f.notes.shape[:2] == (len(cohort), N)
     files = feature_data / "features"
-    features = ", ".join(f"w.{c}" for c in f.layout.windows)
-    for j in range(K):
-        lookup = f"""SELECT c.stay_id, w.stay_id IS NOT NULL AS present, {features}, n.has_note, n.embedding
+    values = ", ".join(f"w.{c}_value" for c in f.layout.windows)
+    since = ", ".join(f"w.{c}_hours_since" for c in f.layout.windows)
+    for j in range(S):
+        lookup = f"""SELECT c.stay_id, coalesce(w.history_hours >= 0, false) AS present, {values}, {since}
                      FROM '{files}/cohort.parquet' c
-                     LEFT JOIN '{files}/windows_24h.parquet' w ON w.stay_id = c.stay_id
-                       AND w.event_timestamp = date_trunc('hour', c.prediction_time) - INTERVAL {K - 1 - j} DAY
-                     LEFT JOIN '{files}/note_window_embeddings.parquet' n
-                       ON n.stay_id = w.stay_id AND n.event_timestamp = w.event_timestamp
+                     LEFT JOIN '{files}/sequence_steps.parquet' w ON w.stay_id = c.stay_id
+                       AND w.event_timestamp = date_trunc('hour', c.prediction_time)
+                                               - INTERVAL {STRIDE * (S - 1 - j)} HOUR
                      WHERE c.stay_id IS NOT NULL ORDER BY c.stay_id"""
         expected = duckdb.sql(lookup).df()
         np.testing.assert_array_equal(f.window_mask[:, j], expected["present"])
-        np.testing.assert_allclose(
-            f.windows[:, j], expected[list(f.layout.windows)].to_numpy(float), rtol=1e-6, equal_nan=True
-        )
-        has_note = expected["has_note"].fillna(0).to_numpy() == 1
-        np.testing.assert_array_equal(f.note_mask[:, j], has_note)
-        if has_note.any():
-            np.testing.assert_allclose(f.notes[has_note, j], np.stack(expected["embedding"][has_note]), rtol=1e-6)
-        assert (f.notes[~has_note, j] == 0).all()
+        got = np.where(f.window_mask[:, j, None], f.windows[:, j], np.nan)
+        want = np.where(expected[["present"]].to_numpy(), expected.iloc[:, 2 : 2 + 29].to_numpy(float), np.nan)
+        np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+        want_since = np.where(expected[["present"]].to_numpy(), expected.iloc[:, 2 + 29 :].to_numpy(float), np.nan)
+        np.testing.assert_allclose(f.window_hours_since[:, j], want_since, rtol=1e-5, equal_nan=True)
+    into_hour = (cohort["prediction_time"] - cohort["prediction_time"].dt.floor("h")).dt.total_seconds() / 3600
+    np.testing.assert_allclose(f.window_age[:, -1], into_hour, atol=1e-4)
+    np.testing.assert_allclose(f.window_age[:, 0] - f.window_age[:, -1], STRIDE * (S - 1), atol=1e-4)
+    for i, (stay, t) in enumerate(zip(cohort["stay_id"], cohort["prediction_time"])):
+        want = expected_notes(files, stay, t)
+        got = sorted(zip(f.note_age[i][f.note_mask[i]].tolist(), f.notes[i][f.note_mask[i], 0].tolist()))
+        np.testing.assert_allclose(np.array(got).reshape(-1, 2), np.array(want).reshape(-1, 2), rtol=1e-5, atol=1e-4)
+        ages = f.note_age[i][f.note_mask[i]]
+        assert (np.diff(ages) <= 1e-6).all() and not f.note_mask[
+            i, : N - len(ages)
+        ].any()  # oldest first, padded in front
+    assert (f.notes[~f.note_mask] == 0).all()
     static = duckdb.sql(f"SELECT * FROM '{files}/static_baseline.parquet' ORDER BY stay_id").df()
     pd.testing.assert_frame_equal(f.static, static[list(f.layout.static)], check_dtype=False)
     assert f.window_mask[:, -1].all()  # every cohort stay is in the ICU at T
-    assert f.window_mask[:, :-1].any() and f.note_mask.any()
+    assert f.note_mask.sum(axis=1).max() > 1  # a sequence, not one note
+
+
+def test_a_stay_in_its_first_hours_gets_a_short_sequence_padded_in_front(feature_data, store, layout, cohort):
+    """Served at its first window end (intime + about 1 h), a stay's steps exist only from its
+    history_start on: the earlier ones are masked and empty, the later ones present, with the right ages."""
+    starts = duckdb.sql(f"""SELECT stay_id, min(event_timestamp) AS start
+                            FROM '{feature_data}/features/sequence_steps.parquet' GROUP BY stay_id""").df()
+    stays = cohort.merge(starts, on="stay_id")
+    first_ends = stays["intime"].dt.floor("h") + pd.Timedelta(hours=1)
+    stay = stays[stays["start"] > first_ends - pd.Timedelta(hours=STRIDE * (S - 1))].iloc[0]  # admitted lately
+    first_end, start = stay["intime"].floor("h") + pd.Timedelta(hours=1), stay["start"]
+    f = historical_features(store, layout, [stay.stay_id], [first_end])
+    step_times = first_end - pd.to_timedelta(STRIDE * np.arange(S - 1, -1, -1), unit="h")
+    expected = np.asarray(step_times >= pd.Timestamp(start))
+    assert expected[-1] and not expected.all()  # a short history: padding, then steps
+    np.testing.assert_array_equal(f.window_mask[0], expected)
+    assert np.isnan(f.windows[0, ~expected]).all() and np.isnan(f.window_hours_since[0, ~expected]).all()
+    np.testing.assert_allclose(f.window_age[0], STRIDE * np.arange(S - 1, -1, -1), atol=1e-6)
+
+
+def step_row_after(feature_data: Path, stay: int, when, **values) -> pd.DataFrame:
+    """A sequence_steps row of `stay` planted at `when`, with its lag keys, carrying `values`."""
+    latest = rows_of(feature_data, "sequence_steps", f"stay_id = {stay} ORDER BY event_timestamp DESC LIMIT 1")
+    row = latest.assign(event_timestamp=when, created_timestamp=when, **values)
+    for lag in range(1, S):
+        row[f"event_timestamp_lag{lag}"] = when + pd.Timedelta(hours=STRIDE * lag)
+    return row
 
 
 def test_rows_after_the_entity_time_or_past_their_ttl_are_not_served(feature_data, store, layout, cohort, plants):
-    """Planted rows: a window, a static row and a note window just after T; a window restated after T
-    (same window end, later created_timestamp); and, for another stay, only windows older than the ttl.
-    None is served at T; each is served at a later time, so the plants themselves are visible."""
-    long_before = cohort[cohort["prediction_time"] - cohort["intime"] > pd.Timedelta(hours=26)]
-    a, b = long_before.iloc[0], long_before.iloc[1]  # stays with a window 1 day before T
+    """Planted rows: a sequence step, a static row and a note just after T; a step restated after T (same
+    step time, later created_timestamp); and, for another stay, only steps older than the ttl. None is
+    served at T; each is served at a later time, so the plants themselves are visible."""
+    a, b = cohort.iloc[0], cohort.iloc[1]
     t_a, t_b = a["prediction_time"], b["prediction_time"]
     just_after = t_a + pd.Timedelta(microseconds=1)
-    latest = rows_of(feature_data, "windows_24h", f"stay_id = {a.stay_id} ORDER BY event_timestamp DESC LIMIT 1")
-    late = latest.assign(event_timestamp=just_after, created_timestamp=just_after, lactate_max=999.0)
-    for lag in range(1, 7):
-        late[f"event_timestamp_lag{lag}"] = just_after + pd.Timedelta(days=lag)
-    plants.append("windows_24h", late)
+    plants.append("sequence_steps", step_row_after(feature_data, a.stay_id, just_after, lactate_value=999.0))
     served = rows_of(
-        feature_data, "windows_24h", f"stay_id = {a.stay_id} AND event_timestamp = TIMESTAMP '{t_a.floor('h')}'"
+        feature_data, "sequence_steps", f"stay_id = {a.stay_id} AND event_timestamp = TIMESTAMP '{t_a.floor('h')}'"
     )
-    plants.append("windows_24h", served.assign(created_timestamp=t_a + pd.Timedelta(hours=1), lactate_last=555.0))
+    plants.append(
+        "sequence_steps", served.assign(created_timestamp=t_a + pd.Timedelta(hours=1), heart_rate_value=555.0)
+    )
     static = rows_of(feature_data, "static_baseline", f"stay_id = {a.stay_id}")
     plants.append("static_baseline", static.assign(event_timestamp=just_after, created_timestamp=just_after, age=999))
-    note = rows_of(feature_data, "note_window_embeddings", f"stay_id = {a.stay_id} LIMIT 1")
-    note = note.assign(
-        event_timestamp=just_after,
-        created_timestamp=just_after,
-        has_note=1,
-        note_count=1,
-        embedding=[np.full(note_dim(feature_data), 7.0, np.float32)],
+    note = pd.DataFrame(
+        {
+            "stay_id": [a.stay_id],
+            "event_timestamp": [just_after],
+            "created_timestamp": [just_after],
+            "charttime_unix_s": [int(t_a.timestamp())],
+            "note_id": ["planted"],
+            "embedding": [np.full(note_dim(feature_data), 7.0, np.float32)],
+        }
     )
-    plants.append("note_window_embeddings", note)
-    # stay b: its windows of the last 2 hours before T go, so its latest row is older than the 1 h ttl
-    plants.drop("windows_24h", f"stay_id = {b.stay_id} AND event_timestamp > TIMESTAMP '{t_b}' - INTERVAL 2 HOUR")
+    plants.append("note_slot_00", note)
+    # stay b: its steps of the last 2 hours before T go, so its latest row is older than the 1 h ttl
+    plants.drop("sequence_steps", f"stay_id = {b.stay_id} AND event_timestamp > TIMESTAMP '{t_b}' - INTERVAL 2 HOUR")
 
     at_t = historical_features(store, layout, [a.stay_id, b.stay_id], [t_a, t_b])
-    i_lactate_max, i_lactate_last = layout.windows.index("lactate_max"), layout.windows.index("lactate_last")
-    assert at_t.windows[0, -1, i_lactate_max] != 999.0
-    assert at_t.windows[0, -1, i_lactate_last] != 555.0
+    lactate, heart_rate = layout.windows.index("lactate"), layout.windows.index("heart_rate")
+    assert at_t.windows[0, -1, lactate] != 999.0
+    assert at_t.windows[0, -1, heart_rate] != 555.0
     assert at_t.static.loc[0, "age"] != 999
     assert not (at_t.notes[0] == 7.0).all(axis=1).any()
     assert at_t.window_mask[0, -1]
-    assert not at_t.window_mask[1, -1] and np.isnan(at_t.windows[1, -1]).all()  # stale: not served
-    assert at_t.window_mask[1, -2]  # 1 day back: still there
+    assert not at_t.window_mask[1].any() and np.isnan(at_t.windows[1]).all()  # stale: no sequence at all
 
     # the plants are reachable: served once their time has come, or without the created-time filter
     later = historical_features(store, layout, [a.stay_id], [just_after])
-    assert later.windows[0, -1, i_lactate_max] == 999.0 and later.static.loc[0, "age"] == 999
-    assert (later.notes[0, -1] == 7.0).all()
+    assert later.windows[0, -1, lactate] == 999.0 and later.static.loc[0, "age"] == 999
+    assert (later.notes[0, -1] == 7.0).all() and later.note_age[0, -1] < 1e-3
     unfiltered = historical_features(store, layout, [a.stay_id], [t_a], filter_by_created_timestamp=False)
-    assert unfiltered.windows[0, -1, i_lactate_last] == 555.0
+    assert unfiltered.windows[0, -1, heart_rate] == 555.0
 
 
 def note_dim(feature_data: Path) -> int:
-    (vector,) = duckdb.sql(f"""SELECT embedding FROM '{feature_data}/features/note_window_embeddings.parquet'
+    (vector,) = duckdb.sql(f"""SELECT embedding FROM '{feature_data}/features/note_embeddings.parquet'
                                WHERE embedding IS NOT NULL LIMIT 1""").fetchall()[0]
     return len(vector)
 
@@ -189,15 +233,18 @@ def assert_same_arrays(x, y) -> None:
     np.testing.assert_array_equal(x.window_mask, y.window_mask)
     np.testing.assert_array_equal(x.note_mask, y.note_mask)
     np.testing.assert_allclose(x.windows, y.windows, rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(x.window_hours_since, y.window_hours_since, rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(x.window_age, y.window_age, atol=1e-6)
     np.testing.assert_allclose(x.notes, y.notes, rtol=1e-6)
+    np.testing.assert_allclose(x.note_age, y.note_age, atol=1e-6, equal_nan=True)
     pd.testing.assert_frame_equal(x.static, y.static, check_dtype=False)
 
 
 def online_matches_offline(feature_data, store, cohort) -> int:
     """Materialize up to t (a full run, then incremental ones) for the prediction times t of four stays in
     time order. At each t, every cohort stay read online as of t equals the historical retrieval at t; the
-    stay whose T it is has its latest window, notes and static row there. Two days on, its windows have
-    expired. Returns the last stay."""
+    stay whose T it is has its latest step and static row there. Two days on, its sequence has expired
+    (its notes stay: the last N notes remain the last N). Returns the last stay."""
     # from the first third of the timeline: materializing all of it would only cost time
     picks = cohort.sort_values("prediction_time").iloc[np.linspace(0, len(cohort) // 3, 4).astype(int)]
     reader = OnlineFeatures(store)
@@ -212,7 +259,7 @@ def online_matches_offline(feature_data, store, cohort) -> int:
         assert online.window_mask[i, -1] and online.static["age"].notna()[i]
         notes_seen += int(online.note_mask.sum())
         stale = reader.read([stay], as_of=t + timedelta(days=2))
-        assert not stale.window_mask.any() and not stale.note_mask.any()
+        assert not stale.window_mask.any()
     assert notes_seen > 0
     return int(stay)
 
@@ -227,7 +274,7 @@ def test_online_sqlite_equals_offline_as_of_the_same_time(feature_data, store, c
     mine = OnlineFeatures(store).read([stay], as_of=t)
     assert feast["static_baseline__age"][0] == mine.static.loc[0, "age"]
     np.testing.assert_allclose(
-        np.array([feast[f"windows_24h__{f}"][0] for f in mine.layout.windows], dtype=float),
+        np.array([feast[f"sequence_steps__{f}_value"][0] for f in mine.layout.windows], dtype=float),
         mine.windows[0, -1],
         rtol=1e-6,
         equal_nan=True,
@@ -285,7 +332,7 @@ def test_feast_serve_answers_for_the_service(feature_data, store, cohort):
 
 
 def test_apply_without_the_feature_files_says_what_to_run(tmp_path):
-    with pytest.raises(FeatureStoreError, match=r"windows_24h.parquet.*sepsis-fusion build"):
+    with pytest.raises(FeatureStoreError, match=r"static_baseline.parquet.*sepsis-fusion build"):
         apply(tmp_path)
 
 
@@ -299,6 +346,7 @@ def test_plain_feast_plan_works_in_the_feature_repo_with_its_default_data_folder
     root = Path(__file__).resolve().parents[1]
     shutil.copytree(root / "feature_repo", tmp_path / "feature_repo", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(root / "dbt_project" / "models" / "marts", tmp_path / "dbt_project" / "models" / "marts")
+    shutil.copy(root / "dbt_project" / "dbt_project.yml", tmp_path / "dbt_project" / "dbt_project.yml")
     (tmp_path / "data").mkdir()  # a clone has data/ (data/README.md is tracked)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEPSIS_FUSION_")}
     feast = Path(sys.executable).with_name("feast")

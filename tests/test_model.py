@@ -11,24 +11,28 @@ from sepsis_fusion.model.inputs import FeatureArrays, FeatureLayout
 from sepsis_fusion.model.preprocess import PreprocessConfig, Preprocessor
 from sepsis_fusion.model.train import TrainConfig, auroc, fit, predict
 
+S, N, D = 6, 4, 8  # steps, note slots, note dimension
 LAYOUT = FeatureLayout(
     service="test",
     static_view="static_baseline",
     static=("age", "lactate_first", "flag", "sofa", "noise", "admission_type"),
     categorical=("admission_type",),
-    window_views=("w2", "w1", "w0"),
-    windows=("hr_mean", "hr_count", "lac_max", "lac_count"),
-    note_views=("n2", "n1", "n0"),
+    window_views=tuple(f"step_lag{k}" for k in range(S - 1, -1, -1)),
+    windows=("hr", "lac"),
+    stride_hours=2,
+    note_views=tuple(f"slot_{j}" for j in range(N)),
 )
 
 
-def synthetic_arrays(n: int, seed: int) -> tuple[FeatureArrays, np.ndarray]:
-    """Outcome driven by age (static), lactate in the latest window, and the note vector's first value."""
+def synthetic_arrays(n: int, seed: int, trend: float = 0.0) -> tuple[FeatureArrays, np.ndarray]:
+    """Outcome driven by age (static), lactate at the latest step, the newest note's first value and, with
+    `trend`, the direction of the heart rate's change over the steps (its mean over the steps unchanged)."""
     rng = np.random.default_rng(seed)
     age = rng.normal(65, 15, n)
     lactate = rng.lognormal(0.7, 0.5, n)
     note_signal = rng.normal(0, 1, n)
-    logit = 0.06 * (age - 65) + 1.2 * (lactate - 2.2) + 1.0 * note_signal - 1.3
+    direction = rng.choice([-1.0, 1.0], n)
+    logit = 0.06 * (age - 65) + 1.2 * (lactate - 2.2) + 1.0 * note_signal + trend * direction - 1.3
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
     static_numeric = np.column_stack(
         [
@@ -41,19 +45,20 @@ def synthetic_arrays(n: int, seed: int) -> tuple[FeatureArrays, np.ndarray]:
     )
     static_numeric[rng.random((n, 5)) < 0.08] = np.nan
     categorical = rng.choice(["EW EMER.", "URGENT", "ELECTIVE"], size=(n, 1)).astype(object)
-    windows = np.stack(
-        [rng.normal(90, 15, (n, 3)), np.full((n, 3), 24.0), rng.lognormal(0.7, 0.5, (n, 3)), np.full((n, 3), 2.0)],
-        axis=2,
-    )
-    windows[:, -1, 2] = lactate
-    window_mask = np.ones((n, 3), dtype=bool)
-    window_mask[: n // 3, 0] = False
+    ramp = np.linspace(-1, 1, S)[None, :] * direction[:, None] * 15  # rising or falling, same mean
+    windows = np.stack([90 + ramp + rng.normal(0, 3, (n, S)), rng.lognormal(0.7, 0.5, (n, S))], axis=2)
+    windows[:, -1, 1] = lactate
+    hours_since = rng.uniform(0, 3, (n, S, 2))
+    window_mask = np.ones((n, S), dtype=bool)
+    window_mask[: n // 3, :2] = False  # short history: the first steps are padding
     windows[~window_mask] = np.nan
-    notes = rng.normal(0, 1, (n, 3, 8)).astype(np.float32)
+    hours_since[~window_mask] = np.nan
+    notes = rng.normal(0, 1, (n, N, D)).astype(np.float32)
     notes[:, -1, 0] = note_signal
-    note_mask = np.ones((n, 3), dtype=bool)
+    note_mask = np.ones((n, N), dtype=bool)
     note_mask[: n // 2, :2] = False
     notes[~note_mask] = 0
+    note_age = np.where(note_mask, np.linspace(30, 1, N)[None, :], np.nan)
     arrays = FeatureArrays(
         LAYOUT,
         np.arange(n),
@@ -61,8 +66,11 @@ def synthetic_arrays(n: int, seed: int) -> tuple[FeatureArrays, np.ndarray]:
         static_numeric,
         categorical,
         windows.astype(np.float32),
+        hours_since.astype(np.float32),
+        np.tile((0.5 + 2.0 * np.arange(S - 1, -1, -1)).astype(np.float32), (n, 1)),
         window_mask,
         notes,
+        note_age.astype(np.float32),
         note_mask,
     )
     return arrays, y
@@ -127,6 +135,7 @@ def test_preprocessing_statistics_come_from_training_rows_only():
         0
     ]
     assert np.allclose(inputs.windows[:, :, 0][other.window_mask], hr)
+    assert (inputs.windows[~other.window_mask] == 0).all() and (inputs.notes[~other.note_mask] == 0).all()
     assert "age" in pre.selected and not any(name.startswith("noise") for name in pre.selected[:3])
     assert pre.bounded[LAYOUT.numeric_static.index("flag")] and not pre.bounded[0]
     assert Preprocessor.from_state(state).transform(other).static.tobytes() == inputs.static.tobytes()
@@ -164,8 +173,8 @@ def test_training_learns_the_planted_signal_reproducibly():
     tr, va = pre.transform(train), pre.transform(val)
     fusion = FusionConfig(
         static_dim=tr.static.shape[1],
-        window_dim=4,
-        note_dim=8,
+        window_dim=tr.windows.shape[2],
+        note_dim=tr.notes.shape[2],
         static_hidden=(16, 8),
         window_hidden=8,
         note_hidden=8,
@@ -182,3 +191,61 @@ def test_training_learns_the_planted_signal_reproducibly():
     only_static = FusionConfig(**{**fusion.to_dict(), "use_windows": False, "use_notes": False})
     static_model, _ = fit(only_static, config, tr, y_train, va, y_val)
     assert auroc(y_val, predict(static_model, va)) < auroc(y_val, p) - 0.03
+
+
+def test_each_step_carries_its_value_flags_age_and_skewed_labs_are_logged():
+    """A step's vector: per feature z-scored value, known, observed (charted within the stride), time since
+    (log1p, scaled); then the step's age. The lognormal lactate is log-transformed, the heart rate not."""
+    arrays, y = synthetic_arrays(600, 6)
+    pre = Preprocessor(PreprocessConfig(select_k=6)).fit(arrays, y)
+    assert pre.window_log == [False, True]
+    inputs = pre.transform(arrays)
+    f, span = 2, LAYOUT.stride_hours * S
+    assert inputs.windows.shape == (600, S, 4 * f + 1)
+    i = 599  # a stay with every step present
+    lac = (np.log1p(arrays.windows[i, -1, 1]) - pre.window_means[1]) / pre.window_stds[1]
+    assert inputs.windows[i, -1, 1] == pytest.approx(np.clip(lac, -3, 3), abs=1e-5)
+    assert (inputs.windows[i, :, f : 2 * f] == 1).all()  # known
+    observed = arrays.window_hours_since[i] < LAYOUT.stride_hours
+    assert (inputs.windows[i, :, 2 * f : 3 * f] == observed).all()
+    since = np.log1p(arrays.window_hours_since[i]) / np.log1p(span)
+    np.testing.assert_allclose(inputs.windows[i, :, 3 * f : 4 * f], since, rtol=1e-5)
+    np.testing.assert_allclose(inputs.windows[i, :, -1], arrays.window_age[i] / span, rtol=1e-5)
+    assert inputs.notes.shape == (600, N, D + 1)
+    np.testing.assert_allclose(inputs.notes[i, :, -1], np.log1p(arrays.note_age[i]) / np.log1p(168), rtol=1e-5)
+
+
+def test_the_window_bilstm_reads_the_direction_of_change_only_an_ordered_series_shows():
+    """The outcome depends on whether the heart rate rises or falls over the steps (its mean is the same
+    either way): the windows-only model learns it, the same model reading the steps in shuffled order per
+    stay cannot."""
+    train, y_train = synthetic_arrays(1500, 7, trend=3.0)
+    val, y_val = synthetic_arrays(500, 8, trend=3.0)
+    pre = Preprocessor(PreprocessConfig(select_k=6)).fit(train, y_train)
+    tr, va = pre.transform(train), pre.transform(val)
+    only_windows = FusionConfig(
+        static_dim=tr.static.shape[1],
+        window_dim=tr.windows.shape[2],
+        note_dim=tr.notes.shape[2],
+        window_hidden=16,
+        head_hidden=8,
+        dropout=0.1,
+        use_static=False,
+        use_notes=False,
+    )
+    config = TrainConfig(lr=3e-3, max_epochs=40, patience=8, batch_size=64)
+    model, _ = fit(only_windows, config, tr, y_train, va, y_val)
+    ordered = auroc(y_val, predict(model, va))
+
+    def shuffled(inputs, seed):
+        rng = np.random.default_rng(seed)
+        out = inputs.subset(slice(None))
+        order = np.argsort(rng.random(out.windows.shape[:2]), axis=1)
+        out.windows = np.take_along_axis(out.windows, order[:, :, None], axis=1)
+        out.window_mask = np.take_along_axis(out.window_mask, order, axis=1)
+        out.windows[:, :, -1] = 0  # and no step times to sort them back by
+        return out
+
+    blind, _ = fit(only_windows, config, shuffled(tr, 0), y_train, shuffled(va, 1), y_val)
+    assert ordered > 0.75
+    assert ordered > auroc(y_val, predict(blind, shuffled(va, 1))) + 0.1

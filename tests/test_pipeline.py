@@ -25,7 +25,7 @@ def test_the_open_demo_runs_through_the_chain_and_it_says_what_it_skipped_and_wh
         "evaluate": "skipped",
         "score": "skipped",
     }
-    assert "no notes (no note/ folder, or no report of a cohort stay): every note window is marked missing" in " ".join(
+    assert "no notes (no note/ folder, or no report of a cohort stay): every note slot is empty" in " ".join(
         row[2] for row in rows
     )
     assert (
@@ -36,7 +36,7 @@ def test_the_open_demo_runs_through_the_chain_and_it_says_what_it_skipped_and_wh
     # what the chain built is there and usable: feature files, embeddings marked missing, a materialized store
     cohort = pd.read_parquet(data / "features" / "cohort.parquet")
     assert len(cohort) == 29
-    notes = pd.read_parquet(data / "features" / "note_window_embeddings.parquet")
-    assert len(notes) > 0 and not notes["has_note"].any()
+    slots = [pd.read_parquet(data / "features" / f"note_slot_{j:02d}.parquet") for j in range(16)]
+    assert all(len(slot) == 0 for slot in slots)  # every slot file there, empty: no note is served
     assert materialized_until(open_store(data)) is not None
     assert not (data / "runs").exists()

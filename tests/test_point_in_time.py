@@ -1,16 +1,23 @@
-"""Point-in-time rules shown by planting violating rows: the static baseline, the note windows, and the
-prediction time T (not before every criterion of the stay's Sepsis-3 pair is known)."""
+"""Point-in-time rules shown by planting violating rows: the static baseline, the note sequence (raw note
+to Feast), and the prediction time T (not before every criterion of the stay's Sepsis-3 pair is known)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import query
 from mimic_files import append_rows, set_cell
 
 from sepsis_fusion.pipelines.build import dbt_build
+from sepsis_fusion.pipelines.embed.encoder import load_encoder
+from sepsis_fusion.pipelines.embed.run import embed_feature_folder
+from sepsis_fusion.pipelines.features.layout import layout_from_service
+from sepsis_fusion.pipelines.features.store import SERVICE_NAME, apply, open_store
+from sepsis_fusion.pipelines.features.training import historical_features
 from sepsis_fusion.pipelines.synth.generate import generate
 
 
@@ -128,7 +135,7 @@ def planted(tmp_path_factory):
     after = root / "after.duckdb"
     dbt_build(mimic, warehouse=after)
     rebuilt = query(after, "SELECT * FROM static_baseline ORDER BY stay_id").set_index("stay_id")
-    rebuilt.attrs["note_windows"] = query(after, f"SELECT * FROM note_windows WHERE stay_id = {current.stay_id}")
+    rebuilt.attrs["data"] = root  # the after build's features/ are root/features
     rebuilt.attrs["cohort"] = query(after, "SELECT * FROM int_cohort_candidates").set_index("stay_id")
     rebuilt.attrs["septic"] = septic
     rebuilt.attrs["ended"] = ended
@@ -219,14 +226,33 @@ def test_weight_charted_or_stored_after_prediction_time_is_not_used(planted):
     assert rebuilt.loc[current.stay_id, "weight_kg"] < 250
 
 
-def test_note_stored_after_prediction_time_is_in_no_window_up_to_it(planted):
+def test_note_stored_after_prediction_time_is_not_in_the_note_sequence_at_it(planted, tiny_bert):
+    """The radiology report charted 2 h before T and stored 1 h after it, through dbt, the encoder and
+    Feast: not among the stay's notes at T; among them from its storetime on, aged from its charttime."""
     base, rebuilt, current, earlier = planted
-    windows = rebuilt.attrs["note_windows"]
-    planted_note = windows[windows.note_id == f"{current.subject_id}-RR-999"]
+    data = rebuilt.attrs["data"]
+    enc = load_encoder(str(tiny_bert), pooling="mean", device="cpu", max_length=64)
+    embed_feature_folder(enc, data / "features", data / "embedding_cache", stride=16, progress=False)
+    apply(data)
+    store = open_store(data)
+    layout = layout_from_service(store, SERVICE_NAME)
+    note_id = f"{current.subject_id}-RR-999"
+    vectors = query_parquet(data / "features" / "note_embeddings.parquet", f"note_id = '{note_id}'")
+    assert len(vectors) == 1, "the planted note reached notes_to_embed"
+    planted_vector = np.asarray(vectors.embedding[0], dtype=np.float32)
     t = pd.Timestamp(current.prediction_time)
-    assert (planted_note.event_timestamp > t).all()
-    # once stored it is used: the first whole hour after its storetime holds it
-    assert (planted_note.event_timestamp >= t + pd.Timedelta(hours=1)).all() and len(planted_note) > 0
+    stored = t + pd.Timedelta(hours=1)
+    at = historical_features(store, layout, [current.stay_id] * 3, [t, stored - pd.Timedelta(seconds=1), stored])
+
+    def holds(i: int) -> np.ndarray:
+        return np.isclose(at.notes[i], planted_vector, atol=1e-6).all(axis=1) & at.note_mask[i]
+
+    assert not holds(0).any() and not holds(1).any()
+    assert holds(2).sum() == 1 and at.note_age[2][holds(2)][0] == pytest.approx(3.0)
+
+
+def query_parquet(path: Path, where: str) -> pd.DataFrame:
+    return duckdb.sql(f"SELECT * FROM '{path}' WHERE {where}").df()
 
 
 @pytest.mark.parametrize("case, known_after_s", [("late antibiotic", 30), ("late culture", 41)])

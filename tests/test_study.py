@@ -197,11 +197,14 @@ def test_leakage_smoke_outcomes_shuffled_across_patients_give_chance_for_every_m
     """The whole protocol with the outcome shuffled across patients: nothing can predict it, so a test AUROC
     whose interval excludes 0.5 would mean the protocol leaks (labels into features, test rows into training,
     early stopping or calibration). This test set is small (about 40 stays), so one shuffle's AUROC swings by
-    +-0.2 by chance alone; three shuffles are run and, per model, the mean of their AUROCs must have a 95%
-    interval (from each run's bootstrap) that contains 0.5. A leaking protocol memorises: AUROC near 1."""
+    +-0.2 by chance alone; five shuffles are run and, per model, the mean of their AUROCs must have an
+    interval (from each run's bootstrap) that contains 0.5: 98.75% per model, so that the four models
+    together falsely alarm in 5% of data sets (three shuffles at 95% each did, once: gradient boosting
+    0.68, 0.70, 0.52 on one data set, 0.49 +- 0.12 over ten further shuffles of it). A leaking protocol
+    memorises: AUROC near 1."""
     config = load_config(None, ["folds=3", "train.max_epochs=6", "train.patience=3", "experiments=false"])
     aurocs: dict[str, list[dict]] = {}
-    for seed in range(3):
+    for seed in range(5):
         shuffled = np.random.default_rng(seed).permutation(ts.cohort["died_in_hospital"].to_numpy())
         noise = dataclasses.replace(ts, cohort=ts.cohort.assign(died_in_hospital=shuffled))
         run_study(noise, config, tmp_path / f"run{seed}", progress=lambda line: None)
@@ -216,7 +219,8 @@ def test_leakage_smoke_outcomes_shuffled_across_patients_give_chance_for_every_m
     for name, runs in aurocs.items():
         mean = np.mean([m["value"] for m in runs])
         se = np.sqrt(np.sum([((m["high"] - m["low"]) / 3.92) ** 2 for m in runs])) / len(runs)
-        assert mean - 1.96 * se < 0.5 < mean + 1.96 * se, (name, [round(m["value"], 3) for m in runs])
+        z = 2.50  # two-sided 98.75%: Bonferroni over the four models
+        assert mean - z * se < 0.5 < mean + z * se, (name, [round(m["value"], 3) for m in runs])
 
 
 def test_temporal_split_tests_on_the_latest_anchor_year_group(ts, tmp_path):

@@ -1,5 +1,6 @@
-"""24-hour windows and notes to embed: the point-in-time rules, shown by planting violating rows into a
-small synthetic MIMIC-IV, and the windows checked against a direct pandas computation from the raw files.
+"""24-hour windows, the steps of the lab and vital sequence and the notes to embed: the point-in-time
+rules, shown by planting violating rows into a small synthetic MIMIC-IV, and the windows and steps checked
+against a direct pandas computation from the raw files.
 
 One dbt build (of the staging models and the window and note marts) serves the whole module.
 """
@@ -23,11 +24,13 @@ from sepsis_fusion.pipelines.synth.generate import generate
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 # The models this module checks and everything they read; tests run only where all their models ran.
-SELECT = "path:models/staging +windows_24h +notes_to_embed"
+SELECT = "path:models/staging +windows_24h +sequence_steps +notes_to_embed"
+STEPS, STRIDE = 16, 3  # dbt vars sequence_steps, sequence_stride_hours
 FMT = "%Y-%m-%d %H:%M:%S"
 HOUR = pd.Timedelta(hours=1)
 
 LATE_LACTATE = 49.5  # valid (<= 50 mmol/L) and far above anything the generator draws
+LATE_PAO2 = 777.0  # valid (<= 800 mm Hg), far above the generator's; blood gases are drawn a few times a stay
 HR_ERRORS = (0.0, 900.0)
 
 
@@ -44,12 +47,22 @@ class Built:
     first_end: pd.Timestamp
     lactate_charted: pd.Timestamp
     lactate_stored: pd.Timestamp
+    pao2_charted: pd.Timestamp
+    pao2_stored: pd.Timestamp
 
     def query(self, sql: str) -> pd.DataFrame:
         return query(self.warehouse, sql)
 
     def windows(self) -> pd.DataFrame:
         return self.query(f"SELECT * FROM windows_24h WHERE stay_id = {self.stay.stay_id} ORDER BY event_timestamp")
+
+    def steps(self) -> pd.DataFrame:
+        return self.query(f"SELECT * FROM sequence_steps WHERE stay_id = {self.stay.stay_id} ORDER BY event_timestamp")
+
+    def history_start(self) -> pd.Timestamp:
+        admissions = pd.read_csv(self.mimic / "hosp/admissions.csv.gz", parse_dates=["admittime"])
+        admitted = admissions.set_index("hadm_id").loc[self.stay.hadm_id, "admittime"]
+        return min(admitted, self.stay.intime - pd.Timedelta(hours=24))
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +75,15 @@ def built(tmp_path_factory) -> Built:
     first_end = stay.intime.floor("h") + HOUR
     ids = {"subject_id": stay.subject_id, "hadm_id": stay.hadm_id}
 
-    # A lactate drawn 9 h 20 min after the first window end and stored 5 h later.
+    # A lactate drawn 9 h 20 min after the first window end and stored 5 h later; a PaO2 likewise, after
+    # the stay's last generated one (so that no later draw overtakes it in the sequence).
     charted = first_end + pd.Timedelta(hours=9, minutes=20)
     stored = charted + pd.Timedelta(hours=5)
+    labs = pd.read_csv(mimic / "hosp/labevents.csv.gz", parse_dates=["charttime"])
+    gases = labs[(labs.subject_id == stay.subject_id) & (labs.itemid == 50821) & (labs.charttime <= stay.outtime)]
+    pao2_charted = max(charted, gases.charttime.max() + pd.Timedelta(minutes=20)) if len(gases) else charted
+    pao2_stored = pao2_charted + pd.Timedelta(hours=5)
+    assert pao2_stored < stay.outtime - 2 * HOUR, "the planted PaO2 must be stored before the stay ends"
     append_rows(
         mimic,
         "hosp/labevents",
@@ -79,7 +98,18 @@ def built(tmp_path_factory) -> Built:
                 "value": str(LATE_LACTATE),
                 "valuenum": LATE_LACTATE,
                 "valueuom": "mmol/L",
-            }
+            },
+            {
+                **ids,
+                "labevent_id": 990_000_002,
+                "specimen_id": 990_000_002,
+                "itemid": 50821,
+                "charttime": ts(pao2_charted),
+                "storetime": ts(pao2_stored),
+                "value": str(LATE_PAO2),
+                "valuenum": LATE_PAO2,
+                "valueuom": "mm Hg",
+            },
         ],
     )
     # Heart rate charting errors (0 and 900 bpm) and a text value, five hours in.
@@ -157,7 +187,7 @@ def built(tmp_path_factory) -> Built:
         mp.setenv("SEPSIS_FUSION_FEATURES", str(features))
         mp.setenv("DBT_INDIRECT_SELECTION", "cautious")
         dbt_build(mimic, warehouse=warehouse, select=SELECT)
-    return Built(mimic, warehouse, features, stay, first_end, charted, stored)
+    return Built(mimic, warehouse, features, stay, first_end, charted, stored, pao2_charted, pao2_stored)
 
 
 def test_a_lab_counts_from_its_storetime_not_its_draw(built):
@@ -206,8 +236,8 @@ def test_a_report_charted_after_the_stay_is_not_one_of_its_notes(built):
     assert "PLANT-RR-AFTER" not in set(built.query("SELECT note_id FROM notes_to_embed").note_id)
 
 
-def direct_windows(built: Built) -> pd.DataFrame:
-    """Windows of the planted stay for three features, straight from the raw files with pandas."""
+def raw_values(built: Built) -> pd.DataFrame:
+    """Lactate, creatinine and heart rate of the planted stay, straight from the raw files with pandas."""
     s = built.stay
     dates = ["charttime", "storetime"]
     labs = pd.read_csv(built.mimic / "hosp/labevents.csv.gz", parse_dates=dates)
@@ -215,7 +245,7 @@ def direct_windows(built: Built) -> pd.DataFrame:
         (labs.subject_id == s.subject_id)
         & labs.itemid.isin([50813, 50912])
         & labs.valuenum.notna()
-        & (labs.charttime >= s.intime - pd.Timedelta(hours=24))
+        & (labs.charttime >= built.history_start())
         & (labs.charttime <= s.outtime)
     ]
     labs = labs.assign(feature=labs.itemid.map({50813: "lactate", 50912: "creatinine"}))
@@ -231,8 +261,12 @@ def direct_windows(built: Built) -> pd.DataFrame:
     )
     values = values[valid]
     values = values.assign(available_at=values[["charttime", "storetime"]].max(axis=1))
-    values = values.drop_duplicates(["feature", "valuenum", "charttime", "available_at"])
+    return values.drop_duplicates(["feature", "valuenum", "charttime", "available_at"])
 
+
+def direct_windows(built: Built) -> pd.DataFrame:
+    """Windows of the planted stay for three features, from raw_values."""
+    s, values = built.stay, raw_values(built)
     rows = []
     end = built.first_end
     while end <= s.outtime.floor("h"):
@@ -266,6 +300,66 @@ def test_windows_equal_a_direct_computation_from_the_raw_files(built):
         np.testing.assert_allclose(have, want, rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=column)
 
 
+def direct_steps(built: Built) -> pd.DataFrame:
+    """The sequence steps of the planted stay for three features, from raw_values: at each whole hour t,
+    of the values available by t, the latest charted, and the hours since it was charted."""
+    values, start = raw_values(built), built.history_start()
+    rows = []
+    t = built.first_end - pd.Timedelta(hours=STRIDE * (STEPS - 1))
+    while t <= built.stay.outtime.floor("h"):
+        if t < start:  # no row before the stay's record began
+            t += HOUR
+            continue
+        row = {"event_timestamp": t, "history_hours": (t - start) / HOUR}
+        for feature, v in values.groupby("feature"):
+            known = v[v.available_at <= t].sort_values(["charttime", "available_at", "valuenum"])
+            last = known.iloc[-1] if len(known) else None
+            row[f"{feature}_value"] = np.nan if last is None else last.valuenum
+            row[f"{feature}_hours_since"] = np.nan if last is None else (t - last.charttime) / HOUR
+        rows.append(row)
+        t += HOUR
+    return pd.DataFrame(rows)
+
+
+def test_sequence_steps_equal_a_direct_computation_from_the_raw_files(built):
+    expected = direct_steps(built)
+    got = built.steps()
+    assert list(got.event_timestamp) == list(expected.event_timestamp)
+    assert expected.lactate_value.notna().any() and expected.heart_rate_value.notna().any()
+    for column in expected.columns.drop("event_timestamp"):
+        want, have = expected[column].to_numpy(dtype=float), got[column].to_numpy(dtype=float)
+        np.testing.assert_allclose(have, want, rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=column)
+
+
+def test_a_lab_enters_the_sequence_at_the_first_step_after_its_storetime(built):
+    """The planted PaO2 (stored 5 h after its draw) is in no step before its storetime, although drawn
+    before them; from the first whole hour after it on it is the known value until a later-drawn one is
+    stored, its age counted from the draw."""
+    steps = built.steps().set_index("event_timestamp")
+    raw = pd.read_csv(built.mimic / "hosp/labevents.csv.gz", parse_dates=["charttime", "storetime"])
+    raw = raw[(raw.subject_id == built.stay.subject_id) & (raw.itemid == 50821) & raw.valuenum.notna()]
+    later = raw[raw.charttime > built.pao2_charted]
+    later_known = later[["charttime", "storetime"]].max(axis=1)  # when each later-drawn one became known
+    for t, row in steps.iterrows():
+        expected = t >= built.pao2_stored and not (later_known <= t).any()
+        assert (row.pao2_value == LATE_PAO2) == expected, t
+        if expected:
+            assert row.pao2_hours_since == pytest.approx((t - built.pao2_charted) / HOUR)
+    assert (steps.pao2_value == LATE_PAO2).any(), "the plant is never the known value: plant it elsewhere"
+    drawn_not_stored = steps.loc[built.pao2_charted.ceil("h") : built.pao2_stored - pd.Timedelta(seconds=1)]
+    assert len(drawn_not_stored) >= 4 and not (drawn_not_stored.pao2_value == LATE_PAO2).any()
+
+
+def test_steps_begin_at_the_stays_history(built):
+    """Step rows run from S - 1 strides before the first window end, but none before the stay's
+    history_start (hospital admission, or intime - 24 h): such steps are padding, served as nothing."""
+    steps = built.steps()
+    first_step = built.first_end - pd.Timedelta(hours=STRIDE * (STEPS - 1))
+    assert steps.event_timestamp.iloc[0] == max(first_step, built.history_start().ceil("h"))
+    assert (steps.event_timestamp >= built.history_start()).all() and (steps.history_hours >= 0).all()
+    assert (steps.event_timestamp.diff().dropna() == HOUR).all()
+
+
 def test_parquet_files_match_the_warehouse(built):
     windows, notes = built.features / "windows_24h.parquet", built.features / "notes_to_embed.parquet"
     assert windows.is_file() and notes.is_file()
@@ -288,13 +382,16 @@ def load_generator():
     return module
 
 
-@pytest.mark.parametrize("model", ["windows_24h", "notes_to_embed"])
+@pytest.mark.parametrize("model", ["windows_24h", "sequence_steps", "notes_to_embed"])
 def test_schema_yml_states_every_parquet_column_and_type(built, model):
-    if model == "windows_24h":  # generated from the seed: must be current
-        generator = load_generator()
-        assert generator.OUT.read_text(encoding="utf-8") == generator.render(), (
-            "run python dbt_project/scripts/generate_windows_schema.py"
-        )
+    generator = load_generator()
+    generated = {
+        "windows_24h": (generator.OUT, generator.render),
+        "sequence_steps": (generator.SEQUENCE_OUT, generator.render_sequence),
+    }
+    if model in generated:  # generated from the seed and the vars: must be current
+        path, render = generated[model]
+        assert path.read_text(encoding="utf-8") == render(), "run python dbt_project/scripts/generate_windows_schema.py"
     spec = yaml.safe_load((DBT_PROJECT / "models" / "marts" / f"{model}.yml").read_text(encoding="utf-8"))
     declared = [(c["name"], c["data_type"].upper()) for c in spec["models"][0]["columns"]]
     with duckdb.connect() as con:

@@ -1,7 +1,10 @@
-"""`sepsis-fusion embed`: note embeddings (per note and per 24-hour window) for Feast, cached by note.
+"""`sepsis-fusion embed`: note embeddings for Feast, one vector per note, cached by note.
 
-Reads notes_to_embed.parquet, note_windows.parquet and the window grid of windows_24h.parquet from the
-feature folder dbt writes; writes note_embeddings.parquet and note_window_embeddings.parquet beside them.
+Reads notes_to_embed.parquet from the feature folder dbt writes; writes note_embeddings.parquet (every
+note) and note_slot_<j>.parquet for j < N beside it: the notes whose sequence_slot is j (their number in
+the stay modulo N, dbt var note_sequence_length), keyed on their available_at. Feast serves each slot
+file as one view, so as of any time the N views hold the stay's last N notes available then, each with
+its own vector and charttime; nothing is averaged.
 A note's vector is cached by (note_id, text hash) under the model's fingerprint, one Parquet part per
 group of notes, so a re-run embeds only new or changed notes and an interrupted run resumes. Note text
 never appears in logs or errors.
@@ -29,9 +32,14 @@ from .encoder import EmbedError, Encoder, model_fingerprint
 class EmbedResult:
     notes: int
     embedded: int  # notes that went through the encoder this run (cache misses)
-    windows: int
-    windows_with_notes: int
+    stays_with_notes: int
+    slots: int  # N: the note sequence's length
     seconds_encoding: float
+
+
+def slot_file(slot: int) -> str:
+    """The file of note-sequence slot `slot` in the feature folder (one Feast view each)."""
+    return f"note_slot_{slot:02d}.parquet"
 
 
 def text_hash(text: str) -> str:
@@ -132,15 +140,22 @@ def embed_feature_folder(
     notes_per_part: int = 256,
     progress: bool = True,
     after_part=None,
+    slots: int = 16,
 ) -> EmbedResult:
-    """Embed every note of notes_to_embed (cache misses only) and write the per-note and per-window files."""
+    """Embed every note of notes_to_embed (cache misses only) and write the per-note and per-slot files."""
     features = Path(features)
-    for name in ("notes_to_embed.parquet", "note_windows.parquet", "windows_24h.parquet"):
-        if not (features / name).exists():
-            raise EmbedError(f"{features / name} not found: run `sepsis-fusion build` first")
+    source = features / "notes_to_embed.parquet"
+    if not source.exists():
+        raise EmbedError(f"{source} not found: run `sepsis-fusion build` first")
     con = duckdb.connect()
-    notes = con.sql(f"""SELECT note_id, stay_id, available_at, note_text FROM '{features}/notes_to_embed.parquet'
-                        WHERE note_id IS NOT NULL ORDER BY note_id""").fetchall()
+    notes = con.sql(f"""SELECT note_id, stay_id, available_at, note_text, charttime, sequence_slot
+                        FROM '{source}' WHERE note_id IS NOT NULL ORDER BY note_id""").fetchall()
+    beyond = [n for n in notes if not 0 <= n[5] < slots]
+    if beyond:
+        raise EmbedError(
+            f"{source}: note {beyond[0][0]} has sequence_slot {beyond[0][5]}, but the note sequence has {slots} "
+            "slots: dbt's note_sequence_length differs from the embedder's; rebuild with the same length"
+        )
     cache = EmbeddingCache(cache_root, model_fingerprint(enc, stride))
     keys = [(n[0], text_hash(clean_text(n[3]))) for n in notes]
     missing = [i for i, k in enumerate(keys) if k not in cache.vectors]
@@ -165,47 +180,41 @@ def embed_feature_folder(
                 "stay_id": pa.array([n[1] for n in notes], pa.int64()),
                 "note_id": [n[0] for n in notes],
                 "event_timestamp": pa.array([n[2] for n in notes], pa.timestamp("us")),
+                "charttime": pa.array([n[4] for n in notes], pa.timestamp("us")),
+                "sequence_slot": pa.array([n[5] for n in notes], pa.int32()),
                 "embedding": pa.array(list(matrix), type=pa.list_(pa.float32())),
             }
         ),
     )
-    windows, with_notes = _write_windows(con, features, {n[0]: matrix[i] for i, n in enumerate(notes)}, dim)
+    _write_slots(notes, matrix, features, slots)
     return EmbedResult(
-        notes=len(notes), embedded=len(missing), windows=windows, windows_with_notes=with_notes, seconds_encoding=spent
+        notes=len(notes),
+        embedded=len(missing),
+        stays_with_notes=len({n[1] for n in notes}),
+        slots=slots,
+        seconds_encoding=spent,
     )
 
 
-def _write_windows(
-    con: duckdb.DuckDBPyConnection, features: Path, by_note: dict[str, np.ndarray], dim: int
-) -> tuple[int, int]:
-    """Every window of the windows_24h grid: the mean of its notes' vectors, or no vector and
-    has_note = 0 when it holds none (the note modality's mask). The grid's timestamps come along
-    (created_timestamp and the event_timestamp_lag<k> columns Feast's lag views are keyed on)."""
-    grid = con.sql(f"""SELECT g.*, list(w.note_id ORDER BY w.note_id) AS notes
-                       FROM (SELECT COLUMNS('^(stay_id|event_timestamp(_lag[0-9]+)?|created_timestamp)$')
-                             FROM '{features}/windows_24h.parquet') g
-                       LEFT JOIN '{features}/note_windows.parquet' w
-                         ON w.stay_id = g.stay_id AND w.event_timestamp = g.event_timestamp
-                       GROUP BY ALL ORDER BY g.stay_id, g.event_timestamp""").to_arrow_table()
-    embeddings, counts = [], []
-    for note_ids in grid.column("notes").to_pylist():
-        ids = [n for n in (note_ids or []) if n is not None and n in by_note]
-        counts.append(len(ids))
-        embeddings.append(np.mean([by_note[n] for n in ids], axis=0).astype(np.float32) if ids else None)
-    table = grid.drop_columns(["notes"]).cast(
-        pa.schema(
-            [
-                pa.field(f.name, pa.int64() if f.name == "stay_id" else pa.timestamp("us"))
-                for f in grid.schema
-                if f.name != "notes"
-            ]
+def _write_slots(notes: list[tuple], matrix: np.ndarray, features: Path, slots: int) -> None:
+    """note_slot_<j>.parquet for every slot j < N (empty files too, so every Feast view has its source):
+    stay_id, event_timestamp = created_timestamp = available_at, the note's charttime (seconds since
+    1970, for its age at serving time) and its vector."""
+    for slot in range(slots):
+        rows = [i for i, n in enumerate(notes) if n[5] == slot]
+        available = pa.array([notes[i][2] for i in rows], pa.timestamp("us"))
+        charted = np.array([notes[i][4] for i in rows], dtype="datetime64[s]")
+        table = pa.table(
+            {
+                "stay_id": pa.array([notes[i][1] for i in rows], pa.int64()),
+                "event_timestamp": available,
+                "created_timestamp": available,
+                "charttime_unix_s": pa.array(charted.astype(np.int64), pa.int64()),
+                "note_id": pa.array([notes[i][0] for i in rows], pa.string()),
+                "embedding": pa.array([matrix[i] for i in rows], type=pa.list_(pa.float32())),
+            }
         )
-    )
-    table = table.append_column("note_count", pa.array(counts, pa.int32()))
-    table = table.append_column("has_note", pa.array([int(c > 0) for c in counts], pa.int32()))
-    table = table.append_column("embedding", pa.array(embeddings, type=pa.list_(pa.float32())))
-    _write(features / "note_window_embeddings.parquet", table)
-    return table.num_rows, sum(c > 0 for c in counts)
+        _write(features / slot_file(slot), table)
 
 
 def _write(path: Path, table: pa.Table) -> None:

@@ -17,8 +17,9 @@ def full_name(view: str, feature: str) -> str:
 
 
 def layout_from_service(store, service: str) -> FeatureLayout:
-    """The FeatureLayout of a feature service: one static view, the window views (oldest first, by their
-    `lag` tag) and the note views aligned with them (each view's `modality` tag says which it is)."""
+    """The FeatureLayout of a feature service: one static view, the step views of the lab and vital
+    sequence (oldest first, by their `lag` tag) and the note-sequence slots (by their `slot` tag); each
+    view's `modality` tag says which it is."""
     from feast.types import String
 
     fs = store.get_feature_service(service)
@@ -33,23 +34,29 @@ def layout_from_service(store, service: str) -> FeatureLayout:
             )
         by_modality[modality].append(view)
     if len(by_modality["static"]) != 1 or not by_modality["windows"]:
-        raise FeatureStoreError(f"feature service {service!r} needs one static view and at least one window view")
+        raise FeatureStoreError(f"feature service {service!r} needs one static view and at least one step view")
     static = by_modality["static"][0]
-    # oldest first: the largest lag first
-    window_views = sorted(by_modality["windows"], key=lambda v: -int(v.tags["lag"]))
-    note_views = sorted(by_modality["notes"], key=lambda v: -int(v.tags["lag"]))
-    if note_views and [v.tags["lag"] for v in note_views] != [v.tags["lag"] for v in window_views]:
-        raise FeatureStoreError(f"feature service {service!r}: note views and window views cover different lags")
-    window_features = projected[window_views[0].name]
-    if any(projected[v.name] != window_features for v in window_views):
-        raise FeatureStoreError(f"feature service {service!r}: the window views select different features")
-    types = {f.name: f.dtype for f in static.features}
-    return FeatureLayout(
+    step_views = sorted(by_modality["windows"], key=lambda v: -int(v.tags["lag"]))  # oldest first
+    lags = [int(v.tags["lag"]) for v in step_views]
+    if lags != list(range(len(lags) - 1, -1, -1)):
+        raise FeatureStoreError(f"feature service {service!r}: the step views' lags {sorted(lags)} are not 0..S-1")
+    note_views = sorted(by_modality["notes"], key=lambda v: int(v.tags["slot"]))
+    step_columns = projected[step_views[0].name]
+    if any(projected[v.name] != step_columns for v in step_views):
+        raise FeatureStoreError(f"feature service {service!r}: the step views select different features")
+    features = [c[: -len("_value")] for c in step_columns if c.endswith("_value")]
+    layout_types = {f.name: f.dtype for f in static.features}
+    layout = FeatureLayout(
         service=service,
         static_view=static.name,
         static=tuple(projected[static.name]),
-        categorical=tuple(f for f in projected[static.name] if types[f] == String),
-        window_views=tuple(v.name for v in window_views),
-        windows=tuple(window_features),
+        categorical=tuple(f for f in projected[static.name] if layout_types[f] == String),
+        window_views=tuple(v.name for v in step_views),
+        windows=tuple(features),
+        stride_hours=int(step_views[0].tags.get("stride_hours", 1)),
         note_views=tuple(v.name for v in note_views),
     )
+    missing = [c for c in layout.step_columns if c not in step_columns]
+    if missing:
+        raise FeatureStoreError(f"feature service {service!r}: the step views lack {missing[:5]}")
+    return layout

@@ -30,7 +30,7 @@ from .. import paths
 FEATURE_REPO = paths.FEATURE_REPO
 SERVICE_NAME = "sepsis_fusion_model"
 ONLINE_STORES = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
-FEAST_FILES = ("static_baseline.parquet", "windows_24h.parquet", "note_window_embeddings.parquet")
+FEAST_FILES = ("static_baseline.parquet", "sequence_steps.parquet", "windows_24h.parquet", "note_slot_00.parquet")
 
 
 class FeatureStoreError(SepsisFusionError):

@@ -1,9 +1,9 @@
 """Point-in-time training sets from Feast: for every cohort stay, what was known at its prediction time.
 
-The entity dataframe has one row per stay at its prediction time T, with the ends of the K windows the
-sequence reads (the latest whole hour at or before T, and K - 1 days before it) for reference. Feast's
-point-in-time join serves each view's latest row at or before T within the view's ttl, and, with
-filter_by_created_timestamp, only rows created by T; the lag views turn that into the K windows.
+The entity dataframe has one row per stay at its prediction time T. Feast's point-in-time join serves each
+view's latest row at or before T within the view's ttl, and, with filter_by_created_timestamp, only rows
+created by T; the step views' lags turn that into the S steps ending at the last whole hour before T, and
+the note slots into the last N notes available at T.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def in_icu(cohort: pd.DataFrame, when) -> list[int]:
     return cohort.loc[(cohort["intime"] <= when) & (cohort["outtime"] >= when), "stay_id"].tolist()
 
 
-def entity_frame(stay_ids, times, sequence_windows: int) -> pd.DataFrame:
-    """Feast's entity dataframe: one row per (stay, time), with the ends of the K windows before the time."""
+def entity_frame(stay_ids, times) -> pd.DataFrame:
+    """Feast's entity dataframe: one row per (stay, time)."""
     times = pd.Series(pd.to_datetime(times)).dt.floor("us").astype("datetime64[us]")
     frame = pd.DataFrame(
         {
@@ -52,9 +52,6 @@ def entity_frame(stay_ids, times, sequence_windows: int) -> pd.DataFrame:
             "entity_row": np.arange(len(times), dtype=np.int64),
         }
     )
-    latest_end = times.dt.floor("h")
-    for lag in range(sequence_windows - 1, -1, -1):
-        frame[f"window_end_lag{lag}"] = (latest_end - pd.Timedelta(hours=24 * lag)).to_numpy()
     return frame
 
 
@@ -62,7 +59,7 @@ def historical_features(
     store, layout: FeatureLayout, stay_ids, times, filter_by_created_timestamp: bool = True
 ) -> FeatureArrays:
     """The model's inputs for each (stay, time), as known at that time (Feast get_historical_features)."""
-    entities = entity_frame(stay_ids, times, layout.sequence_windows)
+    entities = entity_frame(stay_ids, times)
     job = store.get_historical_features(
         entity_df=entities,
         features=store.get_feature_service(layout.service),

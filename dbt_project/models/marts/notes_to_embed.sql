@@ -7,6 +7,9 @@
     ('DS', and 'DA' for their addenda) are also kept out should one be filed among radiology.
   - available_at is storetime, else charttime, and never before charttime (a storetime before the
     charttime is a recording error; the note then counts from its charttime).
+  - sequence_slot: the note's number in its stay (by available_at, then note_id, from 0) modulo
+    note_sequence_length (N). Feast serves slot j from the file of slot j (sepsis-fusion embed), so as
+    of any time the N slots hold the last N notes available then, each note stored once.
   - Empty when MIMIC-IV-Note is absent. dbt-duckdb then writes one all-NULL row to the Parquet file (its
     way of keeping the schema); readers skip rows without note_id.
 -#}
@@ -34,6 +37,14 @@ select
     n.note_type,
     n.charttime,
     {{ available_at('n.charttime', 'n.storetime') }} as available_at,
+    cast(
+        mod(
+            row_number() over (
+                partition by s.stay_id order by {{ available_at('n.charttime', 'n.storetime') }}, n.note_id
+            ) - 1,
+            {{ var('note_sequence_length') }}
+        ) as integer
+    ) as sequence_slot,
     n.note_text
 from notes as n
 inner join stays as s

@@ -83,12 +83,7 @@ windows as (
         w.event_timestamp,
         -- every value was available by the window's end (Feast's created timestamp: a row restated
         -- later would carry the time of its restatement)
-        -- from event_timestamp_lag<k> on, this window is the k-th before the latest one in a sequence of
-        -- daily windows (Feast serves the sequence as one feature view per lag; feature_repo/)
         w.event_timestamp as created_timestamp
-        {%- for lag in range(1, var('max_sequence_windows')) %},
-        {{ dbt.dateadd('hour', 24 * lag, 'w.event_timestamp') }} as event_timestamp_lag{{ lag }}
-        {%- endfor %}
         {%- for feature in features %},
         {{ feature }}_w.min_value as {{ feature }}_min,
         {{ feature }}_w.max_value as {{ feature }}_max,

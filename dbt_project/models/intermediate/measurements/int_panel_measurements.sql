@@ -22,11 +22,12 @@ items as (
 ),
 
 stays as (
-    select stay_id, subject_id, intime, outtime from {{ ref('stg_icu_icustays') }}
+    select stay_id, subject_id, history_start, outtime from {{ ref('int_stay_history') }}
 ),
 
 -- Labs belong to the patient, not the stay (hadm_id may be NULL): a result attaches to every ICU stay
--- of its patient whose [intime - 24 h, outtime] holds its charttime (ward labs before the ICU count).
+-- of its patient whose [history_start, outtime] holds its charttime: ward labs of the hospital
+-- admission before the ICU count (int_stay_history).
 labs as (
     select
         s.stay_id,
@@ -40,7 +41,7 @@ labs as (
         on i.source_table = 'labevents' and i.itemid = l.itemid
     inner join stays as s
         on s.subject_id = l.subject_id
-        and l.charttime >= {{ dbt.dateadd('hour', -24, 's.intime') }}
+        and l.charttime >= s.history_start
         and l.charttime <= s.outtime
     where l.valuenum is not null
 ),
