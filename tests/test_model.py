@@ -118,6 +118,20 @@ def test_masked_steps_do_not_change_the_output_and_modalities_can_be_switched_of
         FusionModel(FusionConfig(4, 3, 5, use_static=False, use_windows=False, use_notes=False))
 
 
+def test_window_steps_reads_only_the_last_steps():
+    torch.manual_seed(0)
+    model = FusionModel(FusionConfig(static_dim=4, window_dim=3, note_dim=5, window_steps=2)).eval()
+    static, windows, notes = torch.randn(4, 4), torch.randn(4, 5, 3), torch.randn(4, 3, 5)
+    mask, note_mask = torch.ones(4, 5, dtype=torch.bool), torch.ones(4, 3, dtype=torch.bool)
+    out = model(static, windows, mask, notes, note_mask)
+    earlier = windows.clone()
+    earlier[:, :3] = 1e3  # steps before the last two
+    assert torch.allclose(out, model(static, earlier, mask, notes, note_mask))
+    later = windows.clone()
+    later[:, -1] += 1.0
+    assert not torch.allclose(out, model(static, later, mask, notes, note_mask))
+
+
 def test_preprocessing_statistics_come_from_training_rows_only():
     train, y = synthetic_arrays(600, 1)
     other, _ = synthetic_arrays(300, 2)
