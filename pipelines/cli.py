@@ -184,7 +184,7 @@ def embed(
     if result.notes == 0:
         say(
             "no notes to embed (no note/ folder in the MIMIC-IV data, or no radiology report of a cohort stay): "
-            "every stay's note windows are marked missing, so the model's note branch gives only its learned "
+            "every stay's note slots are empty, so the model's note branch gives only its learned "
             "'absent' encoding"
         )
 
