@@ -35,6 +35,7 @@ STATS = [
     ),
 ]
 
+
 def header(model: str, description: str, event_timestamp: str, source: str) -> str:
     """The schema file's start: the model, its description and its key and time columns."""
     return f"""\
