@@ -54,7 +54,7 @@ def tile(source: Path, out: Path, cohort_stays: int) -> int:
     per_copy = duckdb.sql(f"SELECT count(stay_id) FROM '{source}/features/cohort.parquet'").fetchall()[0][0]
     copies = math.ceil(cohort_stays / per_copy)
     (out / "features").mkdir(parents=True, exist_ok=True)
-    for name in FILES:
+    for name in (*FILES, "windows_24h"):  # windows_24h: registered offline-only, but `feast apply` reads it
         target = out / "features" / f"{name}.parquet"
         if target.exists():
             continue
@@ -169,7 +169,7 @@ def icu_snapshot(source: Path, out: Path) -> datetime:
     real moment almost no stay of the data is in the ICU.)"""
     now = datetime(2150, 1, 1, 12, 0)
     (out / "features").mkdir(parents=True, exist_ok=True)
-    for name in FILES:
+    for name in (*FILES, "windows_24h"):  # windows_24h: registered offline-only, but `feast apply` reads it
         target = out / "features" / f"{name}.parquet"
         if target.exists():
             continue
@@ -180,7 +180,7 @@ def icu_snapshot(source: Path, out: Path) -> datetime:
         shifted = ", ".join(shifted)
         partial = target.with_suffix(".partial")
         duckdb.sql(f"""COPY (SELECT f.* REPLACE ({shifted}) FROM '{source}/features/{name}.parquet' f
-                             JOIN (SELECT stay_id, TIMESTAMP '{now}' - date_trunc('hour', prediction_time) AS shift
+                             JOIN (SELECT stay_id, TIMESTAMP '{now}' - prediction_time AS shift
                                    FROM '{source}/features/cohort.parquet') s USING (stay_id))
                        TO '{partial}' (FORMAT parquet)""")
         partial.replace(target)
