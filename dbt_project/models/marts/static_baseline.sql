@@ -19,7 +19,7 @@ history as (
     select
         c.stay_id,
         count(h.hadm_id) as prior_admissions,
-        count(h.hadm_id) filter (where h.admittime >= c.admittime - interval 365 day) as prior_admissions_1y,
+        count(h.hadm_id) filter (where h.admittime >= {{ dbt.dateadd('day', -365, 'c.admittime') }}) as prior_admissions_1y,
         {%- for comp in components %}
         coalesce(max(h.{{ comp }}), 0) as {{ comp }},
         {%- endfor %}
@@ -73,7 +73,7 @@ vitals as (
     from cohort as c
     inner join {{ ref('int_panel_measurements') }} as m
         on m.stay_id = c.stay_id
-        and m.charttime >= c.intime and m.charttime < c.intime + interval {{ first_hours }} hour
+        and m.charttime >= c.intime and m.charttime < {{ dbt.dateadd('hour', first_hours, 'c.intime') }}
         and m.available_at <= c.prediction_time
     group by c.stay_id
 )
@@ -82,14 +82,14 @@ select
     c.prediction_time as event_timestamp,
     c.prediction_time as created_timestamp,
     c.age,
-    (c.gender = 'F')::integer as female,
+    cast(c.gender = 'F' as integer) as female,
     c.admission_type,
     c.admission_location,
     c.insurance,
     c.race,
     c.first_careunit,
-    date_diff('minute', c.admittime, c.intime) / 60.0 as hours_admission_to_icu,
-    date_diff('minute', c.intime, c.onset_time) / 60.0 as hours_icu_to_onset,
+    cast({{ dbt.datediff('c.admittime', 'c.intime', 'minute') }} as double) / 60 as hours_admission_to_icu,
+    cast({{ dbt.datediff('c.intime', 'c.onset_time', 'minute') }} as double) / 60 as hours_icu_to_onset,
     coalesce(bc.weight_kg, bo.weight_kg) as weight_kg,
     coalesce(bc.height_cm, bo.height_cm) as height_cm,
     coalesce(bc.weight_kg, bo.weight_kg) / power(coalesce(bc.height_cm, bo.height_cm) / 100, 2) as bmi,

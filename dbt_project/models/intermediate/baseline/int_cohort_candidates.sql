@@ -54,7 +54,7 @@ select
     coalesce(f.outtime <= {{ t }} or f.deathtime <= {{ t }} or f.dischtime <= {{ t }}, false) as {{ name }},
     {%- endfor %}
     coalesce(f.hospital_expire_flag = 1, false) as died_in_hospital,
-    coalesce(f.hospital_expire_flag = 1 and f.deathtime <= f.outtime + interval 6 hour, false) as died_in_icu,
+    coalesce(f.hospital_expire_flag = 1 and f.deathtime <= {{ dbt.dateadd('hour', 6, 'f.outtime') }}, false) as died_in_icu,
     coalesce(f.dod <= cast(f.onset_time as date) + to_days({{ var('mortality_horizon_days') }}), false)
         as died_within_horizon
 from flagged as f

@@ -38,7 +38,7 @@ with_fio2 as (
     from bg
     left join charted_fio2 as f
         on f.subject_id = bg.subject_id
-        and f.charttime >= bg.charttime - interval 4 hour
+        and f.charttime >= {{ dbt.dateadd('hour', -4, 'bg.charttime') }}
         and f.charttime <= bg.charttime
         and f.fio2_chartevents > 0
     where bg.po2 is not null

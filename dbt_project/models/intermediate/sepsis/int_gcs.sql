@@ -29,4 +29,4 @@ select
     b.unable as gcs_unable
 from base as b
 left join base as p
-    on p.stay_id = b.stay_id and b.rn = p.rn + 1 and p.charttime > b.charttime - interval 6 hour
+    on p.stay_id = b.stay_id and b.rn = p.rn + 1 and p.charttime > {{ dbt.dateadd('hour', -6, 'b.charttime') }}

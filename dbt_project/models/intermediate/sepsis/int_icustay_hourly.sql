@@ -3,9 +3,8 @@
 with bounds as (
     select
         stay_id,
-        case when date_trunc('hour', intime_hr) = intime_hr then intime_hr
-             else date_trunc('hour', intime_hr) + interval 1 hour end as first_endtime,
-        date_diff('hour', intime_hr, outtime_hr) as last_hr
+        {{ ceil_to_hour('intime_hr') }} as first_endtime,
+        {{ dbt.datediff('intime_hr', 'outtime_hr', 'hour') }} as last_hr
     from {{ ref('int_icustay_times') }}
     where intime_hr is not null
 )

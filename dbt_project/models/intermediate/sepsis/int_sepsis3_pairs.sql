@@ -29,6 +29,6 @@ select
 from {{ ref('int_suspicion_of_infection') }} as soi
 inner join {{ ref('int_sofa_hourly') }} as s
     on s.stay_id = soi.stay_id
-    and s.endtime >= soi.suspected_infection_time - interval 48 hour
-    and s.endtime <= soi.suspected_infection_time + interval 24 hour
+    and s.endtime >= {{ dbt.dateadd('hour', -48, 'soi.suspected_infection_time') }}
+    and s.endtime <= {{ dbt.dateadd('hour', 24, 'soi.suspected_infection_time') }}
 where soi.stay_id is not null and s.sofa_24hours >= 2 and soi.suspected_infection = 1

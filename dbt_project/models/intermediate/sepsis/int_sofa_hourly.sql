@@ -6,7 +6,7 @@ with hours as (
         ie.subject_id,
         ie.hadm_id,
         h.hr,
-        h.endtime - interval 1 hour as starttime,
+        {{ dbt.dateadd('hour', -1, 'h.endtime') }} as starttime,
         h.endtime
     from {{ ref('int_icustay_hourly') }} as h
     inner join {{ ref('stg_icu_icustays') }} as ie on ie.stay_id = h.stay_id

@@ -26,9 +26,9 @@ cultures as (
         max(case when org_name is not null and org_itemid not in (90856, 90760) and org_name <> ''
                       and org_name <> 'CANCELLED' then 1 else 0 end) as positive_culture,
         -- taken at: charttime, or the end of chartdate when only the date is recorded
-        coalesce(max(charttime), cast(max(chartdate) as timestamp) + interval 1 day) as taken_known_time,
+        coalesce(max(charttime), {{ dbt.dateadd('day', 1, 'cast(max(chartdate) as timestamp)') }}) as taken_known_time,
         -- stored at: the earliest row's storetime, or the end of its storedate when only the date is recorded
-        min(coalesce(storetime, storedate + interval 1 day)) as stored_time
+        min(coalesce(storetime, {{ dbt.dateadd('day', 1, 'cast(storedate as timestamp)') }})) as stored_time
     from {{ ref('stg_hosp_microbiologyevents') }}
     group by micro_specimen_id
 ),
@@ -44,10 +44,10 @@ cultures_known as (
     from cultures
 ),
 {% for name, rule in [
-    ('culture_first', "(c.charttime is not null and a.starttime > c.charttime and a.starttime <= c.charttime + interval 72 hour)
-        or (c.charttime is null and a.antibiotic_date >= c.chartdate and a.antibiotic_date <= c.chartdate + interval 3 day)"),
-    ('culture_after', "(c.charttime is not null and a.starttime >= c.charttime - interval 24 hour and a.starttime < c.charttime)
-        or (c.charttime is null and a.antibiotic_date >= c.chartdate - interval 1 day and a.antibiotic_date <= c.chartdate)")] %}
+    ('culture_first', "(c.charttime is not null and a.starttime > c.charttime and a.starttime <= " ~ dbt.dateadd('hour', 72, 'c.charttime') ~ ")
+        or (c.charttime is null and a.antibiotic_date >= c.chartdate and a.antibiotic_date <= " ~ dbt.dateadd('day', 3, 'c.chartdate') ~ ")"),
+    ('culture_after', "(c.charttime is not null and a.starttime >= " ~ dbt.dateadd('hour', -24, 'c.charttime') ~ " and a.starttime < c.charttime)
+        or (c.charttime is null and a.antibiotic_date >= " ~ dbt.dateadd('day', -1, 'c.chartdate') ~ " and a.antibiotic_date <= c.chartdate)")] %}
 {{ name }} as (
     select
         a.subject_id,
@@ -72,7 +72,7 @@ select
     a.ab_id,
     a.antibiotic,
     a.starttime as antibiotic_time,
-    (b.specimen is not null or f.specimen is not null)::integer as suspected_infection,
+    cast(b.specimen is not null or f.specimen is not null as integer) as suspected_infection,
     case when b.specimen is null and f.specimen is null then null
          else coalesce(b.culture_time, a.starttime) end as suspected_infection_time,
     coalesce(b.culture_time, f.culture_time) as culture_time,

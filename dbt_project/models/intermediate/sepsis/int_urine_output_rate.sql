@@ -14,7 +14,7 @@ heart_rate_span as (
     from {{ ref('stg_icu_icustays') }} as ie
     inner join {{ ref('stg_icu_chartevents') }} as ce
         on ce.stay_id = ie.stay_id and ce.itemid = 220045
-        and ce.charttime > ie.intime - interval 1 month and ce.charttime < ie.outtime + interval 1 month
+        and ce.charttime > {{ dbt.dateadd('month', -1, 'ie.intime') }} and ce.charttime < {{ dbt.dateadd('month', 1, 'ie.outtime') }}
     group by ie.stay_id
 ),
 timed as (
@@ -22,8 +22,8 @@ timed as (
         u.stay_id,
         u.charttime,
         u.urineoutput,
-        date_diff('minute', coalesce(lag(u.charttime) over (partition by u.stay_id order by u.charttime),
-                                     t.intime_hr), u.charttime) as minutes_since_last
+        {{ dbt.datediff('coalesce(lag(u.charttime) over (partition by u.stay_id order by u.charttime), t.intime_hr)',
+                         'u.charttime', 'minute') }} as minutes_since_last
     from heart_rate_span as t
     inner join urine as u on u.stay_id = t.stay_id
 )
@@ -34,5 +34,5 @@ select
     round(round(cast(sum(s.minutes_since_last) / 60.0 as decimal(38, 9)), 6), 2) as uo_tm_24hr
 from timed as io
 left join timed as s
-    on s.stay_id = io.stay_id and io.charttime >= s.charttime and io.charttime <= s.charttime + interval 23 hour
+    on s.stay_id = io.stay_id and io.charttime >= s.charttime and io.charttime <= {{ dbt.dateadd('hour', 23, 's.charttime') }}
 group by io.stay_id, io.charttime

@@ -98,7 +98,7 @@ episodes as (
     select
         *,
         sum(case when ventilation_status_lag is null then 1
-                 when date_diff('hour', charttime_lag, charttime) >= 14 then 1
+                 when {{ dbt.datediff('charttime_lag', 'charttime', 'hour') }} >= 14 then 1
                  when ventilation_status_lag <> ventilation_status then 1
                  else 0 end) over (partition by stay_id order by charttime) as vent_seq
     from sequenced
@@ -106,7 +106,7 @@ episodes as (
 select
     stay_id,
     min(charttime) as starttime,
-    max(case when charttime_lead is null or date_diff('hour', charttime, charttime_lead) >= 14 then charttime
+    max(case when charttime_lead is null or {{ dbt.datediff('charttime', 'charttime_lead', 'hour') }} >= 14 then charttime
              else charttime_lead end) as endtime,
     max(ventilation_status) as ventilation_status
 from episodes
