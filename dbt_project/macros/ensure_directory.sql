@@ -7,6 +7,15 @@
   level at a time, so each missing parent is made in turn.
 -#}
 {% macro ensure_directory(path) %}
+  {{ return(adapter.dispatch('ensure_directory')(path)) }}
+{% endmacro %}
+
+{#- Spark creates the folders it writes into. -#}
+{% macro spark__ensure_directory(path) %}
+  {{ return('') }}
+{% endmacro %}
+
+{% macro default__ensure_directory(path) %}
   {%- if not execute %}{{ return('') }}{% endif -%}
   {%- set parts = path.rstrip('/').split('/') -%}
   {%- for i in range(1, parts | length + 1) -%}

@@ -7,3 +7,7 @@
 {% macro default__finite_or_null(value) -%}
 case when isfinite({{ value }}) then {{ value }} end
 {%- endmacro %}
+
+{% macro spark__finite_or_null(value) -%}
+case when not isnan({{ value }}) and abs({{ value }}) < cast('Infinity' as double) then {{ value }} end
+{%- endmacro %}

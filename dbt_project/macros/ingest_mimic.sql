@@ -9,6 +9,10 @@
   gzip CSV as PhysioNet distributes it, plain CSV, or Parquet.
 -#}
 {% macro ingest_mimic() %}
+  {{ return(adapter.dispatch('ingest_mimic')()) }}
+{% endmacro %}
+
+{% macro default__ingest_mimic() %}
   {%- if not execute %}{{ return('') }}{% endif -%}
   {%- set mimic_dir = var('mimic_dir') -%}
   {%- do run_query("create schema if not exists raw") -%}
