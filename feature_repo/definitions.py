@@ -37,6 +37,8 @@ DBT_VARS = yaml.safe_load((DBT_PROJECT / "dbt_project.yml").read_text(encoding="
 SEQUENCE_STEPS = int(DBT_VARS["sequence_steps"])
 STRIDE_HOURS = int(DBT_VARS["sequence_stride_hours"])
 NOTE_SLOTS = int(DBT_VARS["note_sequence_length"])
+# The offline store that reads the Parquet files: "duckdb" (feature_store.yaml) or "spark".
+OFFLINE = os.environ.get("SEPSIS_FUSION_OFFLINE", "duckdb")
 
 SERVICE_NAME = "sepsis_fusion_model"
 KEYS_AND_TIMES = {"stay_id", "event_timestamp", "created_timestamp"}
@@ -71,14 +73,21 @@ def dbt_fields(model: str) -> list[Field]:
     raise LookupError(f"dbt model {model!r} is not described in {DBT_MARTS}/*.yml")
 
 
-def parquet_source(name: str, file: str, timestamp_field: str = "event_timestamp", description: str = "") -> FileSource:
-    return FileSource(
+def parquet_source(name: str, file: str, timestamp_field: str = "event_timestamp", description: str = ""):
+    """A Parquet file (or Spark's folder of part files) of the feature folder, as the offline store reads it:
+    a FileSource for DuckDB, a SparkSource for Spark ($SEPSIS_FUSION_OFFLINE, set from the store's yaml)."""
+    common = dict(
         name=name,
         path=str(FEATURES / file),
         timestamp_field=timestamp_field,
         created_timestamp_column="created_timestamp",
         description=description or file,
     )
+    if OFFLINE == "spark":
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+        return SparkSource(file_format="parquet", **common)
+    return FileSource(**common)
 
 
 static_baseline = FeatureView(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -25,10 +26,21 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else shutil.which("dbt") or "dbt"
 
 
+ENGINES = ("duckdb", "spark")
+
+
 def dbt_build(
-    mimic_dir: Path, warehouse: Path | None = None, select: str | None = None, force: bool = False
+    mimic_dir: Path,
+    warehouse: Path | None = None,
+    select: str | None = None,
+    force: bool = False,
+    engine: str = "duckdb",
 ) -> list[str]:
     """Run `dbt build` with the shipped profile; returns the names of the nodes that ran.
+
+    `engine` is the profile's target: "duckdb" (the warehouse file) or "spark" (a local SparkSession,
+    dbt_project/profiles.yml; its warehouse and metastore go to spark/ beside the warehouse file). Both
+    write the same marts as Parquet to the feature folder (Spark as folders of part files).
 
     dbt runs in its own process (it keeps DuckDB connections and global state), reading the MIMIC
     folder and the warehouse path from environment variables (dbt_project.yml, profiles.yml), so plain
@@ -40,9 +52,14 @@ def dbt_build(
     mimic_dir = Path(mimic_dir).resolve()
     if not (mimic_dir / "hosp").is_dir() or not (mimic_dir / "icu").is_dir():
         raise BuildError(f"{mimic_dir} is not a MIMIC-IV folder: it needs hosp/ and icu/")
+    if engine not in ENGINES:
+        raise BuildError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     warehouse = Path(warehouse or paths.warehouse_path()).resolve()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     features = paths.features_dir(warehouse)
+    spark_dir = warehouse.parent / "spark"
+    if engine == "spark":
+        check_spark()
     # dbt runs in the warehouse's folder with the warehouse path relative to it: the rendered profile is
     # then the same for every warehouse of one file name, so dbt's partial parse (kept in a cache, checked
     # by dbt itself) carries over from one warehouse to the next. The feature folder stays absolute: the
@@ -52,17 +69,21 @@ def dbt_build(
         SEPSIS_FUSION_MIMIC_DIR=str(mimic_dir),
         SEPSIS_FUSION_WAREHOUSE=warehouse.name,
         SEPSIS_FUSION_FEATURES=str(features),
+        SEPSIS_FUSION_SPARK_DIR=str(spark_dir),
     )
     project = paths.DBT_PROJECT_DIR
     # dbt's artifacts and logs go beside the warehouse, so that builds of different warehouses (tests,
     # benchmarks, a demo) never share dbt_project/target.
-    target = warehouse.parent / f"{warehouse.stem}_dbt"
+    built = warehouse if engine == "duckdb" else spark_dir
+    target = warehouse.parent / (f"{warehouse.stem}_dbt" if engine == "duckdb" else "spark_dbt")
     stamp = target / "last_build.json"
-    fingerprint = inputs_fingerprint(mimic_dir, project)
-    if not force and not select and warehouse.exists() and _read_stamp(stamp) == fingerprint:
-        print(f"dbt build skipped: {mimic_dir} and dbt_project/ are unchanged since the last build of {warehouse}")
+    fingerprint = inputs_fingerprint(mimic_dir, project) | {"engine": engine}
+    if not force and not select and built.exists() and _read_stamp(stamp) == fingerprint:
+        print(f"dbt build skipped: {mimic_dir} and dbt_project/ are unchanged since the last build of {built}")
         return []
     stamp.unlink(missing_ok=True)
+    if engine == "duckdb":
+        _remove_spark_outputs(features)
     cmd = [
         dbt_executable(),
         "build",
@@ -74,6 +95,8 @@ def dbt_build(
         str(target / "target"),
         "--log-path",
         str(target / "logs"),
+        "--target",
+        "dev" if engine == "duckdb" else "spark",
     ]
     if select:
         cmd += ["--select", select]
@@ -90,7 +113,7 @@ def dbt_build(
         )
         raise BuildError(
             f"dbt build over {mimic_dir} failed{detail or ' (see the dbt output above)'}. The models "
-            f"of the last build stay in {warehouse}; the next build starts again."
+            f"of the last build stay in {built}; the next build starts again."
         )
     if not select:
         stamp.write_text(json.dumps(fingerprint))
@@ -98,6 +121,23 @@ def dbt_build(
 
 
 PARTIAL_PARSE = "partial_parse.msgpack"
+
+
+def check_spark() -> None:
+    """The Spark engine's requirements, checked before dbt starts: pyspark and dbt-spark, and Java."""
+    missing = [name for name in ("pyspark", "dbt.adapters.spark") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise BuildError(f"--engine spark needs {' and '.join(missing)}: pip install 'sepsis-fusion[spark]'")
+    java = Path(os.environ["JAVA_HOME"]) / "bin" / "java" if os.environ.get("JAVA_HOME") else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise BuildError("--engine spark needs Java 17 (no java on PATH and no JAVA_HOME): install a JDK 17")
+
+
+def _remove_spark_outputs(features: Path) -> None:
+    """A Spark build leaves each mart as a folder of part files; DuckDB writes single files at those paths."""
+    for folder in features.glob("*.parquet"):
+        if folder.is_dir() and (folder / "_SUCCESS").exists():
+            shutil.rmtree(folder)
 
 
 def _copy_if_missing(source: Path, target: Path) -> None:
@@ -133,6 +173,8 @@ _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
 _CONVERT = re.compile(r'Error when converting column "([^"]+)"\. Could not convert string "(.*)" to \'([^\']+)\'')
 _CSV_FILE = re.compile(r"^\s*file = (.+)$")
 _MESSAGE = re.compile(r"^\s*((?:IO|Conversion|Invalid Input|Binder|Catalog|Parser) Error: .+)$")
+# Spark's errors: "[TABLE_OR_VIEW_NOT_FOUND] The table or view ... cannot be found. ..."
+_SPARK_MESSAGE = re.compile(r"^\s*(\[[A-Z_.]+\] .+)$")
 
 
 def error_summary(output: list[str]) -> str | None:
@@ -150,7 +192,7 @@ def error_summary(output: list[str]) -> str | None:
         if line.startswith("Compilation Error in operation") and i + 1 < len(output):
             return output[i + 1].strip()  # the message of a check in macros/ (missing file or column)
     for line in output:
-        message = _MESSAGE.match(line)
+        message = _MESSAGE.match(line) or _SPARK_MESSAGE.match(line)
         if message:
             return message.group(1)
     return None

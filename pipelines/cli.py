@@ -155,12 +155,18 @@ def build(
     ),
     select: str = typer.Option(None, "--select", help="dbt node selection, as `dbt build --select`."),
     force: bool = typer.Option(False, "--force", help="Build even when nothing changed since the last build."),
+    engine: Literal["duckdb", "spark"] = typer.Option(
+        "duckdb",
+        "--engine",
+        help="'duckdb' (the warehouse file) or 'spark' (dbt-spark in a local SparkSession; docs/SPARK.md).",
+    ),
 ) -> None:
-    """Run `dbt build` (staging -> intermediate -> marts) over a MIMIC-IV folder into the DuckDB warehouse."""
-    result = workflow.build(mimic, select, force)
+    """Run `dbt build` (staging -> intermediate -> marts) over a MIMIC-IV folder, on DuckDB or Spark."""
+    result = workflow.build(mimic, select, force, engine)
     say(
         f"dbt build: {'nothing to do' if result.reused else f'{len(result.nodes)} nodes passed'}; "
-        f"warehouse {result.warehouse}"
+        + (f"warehouse {result.warehouse}" if engine == "duckdb" else f"Spark in {result.warehouse.parent / 'spark'}")
+        + f"; marts in {paths.features_dir()}"
     )
 
 
@@ -191,9 +197,17 @@ def embed(
 
 @features_app.command("apply")
 @reports_errors
-def features_apply(online_store: OnlineStore = ONLINE_STORE) -> None:
+def features_apply(
+    online_store: OnlineStore = ONLINE_STORE,
+    offline: Literal["duckdb", "spark"] = typer.Option(
+        None,
+        "--offline",
+        help="Offline store over the Parquet files: 'duckdb' or 'spark' (Feast's Spark store; docs/SPARK.md). "
+        "Kept for the data folder's later commands; default: the one it has, else duckdb.",
+    ),
+) -> None:
     """Register the feature definitions and create the online store's tables (`feast apply`)."""
-    result = workflow.apply_store(online_store)
+    result = workflow.apply_store(online_store, offline)
     say(result.feast_output.strip())
     say(f"feast apply: registry under {result.registry}")
 

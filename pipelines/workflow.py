@@ -162,12 +162,15 @@ def synthesize(
     return SynthStep(Path(result.out).resolve(), result.stays, seed, dict(result.rows), reused=False)
 
 
-def build(mimic: Path | None = None, select: str | None = None, force: bool = False) -> BuildStep:
-    """`dbt build` of dbt_project/ over a MIMIC-IV folder into the data folder's warehouse."""
+def build(
+    mimic: Path | None = None, select: str | None = None, force: bool = False, engine: str = "duckdb"
+) -> BuildStep:
+    """`dbt build` of dbt_project/ over a MIMIC-IV folder into the data folder's warehouse (DuckDB) or a
+    local Spark session (`engine="spark"`); the marts land in the feature folder either way."""
     from .build import dbt_build
 
     mimic = Path(mimic or default_mimic())
-    nodes = dbt_build(mimic, select=select, force=force)
+    nodes = dbt_build(mimic, select=select, force=force, engine=engine)
     return BuildStep(mimic.resolve(), paths.warehouse_path(), nodes)
 
 
@@ -203,11 +206,12 @@ def embed(
     )
 
 
-def apply_store(online_store: str = DEFAULT_ONLINE_STORE) -> ApplyStep:
-    """`feast apply`: register the definitions and create the online store's tables."""
+def apply_store(online_store: str = DEFAULT_ONLINE_STORE, offline_store: str | None = None) -> ApplyStep:
+    """`feast apply`: register the definitions and create the online store's tables; `offline_store`
+    ("duckdb" or "spark") chooses the offline store for this data folder from now on."""
     from .features.store import apply
 
-    output = apply(online=online_store)
+    output = apply(online=online_store, offline=offline_store)
     return ApplyStep(online_store, output, paths.data_dir() / "feast")
 
 

@@ -30,6 +30,9 @@ from .. import paths
 FEATURE_REPO = paths.FEATURE_REPO
 SERVICE_NAME = "sepsis_fusion_model"
 ONLINE_STORES = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
+OFFLINE_STORES = ("duckdb", "spark")
+# The Spark offline store's section of feature_store.yaml (replaces the shipped DuckDB one)
+SPARK_OFFLINE_YAML = "offline_store.spark.yaml"
 FEAST_FILES = ("static_baseline.parquet", "sequence_steps.parquet", "windows_24h.parquet", "note_slot_00.parquet")
 
 
@@ -44,7 +47,10 @@ def store_yaml(online: str, data: Path | None = None) -> Path:
         raise FeatureStoreError(f"unknown online store {online!r}: use one of {', '.join(ONLINE_STORES)}")
     shipped = FEATURE_REPO / ONLINE_STORES[online]
     config = yaml.safe_load(shipped.read_text(encoding="utf-8"))
-    feast_dir = Path(data or paths.data_dir()).resolve() / "feast"
+    data_dir = Path(data or paths.data_dir()).resolve()
+    feast_dir = data_dir / "feast"
+    if offline_store(data_dir) == "spark":
+        config["offline_store"] = spark_offline_config(data_dir)
     for section in ("registry", "online_store"):
         if "path" in config[section]:
             config[section]["path"] = str(feast_dir / Path(config[section]["path"]).name)
@@ -59,9 +65,40 @@ def store_yaml(online: str, data: Path | None = None) -> Path:
     return target
 
 
+def offline_store(data: Path | None = None) -> str:
+    """The data folder's offline store: $SEPSIS_FUSION_OFFLINE, else the one it was applied with
+    (<data>/feast/offline_store), else DuckDB."""
+    chosen = os.environ.get("SEPSIS_FUSION_OFFLINE")
+    if not chosen:
+        marker = Path(data or paths.data_dir()).resolve() / "feast" / "offline_store"
+        chosen = marker.read_text(encoding="utf-8").strip() if marker.exists() else "duckdb"
+    if chosen not in OFFLINE_STORES:
+        raise FeatureStoreError(f"unknown offline store {chosen!r}: use one of {', '.join(OFFLINE_STORES)}")
+    return chosen
+
+
+def spark_offline_config(data: Path) -> dict:
+    """feature_repo/offline_store.spark.yaml with the data folder's Spark warehouse and the master and driver
+    memory of $SEPSIS_FUSION_SPARK_MASTER / $SEPSIS_FUSION_SPARK_DRIVER_MEMORY, as the dbt profile."""
+    config = yaml.safe_load((FEATURE_REPO / SPARK_OFFLINE_YAML).read_text(encoding="utf-8"))["offline_store"]
+    conf = config.setdefault("spark_conf", {})
+    conf["spark.sql.warehouse.dir"] = str(data / "spark" / "feast_warehouse")
+    settings = {
+        "spark.master": "SEPSIS_FUSION_SPARK_MASTER",
+        "spark.driver.memory": "SEPSIS_FUSION_SPARK_DRIVER_MEMORY",
+    }
+    for key, variable in settings.items():
+        if os.environ.get(variable):
+            conf[key] = os.environ[variable]
+    return config
+
+
 def feast_env(data: Path | None = None, redis: str | None = None) -> dict[str, str]:
     """The environment feature_store*.yaml and definitions.py read."""
-    env = {"SEPSIS_FUSION_DATA": str(Path(data or paths.data_dir()).resolve())}
+    env = {
+        "SEPSIS_FUSION_DATA": str(Path(data or paths.data_dir()).resolve()),
+        "SEPSIS_FUSION_OFFLINE": offline_store(data),
+    }
     redis = redis or os.environ.get("SEPSIS_FUSION_REDIS")
     if redis:
         env["SEPSIS_FUSION_REDIS"] = redis
@@ -141,10 +178,20 @@ def _feast_command(args: list[str], online: str, data: Path | None) -> list[str]
     return [feast, "-c", str(FEATURE_REPO), "-f", str(store_yaml(online, data)), *args]
 
 
-def apply(data: Path | None = None, online: str = "sqlite", redis: str | None = None) -> str:
-    """`feast apply`: register the definitions and create the online tables. Returns Feast's output."""
+def apply(
+    data: Path | None = None, online: str = "sqlite", redis: str | None = None, offline: str | None = None
+) -> str:
+    """`feast apply`: register the definitions and create the online tables. Returns Feast's output.
+
+    `offline` ("duckdb" or "spark") chooses the offline store that reads the Parquet files; the data folder
+    keeps it for every later command (default: the one it has, else DuckDB)."""
     data = Path(data or paths.data_dir()).resolve()
     check_feature_files(data)
+    if offline is not None:
+        if offline not in OFFLINE_STORES:
+            raise FeatureStoreError(f"unknown offline store {offline!r}: use one of {', '.join(OFFLINE_STORES)}")
+        (data / "feast").mkdir(parents=True, exist_ok=True)
+        (data / "feast" / "offline_store").write_text(offline + "\n", encoding="utf-8")
     return feast_cli(["apply"], data, online, redis).stdout
 
 

@@ -40,7 +40,7 @@ select
     cast(
         mod(
             row_number() over (
-                partition by s.stay_id order by {{ available_at('n.charttime', 'n.storetime') }}, n.note_id
+                partition by s.stay_id order by {{ available_at('n.charttime', 'n.storetime') }} nulls last, n.note_id nulls last
             ) - 1,
             {{ var('note_sequence_length') }}
         ) as integer

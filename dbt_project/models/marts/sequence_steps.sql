@@ -51,11 +51,6 @@ stays as (
     where h.outtime is not null
 ),
 
--- 0 .. 2^17 - 1 hours, as int_window_ends
-hours as (
-    select cast(generated_number as integer) - 1 as hour_offset
-    from ({{ dbt.generate_series(131072) }}) as series
-),
 
 step_grid as (
     select
@@ -63,7 +58,7 @@ step_grid as (
         s.history_start,
         {{ dbt.dateadd('hour', 'h.hour_offset', 's.first_step') }} as step_time
     from stays as s
-    inner join hours as h
+    inner join {{ ref('int_hour_offsets') }} as h
         on h.hour_offset <= {{ dbt.datediff('s.first_step', 's.last_step', 'hour') }}
 ),
 
@@ -73,15 +68,15 @@ step_grid as (
         m.stay_id,
         m.available_at,
         -- the latest-charted value among those available by this row's available_at (peers included)
-        {{ arg_max('m.value', 'm.value_order') }} over (partition by m.stay_id order by m.available_at) as value,
-        max(m.charttime) over (partition by m.stay_id order by m.available_at) as charttime
+        {{ arg_max('m.value', 'm.value_order') }} over (partition by m.stay_id order by m.available_at nulls last) as value,
+        max(m.charttime) over (partition by m.stay_id order by m.available_at nulls last) as charttime
     from (
         select
             stay_id,
             value,
             charttime,
             available_at,
-            row_number() over (partition by stay_id order by charttime, available_at, value) as value_order
+            row_number() over (partition by stay_id order by charttime nulls last, available_at nulls last, value nulls last) as value_order
         from {{ ref('int_panel_measurements') }}
         where feature = '{{ feature }}'
     ) as m

@@ -21,7 +21,7 @@ history as (
         count(h.hadm_id) as prior_admissions,
         count(h.hadm_id) filter (where h.admittime >= {{ dbt.dateadd('day', -365, 'c.admittime') }}) as prior_admissions_1y,
         {%- for comp in components %}
-        coalesce(max(h.{{ comp }}), 0) as {{ comp }},
+        coalesce(max(h.{{ comp }}), 0) as {{ comp }}{{ ',' if not loop.last }}
         {%- endfor %}
     from cohort as c
     left join {{ ref('int_charlson_by_admission') }} as h
@@ -38,8 +38,8 @@ body_chart as (
     -- latest charted weight and height available by T
     select
         c.stay_id,
-        arg_max(ce.valuenum, ce.charttime) filter (where ce.itemid in (226512, 224639)) as weight_kg,
-        arg_max(case when ce.itemid = 226707 then ce.valuenum * 2.54 else ce.valuenum end, ce.charttime)
+        {{ arg_max('ce.valuenum', 'ce.charttime') }} filter (where ce.itemid in (226512, 224639)) as weight_kg,
+        {{ arg_max('case when ce.itemid = 226707 then ce.valuenum * 2.54 else ce.valuenum end', 'ce.charttime') }}
             filter (where ce.itemid in (226730, 226707)) as height_cm
     from cohort as c
     inner join {{ ref('stg_icu_chartevents') }} as ce
@@ -55,9 +55,9 @@ body_omr as (
     -- outpatient measurements dated before the admission (pounds and inches in OMR)
     select
         c.stay_id,
-        arg_max(o.result_number * 0.45359237, o.chartdate)
+        {{ arg_max('o.result_number * 0.45359237', 'o.chartdate') }}
             filter (where o.result_name = 'Weight (Lbs)') as weight_kg,
-        arg_max(o.result_number * 2.54, o.chartdate)
+        {{ arg_max('o.result_number * 2.54', 'o.chartdate') }}
             filter (where o.result_name = 'Height (Inches)') as height_cm
     from cohort as c
     inner join {{ ref('stg_hosp_omr') }} as o
@@ -68,7 +68,7 @@ vitals as (
     select
         c.stay_id,
         {%- for feature, agg in first_hours_vitals %}
-        {{ agg }}(m.value) filter (where m.feature = '{{ feature }}') as first_{{ first_hours }}h_{{ feature }},
+        {{ agg }}(m.value) filter (where m.feature = '{{ feature }}') as first_{{ first_hours }}h_{{ feature }}{{ ',' if not loop.last }}
         {%- endfor %}
     from cohort as c
     inner join {{ ref('int_panel_measurements') }} as m

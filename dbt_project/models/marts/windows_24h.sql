@@ -51,7 +51,7 @@ window_days as (
         available_at,
         {{ dbt.datediff(day_zero, 'charttime', 'day') }} as value_day,
         -- 'last' is the value with the latest charttime; ties go to the later available_at, then the larger value
-        row_number() over (partition by stay_id order by charttime, available_at, value) as value_order
+        row_number() over (partition by stay_id order by charttime nulls last, available_at nulls last, value nulls last) as value_order
     from {{ ref('int_panel_measurements') }}
     where feature = '{{ feature }}'
 ),

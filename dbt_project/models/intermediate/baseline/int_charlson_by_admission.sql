@@ -14,7 +14,7 @@ select
     a.admittime,
     a.dischtime,
     {%- for c in components %}
-    coalesce(max(case when m.component = '{{ c }}' then 1 end), 0) as {{ c }},
+    coalesce(max(case when m.component = '{{ c }}' then 1 end), 0) as {{ c }}{{ ',' if not loop.last }}
     {%- endfor %}
 from {{ ref('stg_hosp_admissions') }} as a
 left join matched as m on m.hadm_id = a.hadm_id

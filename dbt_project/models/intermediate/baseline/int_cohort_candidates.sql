@@ -9,7 +9,7 @@ with stays as (
         ie.hadm_id,
         ie.intime,
         ie.outtime,
-        p.anchor_age + (year(ie.intime) - p.anchor_year) as age,
+        cast(p.anchor_age + (year(ie.intime) - p.anchor_year) as {{ dbt.type_bigint() }}) as age,
         p.anchor_year_group,
         p.dod,
         a.deathtime,
@@ -30,10 +30,10 @@ flagged as (
         age >= {{ var('min_age') }} as is_adult,
         sofa_time is not null as meets_sepsis3,
         greatest(sofa_time, intime) as onset_time,
-        greatest(sofa_time, intime) + to_hours({{ var('prediction_hours') }}) as prediction_time_at_onset,
-        recognition_time + to_hours({{ var('prediction_hours') }}) as prediction_time,
+        {{ dbt.dateadd('hour', var('prediction_hours'), 'greatest(sofa_time, intime)') }} as prediction_time_at_onset,
+        {{ dbt.dateadd('hour', var('prediction_hours'), 'recognition_time') }} as prediction_time,
         row_number() over (partition by subject_id, (age >= {{ var('min_age') }} and sofa_time is not null)
-                           order by sofa_time, stay_id) as sepsis3_rank
+                           order by sofa_time nulls last, stay_id) as sepsis3_rank
     from stays
 ),
 sofa_at_prediction as (
@@ -55,7 +55,7 @@ select
     {%- endfor %}
     coalesce(f.hospital_expire_flag = 1, false) as died_in_hospital,
     coalesce(f.hospital_expire_flag = 1 and f.deathtime <= {{ dbt.dateadd('hour', 6, 'f.outtime') }}, false) as died_in_icu,
-    coalesce(f.dod <= cast(f.onset_time as date) + to_days({{ var('mortality_horizon_days') }}), false)
+    coalesce(f.dod <= {{ dbt.dateadd('day', var('mortality_horizon_days'), 'cast(f.onset_time as date)') }}, false)
         as died_within_horizon
 from flagged as f
 left join sofa_at_prediction as sp on sp.stay_id = f.stay_id

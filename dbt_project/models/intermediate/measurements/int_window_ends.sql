@@ -16,12 +16,6 @@ stays as (
         {{ dbt.date_trunc('hour', 'outtime') }} as last_end
     from {{ ref('stg_icu_icustays') }}
     where outtime is not null
-),
-
--- 0 .. 2^17 - 1 hours (15 years): more than any ICU stay; a longer one fails the windows_24h tests.
-hours as (
-    select cast(generated_number as integer) - 1 as hour_offset
-    from ({{ dbt.generate_series(131072) }}) as series
 )
 
 select
@@ -29,5 +23,5 @@ select
     s.subject_id,
     {{ dbt.dateadd('hour', 'h.hour_offset', 's.first_end') }} as event_timestamp
 from stays as s
-inner join hours as h
+inner join {{ ref('int_hour_offsets') }} as h
     on h.hour_offset <= {{ dbt.datediff('s.first_end', 's.last_end', 'hour') }}

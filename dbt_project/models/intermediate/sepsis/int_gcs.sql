@@ -11,7 +11,7 @@ with base as (
                  when itemid = 223900 then valuenum end) as verbal,
         max(case when itemid = 220739 then valuenum end) as eyes,
         max(case when itemid = 223900 and value_text = 'No Response-ETT' then 1 else 0 end) as unable,
-        row_number() over (partition by stay_id order by charttime) as rn
+        row_number() over (partition by stay_id order by charttime nulls last) as rn
     from {{ ref('stg_icu_chartevents') }}
     where itemid in (223900, 223901, 220739)
     group by subject_id, stay_id, charttime

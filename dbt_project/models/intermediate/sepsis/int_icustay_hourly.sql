@@ -9,7 +9,8 @@ with bounds as (
     where intime_hr is not null
 )
 select
-    stay_id,
-    hr,
-    first_endtime + to_hours(hr) as endtime
-from bounds, unnest(generate_series(-24, last_hr)) as t(hr)
+    b.stay_id,
+    h.hour_offset - 24 as hr,
+    {{ dbt.dateadd('hour', 'h.hour_offset - 24', 'b.first_endtime') }} as endtime
+from bounds as b
+inner join {{ ref('int_hour_offsets') }} as h on h.hour_offset <= b.last_hr + 24

@@ -24,8 +24,9 @@ select
     greatest(s.endtime, soi.antibiotic_time, soi.culture_known_time) as criteria_known_time,
     -- ab_id and micro_specimen_id only break ties that mimic-code leaves to chance (equal in sepsis3's columns)
     row_number() over (partition by soi.stay_id
-                       order by soi.suspected_infection_time, soi.antibiotic_time, soi.culture_time, s.endtime,
-                                soi.ab_id, soi.micro_specimen_id) as mimic_code_rank
+                       order by soi.suspected_infection_time nulls last, soi.antibiotic_time nulls last,
+                                soi.culture_time nulls last, s.endtime, soi.ab_id nulls last,
+                                soi.micro_specimen_id nulls last) as mimic_code_rank
 from {{ ref('int_suspicion_of_infection') }} as soi
 inner join {{ ref('int_sofa_hourly') }} as s
     on s.stay_id = soi.stay_id

@@ -10,7 +10,7 @@ with pairs as (
 ranked as (
     select
         *,
-        row_number() over (partition by stay_id order by recognition_time, mimic_code_rank) as recognition_rank
+        row_number() over (partition by stay_id order by recognition_time nulls last, mimic_code_rank) as recognition_rank
     from pairs
 )
 select

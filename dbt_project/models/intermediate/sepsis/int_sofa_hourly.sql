@@ -109,7 +109,7 @@ rolling as (
     select
         *,
         {%- for c in ['respiration', 'coagulation', 'liver', 'cardiovascular', 'cns', 'renal'] %}
-        coalesce(max({{ c }}) over last_24h, 0) as {{ c }}_24hours,
+        coalesce(max({{ c }}) over last_24h, 0) as {{ c }}_24hours{{ ',' if not loop.last }}
         {%- endfor %}
     from components
     window last_24h as (partition by stay_id order by hr rows between 23 preceding and current row)

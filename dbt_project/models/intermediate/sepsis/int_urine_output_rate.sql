@@ -22,7 +22,7 @@ timed as (
         u.stay_id,
         u.charttime,
         u.urineoutput,
-        {{ dbt.datediff('coalesce(lag(u.charttime) over (partition by u.stay_id order by u.charttime), t.intime_hr)',
+        {{ dbt.datediff('coalesce(lag(u.charttime) over (partition by u.stay_id order by u.charttime nulls last), t.intime_hr)',
                          'u.charttime', 'minute') }} as minutes_since_last
     from heart_rate_span as t
     inner join urine as u on u.stay_id = t.stay_id

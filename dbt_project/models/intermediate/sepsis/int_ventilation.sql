@@ -88,9 +88,9 @@ sequenced as (
         stay_id,
         charttime,
         ventilation_status,
-        lag(charttime) over (partition by stay_id, ventilation_status order by charttime) as charttime_lag,
-        lead(charttime) over (partition by stay_id order by charttime) as charttime_lead,
-        lag(ventilation_status) over (partition by stay_id order by charttime) as ventilation_status_lag
+        lag(charttime) over (partition by stay_id, ventilation_status order by charttime nulls last) as charttime_lag,
+        lead(charttime) over (partition by stay_id order by charttime nulls last) as charttime_lead,
+        lag(ventilation_status) over (partition by stay_id order by charttime nulls last) as ventilation_status_lag
     from status
     where ventilation_status is not null
 ),
@@ -100,7 +100,7 @@ episodes as (
         sum(case when ventilation_status_lag is null then 1
                  when {{ dbt.datediff('charttime_lag', 'charttime', 'hour') }} >= 14 then 1
                  when ventilation_status_lag <> ventilation_status then 1
-                 else 0 end) over (partition by stay_id order by charttime) as vent_seq
+                 else 0 end) over (partition by stay_id order by charttime nulls last) as vent_seq
     from sequenced
 )
 select
