@@ -8,12 +8,33 @@
 -#}
 {% macro spark__ingest_mimic() %}
   {%- if not execute %}{{ return('') }}{% endif -%}
+  {%- do _spark_check_session() -%}
   {%- set mimic_dir = var('mimic_dir') -%}
   {%- do run_query("create schema if not exists raw") -%}
   {%- do run_query("create or replace temporary view _mimic_files using binaryFile options (path '"
                    ~ mimic_dir ~ "', recursiveFileLookup 'true')") -%}
   {%- for node in graph.sources.values() if node.source_name == 'mimic' -%}
     {%- do _spark_ingest_one(node, mimic_dir) -%}
+  {%- endfor -%}
+{% endmacro %}
+
+{#- The session settings the models' results depend on, checked before anything is built: a cluster's own
+    defaults can differ from the shipped profile's, and each of these builds wrong tables without an error. -#}
+{% macro _spark_check_session() %}
+  {%- set needed = [
+      ('spark.sql.session.timeZone', ['UTC', 'Etc/UTC', 'Z', '+00:00'],
+       "MIMIC-IV's times are UTC wall-clock times; another zone shifts every timestamp written to Parquet"),
+      ('spark.sql.timestampType', ['TIMESTAMP_LTZ'],
+       "with TIMESTAMP_NTZ, dbt-spark's date arithmetic gives NULLs and the marts come out empty"),
+      ('spark.sql.parquet.outputTimestampType', ['TIMESTAMP_MICROS'],
+       "Feast, pandas and DuckDB read the marts' timestamps as microseconds"),
+  ] -%}
+  {%- for key, allowed, why in needed -%}
+    {%- set value = run_query("set " ~ key).rows[0][1] -%}
+    {%- if value not in allowed -%}
+      {{ exceptions.raise_compiler_error("Spark setting " ~ key ~ " is " ~ value ~ "; this project needs "
+          ~ allowed[0] ~ " (" ~ why ~ "). Set it in the spark target of profiles.yml (docs/SPARK.md).") }}
+    {%- endif -%}
   {%- endfor -%}
 {% endmacro %}
 
@@ -58,7 +79,7 @@
   {%- set where = "where cast(itemid as int) in (" ~ (node.meta.itemids | join(', ')) ~ ")" if node.meta.get('itemids') else "" -%}
   {%- set checked = [] -%}
   {%- for c in cols if c.data_type != 'varchar' %}{% do checked.append(c) %}{% endfor -%}
-  {%- if checked | length > 0 and not path.endswith('.parquet') -%}
+  {%- if checked | length > 0 -%}
     {%- set probe -%}
       select {% for c in checked %}min(case when `{{ c.name }}` is not null and trim(`{{ c.name }}`) <> ''
         and try_cast(`{{ c.name }}` as {{ _spark_type(c.data_type) }}) is null then `{{ c.name }}` end){{ ", " if not loop.last }}{% endfor %}

@@ -1,0 +1,204 @@
+"""Apache Spark as the engine (docs/SPARK.md): the same dbt models build the same marts as DuckDB, Feast's
+Spark offline store gives the same training set, and the session traps are refused with a clear error.
+
+Spark runs in local mode in this process's machine (Java 17 and pyspark); the tests skip only when one of
+them is missing, and say which.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from sepsis_fusion.pipelines.build import BuildError, dbt_build, dbt_executable
+from sepsis_fusion.pipelines.embed.encoder import load_encoder
+from sepsis_fusion.pipelines.embed.run import embed_feature_folder
+from sepsis_fusion.pipelines.features.store import apply, open_store, store_yaml
+from sepsis_fusion.pipelines.features.training import training_set
+from sepsis_fusion.pipelines.paths import DBT_PROJECT_DIR
+from sepsis_fusion.pipelines.synth.generate import generate
+
+pytestmark = pytest.mark.slow
+
+# Every mart written as Parquet, with its key; notes_to_embed is empty where MIMIC-IV-Note is absent.
+MARTS = {
+    "sepsis3": ["stay_id"],
+    "cohort": ["stay_id"],
+    "cohort_flow": ["step"],
+    "static_baseline": ["stay_id"],
+    "sequence_steps": ["stay_id", "event_timestamp"],
+    "windows_24h": ["stay_id", "event_timestamp"],
+    "notes_to_embed": ["note_id"],
+}
+
+
+def spark_missing() -> str | None:
+    if importlib.util.find_spec("pyspark") is None or importlib.util.find_spec("dbt.adapters.spark") is None:
+        return "pyspark or dbt-spark is not installed (pip install 'sepsis-fusion[spark]')"
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        return "Java is not installed (Spark needs Java 17): the Spark tests cannot run here"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def spark_available() -> None:
+    reason = spark_missing()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def spark_demo(demo_dir, tmp_path_factory) -> Path:
+    """The open demo built on Spark by the CLI (`sepsis-fusion build --engine spark`): full dbt build, tests too."""
+    data = tmp_path_factory.mktemp("spark_demo")
+    cli = Path(sys.executable).with_name("sepsis-fusion")
+    result = subprocess.run(
+        [str(cli), "build", "--engine", "spark", "--mimic", str(demo_dir)],
+        env={**os.environ, "SEPSIS_FUSION_DATA": str(data)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "nodes passed" in result.stdout + result.stderr
+    return data
+
+
+@pytest.fixture(scope="module")
+def small_synthetic(tmp_path_factory) -> Path:
+    """60 synthetic stays with notes: every modality, small enough for Spark in local mode."""
+    out = tmp_path_factory.mktemp("spark_synthetic_mimic")
+    generate(60, 5, out, density="light", progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def synthetic_on_both(small_synthetic, tmp_path_factory) -> tuple[Path, Path]:
+    """The small synthetic set built by DuckDB and by Spark: (DuckDB data folder, Spark data folder)."""
+    duck = tmp_path_factory.mktemp("duck_synthetic")
+    spark = tmp_path_factory.mktemp("spark_synthetic")
+    dbt_build(small_synthetic, warehouse=duck / "warehouse.duckdb")
+    dbt_build(small_synthetic, warehouse=spark / "warehouse.duckdb", engine="spark")
+    return duck, spark
+
+
+def read_mart(data: Path, name: str) -> pa.Table:
+    """A mart's rows with a key (dbt-duckdb writes one all-NULL row into an empty model), in key order."""
+    keys = MARTS[name]
+    path = data / "features" / f"{name}.parquet"
+    order = ", ".join(keys)
+    return duckdb.sql(f"SELECT * FROM '{path}' WHERE {keys[0]} IS NOT NULL ORDER BY {order}").arrow().read_all()
+
+
+def assert_same_marts(duck: Path, spark: Path, may_be_empty: tuple[str, ...] = ()) -> dict[str, int]:
+    """Every mart: same columns and types, keys exactly equal, numbers to 1e-9 relative, the rest exact;
+    no mart empty unless named. Returns the row counts."""
+    counts = {}
+    for name, keys in MARTS.items():
+        a, b = read_mart(duck, name), read_mart(spark, name)
+        assert a.schema.names == b.schema.names, name
+        for field in a.schema:
+            assert b.schema.field(field.name).type == field.type, f"{name}.{field.name}"
+        assert a.num_rows == b.num_rows, f"{name}: {a.num_rows} rows on DuckDB, {b.num_rows} on Spark"
+        assert a.num_rows > 0 or name in may_be_empty, f"{name} is empty on both engines"
+        for column in a.schema.names:
+            x, y = a.column(column), b.column(column)
+            where = f"{name}.{column}"
+            assert x.is_null().to_pylist() == y.is_null().to_pylist(), where
+            if column in keys or not (pa.types.is_floating(x.type) or pa.types.is_decimal(x.type)):
+                assert x.to_pylist() == y.to_pylist(), where
+            else:
+                xs = np.asarray(x.to_pylist(), dtype=float)
+                ys = np.asarray(y.to_pylist(), dtype=float)
+                np.testing.assert_allclose(ys, xs, rtol=1e-9, atol=0, equal_nan=True, err_msg=where)
+        counts[name] = a.num_rows
+    return counts
+
+
+def test_the_open_demo_builds_on_spark_to_the_same_marts_as_duckdb(spark_demo, demo_warehouse):
+    counts = assert_same_marts(demo_warehouse.parent, spark_demo, may_be_empty=("notes_to_embed",))
+    assert counts["sepsis3"] > 0 and counts["cohort"] > 0
+    # Spark writes each mart as a folder of part files, timestamps without a zone as DuckDB does
+    assert (spark_demo / "features" / "cohort.parquet" / "_SUCCESS").exists()
+
+
+def test_synthetic_data_builds_on_spark_to_the_same_marts_as_duckdb(synthetic_on_both):
+    counts = assert_same_marts(*synthetic_on_both)
+    assert counts["notes_to_embed"] > 0
+
+
+def test_feast_spark_offline_store_gives_the_duckdb_training_set(synthetic_on_both, tiny_bert):
+    duck, spark = synthetic_on_both
+    encoder = load_encoder(str(tiny_bert), pooling="mean", device="cpu", max_length=64)
+    for data in (duck, spark):
+        embed_feature_folder(encoder, data / "features", data / "embedding_cache", stride=16, progress=False)
+    apply(duck)
+    apply(spark, offline="spark")
+    assert "type: spark" in store_yaml("sqlite", spark).read_text()
+    a = training_set(duck, open_store(duck))
+    b = training_set(spark, open_store(spark))
+    assert len(a.cohort) == len(b.cohort) > 0
+    assert a.cohort["stay_id"].tolist() == b.cohort["stay_id"].tolist()
+    for field, x in vars(a.features).items():
+        y = getattr(b.features, field)
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+            assert x.shape == y.shape, field
+            assert np.isfinite(x).any(), f"{field}: no value at all"
+            np.testing.assert_allclose(y, x, rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=field)
+        elif isinstance(x, np.ndarray):
+            np.testing.assert_array_equal(y, x, err_msg=field)
+
+
+def test_a_bad_raw_value_is_named_on_spark_though_its_casts_do_not_fail(small_synthetic, tmp_path):
+    """dbt-spark turns ANSI mode off, so a cast that fails gives NULL; the ingest names the value anyway."""
+    bad = tmp_path / "mimic"
+    shutil.copytree(small_synthetic, bad)
+    path = bad / "hosp" / "admissions.csv.gz"
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    header = lines[0].split(",")
+    row = lines[1].split(",")
+    row[header.index("hadm_id")] = "twelve"
+    lines[1] = ",".join(row)
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    with pytest.raises(BuildError, match=r"admissions\.csv\.gz: column hadm_id has the value 'twelve'"):
+        dbt_build(bad, warehouse=tmp_path / "data" / "warehouse.duckdb", engine="spark", select="int_hour_offsets")
+
+
+def test_a_timestamp_ntz_session_is_refused_before_anything_is_built(small_synthetic, tmp_path):
+    """spark.sql.timestampType=TIMESTAMP_NTZ once built an empty cohort with every test passing."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    text = (DBT_PROJECT_DIR / "profiles.yml").read_text()
+    marker = "        spark.sql.session.timeZone: UTC\n"
+    assert marker in text
+    (profiles / "profiles.yml").write_text(
+        text.replace(marker, marker + "        spark.sql.timestampType: TIMESTAMP_NTZ\n")
+    )
+    spark_dir = tmp_path / "spark"
+    result = subprocess.run(
+        [dbt_executable(), "run", "--target", "spark", "--select", "int_hour_offsets"]
+        + ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(profiles)]
+        + ["--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],
+        env={
+            **os.environ,
+            "SEPSIS_FUSION_MIMIC_DIR": str(small_synthetic),
+            "SEPSIS_FUSION_SPARK_DIR": str(spark_dir),
+            "SEPSIS_FUSION_FEATURES": str(tmp_path / "features"),
+        },
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "spark.sql.timestampType is TIMESTAMP_NTZ; this project needs TIMESTAMP_LTZ" in result.stdout
+    assert not (spark_dir / "warehouse" / "raw.db").exists()  # refused before the raw ingest
+    assert not (tmp_path / "derby.log").exists() and not (tmp_path / "metastore_db").exists()
