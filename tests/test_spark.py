@@ -23,7 +23,7 @@ import pytest
 from sepsis_fusion.pipelines.build import BuildError, dbt_build, dbt_executable
 from sepsis_fusion.pipelines.embed.encoder import load_encoder
 from sepsis_fusion.pipelines.embed.run import embed_feature_folder
-from sepsis_fusion.pipelines.features.store import apply, open_store, store_yaml
+from sepsis_fusion.pipelines.features.store import apply, materialize, open_store, store_yaml
 from sepsis_fusion.pipelines.features.training import training_set
 from sepsis_fusion.pipelines.paths import DBT_PROJECT_DIR
 from sepsis_fusion.pipelines.synth.generate import generate
@@ -136,7 +136,9 @@ def test_synthetic_data_builds_on_spark_to_the_same_marts_as_duckdb(synthetic_on
     assert counts["notes_to_embed"] > 0
 
 
-def test_feast_spark_offline_store_gives_the_duckdb_training_set(synthetic_on_both, tiny_bert):
+def test_feast_spark_offline_store_gives_the_duckdb_training_set_and_materializes_the_same(
+    synthetic_on_both, tiny_bert
+):
     duck, spark = synthetic_on_both
     encoder = load_encoder(str(tiny_bert), pooling="mean", device="cpu", max_length=64)
     for data in (duck, spark):
@@ -156,6 +158,31 @@ def test_feast_spark_offline_store_gives_the_duckdb_training_set(synthetic_on_bo
             np.testing.assert_allclose(y, x, rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=field)
         elif isinstance(x, np.ndarray):
             np.testing.assert_array_equal(y, x, err_msg=field)
+    # Materialization from the Spark store fills the online store as DuckDB's does (three views: one Spark
+    # query each; the other views are the same query on other files or keys).
+    views = ["static_baseline", "sequence_steps_lag1", "note_slot_00"]
+    online = {}
+    for data in (duck, spark):
+        store = open_store(data)
+        materialize(store, data, views=views)
+        refs = [f"{view}:{f.name}" for view in views for f in store.get_feature_view(view).features]
+        rows = [{"stay_id": int(s)} for s in a.cohort["stay_id"]]
+        online[data] = store.get_online_features(features=refs, entity_rows=rows).to_dict()
+    assert online[duck].keys() == online[spark].keys()
+    assert any(v is not None for v in online[spark]["age"]), "nothing was materialized"
+    for name, values in online[duck].items():
+        other = online[spark][name]
+        if name == "embedding":
+            assert [v is None for v in values] == [v is None for v in other]
+            for u, v in zip(values, other):
+                if u is not None:
+                    np.testing.assert_allclose(v, u, rtol=1e-6, err_msg=name)
+        elif values and isinstance(next((v for v in values if v is not None), None), float):
+            np.testing.assert_allclose(
+                np.array(other, dtype=float), np.array(values, dtype=float), rtol=1e-9, equal_nan=True, err_msg=name
+            )
+        else:
+            assert other == values, name
 
 
 def test_a_bad_raw_value_is_named_on_spark_though_its_casts_do_not_fail(small_synthetic, tmp_path):
