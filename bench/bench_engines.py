@@ -19,8 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
-
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT / "tests"))
@@ -54,6 +52,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stays", type=int, default=10_000)
     parser.add_argument("--master", default="local[2]", help="Spark master (default local[2]: this machine's cores)")
+    parser.add_argument(
+        "--compare-only", action="store_true", help="compare the marts of the last run's two builds, build nothing"
+    )
     args = parser.parse_args()
     os.environ["SEPSIS_FUSION_SPARK_MASTER"] = args.master
     os.environ["DBT_QUIET"] = "true"  # dbt's progress lines would drown the figures
@@ -61,32 +62,31 @@ def main() -> None:
     mimic = generate(args.stays)
 
     seconds, peaks = {}, {}
-    for engine in ("duckdb", "spark"):
+    for engine in () if args.compare_only else ("duckdb", "spark"):
         print(f"{args.stays:,} stays: dbt build on {engine} ...", flush=True)
         seconds[engine] = timed_build(mimic, RESULTS / f"engines_{args.stays}_{engine}", engine)
         # ru_maxrss of children is the largest child so far: DuckDB's dbt process, then Spark's JVM if larger
         peaks[engine] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
         print(f"  {seconds[engine]:.1f} s", flush=True)
 
+    duck, spark = (RESULTS / f"engines_{args.stays}_{e}" for e in ("duckdb", "spark"))
+    if not args.compare_only:
+        print(
+            f"\n{args.stays:,} synthetic stays, cold dbt build with tests, one run:\n"
+            f"  DuckDB             {seconds['duckdb']:8.1f} s\n"
+            f"  Spark {args.master:<12} {seconds['spark']:8.1f} s\n"
+            f"  Spark / DuckDB     {seconds['spark'] / seconds['duckdb']:8.2f}x\n"
+            f"  largest child process so far: {peaks['duckdb']:.1f} GiB after DuckDB, "
+            f"{peaks['spark']:.1f} GiB after Spark\n"
+            f"  feature folder: DuckDB {folder_mib(duck / 'features'):.0f} MiB, "
+            f"Spark {folder_mib(spark / 'features'):.0f} MiB",
+            flush=True,
+        )
     from test_spark import assert_same_marts
 
-    duck, spark = (RESULTS / f"engines_{args.stays}_{e}" for e in ("duckdb", "spark"))
     counts = assert_same_marts(duck, spark)
-    with duckdb.connect() as con:
-        raw_rows = sum(
-            con.sql(f"SELECT count(*) FROM '{p}'").fetchall()[0][0]
-            for p in sorted((mimic / "icu").glob("chartevents*")) + sorted((mimic / "hosp").glob("labevents*"))
-        )
     print(
-        f"\n{args.stays:,} synthetic stays ({raw_rows:,} chart and lab rows), cold dbt build with tests, one run:\n"
-        f"  DuckDB             {seconds['duckdb']:8.1f} s\n"
-        f"  Spark {args.master:<12} {seconds['spark']:8.1f} s\n"
-        f"  Spark / DuckDB     {seconds['spark'] / seconds['duckdb']:8.2f}x\n"
-        f"  largest child process so far: {peaks['duckdb']:.1f} GiB after DuckDB, "
-        f"{peaks['spark']:.1f} GiB after Spark\n"
-        f"  feature folder: DuckDB {folder_mib(duck / 'features'):.0f} MiB, "
-        f"Spark {folder_mib(spark / 'features'):.0f} MiB\n"
-        f"  marts equal on both engines (keys exact, numbers to 1e-9): "
+        "  marts equal on both engines (keys exact, numbers to 1e-9): "
         + ", ".join(f"{name} {n:,}" for name, n in counts.items())
     )
 

@@ -51,15 +51,20 @@ stays as (
     where h.outtime is not null
 ),
 
+-- the last offset computed once per stay (as int_window_ends)
+step_span as (
+    select stay_id, history_start, first_step, {{ dbt.datediff('first_step', 'last_step', 'hour') }} as last_offset
+    from stays
+),
 
 step_grid as (
     select
         s.stay_id,
         s.history_start,
         {{ dbt.dateadd('hour', 'h.hour_offset', 's.first_step') }} as step_time
-    from stays as s
+    from step_span as s
     inner join {{ ref('int_hour_offsets') }} as h
-        on h.hour_offset <= {{ dbt.datediff('s.first_step', 's.last_step', 'hour') }}
+        on h.hour_offset <= s.last_offset
 ),
 
 {% for feature in features %}

@@ -8,7 +8,7 @@
 
 with
 
-stays as (
+ends as (
     select
         stay_id,
         subject_id,
@@ -16,6 +16,12 @@ stays as (
         {{ dbt.date_trunc('hour', 'outtime') }} as last_end
     from {{ ref('stg_icu_icustays') }}
     where outtime is not null
+),
+
+-- the last offset computed once per stay: Spark evaluates a join condition on every (stay, offset) pair
+stays as (
+    select stay_id, subject_id, first_end, {{ dbt.datediff('first_end', 'last_end', 'hour') }} as last_offset
+    from ends
 )
 
 select
@@ -24,4 +30,4 @@ select
     {{ dbt.dateadd('hour', 'h.hour_offset', 's.first_end') }} as event_timestamp
 from stays as s
 inner join {{ ref('int_hour_offsets') }} as h
-    on h.hour_offset <= {{ dbt.datediff('s.first_end', 's.last_end', 'hour') }}
+    on h.hour_offset <= s.last_offset
