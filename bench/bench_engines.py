@@ -65,7 +65,6 @@ def main() -> None:
     for engine in () if args.compare_only else ("duckdb", "spark"):
         print(f"{args.stays:,} stays: dbt build on {engine} ...", flush=True)
         seconds[engine] = timed_build(mimic, RESULTS / f"engines_{args.stays}_{engine}", engine)
-        # ru_maxrss of children is the largest child so far: DuckDB's dbt process, then Spark's JVM if larger
         peaks[engine] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
         print(f"  {seconds[engine]:.1f} s", flush=True)
 
@@ -76,8 +75,8 @@ def main() -> None:
             f"  DuckDB             {seconds['duckdb']:8.1f} s\n"
             f"  Spark {args.master:<12} {seconds['spark']:8.1f} s\n"
             f"  Spark / DuckDB     {seconds['spark'] / seconds['duckdb']:8.2f}x\n"
-            f"  largest child process so far: {peaks['duckdb']:.1f} GiB after DuckDB, "
-            f"{peaks['spark']:.1f} GiB after Spark\n"
+            f"  peak memory of DuckDB's dbt process {peaks['duckdb']:.1f} GiB (Spark's JVM is not a waited-for "
+            "child; watch it with top)\n"
             f"  feature folder: DuckDB {folder_mib(duck / 'features'):.0f} MiB, "
             f"Spark {folder_mib(spark / 'features'):.0f} MiB",
             flush=True,

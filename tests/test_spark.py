@@ -203,6 +203,29 @@ def test_a_bad_raw_value_is_named_on_spark_though_its_casts_do_not_fail(small_sy
         dbt_build(bad, warehouse=tmp_path / "data" / "warehouse.duckdb", engine="spark", select="int_hour_offsets")
 
 
+def test_raw_parquet_is_loaded_by_spark_with_its_timestamps(small_synthetic, tmp_path):
+    """A MIMIC-IV table as Parquet (DuckDB's copy: timestamps without a zone) loads as the CSV does."""
+    mimic = tmp_path / "mimic"
+    shutil.copytree(small_synthetic, mimic)
+    csv = mimic / "hosp" / "admissions.csv.gz"
+    duckdb.sql(f"COPY (SELECT * FROM read_csv('{csv}')) TO '{mimic}/hosp/admissions.parquet' (FORMAT parquet)")
+    csv.unlink()
+    data = tmp_path / "data"
+    dbt_build(mimic, warehouse=data / "warehouse.duckdb", engine="spark", select="int_hour_offsets")
+    loaded = data / "spark" / "warehouse" / "raw.db" / "hosp_admissions"
+    # Spark's raw tables store UTC instants; as UTC wall-clock times they must be the CSV's
+    columns = "subject_id, hadm_id, " + ", ".join(
+        f"CAST({c} AS TIMESTAMP)" for c in ("admittime", "dischtime", "deathtime")
+    )
+    query = "SELECT {} FROM {} ORDER BY hadm_id"
+    with duckdb.connect() as con:
+        con.sql("SET TimeZone = 'UTC'")
+        got = con.sql(query.format(columns, f"'{loaded}/*.parquet'")).fetchall()
+        want = con.sql(query.format(columns, f"read_csv('{small_synthetic}/hosp/admissions.csv.gz')")).fetchall()
+    assert len(got) == len(want) > 0
+    assert got == want
+
+
 def test_a_timestamp_ntz_session_is_refused_before_anything_is_built(small_synthetic, tmp_path):
     """spark.sql.timestampType=TIMESTAMP_NTZ once built an empty cohort with every test passing."""
     profiles = tmp_path / "profiles"
