@@ -8,19 +8,18 @@ them is missing, and say which.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
+from helpers import run_cli
 
-from sepsis_fusion.pipelines.build import BuildError, dbt_build, dbt_executable
+from sepsis_fusion.pipelines.build import BuildError, check_spark, dbt_build, dbt_executable
 from sepsis_fusion.pipelines.embed.encoder import load_encoder
 from sepsis_fusion.pipelines.embed.run import embed_feature_folder
 from sepsis_fusion.pipelines.features.store import apply, materialize, open_store, store_yaml
@@ -42,32 +41,19 @@ MARTS = {
 }
 
 
-def spark_missing() -> str | None:
-    if importlib.util.find_spec("pyspark") is None or importlib.util.find_spec("dbt.adapters.spark") is None:
-        return "pyspark or dbt-spark is not installed (pip install 'sepsis-fusion[spark]')"
-    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
-        return "Java is not installed (Spark needs Java 17): the Spark tests cannot run here"
-    return None
-
-
 @pytest.fixture(scope="module", autouse=True)
 def spark_available() -> None:
-    reason = spark_missing()
-    if reason:
-        pytest.skip(reason)
+    try:
+        check_spark()  # what `build --engine spark` checks first: pyspark, dbt-spark, Java
+    except BuildError as missing:
+        pytest.skip(f"the Spark tests cannot run here: {missing}")
 
 
 @pytest.fixture(scope="module")
 def spark_demo(demo_dir, tmp_path_factory) -> Path:
     """The open demo built on Spark by the CLI (`sepsis-fusion build --engine spark`): full dbt build, tests too."""
     data = tmp_path_factory.mktemp("spark_demo")
-    cli = Path(sys.executable).with_name("sepsis-fusion")
-    result = subprocess.run(
-        [str(cli), "build", "--engine", "spark", "--mimic", str(demo_dir)],
-        env={**os.environ, "SEPSIS_FUSION_DATA": str(data)},
-        capture_output=True,
-        text=True,
-    )
+    result = run_cli(["build", "--engine", "spark", "--mimic", demo_dir], data)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "nodes passed" in result.stdout + result.stderr
     return data

@@ -72,9 +72,13 @@ def offline_store(data: Path | None = None) -> str:
     if not chosen:
         marker = Path(data or paths.data_dir()).resolve() / "feast" / "offline_store"
         chosen = marker.read_text(encoding="utf-8").strip() if marker.exists() else "duckdb"
-    if chosen not in OFFLINE_STORES:
-        raise FeatureStoreError(f"unknown offline store {chosen!r}: use one of {', '.join(OFFLINE_STORES)}")
-    return chosen
+    return _known_offline_store(chosen)
+
+
+def _known_offline_store(name: str) -> str:
+    if name not in OFFLINE_STORES:
+        raise FeatureStoreError(f"unknown offline store {name!r}: use one of {', '.join(OFFLINE_STORES)}")
+    return name
 
 
 def spark_offline_config(data: Path) -> dict:
@@ -188,8 +192,7 @@ def apply(
     data = Path(data or paths.data_dir()).resolve()
     check_feature_files(data)
     if offline is not None:
-        if offline not in OFFLINE_STORES:
-            raise FeatureStoreError(f"unknown offline store {offline!r}: use one of {', '.join(OFFLINE_STORES)}")
+        _known_offline_store(offline)
         (data / "feast").mkdir(parents=True, exist_ok=True)
         (data / "feast" / "offline_store").write_text(offline + "\n", encoding="utf-8")
     return feast_cli(["apply"], data, online, redis).stdout
