@@ -1,7 +1,7 @@
 """`sepsis-fusion evaluate`: the held-out test set of a run folder. Metrics with bootstrap intervals,
 paired differences against the tuned baselines, calibration before and after, decision curves, the loss
 comparison and modality ablation, subgroups, the cohort's characteristics and flow; plots (PNG), a Markdown
-report and a model card.
+report (and the same report as one self-contained HTML file) and a model card.
 
 Every model is scored on the same bootstrap resamples of the test stays, so each "A vs B" is a paired
 difference with its own interval; a difference is called a win or a loss only when that interval excludes 0.
@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from .calibration import calibration_curve, calibration_error_by_chance  # noqa: E402
 from .cohort_table import characteristics, flow_diagram, flow_lines, markdown, prediction_hours  # noqa: E402
@@ -36,7 +37,8 @@ from .metrics import (
     test_metrics,
     treat_all_net_benefit,
 )
-from .study import StudyError  # noqa: E402
+from .report_html import write_html_report  # noqa: E402
+from .study import StudyError, load_run  # noqa: E402
 
 FUSION = "fusion model"
 DECISION_THRESHOLDS = np.round(np.arange(0.01, 0.81, 0.01), 2)
@@ -108,6 +110,8 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
         )
     )
     plots = _plots(run_dir, y, scores, test["probability_uncalibrated"].to_numpy(), cv)
+    importance_lines, importance_plot = _importance(ts, run_dir, test)
+    plots.append(importance_plot)
 
     lines = [
         f"# Evaluation of {run_dir.name}",
@@ -175,10 +179,11 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
         "finite estimate on a resample (perfect separation) is left out of its interval.",
         "",
     ]
-    lines += comparison_lines + subgroup_lines + cohort_lines
+    lines += comparison_lines + subgroup_lines + importance_lines + cohort_lines
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     report = run_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")
+    write_html_report(report.read_text(), run_dir)  # report.html: the same report, plots embedded
     _model_card(ts, run_dir, meta, data, cv, calibrator, table[FUSION], calibration[f"{FUSION}, after calibration"])
     return report
 
@@ -455,6 +460,48 @@ def _plots(
     ax2.set(xlabel="epoch", ylabel="inner validation AUROC", title="Early stopping (dot: the epoch kept)")
     paths.append(_save(fig, run_dir / "learning_curve.png"))
     return paths
+
+
+def _importance(ts: TrainingSet, run_dir: Path, test: pd.DataFrame, shown: int = 20) -> tuple[list[str], Path]:
+    """Global importance on the test stays: each input's mean absolute contribution to the logit
+    (integrated gradients of the final model, explain.py), as importance.csv, a plot and a table."""
+    index = {s: i for i, s in enumerate(ts.features.stay_id)}
+    missing = [s for s in test["stay_id"] if s not in index]
+    if missing:
+        raise StudyError(f"test stays {missing[:5]} of {run_dir} are not in this training set: evaluate on its data")
+    features = ts.features.take(np.array([index[s] for s in test["stay_id"]], dtype=np.int64))
+    trained = load_run(run_dir)
+    total = len(features) * len(trained.ensemble.members)
+    with tqdm(total=total, desc="explanations", unit="stay", leave=False, mininterval=1.0) as bar:
+        explanation = trained.explain(features, progress=bar.update)
+    table = explanation.importance()
+    table.to_csv(run_dir / "importance.csv", index=False)
+    top = table.head(shown).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(top) + 1.2))
+    colors = {"static": "tab:blue", "windows": "tab:orange", "notes": "tab:green"}
+    ax.barh(top["input"], top["mean_abs_contribution"], color=[colors[m] for m in top["modality"]])
+    for modality, color in colors.items():
+        ax.barh([], [], color=color, label=modality)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set(xlabel="mean |contribution| to the logit", title=f"What the model relied on ({len(features)} test stays)")
+    plot = _save(fig, run_dir / "importance.png")
+    lines = [
+        "## What the model relied on",
+        "",
+        f"Integrated gradients of the final model on the {len(features)} test stays, grouped per static feature, "
+        "per panel feature (its values, flags and times since charted over every step) and per note by recency, "
+        "against a reference stay with the same record timing, training-mean values and empty note embeddings "
+        "(model/explain.py). Mean absolute contribution to the logit, largest first (importance.csv has every "
+        "input; importance.png the first 20). Importance is what the model used, not a cause.",
+        "",
+        "| input | modality | mean abs contribution | mean contribution |",
+        "|---|---|---:|---:|",
+    ]
+    lines += [
+        f"| {r.input} | {r.modality} | {r.mean_abs_contribution:.3f} | {r.mean_contribution:+.3f} |"
+        for r in table.head(10).itertuples()
+    ]
+    return lines + [""], plot
 
 
 def _save(fig, path: Path) -> Path:

@@ -160,7 +160,7 @@ def arrays_from_columns(
 def _note_sequence(layout, numbers, objects, stay_id, as_of) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The notes of the N slots, ordered oldest first (empty slots before them), with their ages."""
     n, slots = len(stay_id), len(layout.note_views)
-    vectors = [[_vector(v) for v in objects(view, "embedding")] for view in layout.note_views]
+    vectors = [[as_vector(v) for v in objects(view, "embedding")] for view in layout.note_views]
     dim = next((len(v) for per_view in vectors for v in per_view if v is not None), 0)
     notes = np.zeros((n, slots, dim), dtype=np.float32)
     age = np.full((n, slots), np.nan, dtype=np.float64)
@@ -184,7 +184,8 @@ def _note_sequence(layout, numbers, objects, stay_id, as_of) -> tuple[np.ndarray
     return notes, age.astype(np.float32), ~np.isnan(age)
 
 
-def _vector(value) -> np.ndarray | None:
+def as_vector(value) -> np.ndarray | None:
+    """A served embedding as a float32 vector; None for a missing, empty or non-finite one."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     v = np.asarray(value, dtype=np.float32)

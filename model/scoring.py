@@ -48,6 +48,7 @@ class Score:
     probability: float | None
     decision: bool | None
     missing: dict[str, list[str]]
+    explanation: list[dict] | None = None  # the inputs that contributed most (`explain` > 0)
 
 
 class Predictor:
@@ -66,12 +67,17 @@ class Predictor:
     def threshold(self) -> float:
         return float(self.trained.threshold)
 
-    def score(self, features: FeatureArrays) -> list[Score]:
+    def score(self, features: FeatureArrays, explain: int = 0) -> list[Score]:
+        """Each row's score; with `explain` > 0, also the `explain` inputs that contributed most to it."""
         known = known_rows(features)
         probabilities = np.full(len(features), np.nan)
+        explanations: dict[int, list[dict]] = {}
         if known.any():
             rows = np.flatnonzero(known)
             probabilities[rows] = self.trained.predict(subset(features, rows))
+            if explain > 0:
+                explanation = self.trained.explain(subset(features, rows))
+                explanations = {int(row): explanation.top(k, explain) for k, row in enumerate(rows)}
         missing = missing_inputs(features)
         out = []
         for i in range(len(features)):
@@ -84,6 +90,7 @@ class Predictor:
                     p,
                     None if p is None else bool(p >= self.threshold),
                     missing[i],
+                    explanations.get(i) if explain > 0 else None,
                 )
             )
         return out
@@ -104,8 +111,20 @@ class Predictor:
                     else "no features at this time"
                     for s in scores
                 ],
+                **(
+                    {"top_inputs": [_contributions(s.explanation) for s in scores]}
+                    if any(s.explanation is not None for s in scores)
+                    else {}
+                ),
             }
         )
+
+
+def _contributions(explanation: list[dict] | None) -> str | None:
+    """An explanation as one cell: `lactate +0.42; age +0.18` (logit units)."""
+    if explanation is None:
+        return None
+    return "; ".join(f"{item['input']} {item['contribution']:+.3f}" for item in explanation)
 
 
 def known_rows(features: FeatureArrays) -> np.ndarray:

@@ -37,6 +37,7 @@ from .baselines import SOFA_COLUMN, sofa_baseline, tuned_baselines
 from .calibration import FoldCalibration
 from .ensemble import CalibratedCV, Ensemble, calibrated_cv
 from .errors import StudyError, TooFewStays
+from .explain import Explanation, explain
 from .fusion import FusionConfig, FusionModel
 from .inputs import FeatureArrays, FeatureLayout, TrainingSet
 from .preprocess import PreprocessConfig, Preprocessor
@@ -456,6 +457,11 @@ class TrainedModel:
     def predict_uncalibrated(self, features: FeatureArrays) -> np.ndarray:
         self._check(features)
         return self.ensemble.predict_uncalibrated(features)
+
+    def explain(self, features: FeatureArrays, progress: Callable[[int], None] | None = None) -> Explanation:
+        """Each row's contributions per input (integrated gradients of the fold models; see explain.py)."""
+        self._check(features)
+        return explain(self.ensemble.members, features, progress=progress)
 
 
 def load_run(run_dir: Path) -> TrainedModel:

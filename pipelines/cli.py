@@ -116,6 +116,17 @@ ONLINE_STORE = typer.Option(
 RUN = typer.Option(None, "--run", help="Run folder from `sepsis-fusion train` (default: the newest under data/runs).")
 ENCODER_HELP = "Note encoder: hub id, local folder, or 'minilm' (the packaged all-MiniLM-L6-v2, no hub needed)."
 CONFIG_HELP = "Study settings (YAML); default the packaged {}.yaml (see `model/configs/`)."
+TRACK = typer.Option(
+    False,
+    "--track",
+    help="Log the evaluated run to MLflow (docs/TRACKING.md; needs sepsis-fusion[track]): a SQLite store under "
+    "the data folder (data/mlflow/) unless $MLFLOW_TRACKING_URI names another.",
+)
+EXPERIMENT = typer.Option(
+    None,
+    "--experiment",
+    help=f"MLflow experiment for --track (default: $MLFLOW_EXPERIMENT_NAME, else {workflow.DEFAULT_EXPERIMENT}).",
+)
 
 
 @app.command()
@@ -268,9 +279,26 @@ def evaluate(
     resamples: int = typer.Option(
         workflow.DEFAULT_RESAMPLES, "--resamples", help="Bootstrap resamples for the 95% intervals."
     ),
+    track: bool = TRACK,
+    experiment: str = EXPERIMENT,
 ) -> None:
-    """Evaluate a run on its held-out test set: metrics with CIs, baselines, plots and report.md."""
-    say(f"report: {workflow.evaluate(run, resamples).report}")
+    """Evaluate a run on its held-out test set: metrics with CIs, baselines, plots, report.md and report.html."""
+    tracking(track, experiment)
+    evaluated = workflow.evaluate(run, resamples)
+    say(f"report: {evaluated.report}")
+    say(f"html report: {evaluated.html}")
+    if track:
+        tracked = workflow.track_run(evaluated.report.parent, experiment)
+        say(
+            f"MLflow run {tracked.run_id} in experiment {tracked.experiment} ({tracked.settings} grid setting(s) as "
+            f"child runs{'; replaced the earlier run of this run folder' if tracked.replaced else ''})\n"
+            f"tracking URI: {tracked.tracking_uri}\nbrowse it: {tracked.browse}"
+        )
+
+
+def tracking(track: bool, experiment: str | None) -> None:
+    if experiment is not None and not track:
+        raise typer.BadParameter("--experiment names the MLflow experiment of --track: add --track")
 
 
 @app.command()
@@ -294,9 +322,15 @@ def score(
     run: Path = RUN,
     out: Path = typer.Option(None, "--out", help="CSV to write (default: data/scores/<mode>-<time>.csv)."),
     online_store: OnlineStore = ONLINE_STORE,
+    explain: bool = typer.Option(
+        False,
+        "--explain",
+        help=f"Name the {workflow.EXPLAIN_TOP} inputs that contributed most to each score "
+        "(integrated gradients; column top_inputs, logit units).",
+    ),
 ) -> None:
     """Score stays with only what was known at a time: probability, decision, model version, missing inputs."""
-    result = workflow.score(parse_time(as_of), online, parse_stays(stays), run, out, online_store)
+    result = workflow.score(parse_time(as_of), online, parse_stays(stays), run, out, online_store, explain=explain)
     say(
         f"{result.mode} scores as of {result.as_of} by {result.model_version}: {result.scored} stays scored, "
         f"{result.above_threshold} above the threshold {result.threshold:.3f}"
@@ -333,10 +367,14 @@ def demo(
     stays: int = typer.Option(workflow.DEMO_STAYS, "--stays", help="Synthetic ICU stays to generate."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(None, "--out", help="Synthetic MIMIC-IV folder (default: data/synthetic)."),
+    track: bool = TRACK,
+    experiment: str = EXPERIMENT,
 ) -> None:
     """The main job end to end on synthetic data: generate MIMIC-IV, `dbt build`, embed the notes, apply
-    and materialize the Feast store, train, evaluate, and score offline and online."""
-    summary(workflow.demo(stays, seed, out, RichReporter()))
+    and materialize the Feast store, train, evaluate, (with --track, log the run to MLflow) and score
+    offline and online."""
+    tracking(track, experiment)
+    summary(workflow.demo(stays, seed, out, RichReporter(), track, experiment))
 
 
 @app.command()
@@ -353,12 +391,15 @@ def pipeline(
         help="Run folder under data/runs (default: the config's "
         "name); reused when trained with this config on this training set.",
     ),
+    track: bool = TRACK,
+    experiment: str = EXPERIMENT,
 ) -> None:
     """The whole chain on a MIMIC-IV folder: `dbt build`, embed the notes, apply and materialize the Feast
     store, train, evaluate, score offline and online. It ends with what ran, what it reused and what it
     skipped and why. Exit status 0: every step ran; 3: a step was skipped (e.g. too few stays to train);
     1: a step failed (the message says which and why)."""
-    summary(workflow.pipeline(mimic, encoder, config, run_name, RichReporter()))
+    tracking(track, experiment)
+    summary(workflow.pipeline(mimic, encoder, config, run_name, RichReporter(), track, experiment))
 
 
 def summary(steps: list[workflow.StepResult]) -> None:

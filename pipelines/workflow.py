@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 import pandas as pd
 
 from sepsis_fusion.model.errors import SepsisFusionError, StudyError
+from sepsis_fusion.model.explain import TOP_INPUTS as EXPLAIN_TOP
 
 from . import paths
 
@@ -25,6 +26,7 @@ DEFAULT_ONLINE_STORE = "sqlite"
 DEFAULT_RESAMPLES = 1000
 DEMO_STAYS = 5000
 SYNTH_STAYS = 2000
+DEFAULT_EXPERIMENT = "sepsis-fusion"
 
 Status = Literal["done", "reused", "degraded", "skipped"]
 
@@ -120,7 +122,29 @@ class TrainStep:
 @dataclass(frozen=True)
 class EvaluateStep:
     report: Path
+    html: Path  # report.html: the same report, self-contained
     reused: bool
+
+
+@dataclass(frozen=True)
+class TrackStep:
+    run_dir: Path
+    run_id: str  # the MLflow run
+    experiment: str
+    experiment_id: str
+    tracking_uri: str
+    model_version: str
+    settings: int  # child runs, one per grid setting
+    replaced: int  # earlier MLflow runs of this run folder deleted (parent and child runs)
+
+    @property
+    def browse(self) -> str:
+        """How to see the run: the server's page, or the `mlflow ui` command on the store."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        from shlex import quote
+
+        return f"mlflow ui --backend-store-uri {quote(self.tracking_uri)}"
 
 
 @dataclass(frozen=True)
@@ -280,15 +304,37 @@ def latest_run() -> Path:
 
 
 def evaluate(run: Path | None = None, resamples: int = DEFAULT_RESAMPLES, reuse: bool = False, ts=None) -> EvaluateStep:
-    """Metrics with bootstrap intervals on the run's held-out test set, baselines, plots, report.md."""
+    """Metrics with bootstrap intervals on the run's held-out test set, baselines, plots, report.md and report.html."""
     from sepsis_fusion.model.evaluate import evaluate as evaluate_run
+    from sepsis_fusion.model.report_html import write_html_report
 
     from .features.training import training_set
 
     run = Path(run or latest_run())
     if reuse and (run / "report.md").exists():
-        return EvaluateStep(run / "report.md", reused=True)
-    return EvaluateStep(evaluate_run(ts or training_set(), run, resamples), reused=False)
+        html = run / "report.html"
+        if not html.exists():  # a run evaluated before report.html existed: rendering it needs no re-evaluation
+            write_html_report((run / "report.md").read_text(), run)
+        return EvaluateStep(run / "report.md", html, reused=True)
+    report = evaluate_run(ts or training_set(), run, resamples)
+    return EvaluateStep(report, report.with_name("report.html"), reused=False)
+
+
+def default_tracking_uri() -> str:
+    """MLflow's store: $MLFLOW_TRACKING_URI (MLflow's own variable), else a SQLite file under the data folder."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paths.data_dir() / 'mlflow' / 'mlflow.db'}"
+
+
+def track_run(run: Path | None = None, experiment: str | None = None, tracking_uri: str | None = None) -> TrackStep:
+    """Log an evaluated run folder as one MLflow run (pipelines/tracking.py), replacing the one it had there.
+    Default experiment: $MLFLOW_EXPERIMENT_NAME, else DEFAULT_EXPERIMENT."""
+    from .tracking import log_run
+
+    run = Path(run or latest_run())
+    uri = tracking_uri or default_tracking_uri()
+    name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+    t = log_run(run, uri, name)
+    return TrackStep(run, t.run_id, name, t.experiment_id, uri, t.model_version, t.settings, t.replaced)
 
 
 def score(
@@ -299,10 +345,12 @@ def score(
     out: Path | None = None,
     online_store: str = DEFAULT_ONLINE_STORE,
     scorer=None,
+    explain: bool = False,
 ) -> ScoreStep:
     """Score stays with only what was known at `as_of`: offline (point-in-time historical retrieval; needs
     `as_of`) or online (the online store; default `as_of` its materialization time). Default stays: the
-    cohort stays in the ICU at that time. The scores are written as CSV (default data/scores/)."""
+    cohort stays in the ICU at that time. With `explain`, each score names the EXPLAIN_TOP inputs that
+    contributed most (column top_inputs). The scores are written as CSV (default data/scores/)."""
     from .features.store import online_store_time, open_store
     from .features.training import in_icu, read_cohort
     from .serving.scorer import Scorer
@@ -316,7 +364,8 @@ def score(
     if not ids:
         raise StudyError(f"no cohort stay was in the ICU at {when}: pass --stays or another --as-of")
     mode = "online" if online else "offline"
-    table = scorer.frame(scorer.online(ids, when) if online else scorer.offline(ids, when))
+    top = EXPLAIN_TOP if explain else 0
+    table = scorer.frame(scorer.online(ids, when, top) if online else scorer.offline(ids, when, top))
     out = Path(out or paths.data_dir() / "scores" / f"{mode}-{when:%Y%m%dT%H%M%S}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
@@ -330,15 +379,22 @@ def run_chain(
     run_dir: Path,
     reporter: Reporter = Silent(),
     steps: list[StepResult] | None = None,
+    track: bool = False,
+    experiment: str | None = None,
 ) -> list[StepResult]:
-    """build -> embed -> Feast apply and materialize -> train -> evaluate -> score offline and online.
-    Each step is reused when its inputs are unchanged; training is skipped, with the reason, when the
-    cohort cannot support it. Returns the summary, one StepResult per step (failures raise)."""
+    """build -> embed -> Feast apply and materialize -> train -> evaluate -> (with `track`) log the run to
+    MLflow -> score offline and online. Each step is reused when its inputs are unchanged; training is
+    skipped, with the reason, when the cohort cannot support it. Returns the summary, one StepResult per
+    step (failures raise)."""
     from sepsis_fusion.model.errors import TooFewStays
 
     from .features.training import training_set
 
     steps = list(steps or [])
+    if track:  # before the chain's minutes of work, not after them
+        from .tracking import require_mlflow
+
+        require_mlflow()
 
     def start(title: str) -> None:
         reporter.step(f"{len(steps) + 1}. {title}")
@@ -383,7 +439,10 @@ def run_chain(
         return (
             steps
             + [StepResult("train", "skipped", str(exc))]
-            + [StepResult(name, "skipped", "no model was trained") for name in ("evaluate", "score")]
+            + [
+                StepResult(name, "skipped", "no model was trained")
+                for name in ("evaluate", *(("track",) if track else ()), "score")
+            ]
         )
     if trained.reused:
         reporter.line(f"reusing {run_dir}: trained with this config on this training set")
@@ -402,11 +461,22 @@ def run_chain(
         StepResult(
             "evaluate",
             "reused" if evaluated.reused else "done",
-            str(evaluated.report)
+            f"{evaluated.report}, {evaluated.html}"
             if evaluated.reused
-            else f"{evaluated.report}, plots {run_dir}/*.png, model card {run_dir / 'model_card.md'}",
+            else f"{evaluated.report}, {evaluated.html}, plots {run_dir}/*.png, model card {run_dir / 'model_card.md'}",
         )
     )
+    if track:
+        start("track the run in MLflow")
+        tracked = track_run(run_dir, experiment)
+        steps.append(
+            StepResult(
+                "track",
+                "done",
+                f"MLflow run {tracked.run_id} in experiment {tracked.experiment} at {tracked.tracking_uri}; "
+                f"browse it: {tracked.browse}",
+            )
+        )
     start("score offline (as of a past time) and online (as of the online store's time)")
     steps.append(StepResult("score", "done", "; ".join(_score_both(run_dir, ts.cohort, reporter))))
     return steps
@@ -435,10 +505,15 @@ def _score_both(run_dir: Path, cohort: pd.DataFrame, reporter: Reporter) -> list
 
 
 def demo(
-    stays: int = DEMO_STAYS, seed: int = 0, out: Path | None = None, reporter: Reporter = Silent()
+    stays: int = DEMO_STAYS,
+    seed: int = 0,
+    out: Path | None = None,
+    reporter: Reporter = Silent(),
+    track: bool = False,
+    experiment: str | None = None,
 ) -> list[StepResult]:
     """The main job on synthetic data: generate (or reuse) a synthetic MIMIC-IV, then run_chain with the
-    packaged MiniLM encoder and the demo config."""
+    packaged MiniLM encoder and the demo config (with `track`, the run logged to MLflow)."""
     reporter.step("1. synthetic MIMIC-IV")
     synth = synthesize(stays, seed, out, reuse=True)
     where = f"{synth.out} ({stays:,} stays, seed {seed})"
@@ -446,7 +521,14 @@ def demo(
         reporter.line(f"reusing {where}")
     first = StepResult("synthetic MIMIC-IV", "reused" if synth.reused else "done", where)
     return run_chain(
-        synth.out, DEMO_ENCODER, paths.config_path("demo"), paths.data_dir() / "runs" / "demo", reporter, steps=[first]
+        synth.out,
+        DEMO_ENCODER,
+        paths.config_path("demo"),
+        paths.data_dir() / "runs" / "demo",
+        reporter,
+        steps=[first],
+        track=track,
+        experiment=experiment,
     )
 
 
@@ -456,7 +538,10 @@ def pipeline(
     config: Path | None = None,
     run_name: str | None = None,
     reporter: Reporter = Silent(),
+    track: bool = False,
+    experiment: str | None = None,
 ) -> list[StepResult]:
     """The whole chain on a MIMIC-IV folder, with the study's full grid unless told otherwise."""
     config = Path(config or paths.config_path("study"))
-    return run_chain(Path(mimic), encoder, config, paths.data_dir() / "runs" / (run_name or config.stem), reporter)
+    run_dir = paths.data_dir() / "runs" / (run_name or config.stem)
+    return run_chain(Path(mimic), encoder, config, run_dir, reporter, track=track, experiment=experiment)

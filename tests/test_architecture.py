@@ -1,4 +1,5 @@
-"""The folders import one way only (docs/ARCHITECTURE.md): model <- pipelines' stages <- serving <- workflow <- cli."""
+"""The folders import one way only (docs/ARCHITECTURE.md): model <- pipelines' stages <- serving <- workflow <- cli,
+and the Python API beside the command line."""
 
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ LAYERS = [
             "sepsis_fusion.pipelines.build",
             "sepsis_fusion.pipelines.embed",
             "sepsis_fusion.pipelines.features",
+            "sepsis_fusion.pipelines.tracking",
         ),
     ),
     ("serving", "sepsis_fusion.pipelines.serving"),
     ("workflow", "sepsis_fusion.pipelines.workflow"),
     ("cli", "sepsis_fusion.pipelines.cli"),
+    # the Python API and the package top that names it (installed as sepsis_fusion/__init__.py)
+    ("api", ("sepsis_fusion.pipelines.api", "sepsis_fusion.pipelines.top_level")),
 ]
 # What the model package knows nothing of: the feature store, dbt, the HTTP service.
 NOT_IN_MODEL = ("feast", "dbt", "fastapi", "uvicorn", "redis", "typer")

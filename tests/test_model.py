@@ -180,21 +180,26 @@ def test_selection_ranks_every_candidate_and_skips_redundant_ones():
     assert not loose.redundant
 
 
-def test_training_learns_the_planted_signal_reproducibly():
-    train, y_train = synthetic_arrays(1200, 4)
-    val, y_val = synthetic_arrays(400, 5)
-    pre = Preprocessor(PreprocessConfig(select_k=6)).fit(train, y_train)
-    tr, va = pre.transform(train), pre.transform(val)
-    fusion = FusionConfig(
-        static_dim=tr.static.shape[1],
-        window_dim=tr.windows.shape[2],
-        note_dim=tr.notes.shape[2],
+def small_fusion(inputs) -> FusionConfig:
+    """A fusion model sized for these small synthetic sets, reading all three modalities of `inputs`."""
+    return FusionConfig(
+        static_dim=inputs.static.shape[1],
+        window_dim=inputs.windows.shape[2],
+        note_dim=inputs.notes.shape[2],
         static_hidden=(16, 8),
         window_hidden=8,
         note_hidden=8,
         head_hidden=8,
         dropout=0.1,
     )
+
+
+def test_training_learns_the_planted_signal_reproducibly():
+    train, y_train = synthetic_arrays(1200, 4)
+    val, y_val = synthetic_arrays(400, 5)
+    pre = Preprocessor(PreprocessConfig(select_k=6)).fit(train, y_train)
+    tr, va = pre.transform(train), pre.transform(val)
+    fusion = small_fusion(tr)
     config = TrainConfig(lr=3e-3, max_epochs=30, patience=5, batch_size=64)
     model, history = fit(fusion, config, tr, y_train, va, y_val)
     p = predict(model, va)

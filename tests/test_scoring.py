@@ -113,6 +113,18 @@ def test_score_cli_writes_point_in_time_scores_with_the_model_version(
     np.testing.assert_allclose(written["threshold"], scorer.threshold, rtol=1e-12)
     expected = {s.stay_id: s.probability for s in scorer.offline(stays, t)}
     np.testing.assert_allclose(written["probability"], [expected[s] for s in written["stay_id"]], atol=1e-6)
+    assert "top_inputs" not in written
+    explained = tmp_path / "explained.csv"
+    result = invoke(
+        ["score", "--as-of", t.isoformat(), "--run", trained_run, "--out", explained, "--explain"], data=data
+    )
+    assert_exit(result, 0)
+    explained = pd.read_csv(explained).set_index("stay_id")
+    np.testing.assert_allclose(explained.loc[written["stay_id"], "probability"], written["probability"], atol=1e-9)
+    reasons = {s.stay_id: s.explanation for s in scorer.offline(stays, t, explain=5)}
+    for stay, cell in explained["top_inputs"].items():
+        names = [part.rsplit(" ", 1)[0] for part in cell.split("; ")]
+        assert names == [item["input"] for item in reasons[stay]] and 0 < len(names) <= 5
     missing = invoke(["score", "--run", trained_run], data=data)
     assert_exit(missing, 1)
     assert "--as-of" in missing.stderr
@@ -164,6 +176,18 @@ def test_the_http_service_scores_online_and_answers_bad_requests_clearly(
         np.testing.assert_allclose(
             [a["probability"] for a in batch["scores"]], [expected[s].probability for s in stays], atol=1e-6
         )
+
+        status, explained = post(port, {"stay_ids": stays}, "/score?explain=true")
+        assert status == 200 and "explanation" not in batch["scores"][0]
+        reasons = {s.stay_id: s.explanation for s in scorer.online(stays, t, explain=5)}
+        for answer in explained["scores"]:
+            mine, theirs = answer["explanation"], reasons[answer["stay_id"]]
+            assert [item["input"] for item in mine] == [item["input"] for item in theirs]
+            np.testing.assert_allclose(
+                [i["contribution"] for i in mine], [i["contribution"] for i in theirs], atol=1e-6
+            )
+            assert 0 < len(answer["explanation"]) <= 5
+            assert {item["modality"] for item in answer["explanation"]} <= {"static", "windows", "notes"}
 
         status, unknown = post(port, {"stay_ids": [stays[0], 123]})
         assert status == 404 and "123" in unknown["detail"]

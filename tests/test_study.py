@@ -102,8 +102,23 @@ def test_evaluation_report_with_intervals_baselines_and_plots(ts, run_dir):
     assert {"variable", "overall", "survivors", "non-survivors", "p"} <= set(table.columns)
     assert table["variable"].str.startswith("age").any() and table["variable"].str.startswith("SOFA at T").any()
     assert "Intended use and limits" in (run_dir / "model_card.md").read_text()
-    for png in ("roc.png", "pr.png", "calibration.png", "decision_curve.png", "cohort_flow.png", "learning_curve.png"):
+    for png in (
+        "roc.png",
+        "pr.png",
+        "calibration.png",
+        "decision_curve.png",
+        "cohort_flow.png",
+        "learning_curve.png",
+        "importance.png",
+    ):
         assert (run_dir / png).stat().st_size > 5000
+    # global importance: every input of the layout, on the test stays, in the report
+    importance = pd.read_csv(run_dir / "importance.csv")
+    assert len(importance) == len(ts.features.layout.static) + len(ts.features.layout.windows) + 16
+    assert (
+        importance["mean_abs_contribution"].is_monotonic_decreasing and importance["mean_abs_contribution"].iloc[0] > 0
+    )
+    assert "## What the model relied on" in text and f"| {importance['input'].iloc[0]} |" in text
 
 
 def test_a_model_refuses_features_it_was_not_trained_on(ts, run_dir):

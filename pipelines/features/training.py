@@ -14,7 +14,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from sepsis_fusion.model.inputs import FeatureArrays, FeatureLayout, TrainingSet, arrays_from_columns
+from sepsis_fusion.model.inputs import FeatureArrays, FeatureLayout, TrainingSet, arrays_from_columns, as_vector
 
 from .. import paths
 from .layout import full_name, layout_from_service
@@ -90,3 +90,56 @@ def training_set(data: Path | None = None, store=None, service: str = SERVICE_NA
     layout = layout_from_service(store, service)
     features = historical_features(store, layout, cohort["stay_id"], cohort["prediction_time"])
     return TrainingSet(features, cohort, read_cohort_flow(data))
+
+
+AGGREGATES_VIEW = "windows_24h"
+
+
+def training_frame(
+    data: Path | None = None, store=None, service: str = SERVICE_NAME, notes: bool = False
+) -> pd.DataFrame:
+    """The cohort at its prediction times as one flat frame for tabular models and analysis: the cohort's
+    columns (ids, prediction time, labels), the static baseline, the 24-hour aggregates of every panel
+    feature ending at the last whole hour before T (`<feature>_<min|max|mean|std|count|last>_24h`) and,
+    with `notes`, how many notes were available at T and the mean of their embeddings
+    (`note_embedding_<k>`). One point-in-time retrieval from Feast, created-timestamp filtered, as the
+    training set's."""
+    data = Path(data or paths.data_dir())
+    store = store or open_store(data)
+    cohort = read_cohort(data)
+    layout = layout_from_service(store, service)
+    aggregates = [f.name for f in store.get_feature_view(AGGREGATES_VIEW).features]
+    refs = [f"{layout.static_view}:{f}" for f in layout.static] + [f"{AGGREGATES_VIEW}:{f}" for f in aggregates]
+    if notes:
+        refs += [f"{view}:embedding" for view in layout.note_views]
+    entities = entity_frame(cohort["stay_id"], cohort["prediction_time"])
+    answer = store.get_historical_features(
+        entity_df=entities, features=refs, full_feature_names=True, filter_by_created_timestamp=True
+    )
+    answer = answer.to_df().sort_values("entity_row").reset_index(drop=True)
+    if len(answer) != len(cohort):
+        raise FeatureStoreError(f"Feast returned {len(answer)} rows for {len(cohort)} cohort stays")
+    columns = {full_name(layout.static_view, f): f for f in layout.static}
+    columns.update({full_name(AGGREGATES_VIEW, f): f"{f}_24h" for f in aggregates})
+    cohort = cohort.drop(columns=[c for c in layout.static if c in cohort])  # e.g. age: the static view's
+    frame = pd.concat([cohort.reset_index(drop=True), answer[list(columns)].rename(columns=columns)], axis=1)
+    if notes:
+        frame = pd.concat([frame, _note_means(answer, layout)], axis=1)
+    return frame
+
+
+def _note_means(answer: pd.DataFrame, layout: FeatureLayout) -> pd.DataFrame:
+    """Per row: the number of notes served and the mean of their embeddings (NaN without a note)."""
+    slots = [[as_vector(v) for v in answer[full_name(view, "embedding")]] for view in layout.note_views]
+    dim = next((len(v) for slot in slots for v in slot if v is not None), 0)
+    total, count = np.zeros((len(answer), dim)), np.zeros(len(answer))
+    for slot in slots:
+        for i, v in enumerate(slot):
+            if v is not None and len(v) == dim:
+                total[i] += v
+                count[i] += 1
+    with np.errstate(invalid="ignore"):
+        means = total / count[:, None]
+    out = pd.DataFrame(means, columns=[f"note_embedding_{k:03d}" for k in range(dim)])
+    out.insert(0, "notes_available", count.astype(np.int64))
+    return out

@@ -35,18 +35,22 @@ class Scorer(Predictor):
             )
         self._online = None
 
-    def offline(self, stay_ids, as_of: datetime) -> list[Score]:
-        """Each stay as known at `as_of` (Feast get_historical_features, created-timestamp filtered)."""
+    def offline(self, stay_ids, as_of: datetime, explain: int = 0) -> list[Score]:
+        """Each stay as known at `as_of` (Feast get_historical_features, created-timestamp filtered); with
+        `explain` > 0, the inputs that contributed most to each score."""
+        return self.at(stay_ids, [utc_naive(as_of)] * len(stay_ids), explain)
+
+    def at(self, stay_ids, times, explain: int = 0) -> list[Score]:
+        """Each (stay, time) row as known at its own time (one point-in-time retrieval for all rows)."""
         from ..features.training import historical_features
 
-        stay_ids = np.asarray(stay_ids, dtype=np.int64)
-        features = historical_features(self.store, self.layout, stay_ids, [utc_naive(as_of)] * len(stay_ids))
-        return self.score(features)
+        features = historical_features(self.store, self.layout, np.asarray(stay_ids, dtype=np.int64), times)
+        return self.score(features, explain)
 
-    def online(self, stay_ids, as_of: datetime | None = None) -> list[Score]:
+    def online(self, stay_ids, as_of: datetime | None = None, explain: int = 0) -> list[Score]:
         """Each stay from the online store as of `as_of` (default: now); rows past their ttl are dropped."""
         from ..features.online import OnlineFeatures
 
         if self._online is None:
             self._online = OnlineFeatures(self.store, self.service)
-        return self.score(self._online.read(stay_ids, as_of))
+        return self.score(self._online.read(stay_ids, as_of), explain)

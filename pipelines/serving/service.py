@@ -1,7 +1,9 @@
 """`sepsis-fusion serve`: the trained model behind HTTP, on the Feast online store.
 
 POST /score with {"stay_id": 123} or {"stay_ids": [123, 456]} answers each stay's probability, the
-decision at the model's threshold, the model version and the inputs that were missing; GET /health says
+decision at the model's threshold, the model version and the inputs that were missing (with
+`?explain=true`, also the inputs that contributed most: name, modality, contribution in logit units, and
+for a note how many hours before it was charted); GET /health says
 what is served. Unknown stays (no feature in the online store at the service's clock) get 404 naming them;
 malformed requests get 422 from the request schema. Answers and logs carry ids, numbers and feature names
 only: the model reads note embeddings, never note text.
@@ -19,8 +21,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sepsis_fusion.model.explain import TOP_INPUTS as EXPLAIN_TOP
 
 from ..features.store import FeatureStoreError, online_store_time
 from .scorer import Scorer
@@ -65,10 +69,13 @@ def create_app(scorer: Scorer, clock: Callable[[], datetime], clock_name: str) -
         }
 
     @app.post("/score")
-    async def score(request: ScoreRequest) -> dict:
+    async def score(
+        request: ScoreRequest,
+        explain: bool = Query(False, description=f"name the {EXPLAIN_TOP} inputs that contributed most to each score"),
+    ) -> dict:
         ids = [request.stay_id] if request.stay_id is not None else request.stay_ids
         as_of = now()
-        scores = scorer.online(ids, as_of)
+        scores = scorer.online(ids, as_of, EXPLAIN_TOP if explain else 0)
         unknown = [s.stay_id for s in scores if not s.known]
         if unknown:
             raise HTTPException(
@@ -78,7 +85,13 @@ def create_app(scorer: Scorer, clock: Callable[[], datetime], clock_name: str) -
                 f"admitted yet, or not materialized)",
             )
         answers = [
-            {"stay_id": s.stay_id, "probability": s.probability, "decision": s.decision, "missing": s.missing}
+            {
+                "stay_id": s.stay_id,
+                "probability": s.probability,
+                "decision": s.decision,
+                "missing": s.missing,
+                **({"explanation": s.explanation} if explain else {}),
+            }
             for s in scores
         ]
         common = {**base, "as_of": as_of.isoformat()}

@@ -1,0 +1,175 @@
+"""The Python API for notebooks and scripts, importable from the package top:
+
+    from sepsis_fusion import Project
+
+    project = Project("data")                  # the data folder `make demo` or `sepsis-fusion pipeline` fills
+    cohort = project.cohort()                  # the cohort mart: one row per stay, labels, prediction time
+    frame = project.training_frame()           # + static baseline and 24-hour aggregates, as of each T
+    run = project.run("demo")                  # data/runs/demo
+    scores = run.predict(frame)                # probability and decision per row, point-in-time
+
+Everything is read point-in-time from the project's Feast store, as the command line reads it: a frame's
+rows are (stay_id, prediction_time) pairs, and a run scores each with only what was stored by its time.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sepsis_fusion.model.errors import StudyError
+from sepsis_fusion.model.explain import TOP_INPUTS
+from sepsis_fusion.model.inputs import FeatureArrays, TrainingSet
+from sepsis_fusion.model.scoring import latest_run
+
+from .features import training
+from .features.store import FeatureStoreError, open_store
+
+TIME = "prediction_time"
+
+
+class Project:
+    """A data folder: its feature files, its Feast store (applied) and its run folders."""
+
+    def __init__(self, data: str | Path | None = None, online_store: str = "sqlite"):
+        from . import paths
+
+        self.data = Path(data).resolve() if data is not None else paths.data_dir()
+        self.online_store = online_store
+        if not (self.data / "features" / "cohort.parquet").exists():
+            raise FeatureStoreError(
+                f"{self.data} holds no built features (features/cohort.parquet): run `make demo`, or "
+                "`sepsis-fusion build` and `sepsis-fusion features apply`, for this data folder first"
+            )
+
+    def __repr__(self) -> str:
+        return f"Project({str(self.data)!r})"
+
+    @cached_property
+    def store(self):
+        """The Feast FeatureStore of this data folder (feast.FeatureStore)."""
+        return open_store(self.data, online=self.online_store)
+
+    def cohort(self) -> pd.DataFrame:
+        """The cohort mart: stay, subject and admission ids, intime/outtime, Sepsis-3 recognition,
+        prediction_time and the labels (died_in_hospital, died_in_icu, died_within_horizon)."""
+        return training.read_cohort(self.data)
+
+    def cohort_flow(self) -> pd.DataFrame | None:
+        """How many stays each cohort criterion removed, in order."""
+        return training.read_cohort_flow(self.data)
+
+    def training_frame(self, notes: bool = False) -> pd.DataFrame:
+        """The cohort with its features as of each prediction time, one flat frame: the cohort's columns,
+        the static baseline, each panel feature's 24-hour aggregates (`<feature>_<agg>_24h`) and, with
+        `notes`, the number of notes available and the mean of their embeddings (`note_embedding_<k>`)."""
+        return training.training_frame(self.data, self.store, notes=notes)
+
+    def training_set(self) -> TrainingSet:
+        """The fusion model's training set: arrays (static, the lab and vital sequence, the notes) and the cohort."""
+        return training.training_set(self.data, self.store)
+
+    def runs(self) -> list[Path]:
+        """The complete run folders under runs/, oldest first."""
+        found = [p.parent for p in (self.data / "runs").glob("*/model.json") if not p.parent.name.startswith(".")]
+        return sorted(found, key=lambda p: p.stat().st_mtime)
+
+    def run(self, name: str | Path | None = None) -> Run:
+        """A run folder: a name under runs/, a path, or (None) the newest."""
+        if name is None:
+            path = latest_run(self.data / "runs")
+        else:
+            path = Path(name)
+            path = path if path.is_absolute() or path.exists() else self.data / "runs" / path
+        return Run(path, self)
+
+
+class Run:
+    """A trained run folder bound to a project's store: predicts and explains rows of a frame."""
+
+    def __init__(self, path: str | Path, project: Project):
+        from .serving.scorer import Scorer
+
+        self.path = Path(path)
+        self.project = project
+        self._scorer = Scorer(self.path, project.store)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, version={self.version!r})"
+
+    @property
+    def version(self) -> str:
+        return self._scorer.version
+
+    @property
+    def threshold(self) -> float:
+        return self._scorer.threshold
+
+    @property
+    def outcome(self) -> str:
+        return self._scorer.trained.outcome
+
+    def predict(self, frame: pd.DataFrame, time_column: str = TIME) -> pd.DataFrame:
+        """Each row's calibrated probability and decision at the run's threshold, from what the store held
+        at the row's time (`time_column`); index aligned with `frame`. A row with no feature at its time
+        gets NaN and known=False."""
+        scores = self._scorer.at(*_rows(frame, time_column))
+        return pd.DataFrame(
+            {
+                "stay_id": [s.stay_id for s in scores],
+                time_column: [s.as_of for s in scores],
+                "known": [s.known for s in scores],
+                "probability": [np.nan if s.probability is None else s.probability for s in scores],
+                "decision": [s.decision for s in scores],
+            },
+            index=frame.index,
+        )
+
+    def explain(self, frame: pd.DataFrame, top: int = TOP_INPUTS, time_column: str = TIME) -> pd.DataFrame:
+        """Each row's `top` inputs of largest contribution (integrated gradients; logit units), long format:
+        one line per (row, rank) with the frame's index in column `row`."""
+        scores = self._scorer.at(*_rows(frame, time_column), explain=top)
+        lines = [
+            {"row": index, "stay_id": s.stay_id, "rank": rank, **item}
+            for index, s in zip(frame.index, scores)
+            for rank, item in enumerate(s.explanation or [], start=1)
+        ]
+        return pd.DataFrame(
+            lines, columns=["row", "stay_id", "rank", "input", "modality", "contribution", "hours_before"]
+        )
+
+    def importance(self, frame: pd.DataFrame, time_column: str = TIME) -> pd.DataFrame:
+        """Global importance over the frame's rows: each input's mean absolute contribution, largest first."""
+        return self._scorer.trained.explain(self.features(frame, time_column)).importance()
+
+    def features(self, frame: pd.DataFrame, time_column: str = TIME) -> FeatureArrays:
+        """The model's inputs for the frame's rows, point-in-time (what predict and explain read)."""
+        from .features.training import historical_features
+
+        ids, times = _rows(frame, time_column)
+        return historical_features(self.project.store, self._scorer.layout, ids, times)
+
+    def test_predictions(self) -> pd.DataFrame:
+        """The run's held-out test stays with their calibrated and uncalibrated probabilities and outcome."""
+        return pd.read_csv(self.path / "predictions.csv")
+
+    def metrics(self) -> dict:
+        """metrics.json of `sepsis-fusion evaluate`: test metrics with intervals, paired differences, calibration."""
+        path = self.path / "metrics.json"
+        if not path.exists():
+            raise StudyError(f"{self.path} has not been evaluated: run `sepsis-fusion evaluate --run {self.path}`")
+        return json.loads(path.read_text())
+
+
+def _rows(frame: pd.DataFrame, time_column: str) -> tuple[np.ndarray, list]:
+    missing = [c for c in ("stay_id", time_column) if c not in frame]
+    if missing:
+        raise StudyError(f"the frame has no column {', '.join(missing)}: it needs stay_id and {time_column}")
+    times = pd.to_datetime(frame[time_column])
+    if times.isna().any():
+        raise StudyError(f"{time_column} is empty in {int(times.isna().sum())} row(s): every row needs a time")
+    return frame["stay_id"].to_numpy(dtype=np.int64), list(times)

@@ -1,0 +1,294 @@
+"""Experiment tracking (`--track`): an evaluated run folder logged as one MLflow run.
+
+The MLflow run holds what the run folder holds, in MLflow's terms: the study config flattened into
+parameters (`train.lr`, `grid.dropout`, ...; each value written so that `sepsis-fusion train --set
+key=value` accepts it) and the chosen setting (`setting.dropout`); the test metrics with their bootstrap
+intervals (`test_auroc`, `test_auroc_low`, `test_auroc_high`; the baselines' as `baseline/<name>/test_auroc`,
+the paired differences as `difference/<baseline>/auroc`, the calibration measures as
+`calibration/<model>/brier`); one child run per grid setting with its mean, spread and per-fold
+cross-validation AUROC and each fold's learning curve; the report, model card, plots and the run's JSON
+files as artifacts; and as tags the model version, the run folder, the data fingerprint (`data.fingerprint`)
+and the package versions (`version.torch`).
+
+One run folder is one MLflow run: it is found again by its model version (the `model_version` tag, the
+folder's name and a digest of its weights, preprocessing, calibration and threshold), and logging it again
+logs a fresh run and then deletes the earlier one and its child runs (MLflow keeps deleted runs until
+`mlflow gc`), so a re-evaluated folder leaves exactly its latest evaluation, with no stale metric and no
+doubled learning curve. A folder retrained in place has another model version, hence its own MLflow run.
+
+MLflow is an optional dependency (`pip install 'sepsis-fusion[track]'`), imported only here, when a run
+is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from sepsis_fusion.model.errors import SepsisFusionError
+from sepsis_fusion.model.scoring import model_version
+
+FUSION = "fusion model"  # model/evaluate.py's name for the final model in metrics.json
+ARTIFACTS = (
+    "report.md",
+    "report.html",
+    "model_card.md",
+    "metrics.json",
+    "cv.json",
+    "config.yaml",
+    "data.json",
+    "versions.json",
+    "model.json",
+    "calibration.json",
+    "baselines.json",
+    "cohort_characteristics.csv",
+)
+VERSION_TAG = "model_version"
+
+
+class TrackingError(SepsisFusionError):
+    """A run folder cannot be logged to MLflow: not installed, not evaluated, or the store refused it."""
+
+
+class NotEvaluated(TrackingError):
+    """The run folder has no metrics.json: `sepsis-fusion evaluate` has not run on it."""
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    run_id: str
+    experiment_id: str
+    model_version: str
+    settings: int  # child runs, one per grid setting
+    replaced: int  # earlier MLflow runs of this run folder (parents and children) deleted
+
+
+def sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a SQLite store's URI (sqlite:///relative or sqlite:////absolute), else None."""
+    match = re.fullmatch(r"sqlite:///([^?]+)(\?.*)?", tracking_uri)
+    return Path(match.group(1)).resolve() if match else None
+
+
+def artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Where a new experiment keeps its artifacts: `artifacts/<experiment>/` beside the database of a SQLite
+    store (MLflow's own default would depend on the working directory); the store's default otherwise."""
+    database = sqlite_file(tracking_uri)
+    return (database.parent / "artifacts" / _name(experiment)).as_uri() if database else None
+
+
+def log_run(run_dir: Path, tracking_uri: str, experiment: str) -> TrackedRun:
+    """Log an evaluated run folder to the MLflow store at `tracking_uri` in `experiment` (created when
+    missing), replacing the MLflow run this folder had there."""
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / "model.json").exists():
+        raise TrackingError(f"{run_dir} is not a run folder (no model.json): train one with `sepsis-fusion train`")
+    if not (run_dir / "metrics.json").exists():
+        raise NotEvaluated(
+            f"{run_dir} has not been evaluated (no metrics.json): run `sepsis-fusion evaluate --run {run_dir}` "
+            "first, or `sepsis-fusion evaluate --run ... --track` to evaluate and track it in one go"
+        )
+    require_mlflow()
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    version = model_version(run_dir)
+    database = sqlite_file(tracking_uri)
+    if database:
+        database.parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
+    with _quiet():
+        # a client of its own: mlflow.set_tracking_uri would also set MLFLOW_TRACKING_URI for the whole process
+        client = MlflowClient(tracking_uri=tracking_uri)
+        try:
+            experiment_id = _experiment(client, tracking_uri, experiment)
+            # matched on the digest (hex, safe in a filter string), then on the whole version
+            digest = version.rsplit("@", 1)[1]
+            found = client.search_runs([experiment_id], f"tags.{VERSION_TAG} LIKE '%@{digest}'", max_results=1000)
+            earlier = [r.info.run_id for r in found if r.data.tags.get(VERSION_TAG) == version]
+            run_id, settings = _log(client, experiment_id, run_dir, version)
+            for old in earlier:
+                client.delete_run(old)
+        except MlflowException as exc:
+            raise TrackingError(f"MLflow ({tracking_uri}): {exc.message}") from None
+    return TrackedRun(run_id, experiment_id, version, settings, len(earlier))
+
+
+def require_mlflow() -> None:
+    """Refuse, before any work, when MLflow is not installed (found without importing it: a second or so)."""
+    from importlib.util import find_spec
+
+    if find_spec("mlflow") is None:
+        raise TrackingError(
+            "experiment tracking needs MLflow, an optional dependency: pip install 'sepsis-fusion[track]'"
+        )
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """MLflow announces at INFO that it creates and migrates its SQLite tables (alembic too): noise to a user."""
+    loggers = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "alembic")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _experiment(client, tracking_uri: str, name: str) -> str:
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        return client.create_experiment(name, artifact_location=artifact_location(tracking_uri, name))
+    if found.lifecycle_stage == "deleted":
+        raise TrackingError(
+            f"the MLflow experiment {name!r} is deleted in {tracking_uri}: restore it "
+            f"(mlflow experiments restore --experiment-id {found.experiment_id}) or choose another --experiment"
+        )
+    return found.experiment_id
+
+
+def _log(client, experiment_id: str, run_dir: Path, version: str) -> tuple[str, int]:
+    """The parent run and its child runs; a run that fails half-way is marked FAILED (and replaced next time)."""
+    from mlflow.entities import Metric, Param
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    cv = json.loads((run_dir / "cv.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    meta = json.loads((run_dir / "model.json").read_text())
+    data = _read_json(run_dir / "data.json")
+    versions = _read_json(run_dir / "versions.json")
+    now = int(time.time() * 1000)
+    chosen = cv.get("best_setting") or meta.get("setting") or {}
+
+    params = {**_flatten(config), **{f"setting.{k}": v for k, v in chosen.items()}}
+    values = {"cv_auroc": cv.get("cv_auroc"), "threshold": meta.get("threshold")}
+    for name, measures in metrics.get("models", {}).items():
+        values.update(_intervals("test_" if name == FUSION else f"baseline/{_name(name)}/test_", measures))
+    for name, measures in metrics.get("paired_differences", {}).items():
+        values.update(_intervals(f"difference/{_name(name)}/", measures))
+    for name, measures in metrics.get("calibration", {}).items():
+        values.update(_intervals(f"calibration/{_name(name)}/", measures))
+    test = metrics.get("models", {}).get(FUSION, {}).get("auroc", {})
+    tags = {
+        VERSION_TAG: version,
+        "run_folder": run_dir.name,
+        "run_dir": str(run_dir),
+        "calibration": meta.get("calibration"),
+        **{f"data.{k}": v for k, v in data.items()},
+        **{f"version.{k}": v for k, v in versions.items()},
+        "mlflow.note.content": (
+            f"Run folder `{run_dir}` ({version}), outcome {config.get('outcome')}: test AUROC "
+            f"{test.get('value', float('nan')):.3f} (95% CI {test.get('low', float('nan')):.3f} to "
+            f"{test.get('high', float('nan')):.3f}). The report, model card and plots are among the artifacts."
+        ),
+    }
+    parent = client.create_run(experiment_id, run_name=run_dir.name, tags=_tags(tags)).info.run_id
+    try:
+        client.log_batch(
+            parent,
+            metrics=[Metric(k, v, now, 0) for k, v in values.items() if v is not None],
+            params=[Param(k, _value(v)) for k, v in params.items()],
+            synchronous=True,
+        )
+        for path in _artifacts(run_dir):
+            client.log_artifact(parent, str(path))
+        settings = _settings(cv)
+        for setting, folds in settings.items():
+            _child(client, experiment_id, parent, version, json.loads(setting), folds, chosen, now)
+    except BaseException:
+        client.set_terminated(parent, "FAILED")
+        raise
+    client.set_terminated(parent, "FINISHED")
+    return parent, len(settings)
+
+
+def _child(client, experiment_id, parent, version, setting: dict, folds: list[dict], chosen: dict, now: int) -> None:
+    """One grid setting's cross-validation: its mean and spread, each fold's AUROC and learning curve."""
+    import numpy as np
+    from mlflow.entities import Metric, Param
+
+    name = ", ".join(f"{k}={_value(v)}" for k, v in setting.items()) or "(defaults)"
+    tags = {
+        "mlflow.parentRunId": parent,
+        VERSION_TAG: version,
+        "setting": json.dumps(setting, sort_keys=True),
+        "chosen": str(setting == chosen).lower(),
+    }
+    run = client.create_run(experiment_id, run_name=name, tags=_tags(tags)).info.run_id
+    aurocs = [f["auroc"] for f in folds]
+    values = [
+        Metric("cv_auroc_mean", float(np.mean(aurocs)), now, 0),
+        Metric("cv_auroc_std", float(np.std(aurocs)), now, 0),
+    ]
+    for f in folds:
+        values.append(Metric(f"fold_{f['fold']}_auroc", f["auroc"], now, 0))
+        values.append(Metric(f"fold_{f['fold']}_best_epoch", f["best_epoch"], now, 0))
+        for curve in ("train_loss", "val_loss", "val_auroc"):
+            values += [Metric(f"fold_{f['fold']}/{curve}", v, now, epoch) for epoch, v in enumerate(f.get(curve, []))]
+    params = [Param(f"setting.{k}", _value(v)) for k, v in setting.items()]
+    client.log_batch(run, metrics=[m for m in values if m.value is not None], params=params, synchronous=True)
+    client.set_terminated(run, "FINISHED")
+
+
+def _settings(cv: dict) -> dict[str, list[dict]]:
+    """cv.json's folds grouped by setting (the key: the setting as sorted JSON), in the order they ran."""
+    grouped: dict[str, list[dict]] = {}
+    for fold in cv.get("folds", []):
+        grouped.setdefault(json.dumps(fold["setting"], sort_keys=True), []).append(fold)
+    return grouped
+
+
+def _artifacts(run_dir: Path) -> list[Path]:
+    return [run_dir / n for n in ARTIFACTS if (run_dir / n).is_file()] + sorted(run_dir.glob("*.png"))
+
+
+def _flatten(node: dict, prefix: str = "") -> dict:
+    """{'train': {'lr': 0.001}} -> {'train.lr': 0.001}; lists stay values (a grid's choices)."""
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _intervals(prefix: str, measures: dict) -> dict[str, float]:
+    """{'auroc': {value, low, high}} -> {prefix + 'auroc': value, ..._low, ..._high}; plain numbers as they are."""
+    out: dict[str, float] = {}
+    for measure, m in measures.items():
+        key = prefix + _name(measure)
+        if isinstance(m, dict):
+            out.update(
+                {key + suffix: m.get(part) for part, suffix in (("value", ""), ("low", "_low"), ("high", "_high"))}
+            )
+        elif isinstance(m, int | float):
+            out[key] = m
+    return {k: float(v) for k, v in out.items() if v is not None}
+
+
+def _name(text: str) -> str:
+    """A name MLflow accepts in a metric key (letters, digits, _ - . / and spaces; spaces too become _)."""
+    return re.sub(r"[^A-Za-z0-9_\-./]+", "_", str(text)).strip("_")
+
+
+def _value(value) -> str:
+    """A parameter's value as `--set key=value` takes it (YAML): strings bare, the rest as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _tags(tags: dict) -> dict[str, str]:
+    return {_name(k) if not k.startswith("mlflow.") else k: str(v) for k, v in tags.items() if v is not None}
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
