@@ -100,7 +100,10 @@ def dbt_build(
     ]
     if select:
         cmd += ["--select", select]
-    parse_cache = paths.cache_dir() / "dbt" / f"partial_parse-{warehouse.stem}.msgpack"
+    # dbt's partial parse keeps the project's absolute path (a seed's file, for one) and does not check it:
+    # one cache per project folder, so two checkouts or an installed package never read each other's
+    project_key = hashlib.sha256(str(project.resolve()).encode()).hexdigest()[:12]
+    parse_cache = paths.cache_dir() / "dbt" / f"partial_parse-{engine}-{warehouse.stem}-{project_key}.msgpack"
     _copy_if_missing(parse_cache, target / "target" / PARTIAL_PARSE)
     returncode, output = _run_echoing(cmd, env, warehouse.parent)
     _replace_atomically(target / "target" / PARTIAL_PARSE, parse_cache)

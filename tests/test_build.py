@@ -77,6 +77,23 @@ def test_rebuild_reloads_changed_files_only_and_is_skipped_when_nothing_changed(
     assert "stg_icu_icustays" in dbt_build(small_mimic, warehouse=warehouse, force=True)
 
 
+def test_a_build_never_reads_dbts_partial_parse_of_another_project_folder(small_mimic, tmp_path, monkeypatch):
+    """dbt's partial parse records the project's absolute path (e.g. each seed's file) without checking it:
+    a build from another checkout of the same project, since removed, must not leave its paths to this one."""
+    import sepsis_fusion.pipelines.build as build
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the partial-parse cache of this test only
+    other = tmp_path / "other_checkout" / "dbt_project"
+    shutil.copytree(build.paths.DBT_PROJECT_DIR, other, ignore=shutil.ignore_patterns("target", "logs"))
+    monkeypatch.setattr(build.paths, "DBT_PROJECT_DIR", other)
+    dbt_build(small_mimic, warehouse=tmp_path / "first" / "warehouse.duckdb")
+    shutil.rmtree(other)
+    monkeypatch.setattr(build.paths, "DBT_PROJECT_DIR", build.paths.PROJECT_ROOT / "dbt_project")
+    warehouse = tmp_path / "second" / "warehouse.duckdb"
+    assert "antibiotic_name_patterns" in dbt_build(small_mimic, warehouse=warehouse)  # a seed, from this project
+    assert count(warehouse, "stg_icu_icustays") > 0
+
+
 def test_bad_raw_files_are_named_and_the_last_build_is_kept(small_mimic, tmp_path):
     warehouse = tmp_path / "w.duckdb"
     dbt_build(small_mimic, warehouse=warehouse)
