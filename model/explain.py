@@ -2,8 +2,9 @@
 clinician recognises: each static feature, each panel feature of the lab and vital sequence (its values,
 flags and times since charted over every step), and each note by recency.
 
-What is explained is the mean of the fold models' logits before calibration (calibration is a monotone map
-of it, so what raises the logit raises the probability). Each fold model is explained on its own
+What is explained is the mean of the fold models' logits before calibration (each fold model's calibration
+map is monotone, so what raises a member's logit raises its calibrated probability; the ensemble's score,
+the mean of those probabilities, moves the same way). Each fold model is explained on its own
 preprocessed inputs, against a reference stay: the same record timing (the same steps and note slots
 present, the same step and note ages), every static feature at the training mean (mode for categories, no
 missing flag), every panel value at its training mean and not charted, every note's embedding zero. A
@@ -28,7 +29,6 @@ if TYPE_CHECKING:  # torch is imported where it is used: the command line import
     from .preprocess import Preprocessor
     from .protocol import Member
 
-NOTE_RANK = "note {} (newest)"
 TOP_INPUTS = 5  # inputs named per explained score (`score --explain`, POST /score?explain=true)
 
 
@@ -86,7 +86,7 @@ def explain(
     from captum.attr import IntegratedGradients
 
     lo = features.layout
-    inputs = (*lo.static, *lo.windows, *(NOTE_RANK.format(r) for r in range(1, len(lo.note_views) + 1)))
+    inputs = (*lo.static, *lo.windows, *(note_input(r) for r in range(1, len(lo.note_views) + 1)))
     modalities = ("static",) * len(lo.static) + ("windows",) * len(lo.windows) + ("notes",) * len(lo.note_views)
     total = np.zeros((len(features), len(inputs)))
     for member in members:
@@ -94,18 +94,19 @@ def explain(
         model.eval()
         x, reference = pre.transform(features), pre.transform(_reference(features))
         reference.static[:, [j for j, name in enumerate(pre.selected) if name.endswith("_missing")]] = 0.0
-        parts = _used_parts(model, x)
-        ig = IntegratedGradients(_forward(model, parts))
         for start in range(0, len(features), batch):
             rows = slice(start, start + batch)
-            given = tuple(torch.from_numpy(getattr(x, p)[rows]) for p in parts)
-            base = tuple(torch.from_numpy(_baseline(p, x, reference, rows)) for p in parts)
-            masks = (torch.from_numpy(x.window_mask[rows]), torch.from_numpy(x.note_mask[rows]))
-            attributions = ig.attribute(given, baselines=base, additional_forward_args=masks, n_steps=steps)
-            grouped = dict(zip(parts, (a.detach().numpy().astype(np.float64) for a in attributions)))
-            total[rows] += _group(grouped, pre, lo)
+            parts = _used_parts(model, x, rows)
+            if parts:  # else the member reads nothing of these rows: every contribution is 0
+                ig = IntegratedGradients(_forward(model, parts))
+                given = tuple(torch.from_numpy(getattr(x, p)[rows]) for p in parts)
+                base = tuple(torch.from_numpy(_baseline(p, x, reference, rows)) for p in parts)
+                masks = (torch.from_numpy(x.window_mask[rows]), torch.from_numpy(x.note_mask[rows]))
+                attributions = ig.attribute(given, baselines=base, additional_forward_args=masks, n_steps=steps)
+                grouped = dict(zip(parts, (a.detach().numpy().astype(np.float64) for a in attributions)))
+                total[rows] += _group(grouped, pre, lo)
             if progress:
-                progress(len(given[0]))
+                progress(len(x.window_mask[rows]))
     values = total / max(len(members), 1)
     # notes are stored oldest first with empty slots in front: rank 1 (newest) is the last slot
     hours = features.note_age[:, ::-1].astype(np.float64)
@@ -120,15 +121,18 @@ def _reference(features: FeatureArrays) -> FeatureArrays:
     return ref
 
 
-def _used_parts(model, x) -> tuple[str, ...]:
-    """The inputs this member reads (gradients of an unused input do not exist)."""
+def _used_parts(model, x, rows: slice) -> tuple[str, ...]:
+    """The inputs this member reads for these rows: a modality it has, with values, and, for a sequence,
+    at least one present step among those it reads (integrated gradients need every input in the graph)."""
     c = model.config
-    parts = [
-        name
-        for name, on in (("static", c.use_static), ("windows", c.use_windows), ("notes", c.use_notes))
-        if on and getattr(x, name).shape[-1] > 0
-    ]
-    return tuple(parts)
+    steps = c.window_steps or x.window_mask.shape[1]
+    present = {
+        "static": True,
+        "windows": bool(x.window_mask[rows, -steps:].any()),
+        "notes": bool(x.note_mask[rows].any()),
+    }
+    on = {"static": c.use_static, "windows": c.use_windows, "notes": c.use_notes}
+    return tuple(p for p in ("static", "windows", "notes") if on[p] and present[p] and getattr(x, p).shape[-1] > 0)
 
 
 def _forward(model, parts: tuple[str, ...]):
@@ -180,6 +184,11 @@ def _static_feature(candidate: str, pre: Preprocessor) -> str:
     if "=" in candidate and candidate.split("=", 1)[0] in pre.categories:
         return candidate.split("=", 1)[0]
     return candidate
+
+
+def note_input(rank: int) -> str:
+    """The name of the note of this recency rank in an explanation: `note 1 (newest)`, `note 2`, ..."""
+    return "note 1 (newest)" if rank == 1 else f"note {rank}"
 
 
 def _note_rank(name: str) -> int:

@@ -32,12 +32,18 @@ def model_version(run_dir: Path) -> str:
     return f"{Path(run_dir).resolve().name}@{digest.hexdigest()[:12]}"
 
 
+def run_folders(runs: Path) -> list[Path]:
+    """The complete run folders under `runs`, oldest written first."""
+    found = [p for p in Path(runs).glob("*/model.json") if not p.parent.name.startswith(".")]  # not unfinished
+    return [p.parent for p in sorted(found, key=lambda p: p.stat().st_mtime)]
+
+
 def latest_run(runs: Path) -> Path:
     """The most recently written run folder under `runs`."""
-    found = [p for p in Path(runs).glob("*/model.json") if not p.parent.name.startswith(".")]  # not unfinished
+    found = run_folders(runs)
     if not found:
         raise StudyError(f"no run folder under {runs}: train one with `sepsis-fusion train` or pass --run")
-    return max(found, key=lambda p: p.stat().st_mtime).parent
+    return found[-1]
 
 
 @dataclass

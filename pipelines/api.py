@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -24,10 +25,13 @@ import pandas as pd
 from sepsis_fusion.model.errors import StudyError
 from sepsis_fusion.model.explain import TOP_INPUTS
 from sepsis_fusion.model.inputs import FeatureArrays, TrainingSet
-from sepsis_fusion.model.scoring import latest_run
+from sepsis_fusion.model.scoring import known_rows, latest_run, run_folders
 
 from .features import training
 from .features.store import FeatureStoreError, open_store
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 TIME = "prediction_time"
 
@@ -50,7 +54,7 @@ class Project:
         return f"Project({str(self.data)!r})"
 
     @cached_property
-    def store(self):
+    def store(self) -> FeatureStore:
         """The Feast FeatureStore of this data folder (feast.FeatureStore)."""
         return open_store(self.data, online=self.online_store)
 
@@ -69,23 +73,32 @@ class Project:
         `notes`, the number of notes available and the mean of their embeddings (`note_embedding_<k>`)."""
         return training.training_frame(self.data, self.store, notes=notes)
 
+    def feature_columns(self, frame: pd.DataFrame) -> list[str]:
+        """The columns of a training frame that are features (not ids, times or outcomes), in frame order."""
+        from .features.layout import layout_from_service
+        from .features.store import SERVICE_NAME
+
+        static = set(layout_from_service(self.store, SERVICE_NAME).static)
+        return [
+            c
+            for c in frame
+            if c in static or c.endswith("_24h") or c == "notes_available" or c.startswith("note_embedding_")
+        ]
+
     def training_set(self) -> TrainingSet:
         """The fusion model's training set: arrays (static, the lab and vital sequence, the notes) and the cohort."""
         return training.training_set(self.data, self.store)
 
     def runs(self) -> list[Path]:
-        """The complete run folders under runs/, oldest first."""
-        found = [p.parent for p in (self.data / "runs").glob("*/model.json") if not p.parent.name.startswith(".")]
-        return sorted(found, key=lambda p: p.stat().st_mtime)
+        """The complete run folders under runs/, oldest first (the last is what `run()` opens)."""
+        return run_folders(self.data / "runs")
 
     def run(self, name: str | Path | None = None) -> Run:
-        """A run folder: a name under runs/, a path, or (None) the newest."""
+        """A run folder: a name under runs/ (looked for first), any other path, or (None) the newest."""
         if name is None:
-            path = latest_run(self.data / "runs")
-        else:
-            path = Path(name)
-            path = path if path.is_absolute() or path.exists() else self.data / "runs" / path
-        return Run(path, self)
+            return Run(latest_run(self.data / "runs"), self)
+        under_runs = self.data / "runs" / name
+        return Run(under_runs if (under_runs / "model.json").exists() else Path(name), self)
 
 
 class Run:
@@ -144,7 +157,8 @@ class Run:
 
     def importance(self, frame: pd.DataFrame, time_column: str = TIME) -> pd.DataFrame:
         """Global importance over the frame's rows: each input's mean absolute contribution, largest first."""
-        return self._scorer.trained.explain(self.features(frame, time_column)).importance()
+        features = self.features(frame, time_column)
+        return self._scorer.trained.explain(features.take(known_rows(features))).importance()
 
     def features(self, frame: pd.DataFrame, time_column: str = TIME) -> FeatureArrays:
         """The model's inputs for the frame's rows, point-in-time (what predict and explain read)."""
@@ -169,7 +183,16 @@ def _rows(frame: pd.DataFrame, time_column: str) -> tuple[np.ndarray, list]:
     missing = [c for c in ("stay_id", time_column) if c not in frame]
     if missing:
         raise StudyError(f"the frame has no column {', '.join(missing)}: it needs stay_id and {time_column}")
-    times = pd.to_datetime(frame[time_column])
+    ids = pd.to_numeric(frame["stay_id"], errors="coerce")
+    if ids.isna().any() or (ids % 1 != 0).any():
+        bad = frame.loc[ids.isna() | (ids % 1 != 0), "stay_id"].head(3).tolist()
+        raise StudyError(f"stay_id holds values that are not stay ids: {bad}")
+    try:
+        times = pd.to_datetime(frame[time_column])
+    except (ValueError, TypeError) as exc:
+        raise StudyError(f"{time_column} does not read as times: {exc}") from None
     if times.isna().any():
         raise StudyError(f"{time_column} is empty in {int(times.isna().sum())} row(s): every row needs a time")
-    return frame["stay_id"].to_numpy(dtype=np.int64), list(times)
+    if times.dt.tz is not None:  # the store's times are naive UTC
+        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    return ids.to_numpy(dtype=np.int64), list(times)

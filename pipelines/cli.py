@@ -280,7 +280,7 @@ def evaluate(
         workflow.DEFAULT_RESAMPLES, "--resamples", help="Bootstrap resamples for the 95% intervals."
     ),
     track: bool = TRACK,
-    experiment: str = EXPERIMENT,
+    experiment: str | None = EXPERIMENT,
 ) -> None:
     """Evaluate a run on its held-out test set: metrics with CIs, baselines, plots, report.md and report.html."""
     tracking(track, experiment)
@@ -368,7 +368,7 @@ def demo(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(None, "--out", help="Synthetic MIMIC-IV folder (default: data/synthetic)."),
     track: bool = TRACK,
-    experiment: str = EXPERIMENT,
+    experiment: str | None = EXPERIMENT,
 ) -> None:
     """The main job end to end on synthetic data: generate MIMIC-IV, `dbt build`, embed the notes, apply
     and materialize the Feast store, train, evaluate, (with --track, log the run to MLflow) and score
@@ -392,7 +392,7 @@ def pipeline(
         "name); reused when trained with this config on this training set.",
     ),
     track: bool = TRACK,
-    experiment: str = EXPERIMENT,
+    experiment: str | None = EXPERIMENT,
 ) -> None:
     """The whole chain on a MIMIC-IV folder: `dbt build`, embed the notes, apply and materialize the Feast
     store, train, evaluate, score offline and online. It ends with what ran, what it reused and what it

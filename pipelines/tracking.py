@@ -50,6 +50,7 @@ ARTIFACTS = (
     "calibration.json",
     "baselines.json",
     "cohort_characteristics.csv",
+    "importance.csv",
 )
 VERSION_TAG = "model_version"
 

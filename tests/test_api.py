@@ -3,8 +3,9 @@ a run predicting and explaining rows of such a frame as the command line scores 
 
 from __future__ import annotations
 
+import os
 import shutil
-from pathlib import Path
+from importlib import metadata
 
 import duckdb
 import numpy as np
@@ -28,8 +29,9 @@ def frame(project) -> pd.DataFrame:
 
 def test_the_package_top_names_the_api():
     assert set(sepsis_fusion.__all__) == {"Project", "Run", "SepsisFusionError", "__version__"}
-    assert sepsis_fusion.__version__ == "0.1.0"
-    assert issubclass(Run, object) and issubclass(SepsisFusionError, Exception)
+    assert sepsis_fusion.__version__ == metadata.version("sepsis-fusion")
+    assert Run.__module__ == Project.__module__ == "sepsis_fusion.pipelines.api"
+    assert issubclass(SepsisFusionError, Exception)
     with pytest.raises(AttributeError):
         sepsis_fusion.nothing_here  # noqa: B018
 
@@ -42,6 +44,9 @@ def test_the_training_frame_is_the_cohort_with_readable_features_as_of_each_pred
     static = pd.read_parquet(project.data / "features" / "static_baseline.parquet").set_index("stay_id")
     age = static.loc[frame["stay_id"], "age"].to_numpy()
     np.testing.assert_array_equal(frame["age"].to_numpy(dtype=float), age.astype(float))
+    features = project.feature_columns(frame)
+    assert "age" in features and "stay_id" not in features and "died_in_hospital" not in features
+    assert not {"prediction_time", "subject_id", "intime"} & set(features)
     aggregates = [c for c in frame if c.endswith("_24h")]
     assert len(aggregates) > 100 and {"lactate_max_24h", "heart_rate_mean_24h"} <= set(aggregates)
     assert frame["heart_rate_mean_24h"].notna().mean() > 0.9
@@ -114,7 +119,20 @@ def test_a_run_predicts_a_frame_as_the_study_scored_its_test_stays(project, fram
     assert set(why["modality"]) <= {"static", "windows", "notes"}
     importance = run.importance(rows.head(10))
     assert importance["mean_abs_contribution"].is_monotonic_decreasing and len(importance) > 10
-    assert project.runs() == [] or all(isinstance(p, Path) for p in project.runs())
+    # times with a zone are read in UTC, as the store's naive times are
+    aware = rows.head(3).assign(prediction_time=lambda f: f["prediction_time"].dt.tz_localize("UTC"))
+    np.testing.assert_allclose(run.predict(aware)["probability"], scores["probability"].head(3), rtol=1e-5)
+
+
+def test_a_projects_runs_are_its_complete_run_folders_oldest_first(feature_data, tmp_path):
+    (tmp_path / "features").mkdir()
+    shutil.copy(feature_data / "features" / "cohort.parquet", tmp_path / "features")
+    for age, name in ((300, "older"), (200, ".newer.partial"), (100, "newer")):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "model.json").write_text("{}")
+        os.utime(tmp_path / "runs" / name / "model.json", (1e9 - age, 1e9 - age))
+    (tmp_path / "runs" / "empty").mkdir()
+    assert [p.name for p in Project(tmp_path).runs()] == ["older", "newer"]
 
 
 def test_bad_input_is_named(tmp_path, project, trained_run, frame):
@@ -123,5 +141,7 @@ def test_bad_input_is_named(tmp_path, project, trained_run, frame):
     run = project.run(trained_run)
     with pytest.raises(SepsisFusionError, match="prediction_time"):
         run.predict(frame[["stay_id"]])
+    with pytest.raises(SepsisFusionError, match="not stay ids: \\['x'\\]"):
+        run.predict(frame.head(2).assign(stay_id=[1, "x"]))
     with pytest.raises(SepsisFusionError, match="empty in 1 row"):
         run.predict(frame.head(2).assign(prediction_time=[frame["prediction_time"].iloc[0], pd.NaT]))

@@ -11,6 +11,7 @@ import torch
 from test_model import small_fusion, synthetic_arrays
 
 from sepsis_fusion.model.explain import explain
+from sepsis_fusion.model.fusion import FusionConfig, FusionModel
 from sepsis_fusion.model.preprocess import PreprocessConfig, Preprocessor
 from sepsis_fusion.model.protocol import Member
 from sepsis_fusion.model.train import TrainConfig, fit
@@ -76,3 +77,29 @@ def test_contributions_add_up_to_the_logit_minus_the_reference_and_carry_no_text
     notes = [item for item in items if item["modality"] == "notes"]
     assert notes and all(isinstance(item["hours_before"], float) for item in notes)
     json.dumps(items)  # plain JSON: names, numbers
+
+
+def test_stays_without_notes_or_steps_and_members_without_a_modality_are_explained():
+    """A batch where no stay has a note (or a step) leaves that input out of the gradient graph: its
+    contributions are 0, not an error; so are those of a modality a member does not read."""
+    member, test, _ = trained_member("hr")
+    none = test.take(np.arange(5))
+    none.note_mask = np.zeros_like(none.note_mask)
+    none.notes = np.zeros_like(none.notes)
+    none.note_age = np.full_like(none.note_age, np.nan)
+    none.window_mask = np.zeros_like(none.window_mask)
+    explanation = explain([member], none)
+    notes_and_windows = [j for j, m in enumerate(explanation.modalities) if m != "static"]
+    assert np.all(explanation.values[:, notes_and_windows] == 0)
+    assert np.abs(explanation.values).sum() > 0  # the static features still explain something
+    one = explain([member], test.take(np.array([0])))  # one stay, as the service explains it
+    assert len(one.top(0, 5)) == 5
+
+    pre = member.preprocessor
+    static_only = FusionModel(
+        FusionConfig(**{**member.model.config.to_dict(), "use_windows": False, "use_notes": False})
+    )
+    both = explain([member, Member(pre, static_only)], test.take(np.arange(10)))
+    alone = explain([member], test.take(np.arange(10)))
+    windows = [j for j, m in enumerate(both.modalities) if m == "windows"]
+    np.testing.assert_allclose(both.values[:, windows], alone.values[:, windows] / 2, rtol=1e-6, atol=1e-9)

@@ -97,7 +97,13 @@ def test_report_html_is_self_contained_and_renders_in_chromium(browser, evaluate
     browser.get(page.as_uri())
     assert browser.title == f"Evaluation of {evaluated_run.name}"
     headings = [h.text for h in browser.find_elements("css selector", "h1, h2")]
-    for heading in ("Performance on the held-out test set", "Calibration", "Cohort flow"):
+    for heading in (
+        "Performance on the held-out test set",
+        "Calibration",
+        "Subgroups",
+        "What the model relied on",
+        "Cohort flow",
+    ):
         assert any(h.startswith(heading) for h in headings), (heading, headings)
     assert len(browser.find_elements("tag name", "table")) >= 3
     shown = browser.execute_script(

@@ -189,6 +189,9 @@ def test_the_http_service_scores_online_and_answers_bad_requests_clearly(
             assert 0 < len(answer["explanation"]) <= 5
             assert {item["modality"] for item in answer["explanation"]} <= {"static", "windows", "notes"}
 
+        status, answer = post(port, {"stay_ids": list(range(1, 102))}, "/score?explain=true")
+        assert status == 422 and "at most 100 stays" in answer["detail"]
+
         status, unknown = post(port, {"stay_ids": [stays[0], 123]})
         assert status == 404 and "123" in unknown["detail"]
         for bad in (

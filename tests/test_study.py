@@ -114,7 +114,8 @@ def test_evaluation_report_with_intervals_baselines_and_plots(ts, run_dir):
         assert (run_dir / png).stat().st_size > 5000
     # global importance: every input of the layout, on the test stays, in the report
     importance = pd.read_csv(run_dir / "importance.csv")
-    assert len(importance) == len(ts.features.layout.static) + len(ts.features.layout.windows) + 16
+    layout = ts.features.layout
+    assert len(importance) == len(layout.static) + len(layout.windows) + len(layout.note_views)
     assert (
         importance["mean_abs_contribution"].is_monotonic_decreasing and importance["mean_abs_contribution"].iloc[0] > 0
     )

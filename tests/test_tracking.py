@@ -120,8 +120,7 @@ def test_test_metrics_with_intervals_tags_and_artifacts(client, runs, tracked, s
     pngs = {p.name for p in run.glob("*.png")}
     assert {"report.md", "model_card.md", "cv.json", "metrics.json", "config.yaml"} | pngs <= artifacts
     assert {"roc.png", "calibration.png"} <= pngs
-    if (run / "report.html").exists():  # written by the evaluation since report.html was added
-        assert "report.html" in artifacts
+    assert "report.html" in artifacts
     local = Path(client.download_artifacts(t.run_id, "report.md", str(run.parent / "downloaded")))
     assert local.read_text() == (run / "report.md").read_text()
     # the artifacts lie beside the SQLite database, not in the working directory's ./mlruns
@@ -139,11 +138,13 @@ def test_tracking_a_folder_again_replaces_its_run(client, runs, tracked, store):
 
 
 def test_an_unevaluated_run_folder_is_refused(trained_run, store, tmp_path):
-    assert not (trained_run / "metrics.json").exists()
+    unevaluated = tmp_path / "unevaluated"  # trained_run itself may have been evaluated by another test
+    shutil.copytree(trained_run, unevaluated, ignore=shutil.ignore_patterns("metrics.json"))
     with pytest.raises(NotEvaluated, match=r"has not been evaluated \(no metrics\.json\): run `sepsis-fusion evaluate"):
-        log_run(trained_run, store, EXPERIMENT)
+        log_run(unevaluated, store, EXPERIMENT)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(TrackingError, match="is not a run folder"):
-        log_run(tmp_path, store, EXPERIMENT)
+        log_run(tmp_path / "empty", store, EXPERIMENT)
 
 
 def test_without_mlflow_the_error_names_the_extra(runs, store, tmp_path, monkeypatch):

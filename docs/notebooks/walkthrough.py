@@ -19,9 +19,11 @@
 # training set as one pandas frame, a scikit-learn baseline on it, and the trained fusion run compared
 # with it on the same held-out stays.
 #
-# Open it in Jupyter with jupytext (this file is its percent format), or run it headless:
-# `.venv/bin/jupytext --to ipynb --execute docs/notebooks/walkthrough.py`. The data folder and the run come
-# from `SEPSIS_FUSION_DATA` (default `data`) and `SEPSIS_FUSION_RUN` (default `demo`).
+# Open it in Jupyter with jupytext (this file is its percent format), or run it headless from the
+# repository: `.venv/bin/jupytext --to ipynb -o data/walkthrough.ipynb docs/notebooks/walkthrough.py &&
+# SEPSIS_FUSION_DATA=$PWD/data .venv/bin/jupyter execute --inplace data/walkthrough.ipynb`. The data folder
+# and the run come from `SEPSIS_FUSION_DATA` (default `data`, relative to where the kernel runs) and
+# `SEPSIS_FUSION_RUN` (default `demo`).
 
 # %%
 import os
@@ -74,8 +76,7 @@ plt.show()
 
 # %%
 frame = project.training_frame()
-not_features = {*cohort.columns, "stay_id"} - {"age"}  # ids, times and outcomes; age is a static feature
-features = [c for c in frame.select_dtypes("number") if c not in not_features]
+features = [c for c in project.feature_columns(frame) if pd.api.types.is_numeric_dtype(frame[c])]
 print(f"{frame.shape[0]} rows, {len(features)} numeric features")
 frame[["stay_id", "prediction_time", "died_in_hospital", *features[:6]]].head()
 

@@ -55,20 +55,26 @@ def entity_frame(stay_ids, times) -> pd.DataFrame:
     return frame
 
 
-def historical_features(
-    store, layout: FeatureLayout, stay_ids, times, filter_by_created_timestamp: bool = True
-) -> FeatureArrays:
-    """The model's inputs for each (stay, time), as known at that time (Feast get_historical_features)."""
+def _retrieve(store, features, stay_ids, times, filter_by_created_timestamp: bool = True) -> pd.DataFrame:
+    """Feast's point-in-time answer for each (stay, time), in the order given, full feature names."""
     entities = entity_frame(stay_ids, times)
     job = store.get_historical_features(
         entity_df=entities,
-        features=store.get_feature_service(layout.service),
+        features=features,
         full_feature_names=True,
         filter_by_created_timestamp=filter_by_created_timestamp,
     )
     frame = job.to_df().sort_values("entity_row").reset_index(drop=True)
     if len(frame) != len(entities):
         raise FeatureStoreError(f"Feast returned {len(frame)} rows for {len(entities)} entity rows")
+    return frame
+
+
+def historical_features(
+    store, layout: FeatureLayout, stay_ids, times, filter_by_created_timestamp: bool = True
+) -> FeatureArrays:
+    """The model's inputs for each (stay, time), as known at that time (Feast get_historical_features)."""
+    frame = _retrieve(store, store.get_feature_service(layout.service), stay_ids, times, filter_by_created_timestamp)
 
     def numbers(view: str, features: list[str]) -> np.ndarray:
         return frame[[full_name(view, f) for f in features]].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -103,7 +109,7 @@ def training_frame(
     feature ending at the last whole hour before T (`<feature>_<min|max|mean|std|count|last>_24h`) and,
     with `notes`, how many notes were available at T and the mean of their embeddings
     (`note_embedding_<k>`). One point-in-time retrieval from Feast, created-timestamp filtered, as the
-    training set's."""
+    training set's. A cohort column that is also a static feature (age) comes once, from the static view."""
     data = Path(data or paths.data_dir())
     store = store or open_store(data)
     cohort = read_cohort(data)
@@ -112,13 +118,7 @@ def training_frame(
     refs = [f"{layout.static_view}:{f}" for f in layout.static] + [f"{AGGREGATES_VIEW}:{f}" for f in aggregates]
     if notes:
         refs += [f"{view}:embedding" for view in layout.note_views]
-    entities = entity_frame(cohort["stay_id"], cohort["prediction_time"])
-    answer = store.get_historical_features(
-        entity_df=entities, features=refs, full_feature_names=True, filter_by_created_timestamp=True
-    )
-    answer = answer.to_df().sort_values("entity_row").reset_index(drop=True)
-    if len(answer) != len(cohort):
-        raise FeatureStoreError(f"Feast returned {len(answer)} rows for {len(cohort)} cohort stays")
+    answer = _retrieve(store, refs, cohort["stay_id"], cohort["prediction_time"])
     columns = {full_name(layout.static_view, f): f for f in layout.static}
     columns.update({full_name(AGGREGATES_VIEW, f): f"{f}_24h" for f in aggregates})
     cohort = cohort.drop(columns=[c for c in layout.static if c in cohort])  # e.g. age: the static view's

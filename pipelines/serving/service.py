@@ -30,6 +30,7 @@ from ..features.store import FeatureStoreError, online_store_time
 from .scorer import Scorer
 
 MAX_BATCH = 1000
+MAX_EXPLAINED = 100  # stays per request with explain=true
 
 
 class ScoreRequest(BaseModel):
@@ -74,6 +75,9 @@ def create_app(scorer: Scorer, clock: Callable[[], datetime], clock_name: str) -
         explain: bool = Query(False, description=f"name the {EXPLAIN_TOP} inputs that contributed most to each score"),
     ) -> dict:
         ids = [request.stay_id] if request.stay_id is not None else request.stay_ids
+        if explain and len(ids) > MAX_EXPLAINED:
+            # an explanation is ~32 forward and backward passes per fold model and stay, on the event loop
+            raise HTTPException(422, f"explain=true takes at most {MAX_EXPLAINED} stays per request, got {len(ids)}")
         as_of = now()
         scores = scorer.online(ids, as_of, EXPLAIN_TOP if explain else 0)
         unknown = [s.stay_id for s in scores if not s.known]

@@ -28,7 +28,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name == "__version__":
         return metadata.version("sepsis-fusion")
     if name in _WHERE:
