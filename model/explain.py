@@ -55,7 +55,7 @@ class Explanation:
                 break
             item = {"input": self.inputs[j], "modality": self.modalities[j], "contribution": float(self.values[i, j])}
             if self.modalities[j] == "notes":
-                hours = self.note_hours_before[i, _note_rank(self.inputs[j]) - 1]
+                hours = self.note_hours_before[i, j - self.modalities.index("notes")]  # inputs: newest note first
                 item["hours_before"] = None if np.isnan(hours) else round(float(hours), 2)
             out.append(item)
         return out
@@ -89,10 +89,11 @@ def explain(
     inputs = (*lo.static, *lo.windows, *(note_input(r) for r in range(1, len(lo.note_views) + 1)))
     modalities = ("static",) * len(lo.static) + ("windows",) * len(lo.windows) + ("notes",) * len(lo.note_views)
     total = np.zeros((len(features), len(inputs)))
+    reference_stays = _reference(features)
     for member in members:
         pre, model = member.preprocessor, member.model
         model.eval()
-        x, reference = pre.transform(features), pre.transform(_reference(features))
+        x, reference = pre.transform(features), pre.transform(reference_stays)
         reference.static[:, [j for j, name in enumerate(pre.selected) if name.endswith("_missing")]] = 0.0
         for start in range(0, len(features), batch):
             rows = slice(start, start + batch)
@@ -189,7 +190,3 @@ def _static_feature(candidate: str, pre: Preprocessor) -> str:
 def note_input(rank: int) -> str:
     """The name of the note of this recency rank in an explanation: `note 1 (newest)`, `note 2`, ..."""
     return "note 1 (newest)" if rank == 1 else f"note {rank}"
-
-
-def _note_rank(name: str) -> int:
-    return int(name.split()[1])

@@ -34,9 +34,9 @@ from pathlib import Path
 import yaml
 
 from sepsis_fusion.model.errors import SepsisFusionError
+from sepsis_fusion.model.evaluate import FUSION
 from sepsis_fusion.model.scoring import model_version
 
-FUSION = "fusion model"  # model/evaluate.py's name for the final model in metrics.json
 ARTIFACTS = (
     "report.md",
     "report.html",
