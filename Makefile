@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/synthetic
 DEMO_STAYS ?= 5000
 
-.PHONY: demo test lint format install clean
+.PHONY: demo test lint format install clean lineage
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest --durations=10
+
+# docs/LINEAGE.md and docs/figures/lineage.png from dbt's manifest (`dbt parse`: no raw data needed)
+lineage: $(STAMP)
+	$(BIN)/python dbt_project/scripts/generate_lineage.py
 
 # keeps data/README.md, the one tracked file there
 clean:

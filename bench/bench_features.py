@@ -26,6 +26,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -158,9 +159,10 @@ def historical(source: Path, stays: int, repeat: int) -> dict:
     return result
 
 
-def percentiles(times: list[float]) -> dict:
+def percentiles(times: list[float], quantiles: tuple[int, ...] = (50, 99)) -> dict:
+    """Latency percentiles in ms of times in seconds (None for no times)."""
     ms = np.array(times) * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+    return {f"p{q}_ms": float(np.percentile(ms, q)) if len(ms) else None for q in quantiles}
 
 
 def icu_snapshot(source: Path, out: Path) -> datetime:
@@ -187,15 +189,30 @@ def icu_snapshot(source: Path, out: Path) -> datetime:
     return now
 
 
-def online(source: Path, calls: int, kind: str, redis: str | None = None) -> dict:
-    data = RESULTS / "features_online"
+@dataclass(frozen=True)
+class IcuOnline:
+    store: object  # feast.FeatureStore
+    now: datetime
+    stays: list[int]  # every cohort stay, in the ICU at now
+    materialize_s: float
+
+
+def icu_online(source: Path, data: Path, online: str = "sqlite", redis: str | None = None) -> IcuOnline:
+    """icu_snapshot of source into data, applied and materialized up to now into the online store
+    (for Redis, `redis` is the server's connection string)."""
     now = icu_snapshot(source, data)
-    apply(data, online=kind, redis=redis)
-    store = open_store(data, online=kind, redis=redis)
+    apply(data, online=online, redis=redis)
+    store = open_store(data, online=online, redis=redis)
     start = time.perf_counter()
     materialize(store, data, end=now)
     materialize_s = time.perf_counter() - start
     stays = [s for (s,) in duckdb.sql(f"SELECT stay_id FROM '{data}/features/cohort.parquet' ORDER BY 1").fetchall()]
+    return IcuOnline(store, now, stays, materialize_s)
+
+
+def online(source: Path, calls: int, kind: str, redis: str | None = None) -> dict:
+    icu = icu_online(source, RESULTS / "features_online", kind, redis)
+    store, now, stays, materialize_s = icu.store, icu.now, icu.stays, icu.materialize_s
     reader = OnlineFeatures(store)
     service = store.get_feature_service(SERVICE_NAME)
     served = reader.read(stays, as_of=now)

@@ -20,71 +20,139 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-
-import duckdb
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_features import icu_snapshot, percentiles  # noqa: E402
+from bench.bench_features import icu_online, percentiles  # noqa: E402
 from sepsis_fusion.model.scoring import latest_run  # noqa: E402
 from sepsis_fusion.pipelines import paths  # noqa: E402
 from sepsis_fusion.pipelines.features.local_redis import free_port  # noqa: E402
-from sepsis_fusion.pipelines.features.store import apply, materialize, open_store  # noqa: E402
 
 
 class Client:
-    def __init__(self, port: int):
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    """One keep-alive HTTP connection to the service; after a failed request the next one opens a new one."""
+
+    def __init__(self, port: int, timeout_s: float = 30):
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+        self.opened = 0  # connections opened (stays 1 while keep-alive holds)
+        self.sent = False  # whether the last request was sent in full (if it failed: lost, or not)
+
+    def post(self, stay: int) -> tuple[float, int, bytes]:
+        """POST /score for one stay: (seconds, status, body). Raises what http.client raises (TimeoutError,
+        other OSErrors, http.client.HTTPException); then `sent` says whether the request had gone out."""
+        body = json.dumps({"stay_id": stay})
+        self.sent = False
+        self.opened += self.connection.sock is None
+        start = time.perf_counter()
+        try:
+            self.connection.request("POST", "/score", body, {"Content-Type": "application/json"})
+            self.sent = True
+            answer = self.connection.getresponse()
+            payload = answer.read()
+        except BaseException:
+            self.connection.close()
+            raise
+        return time.perf_counter() - start, answer.status, payload
 
     def score(self, stay: int) -> tuple[float, bool]:
-        body = json.dumps({"stay_id": stay})
-        start = time.perf_counter()
-        self.connection.request("POST", "/score", body, {"Content-Type": "application/json"})
-        answer = self.connection.getresponse()
-        payload = answer.read()
-        elapsed = time.perf_counter() - start
-        return elapsed, answer.status == 200 and json.loads(payload).get("probability") is not None
+        elapsed, status, payload = self.post(stay)
+        return elapsed, status == 200 and scored(payload)
 
 
-def wait_for(port: int, proc: subprocess.Popen, timeout_s: float = 180) -> dict:
+def scored(payload: bytes) -> bool:
+    """A 200 answer's body holds a probability."""
+    try:
+        return json.loads(payload).get("probability") is not None
+    except (ValueError, AttributeError):
+        return False
+
+
+def get(port: int, path: str, timeout_s: float = 5) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+def wait_for(port: int, proc: subprocess.Popen, log: Path, timeout_s: float = 180) -> dict:
+    """Wait until the service is ready (GET /readyz answers 200; where it has no /readyz, GET /health does);
+    returns its /health. Exits with the service's log when it exits or is not ready within timeout_s."""
     deadline = time.monotonic() + timeout_s
+    last = "no answer"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"the service exited: {proc.stdout.read()}")
+            sys.exit(f"the service exited ({proc.returncode}):\n{log_tail(log)}")
         try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/health")
-            return json.loads(connection.getresponse().read())
-        except OSError:
-            time.sleep(0.5)
-    sys.exit(f"the service did not answer within {timeout_s} s")
+            status, body = get(port, "/readyz")
+            if status == 404:  # a service without the readiness probe
+                status, body = get(port, "/health")
+            if status == 200:
+                status, health = get(port, "/health")
+                if status == 200:
+                    return json.loads(health)
+            last = f"{status} {body[:500].decode(errors='replace')}"
+        except (OSError, http.client.HTTPException) as exc:
+            last = repr(exc)
+        time.sleep(0.5)
+    sys.exit(f"the service was not ready within {timeout_s} s (last answer: {last}):\n{log_tail(log)}")
+
+
+def log_tail(log: Path, lines: int = 40) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+
+
+@contextmanager
+def serving(
+    run: Path, data: Path, workers: int, log: Path, online: str = "sqlite", redis: str | None = None
+) -> Iterator[tuple[int, dict]]:
+    """`sepsis-fusion serve` of a run folder on data's online store (default clock: where it is materialized
+    to), on a free loopback port, its output in `log` (a pipe nobody reads would fill and stall it); yields
+    (port, its /health) once ready, and stops it (SIGTERM) at the end."""
+    port = free_port()
+    env = {**os.environ, "SEPSIS_FUSION_DATA": str(data)}
+    if redis:
+        env["SEPSIS_FUSION_REDIS"] = redis
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "sepsis-fusion"),
+                "serve",
+                "--run",
+                str(run),
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--online-store",
+                online,
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield port, wait_for(port, proc, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def measure(run: Path, data: Path, stays: list[int], requests: int, clients: int, workers: int) -> dict:
     """Start the service with `workers` processes; time sequential requests, then concurrent clients."""
-    port = free_port()
-    env = {**os.environ, "SEPSIS_FUSION_DATA": str(data)}
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "sepsis-fusion"),
-            "serve",
-            "--run",
-            str(run),
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        health = wait_for(port, proc)
+    with serving(run, data, workers, RESULTS / "logs" / f"scoring_{workers}w.log") as (port, health):
         client = Client(port)
         for s in stays[:50]:
             client.score(s)
@@ -110,9 +178,6 @@ def measure(run: Path, data: Path, stays: list[int], requests: int, clients: int
         for t in threads:
             t.join()
         wall = time.perf_counter() - start
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     return {
         "workers": workers,
         "model_version": health["model_version"],
@@ -137,10 +202,7 @@ def main() -> None:
     args = parser.parse_args()
     run = (args.run or latest_run(args.source / "runs")).resolve()
     data = RESULTS / "scoring_online"
-    now = icu_snapshot(args.source.resolve(), data)
-    apply(data)
-    materialize(open_store(data), data, end=now)
-    stays = [s for (s,) in duckdb.sql(f"SELECT stay_id FROM '{data}/features/cohort.parquet' ORDER BY 1").fetchall()]
+    stays = icu_online(args.source.resolve(), data).stays
 
     sequential = measure(run, data, stays, args.requests, args.clients, workers=1)
     scaled = measure(run, data, stays, args.requests, args.clients, workers=args.workers)

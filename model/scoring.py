@@ -19,9 +19,7 @@ import pandas as pd
 from .errors import StudyError
 from .inputs import FeatureArrays, FeatureLayout
 from .protocol import subset
-from .study import TrainedModel, load_run
-
-RUN_FILES = ("model.safetensors", "model.json", "preprocess.json", "calibration.json")
+from .study import RUN_FILES, TrainedModel, load_run
 
 
 def model_version(run_dir: Path) -> str:

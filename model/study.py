@@ -464,23 +464,62 @@ class TrainedModel:
         return explain(self.ensemble.members, features, progress=progress)
 
 
+# What decides a score; model_version (scoring.py) digests them in this order
+RUN_FILES = ("model.safetensors", "model.json", "preprocess.json", "calibration.json")
+
+
 def load_run(run_dir: Path) -> TrainedModel:
+    """A run folder's model; a folder that is unfinished, incomplete or damaged is refused with the reason."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise StudyError(f"{run_dir} is not a folder: pass a run folder from `sepsis-fusion train`")
     if not (run_dir / "model.json").exists():
         raise StudyError(f"{run_dir} is not a run folder (no model.json): train one with `sepsis-fusion train`")
-    meta = json.loads((run_dir / "model.json").read_text())
+    if run_dir.name.startswith(".") and run_dir.name.endswith(".partial"):
+        raise StudyError(
+            f"{run_dir} is an unfinished run (training stopped before it was complete): resume the training"
+        )
+    missing = [name for name in RUN_FILES if not (run_dir / name).exists()]
+    if missing:
+        raise StudyError(f"{run_dir} is incomplete: {', '.join(missing)} missing; train it again")
+    meta = _run_json(run_dir / "model.json")
     if "members" not in meta:
         raise StudyError(f"{run_dir} was written by an earlier version (one model, uncalibrated): train it again")
-    weights = load_file(run_dir / "model.safetensors")
-    states = json.loads((run_dir / "preprocess.json").read_text())["members"]
+    try:
+        weights = load_file(run_dir / "model.safetensors")
+    except Exception as exc:  # safetensors raises its own error types for a truncated or foreign file
+        raise StudyError(f"{run_dir / 'model.safetensors'} cannot be read ({exc}): the run folder is damaged") from None
+    states = _run_json(run_dir / "preprocess.json").get("members", [])
+    if len(states) != len(meta["members"]):
+        raise StudyError(
+            f"{run_dir}: model.json has {len(meta['members'])} fold models but preprocess.json {len(states)}: "
+            "the run folder is damaged"
+        )
     members = []
     for k, (fusion, state) in enumerate(zip(meta["members"], states)):
         model = FusionModel(FusionConfig.from_dict(fusion))
         prefix = f"member{k}."
-        model.load_state_dict({name[len(prefix) :]: v for name, v in weights.items() if name.startswith(prefix)})
+        try:
+            model.load_state_dict({name[len(prefix) :]: v for name, v in weights.items() if name.startswith(prefix)})
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[:2]
+            raise StudyError(
+                f"{run_dir / 'model.safetensors'} does not hold fold model {k} as model.json describes it "
+                f"({' '.join(first)}): the run folder is damaged"
+            ) from None
         model.eval()
         members.append(Member(Preprocessor.from_state(state), model))
-    calibration = FoldCalibration.from_dict(json.loads((run_dir / "calibration.json").read_text()))
+    calibration = FoldCalibration.from_dict(_run_json(run_dir / "calibration.json"))
     return TrainedModel(
         Ensemble(members, calibration), FeatureLayout.from_dict(meta["layout"]), meta["threshold"], meta["outcome"]
     )
+
+
+def _run_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StudyError(f"{path} is not valid JSON ({exc}): the run folder is damaged") from None
+    if not isinstance(value, dict):
+        raise StudyError(f"{path} does not hold a JSON object: the run folder is damaged")
+    return value

@@ -178,11 +178,17 @@ _CSV_FILE = re.compile(r"^\s*file = (.+)$")
 _MESSAGE = re.compile(r"^\s*((?:IO|Conversion|Invalid Input|Binder|Catalog|Parser) Error: .+)$")
 # Spark's errors: "[TABLE_OR_VIEW_NOT_FOUND] The table or view ... cannot be found. ..."
 _SPARK_MESSAGE = re.compile(r"^\s*(\[[A-Z_.]+\] .+)$")
+# dbt's failed contract: "Compilation Error in model M (path)", then a table of the mismatched columns,
+# "| column_name | definition_type | contract_type | mismatch_reason |" (definition: the model's SQL)
+_MODEL_ERROR = re.compile(r"Compilation Error in model (\S+) \(([^)]+)\)")
+_ANY_ERROR = re.compile(r"(Error|Failure) in ")
+_CONTRACT_ROW = re.compile(r"^\s*\|\s*(\w+)\s*\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|\s*$")
 
 
 def error_summary(output: list[str]) -> str | None:
     """The cause of a failed build in one sentence, from dbt's output: a raw file's bad value (file, line,
-    column, value, expected type), a message of the project's own checks, or DuckDB's error line."""
+    column, value, expected type), a model's broken contract (its columns), a message of the project's own
+    checks, or DuckDB's error line."""
     text = "\n".join(output)
     convert = _CONVERT.search(text)
     if convert:
@@ -191,6 +197,9 @@ def error_summary(output: list[str]) -> str | None:
         file = next((m.group(1) for m in map(_CSV_FILE.match, output) if m), "a raw file")
         where = f"{file}, line {line.group(1)}" if line else file
         return f"{where}: column {column} holds {value!r}, which is not a {kind.lower()}"
+    contracts = contract_failures(output)
+    if contracts:
+        return "; ".join(contracts)
     for i, line in enumerate(output):
         if line.startswith("Compilation Error in operation") and i + 1 < len(output):
             return output[i + 1].strip()  # the message of a check in macros/ (missing file or column)
@@ -199,6 +208,33 @@ def error_summary(output: list[str]) -> str | None:
         if message:
             return message.group(1)
     return None
+
+
+def contract_failures(output: list[str]) -> list[str]:
+    """Each model whose enforced contract failed, with its mismatched columns, from dbt's output."""
+    failures: dict[tuple[str, str], list[str]] = {}
+    model = None
+    for line in output:
+        error = _MODEL_ERROR.search(line)
+        if error or _ANY_ERROR.search(line):  # the rows that follow belong to this error
+            model = error.groups() if error else None
+            continue
+        row = _CONTRACT_ROW.match(line)
+        if model is None or not row or row.group(1) == "column_name":
+            continue
+        column, in_sql, in_contract, reason = row.groups()
+        if reason == "data type mismatch":
+            what = f"column {column} is {in_sql} in the SQL but {in_contract} in the contract"
+        elif reason == "missing in definition":
+            what = f"column {column} ({in_contract}) of the contract is not in the SQL"
+        else:
+            what = f"column {column} ({in_sql}) of the SQL is not in the contract"
+        columns = failures.setdefault(model, [])
+        if what not in columns:  # dbt may print the same error twice
+            columns.append(what)
+    return [
+        f"{name} ({path}) breaks its enforced contract: {', '.join(cols)}" for (name, path), cols in failures.items()
+    ]
 
 
 def inputs_fingerprint(mimic_dir: Path, project: Path) -> dict[str, str]:

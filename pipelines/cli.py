@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import signal
+import threading
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -235,11 +237,30 @@ def features_materialize(
     incremental: bool = typer.Option(
         False, "--incremental", help="Start where the last run ended (`feast materialize-incremental`)."
     ),
+    every: float = typer.Option(
+        None,
+        "--every",
+        min=1,
+        help="With --incremental: run again every this many seconds until stopped (Ctrl-C or SIGTERM end it "
+        "after the run in progress); --end is read again at each run, so 'now' moves on.",
+    ),
     online_store: OnlineStore = ONLINE_STORE,
 ) -> None:
     """Load the latest features per stay as of --end into the online store (`feast materialize`)."""
-    result = workflow.materialize_store(parse_time(end), parse_time(start), incremental, online_store)
-    say(f"online store ({result.online_store}) holds each stay's latest features as of {result.until}")
+
+    def report(result: workflow.MaterializeStep) -> None:
+        say(f"online store ({result.online_store}) holds each stay's latest features as of {result.until}")
+
+    if every is None:
+        report(workflow.materialize_store(parse_time(end), parse_time(start), incremental, online_store))
+        return
+    if not incremental or start is not None:
+        raise typer.BadParameter("--every repeats incremental runs: use it with --incremental and no --start")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    runs = workflow.materialize_on_schedule(every, lambda: parse_time(end), online_store, report, stop)
+    say(f"stopped after {runs} run(s)")
 
 
 @features_app.command("serve")
@@ -345,20 +366,46 @@ def serve(
     run: Path = RUN,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told otherwise)."),
     port: int = typer.Option(8000, "--port"),
-    clock: Literal["materialized", "now"] = typer.Option(
+    clock: str = typer.Option(
         "materialized",
         "--clock",
         help="The time requests are scored as of: "
-        "'materialized' (where the online store is filled to; for MIMIC-IV replays) or "
-        "'now' (the wall clock; live data).",
+        "'materialized' (where the online store is filled to; for MIMIC-IV replays), "
+        "'now' (the wall clock; live data) or a fixed ISO time.",
+        callback=lambda value: value if value in ("materialized", "now") else _iso_clock(value),
+    ),
+    max_staleness: float = typer.Option(
+        7200,
+        "--max-staleness",
+        min=0,
+        help="Seconds the features may end before the clock; staler, /readyz answers 503 (not ready).",
     ),
     online_store: OnlineStore = ONLINE_STORE,
-    workers: int = typer.Option(1, "--workers", help="Worker processes (about one per core)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (about one per core)."),
+    log_format: Literal["text", "json"] = typer.Option(
+        "text", "--log-format", help="'json': one JSON object per line."
+    ),
+    log_level: Literal["debug", "info", "warning", "error"] = typer.Option("info", "--log-level"),
+    shutdown_timeout: float = typer.Option(
+        30, "--shutdown-timeout", min=0, help="On SIGTERM, seconds to finish the requests in flight."
+    ),
+    registry_refresh: float = typer.Option(
+        10, "--registry-refresh", min=0, help="Seconds between re-reads of Feast's registry (materializations)."
+    ),
 ) -> None:
-    """HTTP scoring service on the online store: POST /score, GET /health (docs at /docs)."""
-    from .serving.service import run_service
+    """HTTP scoring service on the online store: POST /score; GET /readyz, /livez, /metrics, /health (docs at /docs)."""
+    from .serving.service import ServiceSettings, run_service
 
-    run_service(Path(run or workflow.latest_run()), host, port, clock, online_store, workers, announce=say)
+    run = Path(run or workflow.latest_run()).resolve()
+    settings = ServiceSettings(
+        str(run), online_store, clock, max_staleness, log_format, log_level, shutdown_timeout, registry_refresh
+    )
+    run_service(run, host, port, workers, settings, announce=say)
+
+
+def _iso_clock(value: str) -> str:
+    parsed = parse_time(value)
+    return parsed.isoformat()
 
 
 @app.command()

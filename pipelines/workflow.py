@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -250,6 +252,25 @@ def materialize_store(
 
     until = materialize(open_store(online=online_store), end=end, start=start, incremental=incremental)
     return MaterializeStep(online_store, until)
+
+
+def materialize_on_schedule(
+    every_s: float,
+    end: Callable[[], dt.datetime | None],
+    online_store: str,
+    on_run: Callable[[MaterializeStep], None],
+    stop: threading.Event,
+) -> int:
+    """`materialize --incremental` every `every_s` seconds until `stop` is set (after the run in progress):
+    each run starts where the previous one ended and ends at `end()`, read again each time ('now' moves on).
+    A scoring service may read the online store meanwhile: Feast writes each stay's row whole. Returns the
+    number of runs."""
+    runs = 0
+    while not stop.is_set():
+        on_run(materialize_store(end(), None, True, online_store))
+        runs += 1
+        stop.wait(every_s)
+    return runs
 
 
 def default_run_dir() -> Path:

@@ -7,9 +7,14 @@ end-to-end runs and servers.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import duckdb
@@ -61,3 +66,47 @@ def assert_exit(result, code: int) -> None:
     assert result.exit_code == code, f"exit {result.exit_code}: {result.output[-3000:]}\n{result.exception!r}"
     if code:
         assert isinstance(result.exception, SystemExit), repr(result.exception)
+
+
+def copy_feature_store(feature_data: Path, target: Path) -> Path:
+    """A data folder with the feature files of `feature_data` and a Feast store of its own, applied (SQLite)."""
+    from sepsis_fusion.pipelines.features.store import apply
+
+    shutil.copytree(feature_data / "features", target / "features")
+    apply(target)
+    return target
+
+
+def http(port: int, path: str, body=None, headers: dict | None = None, timeout: float = 30) -> tuple[int, dict, dict]:
+    """GET (or POST `body`, JSON or bytes) on the local service: status, answer (JSON, or {'text': ...}), headers."""
+    data = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=data, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    try:
+        answer = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        answer = error
+    with answer:
+        raw, status, received = answer.read(), answer.status, dict(answer.headers)
+    try:
+        return status, json.loads(raw), received
+    except ValueError:
+        return status, {"text": raw.decode()}, received
+
+
+def post(port: int, body, path: str = "/score") -> tuple[int, dict]:
+    status, answer, _ = http(port, path, body)
+    return status, answer
+
+
+def wait_for_service(proc: subprocess.Popen, port: int, path: str = "/livez", timeout: float = 120) -> dict:
+    """The service's first answer on `path` (any status), once it listens; fails with its log if it exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return http(port, path, timeout=5)[1]
+        except OSError:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else f"the service exited {proc.returncode}"
+            time.sleep(0.5)
+    raise AssertionError(f"the service did not answer on {path} within {timeout} s")

@@ -322,3 +322,33 @@ def test_a_build_killed_midway_leaves_the_last_build_and_the_next_build_complete
         raise AssertionError(f"{warehouse} is still locked after the kill")
     assert dbt_build(small_mimic, warehouse=warehouse)  # not skipped: the interrupted build left no stamp
     assert_same_features(features_of(warehouse), before)
+
+
+def test_a_mart_whose_sql_breaks_its_contract_fails_the_build_naming_the_column(small_mimic, tmp_path, monkeypatch):
+    """The marts Feast and the trainer read enforce their schema files' data_types (Feast's field types come
+    from them) though dbt-duckdb writes them as Parquet: a copy of the project whose static_baseline casts a
+    column to another type builds no further than that model, and the error names the model and the column."""
+    import sepsis_fusion.pipelines.build as build
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the partial-parse cache of this test only
+    monkeypatch.setenv("DBT_INDIRECT_SELECTION", "cautious")  # no test of an unselected model (windows_24h)
+    project = tmp_path / "dbt_project"
+    shutil.copytree(build.paths.DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    monkeypatch.setattr(build.paths, "DBT_PROJECT_DIR", project)
+    warehouse = tmp_path / "data" / "warehouse.duckdb"
+    assert "static_baseline" in dbt_build(small_mimic, warehouse=warehouse, select="+static_baseline")
+    written = warehouse.parent / "features" / "static_baseline.parquet"
+    before = written.read_bytes()
+
+    sql = project / "models" / "marts" / "static_baseline.sql"
+    line = "    s.sofa_score as sofa_at_onset,"
+    assert line in sql.read_text()
+    sql.write_text(sql.read_text().replace(line, "    cast(s.sofa_score as double) as sofa_at_onset,"))
+    with pytest.raises(BuildError) as error:
+        dbt_build(small_mimic, warehouse=warehouse, select="+static_baseline")
+    assert "(failing nodes: static_baseline)" in str(error.value)
+    assert (
+        "static_baseline (models/marts/static_baseline.sql) breaks its enforced contract: column sofa_at_onset "
+        "is DOUBLE in the SQL but INTEGER in the contract"
+    ) in str(error.value)
+    assert written.read_bytes() == before  # checked before anything was written

@@ -5,29 +5,23 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import assert_exit, invoke, start_cli
+from helpers import assert_exit, copy_feature_store, invoke, post, start_cli, wait_for_service
 
 from sepsis_fusion.model.study import StudyError
 from sepsis_fusion.pipelines.features.local_redis import free_port
-from sepsis_fusion.pipelines.features.store import apply, materialize, materialized_until, open_store
+from sepsis_fusion.pipelines.features.store import materialize, materialized_until, open_store
 from sepsis_fusion.pipelines.serving.scorer import Scorer
 
 
 @pytest.fixture(scope="module")
 def data(feature_data, tmp_path_factory) -> Path:
     """A copy of the feature data folder with a store of its own: these tests materialize from scratch."""
-    copy = tmp_path_factory.mktemp("scoring") / "data"
-    shutil.copytree(feature_data / "features", copy / "features")
-    apply(copy)
-    return copy
+    return copy_feature_store(feature_data, tmp_path_factory.mktemp("scoring") / "data")
 
 
 @pytest.fixture(scope="module")
@@ -131,18 +125,6 @@ def test_score_cli_writes_point_in_time_scores_with_the_model_version(
     assert_exit(invoke(["score", "--as-of", "yesterday", "--run", trained_run], data=data), 2)  # usage
 
 
-def post(port: int, body, path: str = "/score") -> tuple[int, dict]:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=data, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.load(answer)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
-
-
 def test_the_http_service_scores_online_and_answers_bad_requests_clearly(
     scorer, store, trained_run, data, synthetic_training_set
 ):
@@ -155,15 +137,7 @@ def test_the_http_service_scores_online_and_answers_bad_requests_clearly(
     port = free_port()
     proc = start_cli(["serve", "--run", trained_run, "--port", port], data=data)
     try:
-        deadline, health = time.monotonic() + 120, None
-        while health is None and time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
-                    health = json.load(answer)
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read()
-                time.sleep(0.5)
-        assert health is not None, "the service did not answer within 120 s"
+        health = wait_for_service(proc, port, "/health")
         assert health["model_version"] == scorer.version and health["as_of"] == t.isoformat()
 
         status, one = post(port, {"stay_id": stays[0]})

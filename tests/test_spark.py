@@ -241,3 +241,40 @@ def test_a_timestamp_ntz_session_is_refused_before_anything_is_built(small_synth
     assert "spark.sql.timestampType is TIMESTAMP_NTZ; this project needs TIMESTAMP_LTZ" in result.stdout
     assert not (spark_dir / "warehouse" / "raw.db").exists()  # refused before the raw ingest
     assert not (tmp_path / "derby.log").exists() and not (tmp_path / "metastore_db").exists()
+
+
+def test_a_mart_whose_sql_breaks_its_contract_fails_the_spark_build_naming_the_column(
+    small_synthetic, tmp_path, monkeypatch
+):
+    """The project's external materialization on Spark enforces the contracts as dbt-duckdb's does: the copy of
+    the project builds notes_to_embed, then, with its hadm_id cast to int, fails naming the model and the column
+    and leaves the written folder alone."""
+    import re
+
+    import sepsis_fusion.pipelines.build as build
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("DBT_INDIRECT_SELECTION", "cautious")
+    project = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    monkeypatch.setattr(build.paths, "DBT_PROJECT_DIR", project)
+    warehouse = tmp_path / "data" / "warehouse.duckdb"
+    assert "notes_to_embed" in dbt_build(small_synthetic, warehouse=warehouse, engine="spark", select="+notes_to_embed")
+    written = warehouse.parent / "features" / "notes_to_embed.parquet"
+    before = {p.name: p.read_bytes() for p in written.glob("part-*")}
+    assert before and read_mart(warehouse.parent, "notes_to_embed").num_rows > 0
+
+    sql = project / "models" / "marts" / "notes_to_embed.sql"
+    line = "cast(n.hadm_id as {{ dbt.type_bigint() }}) as hadm_id"
+    assert line in sql.read_text()
+    sql.write_text(sql.read_text().replace(line, "cast(n.hadm_id as {{ dbt.type_int() }}) as hadm_id"))
+    with pytest.raises(BuildError) as error:
+        dbt_build(small_synthetic, warehouse=warehouse, engine="spark", select="+notes_to_embed")
+    assert "(failing nodes: notes_to_embed)" in str(error.value)
+    assert re.search(
+        r"notes_to_embed \(models/marts/notes_to_embed\.sql\) breaks its enforced contract: column hadm_id is int "
+        r"in the SQL but bigint in the contract",
+        str(error.value),
+        re.IGNORECASE,
+    ), str(error.value)
+    assert {p.name: p.read_bytes() for p in written.glob("part-*")} == before

@@ -2,7 +2,8 @@
 of panel features) and the sequence vars of dbt_project.yml.
 
 windows_24h has six columns per feature, sequence_steps two; run this after changing the seed or the vars
-so that the schemas (every column with its data_type, for Feast and the docs) follow:
+so that the schemas (every column with its data_type: the models' enforced contracts, Feast's field types,
+the docs) follow:
 
     python dbt_project/scripts/generate_windows_schema.py
 
@@ -46,7 +47,10 @@ version: 2
 models:
   - name: {model}
     description: >
-{description}    data_tests:
+{description}    # Enforced on every build: the SQL's columns and types must be these (docs/DBT.md, Contracts).
+    config:
+      contract: {{enforced: true}}
+    data_tests:
       - unique_combination:
           arguments:
             columns: [stay_id, event_timestamp]

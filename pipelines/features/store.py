@@ -241,7 +241,11 @@ def materialized_until(store, service: str = SERVICE_NAME) -> datetime | None:
 
 def online_store_time(store, service: str = SERVICE_NAME) -> datetime:
     """materialized_until, for scoring: a store that was never materialized is an error that says what to run."""
-    until = materialized_until(store, service)
+    return require_materialized(materialized_until(store, service))
+
+
+def require_materialized(until: datetime | None) -> datetime:
+    """A materialization time, or the error that says what to run when the store was never materialized."""
     if until is None:
         raise FeatureStoreError("the online store was never materialized: run `sepsis-fusion features materialize`")
     return until

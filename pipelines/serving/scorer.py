@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from sepsis_fusion.model.errors import StudyError
+from sepsis_fusion.model.inputs import FeatureArrays
 from sepsis_fusion.model.scoring import Predictor, Score
 
 from ..features.layout import layout_from_service
@@ -49,8 +50,12 @@ class Scorer(Predictor):
 
     def online(self, stay_ids, as_of: datetime | None = None, explain: int = 0) -> list[Score]:
         """Each stay from the online store as of `as_of` (default: now); rows past their ttl are dropped."""
+        return self.score(self.online_features(stay_ids, as_of), explain)
+
+    def online_features(self, stay_ids, as_of: datetime | None = None) -> FeatureArrays:
+        """The online store's features of each stay as of `as_of` (default: now), as the model reads them."""
         from ..features.online import OnlineFeatures
 
         if self._online is None:
             self._online = OnlineFeatures(self.store, self.service)
-        return self.score(self._online.read(stay_ids, as_of), explain)
+        return self._online.read(stay_ids, as_of)

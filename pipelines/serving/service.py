@@ -2,55 +2,125 @@
 
 POST /score with {"stay_id": 123} or {"stay_ids": [123, 456]} answers each stay's probability, the
 decision at the model's threshold, the model version and the inputs that were missing (with
-`?explain=true`, also the inputs that contributed most: name, modality, contribution in logit units, and
-for a note how many hours before it was charted); GET /health says
-what is served. Unknown stays (no feature in the online store at the service's clock) get 404 naming them;
-malformed requests get 422 from the request schema. Answers and logs carry ids, numbers and feature names
-only: the model reads note embeddings, never note text.
+`?explain=true`, also the inputs that contributed most). Unknown stays (no feature in the online store at
+the service's clock) get 404 naming them; malformed requests 422 naming the field; an online store that
+cannot be read 503, and the service answers again when it is back. GET /livez says the process answers,
+GET /readyz whether it can score (model loaded, online store reachable, features not stale), GET /metrics
+gives Prometheus metrics, GET /health what is served. Answers and logs carry ids, numbers and feature
+names only: the model reads note embeddings, never note text.
 
-Requests are scored on the event loop, one at a time: a request is a few milliseconds of CPU (an online
-read and a small forward pass) and Feast's SQLite connection is bound to one thread. Worker processes
-(`--workers`, about one per core) scale it out.
+Scoring runs on one thread beside the event loop (Feast's SQLite connection belongs to the thread that
+opened it), so /livez, /metrics and refusals answer while a stay is scored; requests are scored one at a
+time per process: a request is a few milliseconds of CPU. Worker processes (`--workers`, about one per
+core) scale it out. On SIGTERM or Ctrl-C the server stops accepting connections and finishes the requests
+in flight (up to --shutdown-timeout seconds) before it exits.
 """
 
 from __future__ import annotations
 
+import asyncio
+import faulthandler
+import logging
 import os
+import signal
+import sqlite3
+import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sepsis_fusion.model.explain import TOP_INPUTS as EXPLAIN_TOP
+from sepsis_fusion.model.scoring import known_rows
 
-from ..features.store import FeatureStoreError, online_store_time
+from ..features.store import FeatureStoreError, materialized_until, require_materialized
+from .observability import LOGGER, Metrics, configure_logging, log_config, request_middleware
+from .schemas import MAX_BATCH, BatchScore, Health, Problem, Readiness, ScoreRequest, SingleScore
 from .scorer import Scorer
 
-MAX_BATCH = 1000
 MAX_EXPLAINED = 100  # stays per request with explain=true
+PROBE_TIMEOUT_S = 2.0  # /readyz: an online store slower than this to answer one read is not ready
+SETTINGS_ENV = "SEPSIS_FUSION_SERVE_"
+ERRORS = {404: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}}
+
+__all__ = ["MAX_BATCH", "ServiceSettings", "create_app", "run_service"]
 
 
-class ScoreRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    stay_id: int | None = Field(None, description="one ICU stay")
-    stay_ids: list[int] | None = Field(None, description=f"a batch of ICU stays (at most {MAX_BATCH})")
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What `sepsis-fusion serve` was told; worker processes read it back from the environment."""
 
-    @model_validator(mode="after")
-    def one_of(self) -> ScoreRequest:
-        if (self.stay_id is None) == (self.stay_ids is None):
-            raise ValueError("give exactly one of stay_id or stay_ids")
-        if self.stay_ids is not None and not 0 < len(self.stay_ids) <= MAX_BATCH:
-            raise ValueError(f"stay_ids needs 1 to {MAX_BATCH} ids, got {len(self.stay_ids)}")
-        return self
+    run: str
+    online_store: str = "sqlite"
+    clock: str = "materialized"  # 'materialized', 'now' or an ISO time (naive UTC)
+    max_staleness_s: float = 7200.0
+    log_format: str = "text"
+    log_level: str = "info"
+    shutdown_timeout_s: float = 30.0
+    registry_refresh_s: float = 10.0  # how soon a materialization by another process is seen
+
+    def to_env(self) -> dict[str, str]:
+        return {SETTINGS_ENV + k.upper(): str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_env(cls) -> ServiceSettings:
+        values = {
+            k: os.environ[SETTINGS_ENV + k.upper()]
+            for k in cls.__dataclass_fields__
+            if SETTINGS_ENV + k.upper() in os.environ
+        }
+        for number in ("max_staleness_s", "shutdown_timeout_s", "registry_refresh_s"):
+            if number in values:
+                values[number] = float(values[number])
+        return cls(**values)
 
 
-def create_app(scorer: Scorer, clock: Callable[[], datetime], clock_name: str) -> FastAPI:
-    """The service around one scorer; `clock` gives the time each request is scored as of."""
-    app = FastAPI(title="Sepsis Fusion scoring service", version=scorer.version)
-    base = {"model_version": scorer.version, "threshold": scorer.threshold}
+def online_store_errors() -> tuple[type[BaseException], ...]:
+    """What reading an unreachable online store raises: redis-py's connection errors, SQLite's, the OS's."""
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    try:
+        import redis.exceptions
+
+        errors += (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
+    except ImportError:
+        pass
+    return errors
+
+
+class OnlineStoreUnavailable(Exception):
+    pass
+
+
+def create_app(
+    scorer: Scorer, fill: Callable[[], datetime | None], clock: Callable[[], datetime], settings: ServiceSettings
+) -> FastAPI:
+    """The service around one scorer; `fill` says where its online store is filled to, `clock` gives the time
+    each request is scored as of."""
+    logger = logging.getLogger(LOGGER)
+    store_type = scorer.store.config.online_store.type
+    metrics = Metrics(scorer.version, store_type)
+    store_errors = online_store_errors()
+    scoring = ThreadPoolExecutor(1, thread_name_prefix="scoring")
+
+    async def on_scoring_thread(fn: Callable, *args):
+        """Run on the scoring thread; an online store that cannot be read becomes OnlineStoreUnavailable."""
+
+        def call():
+            try:
+                return fn(*args)
+            except store_errors as exc:
+                raise OnlineStoreUnavailable(f"the {store_type} online store cannot be read ({exc})") from exc
+
+        return await asyncio.wrap_future(scoring.submit(call))
 
     def now() -> datetime:
         try:
@@ -58,36 +128,129 @@ def create_app(scorer: Scorer, clock: Callable[[], datetime], clock_name: str) -
         except FeatureStoreError as exc:
             raise HTTPException(503, str(exc)) from None
 
-    @app.get("/health")
+    def open_connection() -> None:
+        try:
+            scorer.online_features([0])
+        except store_errors as exc:
+            logger.warning("the %s online store cannot be read yet (%s): not ready until it answers", store_type, exc)
+
+    # the first read opens the online store's connection, on the thread that will use it
+    scoring.submit(open_connection).result()
+    clock()  # a store that was never materialized is refused here, before the server starts
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        logger.info("serving %s on the %s online store (clock %s)", scorer.version, store_type, settings.clock)
+        yield
+        logger.info("stopping: requests in flight are done")
+        scoring.shutdown(wait=True)
+
+    app = FastAPI(
+        title="Sepsis Fusion scoring service",
+        version=scorer.version,
+        description=__doc__.split("\n\n")[1],
+        lifespan=lifespan,
+    )
+    app.middleware("http")(request_middleware(metrics, logger))
+    base = {"model_version": scorer.version, "threshold": scorer.threshold}
+
+    def problem(request: Request, status: int, detail, headers: dict | None = None) -> JSONResponse:
+        body = {"detail": detail, "request_id": getattr(request.state, "request_id", None)}
+        return JSONResponse(jsonable_encoder(body), status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(request, exc.status_code, exc.detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem(request, 422, exc.errors())
+
+    @app.exception_handler(OnlineStoreUnavailable)
+    async def store_down(request: Request, exc: OnlineStoreUnavailable) -> JSONResponse:
+        logger.warning("%s", exc)
+        return problem(request, 503, f"{exc}: scoring resumes when it is back", {"Retry-After": "5"})
+
+    @app.get("/livez", summary="The process answers (restart it when this fails)")
+    async def livez() -> dict:
+        return {"status": "alive"}
+
+    @app.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+    async def readyz() -> JSONResponse:
+        """Ready to score: the model is loaded, the online store answers a read within 2 s, and the features
+        are no staler than --max-staleness at the service's clock. Send traffic only while this is 200."""
+        checks = {"model": "ok"}  # the app exists only once its run folder has loaded
+        as_of = staleness = None
+        try:
+            await asyncio.wait_for(on_scoring_thread(scorer.online_features, [0]), PROBE_TIMEOUT_S)
+            checks["online_store"] = "ok"
+        except OnlineStoreUnavailable as exc:
+            checks["online_store"] = str(exc)
+        except TimeoutError:
+            checks["online_store"] = f"no answer to one read within {PROBE_TIMEOUT_S:.0f} s"
+        try:
+            until = require_materialized(await on_scoring_thread(fill))
+            as_of = await on_scoring_thread(clock)
+            staleness = metrics.observe_store(as_of, until)
+            checks["freshness"] = (
+                "ok"
+                if staleness <= settings.max_staleness_s
+                else f"the features end {staleness:.0f} s before the clock (more than --max-staleness "
+                f"{settings.max_staleness_s:.0f})"
+            )
+        except FeatureStoreError as exc:
+            checks["freshness"] = str(exc)
+        ready = all(v == "ok" for v in checks.values())
+        body = Readiness(
+            status="ready" if ready else "not ready", checks=checks, as_of=as_of, staleness_seconds=staleness
+        )
+        return JSONResponse(jsonable_encoder(body), 200 if ready else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        try:
+            as_of = await on_scoring_thread(clock)
+            until = await on_scoring_thread(fill)
+            if until is not None:
+                metrics.observe_store(as_of, until)
+        except (OnlineStoreUnavailable, FeatureStoreError):
+            pass  # the gauges keep their last values; /readyz says what is wrong
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/health", response_model=Health, responses=ERRORS)
     async def health() -> dict:
         return {
             "status": "ok",
             **base,
             "feature_service": scorer.service,
-            "online_store": scorer.store.config.online_store.type,
-            "clock": clock_name,
-            "as_of": now().isoformat(),
+            "online_store": store_type,
+            "clock": settings.clock,
+            "as_of": await on_scoring_thread(now),
         }
 
-    @app.post("/score")
+    @app.post("/score", response_model=SingleScore | BatchScore, response_model_exclude_none=True, responses=ERRORS)
     async def score(
         request: ScoreRequest,
         explain: bool = Query(False, description=f"name the {EXPLAIN_TOP} inputs that contributed most to each score"),
     ) -> dict:
-        ids = [request.stay_id] if request.stay_id is not None else request.stay_ids
+        """Each stay's calibrated probability as of the service's clock, from the online store's features."""
+        ids = request.ids
         if explain and len(ids) > MAX_EXPLAINED:
-            # an explanation is ~32 forward and backward passes per fold model and stay, on the event loop
+            # an explanation is ~32 forward and backward passes per fold model and stay
             raise HTTPException(422, f"explain=true takes at most {MAX_EXPLAINED} stays per request, got {len(ids)}")
-        as_of = now()
-        scores = scorer.online(ids, as_of, EXPLAIN_TOP if explain else 0)
-        unknown = [s.stay_id for s in scores if not s.known]
-        if unknown:
+        as_of = await on_scoring_thread(now)
+        features = await on_scoring_thread(scorer.online_features, ids, as_of)
+        known = known_rows(features)
+        if not known.all():  # refused before any scoring: a batch of unknown ids costs only the read
+            unknown = [stay for stay, k in zip(ids, known) if not k]
             raise HTTPException(
                 404,
                 f"unknown stays {unknown[:20]}{' ...' if len(unknown) > 20 else ''}: no "
                 f"features in the online store as of {as_of.isoformat()} (not a stay, not "
                 f"admitted yet, or not materialized)",
             )
+        scores = await on_scoring_thread(scorer.score, features, EXPLAIN_TOP if explain else 0)
+        metrics.stays.inc(len(ids))
         answers = [
             {
                 "stay_id": s.stay_id,
@@ -98,68 +261,88 @@ def create_app(scorer: Scorer, clock: Callable[[], datetime], clock_name: str) -
             }
             for s in scores
         ]
-        common = {**base, "as_of": as_of.isoformat()}
+        common = {**base, "as_of": as_of}
         return {**answers[0], **common} if request.stay_id is not None else {**common, "scores": answers}
 
     return app
 
 
 def run_service(
-    run: Path,
-    host: str,
-    port: int,
-    clock: str,
-    online_store: str,
-    workers: int,
-    announce: Callable[[str], None] = print,
+    run: Path, host: str, port: int, workers: int, settings: ServiceSettings, announce: Callable[[str], None] = print
 ) -> None:
     """Serve a run folder with uvicorn until stopped. The app is built here first, so a bad run folder or
     store fails before the server starts, with its message; more workers each build their own."""
     import uvicorn
 
-    os.environ.update(
-        SEPSIS_FUSION_SERVE_RUN=str(Path(run).resolve()),
-        SEPSIS_FUSION_SERVE_CLOCK=clock,
-        SEPSIS_FUSION_SERVE_ONLINE_STORE=online_store,
-    )
+    os.environ.update(settings.to_env())
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sepsis-fusion-metrics-")
     app = app_from_env()
-    announce(f"serving {run} on http://{host}:{port} with {workers} worker(s) (POST /score, GET /health)")
+    announce(
+        f"serving {run} on http://{host}:{port} with {workers} worker(s) "
+        "(POST /score; GET /readyz, /livez, /metrics, /health; docs at /docs)"
+    )
     target = app if workers == 1 else "sepsis_fusion.pipelines.serving.service:app_from_env"
     uvicorn.run(
-        target, factory=workers > 1, host=host, port=port, workers=workers, access_log=False, log_level="warning"
+        target,
+        factory=workers > 1,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_config=log_config(settings.log_format, settings.log_level),
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
 
 
 def app_from_env() -> FastAPI:
-    """The app as `sepsis-fusion serve --workers N` starts it in each worker process (uvicorn factory):
-    settings come from SEPSIS_FUSION_SERVE_RUN, _CLOCK and _ONLINE_STORE."""
+    """The app as `sepsis-fusion serve --workers N` starts it in each worker process (uvicorn factory),
+    from the settings run_service put in the environment (SEPSIS_FUSION_SERVE_*)."""
     import torch
 
     from ..features.store import open_store
 
+    settings = ServiceSettings.from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` writes every thread's stack to the log
     torch.set_num_threads(1)  # one small forward pass per request: threads cost more than they give
-    scorer = Scorer(
-        Path(os.environ["SEPSIS_FUSION_SERVE_RUN"]),
-        open_store(online=os.environ.get("SEPSIS_FUSION_SERVE_ONLINE_STORE", "sqlite")),
-    )
-    clock_name = os.environ.get("SEPSIS_FUSION_SERVE_CLOCK", "materialized")
-    clock = store_clock(scorer) if clock_name == "materialized" else wall_clock
-    scorer.online([0], clock())  # open the online store's connection before the first request
-    return create_app(scorer, clock, clock_name)
+    scorer = Scorer(Path(settings.run), open_store(online=settings.online_store))
+    fill = FillLevel(scorer, settings.registry_refresh_s)
+    return create_app(scorer, fill, service_clock(fill, settings.clock), settings)
 
 
-def store_clock(scorer: Scorer, refresh_s: float = 10.0) -> Callable[[], datetime]:
-    """The online store's own present: where its materialization has reached (re-read every `refresh_s`).
-    For replaying MIMIC-IV, whose dates lie in the future; live data uses the wall clock."""
-    state = {"at": float("-inf"), "value": None}
+class FillLevel:
+    """Where the online store is filled to (Feast's registry), re-read at most every `refresh_s` seconds:
+    a materialization run by another process shows here within that time."""
 
-    def clock() -> datetime:
-        if time.monotonic() - state["at"] > refresh_s:
-            scorer.store.refresh_registry()
-            state.update(at=time.monotonic(), value=online_store_time(scorer.store, scorer.service))
-        return state["value"]
+    def __init__(self, scorer: Scorer, refresh_s: float):
+        self.scorer, self.refresh_s = scorer, refresh_s
+        self._at, self._value = float("-inf"), None
 
-    return clock
+    def __call__(self) -> datetime | None:
+        if time.monotonic() - self._at > self.refresh_s:
+            try:
+                self.scorer.store.refresh_registry()
+                value = materialized_until(self.scorer.store, self.scorer.service)
+            except Exception as exc:  # Feast rewrites the registry file in place: a read mid-write is partial
+                if self._at == float("-inf"):
+                    raise
+                logging.getLogger(LOGGER).warning("Feast's registry could not be re-read (%s): kept the last one", exc)
+                return self._value
+            self._at, self._value = time.monotonic(), value
+        return self._value
+
+
+def service_clock(fill: FillLevel, clock: str) -> Callable[[], datetime]:
+    """'materialized': the online store's own present (for replaying MIMIC-IV, whose dates lie in the
+    future); 'now': the wall clock (live data); else a fixed ISO time."""
+    if clock == "materialized":
+        return lambda: require_materialized(fill())
+    if clock == "now":
+        return wall_clock
+    fixed = datetime.fromisoformat(clock)
+    fixed = fixed.astimezone(UTC).replace(tzinfo=None) if fixed.tzinfo else fixed
+    return lambda: fixed
 
 
 def wall_clock() -> datetime:

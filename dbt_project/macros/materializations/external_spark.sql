@@ -8,6 +8,10 @@
   the UTC wall-clock time, and readers (Feast, pandas, DuckDB) get the same types from either engine.
   The view casts them back, so models downstream compute with Spark's usual timestamps. Config
   `options` are DuckDB's COPY options and are not used here.
+
+  An enforced contract is checked as dbt-duckdb's external materialization checks it (through its
+  create_table_as): dbt's assertion compares the SQL's column names and types with the schema file's
+  before anything is written, and the rows are then written in the schema file's column order.
 -#}
 {% materialization external, adapter='spark' %}
   {%- set location = config.require('location') -%}
@@ -17,9 +21,15 @@
 
   {{ run_hooks(pre_hooks) }}
 
+  {%- set sql = compiled_code -%}
+  {%- if config.get('contract').enforced -%}
+    {{ get_assert_columns_equivalent(compiled_code) }}
+    {%- set sql = get_select_subquery(compiled_code) -%}
+  {%- endif %}
+
   {% call statement('stage_rows') -%}
     create or replace temporary view {{ staged }} as
-    {{ compiled_code }}
+    {{ sql }}
   {%- endcall %}
   {%- set columns = run_query('describe ' ~ staged) -%}
   {%- set written = [] -%}
@@ -53,3 +63,13 @@
   {% do persist_docs(target_relation, model) %}
   {{ return({'relations': [target_relation]}) }}
 {% endmaterialization %}
+
+{#- dbt's contract check casts NULL to each declared type; Spark takes the project's types (varchar, integer)
+    under its own names (string, int), as the raw ingest does (macros/ingest_mimic_spark.sql). -#}
+{% macro spark__get_empty_schema_sql(columns) %}
+  {%- set spark_columns = {} -%}
+  {%- for name, column in columns.items() -%}
+    {%- do spark_columns.update({name: dict(column, data_type=_spark_type(column['data_type']))}) -%}
+  {%- endfor -%}
+  {{ return(default__get_empty_schema_sql(spark_columns)) }}
+{% endmacro %}

@@ -1,0 +1,297 @@
+"""The scoring service as deployers run it (real uvicorn, real redis-server, the CLI): typed OpenAPI schema,
+4xx naming the field of every malformed request, readiness and liveness, Prometheus metrics, request ids
+in JSON logs, graceful shutdown, an online store outage and its recovery, incremental materialization on a
+schedule while the service reads, and damaged run folders refused at start-up."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import copy_feature_store, http, run_cli, start_cli, wait_for_service
+
+from sepsis_fusion.model.study import StudyError, load_run
+from sepsis_fusion.pipelines.features.local_redis import LocalRedis, free_port
+from sepsis_fusion.pipelines.features.store import apply, materialize, open_store
+from sepsis_fusion.pipelines.serving.scorer import Scorer
+
+
+@pytest.fixture(scope="module")
+def data(feature_data, tmp_path_factory) -> Path:
+    return copy_feature_store(feature_data, tmp_path_factory.mktemp("service") / "data")
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """The value of one Prometheus sample, matched by name and (a subset of) its labels."""
+    for line in text.splitlines():
+        match = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
+        if match and match[1] == name:
+            found = dict(re.findall(r'(\w+)="([^"]*)"', match[2] or ""))
+            if all(found.get(k) == str(v) for k, v in labels.items()):
+                return float(match[3])
+    raise AssertionError(f"no sample {name}{labels} in /metrics")
+
+
+def known_stays(scorer: Scorer, cohort, t: dt.datetime, limit: int) -> list[int]:
+    """Stays past their prediction time at t (a static row) and known online then."""
+    past = cohort.loc[cohort["prediction_time"] <= t, "stay_id"]
+    return [s.stay_id for s in scorer.online(past, t) if s.known][:limit]
+
+
+def test_the_service_contract_readiness_metrics_logs_and_graceful_shutdown(
+    trained_run, data, synthetic_training_set, tmp_path
+):
+    store = open_store(data)
+    scorer = Scorer(trained_run, store)
+    cohort = synthetic_training_set.cohort.sort_values("prediction_time")
+    filled = cohort["prediction_time"].iloc[len(cohort) // 2].to_pydatetime()
+    materialize(store, data, end=filled)
+    clock = filled + dt.timedelta(hours=2)  # a fixed clock two hours past the store: stale at 1 hour
+    stays = known_stays(scorer, cohort, clock, 10)  # stays span a century of shifted dates: a few at a time
+    assert len(stays) >= 2
+    expected = {s.stay_id: s.probability for s in scorer.online(stays, clock)}
+    port, log_file = free_port(), tmp_path / "service.log"
+    proc = start_cli(
+        ["serve", "--run", trained_run, "--port", port, "--clock", clock.isoformat(), "--max-staleness", 3600,
+         "--log-format", "json"],
+        data=data,
+        stdout=log_file.open("w"),  # a file, not a pipe: a pipe nobody reads blocks the service once full
+    )  # fmt: skip
+    try:
+        assert wait_for_service(proc, port) == {"status": "alive"}
+        status, ready, _ = http(port, "/readyz")
+        assert status == 503 and ready["status"] == "not ready" and ready["staleness_seconds"] == 7200
+        assert ready["checks"]["model"] == "ok" and ready["checks"]["online_store"] == "ok"
+        assert "7200 s before the clock" in ready["checks"]["freshness"]
+
+        # the OpenAPI schema types every answer
+        _, schema, _ = http(port, "/openapi.json")
+        components = schema["components"]["schemas"]
+        assert {
+            "ScoreRequest",
+            "SingleScore",
+            "BatchScore",
+            "StayScore",
+            "Contribution",
+            "Readiness",
+            "Problem",
+        } <= set(components)
+        score_op = schema["paths"]["/score"]["post"]["responses"]
+        answer_refs = json.dumps(score_op["200"]["content"]["application/json"]["schema"])
+        assert "#/components/schemas/SingleScore" in answer_refs and "#/components/schemas/BatchScore" in answer_refs
+        assert {"404", "422", "503"} <= set(score_op)
+        assert components["StayScore"]["properties"]["probability"]["type"] == "number"
+
+        # scores, with the caller's request id echoed
+        status, one, headers = http(port, "/score", {"stay_id": stays[0]}, {"X-Request-ID": "ward-7.req-42"})
+        assert status == 200 and headers["x-request-id"] == "ward-7.req-42"
+        assert abs(one["probability"] - expected[stays[0]]) < 1e-6 and one["as_of"] == clock.isoformat()
+        status, _, headers = http(port, "/score", {"stay_id": stays[0]}, {"X-Request-ID": "not a token\t"})
+        assert status == 200 and re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"])
+        status, batch, _ = http(port, "/score", {"stay_ids": stays[:10]})
+        assert status == 200
+        np.testing.assert_allclose(
+            [a["probability"] for a in batch["scores"]], [expected[s] for s in stays[:10]], atol=1e-6
+        )
+
+        # every malformed request: 422 naming the field, never a 500
+        for body, field in (
+            ({"stay_id": 99999999999999999999999}, ["body", "stay_id"]),
+            ({"stay_id": -1}, ["body", "stay_id"]),
+            ({"stay_id": 1.5}, ["body", "stay_id"]),
+            ({"stay_id": "123"}, ["body", "stay_id"]),
+            ({"stay_id": True}, ["body", "stay_id"]),
+            ({"stay_ids": [stays[0], 2**64]}, ["body", "stay_ids", 1]),
+            ({"stay_ids": list(range(1, 1002))}, ["body", "stay_ids"]),
+            ({"stay_ids": []}, ["body", "stay_ids"]),
+            ({"stay_ids": "1,2"}, ["body", "stay_ids"]),
+            ({"patient": 1}, ["body", "patient"]),
+            ({}, ["body"]),
+            (b"[1, 2", ["body", 5]),
+        ):
+            status, answer, _ = http(port, "/score", body)
+            assert status == 422 and answer["request_id"], (body, answer)
+            assert answer["detail"][0]["loc"] == field, (body, answer)
+        status, answer, _ = http(port, "/score?explain=maybe", {"stay_id": stays[0]})
+        assert status == 422 and answer["detail"][0]["loc"] == ["query", "explain"]
+
+        # a batch of 1,000 unknown ids is refused, naming them, before any scoring
+        status, answer, _ = http(port, "/score", {"stay_ids": list(range(1, 1001))})
+        assert status == 404 and answer["detail"].startswith("unknown stays [1, 2, 3,") and " ..." in answer["detail"]
+
+        status, text, headers = http(port, "/metrics")
+        exposition = text["text"]
+        assert status == 200 and headers["content-type"].startswith("text/plain")
+        assert metric(exposition, "sepsis_fusion_requests_total", path="/score", status="200") == 3
+        assert metric(exposition, "sepsis_fusion_requests_total", path="/score", status="422") == 13
+        assert metric(exposition, "sepsis_fusion_requests_total", path="/score", status="404") == 1
+        assert metric(exposition, "sepsis_fusion_request_duration_seconds_count", path="/score") == 17
+        assert metric(exposition, "sepsis_fusion_stays_scored_total") == 2 + len(stays)
+        assert metric(exposition, "sepsis_fusion_model_info", model_version=scorer.version, online_store="sqlite") == 1
+        assert metric(exposition, "sepsis_fusion_online_store_staleness_seconds") == 7200
+        until = filled.replace(tzinfo=dt.UTC).timestamp()
+        assert metric(exposition, "sepsis_fusion_online_store_materialized_until_seconds") == until
+
+        # SIGTERM while an explained batch is being scored: it is answered, then the process ends
+        slow: dict = {}
+        hundred = (stays * 100)[:100]
+
+        def explained() -> None:
+            slow["answer"] = http(port, "/score?explain=true", {"stay_ids": hundred}, {"X-Request-ID": "slow-1"})
+
+        thread = threading.Thread(target=explained)
+        thread.start()
+        time.sleep(0.5)
+        assert http(port, "/livez")[0] == 200  # the event loop answers while the scoring thread works
+        proc.send_signal(signal.SIGTERM)
+        thread.join(timeout=120)
+        assert slow["answer"][0] == 200 and len(slow["answer"][1]["scores"]) == 100
+        # uvicorn re-raises the signal once it has shut down cleanly: the exit status says SIGTERM
+        assert proc.wait(timeout=60) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = log_file.read_text()
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert lines and all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)
+    mine = [e for e in lines if e.get("request_id") == "ward-7.req-42"]
+    assert [(e["method"], e["path"], e["status"]) for e in mine] == [("POST", "/score", 200)]
+    messages = [e["message"] for e in lines]
+    shutdown = next(i for i, m in enumerate(messages) if m.startswith("Shutting down"))
+    answered = next(i for i, e in enumerate(lines) if e.get("request_id") == "slow-1")
+    assert shutdown < answered and lines[answered]["status"] == 200  # in flight at SIGTERM, then answered
+    stopped = messages.index("stopping: requests in flight are done")
+    assert answered < stopped and messages[-1].startswith("Finished server process")
+    assert "Traceback" not in log and "FINDINGS" not in log and "IMPRESSION" not in log
+
+
+def test_redis_outage_recovery_and_incremental_materialization_while_serving(
+    trained_run, data, synthetic_training_set, tmp_path, monkeypatch
+):
+    (tmp_path / "redis").mkdir()
+    server = LocalRedis(data_dir=tmp_path / "redis")
+    server.start()
+    monkeypatch.setenv("SEPSIS_FUSION_REDIS", server.connection)
+    proc = None
+    try:
+        apply(data, online="redis", redis=server.connection)
+        store = open_store(data, online="redis", redis=server.connection)
+        scorer = Scorer(trained_run, store)
+        cohort = synthetic_training_set.cohort.sort_values("prediction_time")
+        t1 = cohort["prediction_time"].iloc[len(cohort) // 3].to_pydatetime()
+        t2, t3 = t1 + dt.timedelta(hours=3), t1 + dt.timedelta(hours=6)
+        materialize(store, data, end=t1)
+        stays = known_stays(scorer, cohort, t1, 8)
+        assert len(stays) >= 2
+        port, log_file = free_port(), tmp_path / "service.log"
+        proc = start_cli(
+            ["serve", "--run", trained_run, "--port", port, "--online-store", "redis", "--registry-refresh", 1],
+            data=data,
+            stdout=log_file.open("w"),
+        )
+        wait_for_service(proc, port)
+        assert http(port, "/readyz")[0] == 200
+
+        # a reader scores the same stays throughout while materialization runs in other processes
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def read() -> None:
+            while not stop.is_set():
+                statuses.append(http(port, "/score", {"stay_ids": stays})[0])
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        once = run_cli(
+            ["features", "materialize", "--incremental", "--end", t2.isoformat(), "--online-store", "redis"], data
+        )
+        assert once.returncode == 0, once.stderr
+        schedule = start_cli(
+            [
+                "features",
+                "materialize",
+                "--incremental",
+                "--every",
+                1,
+                "--end",
+                t3.isoformat(),
+                "--online-store",
+                "redis",
+            ],
+            data=data,
+        )
+        runs = 0
+        for line in schedule.stdout:
+            runs += "holds each stay's latest features" in line
+            if runs == 2:  # the second run re-runs the same range: nothing new, nothing broken
+                break
+        schedule.send_signal(signal.SIGTERM)
+        rest, _ = schedule.communicate(timeout=120)
+        assert schedule.returncode == 0 and "stopped after" in rest, rest
+        time.sleep(2)  # the service re-reads the registry every second
+        stop.set()
+        reader.join(timeout=60)
+        assert len(statuses) >= 5 and set(statuses) == {200}, statuses
+
+        status, answer, _ = http(port, "/score", {"stay_ids": stays})
+        assert status == 200 and answer["as_of"] == t3.isoformat()
+        np.testing.assert_allclose(
+            [a["probability"] for a in answer["scores"]], [s.probability for s in scorer.online(stays, t3)], atol=1e-6
+        )
+
+        # Redis goes away: 503 with the reason, not ready but alive; back: scores again, no restart
+        server.stop()
+        status, down, headers = http(port, "/score", {"stay_ids": stays})
+        assert status == 503 and "redis online store cannot be read" in down["detail"] and headers["retry-after"]
+        status, ready, _ = http(port, "/readyz")
+        assert status == 503 and ready["checks"]["online_store"] != "ok" and ready["checks"]["model"] == "ok"
+        assert http(port, "/livez")[0] == 200
+        server.start()
+        deadline = time.monotonic() + 30
+        while (status := http(port, "/score", {"stay_ids": stays})[0]) != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert status == 200 and http(port, "/readyz")[0] == 200
+        _, metrics, _ = http(port, "/metrics")
+        assert metric(metrics["text"], "sepsis_fusion_requests_total", path="/score", status="503") >= 1
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=60)
+            log = log_file.read_text()
+            assert "Traceback" not in log, log[-3000:]
+        server.stop()
+
+
+def test_a_damaged_or_unfinished_run_folder_is_refused_at_start_up(trained_run, data, tmp_path):
+    def damaged(name: str, harm) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(trained_run, folder)
+        harm(folder)
+        return folder
+
+    def truncate(folder: Path) -> None:
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+
+    truncated = damaged("truncated", truncate)
+    cases = {
+        truncated: "model.safetensors cannot be read",
+        damaged("no_calibration", lambda f: (f / "calibration.json").unlink()): "incomplete: calibration.json missing",
+        damaged("bad_json", lambda f: (f / "preprocess.json").write_text("{")): "preprocess.json is not valid JSON",
+        damaged(".run.partial", lambda f: None): "unfinished run",
+    }
+    for folder, reason in cases.items():
+        with pytest.raises(StudyError, match=re.escape(reason)):
+            load_run(folder)
+    result = run_cli(["serve", "--run", truncated, "--port", free_port()], data, timeout=120)
+    assert result.returncode == 1 and "model.safetensors cannot be read" in result.stderr
+    assert "Traceback" not in result.stderr
