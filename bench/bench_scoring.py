@@ -42,10 +42,11 @@ class Client:
         self.opened = 0  # connections opened (stays 1 while keep-alive holds)
         self.sent = False  # whether the last request was sent in full (if it failed: lost, or not)
 
-    def post(self, stay: int) -> tuple[float, int, bytes]:
-        """POST /score for one stay: (seconds, status, body). Raises what http.client raises (TimeoutError,
-        other OSErrors, http.client.HTTPException); then `sent` says whether the request had gone out."""
-        body = json.dumps({"stay_id": stay})
+    def post(self, stay: int | list[int]) -> tuple[float, int, bytes]:
+        """POST /score for one stay (or a batch): (seconds, status, body). Raises what http.client raises
+        (TimeoutError, other OSErrors, http.client.HTTPException); then `sent` says whether the request had
+        gone out."""
+        body = json.dumps({"stay_ids": stay} if isinstance(stay, list) else {"stay_id": stay})
         self.sent = False
         self.opened += self.connection.sock is None
         start = time.perf_counter()

@@ -161,7 +161,8 @@ def store_run(
         warm.connection.close()
         if warm_ok < min(WARM_UP, len(stays)):
             print(f"warning: {store}: only {warm_ok} of the warm-up requests were scored (see {log})", flush=True)
-        results = []
+        results = [{"store": store, **refusal(port, stays, args.timeout)}]
+        print(refusal_line(results[0]), flush=True)
         for clients in CLIENTS:
             before = counted(port)
             result = {"store": store, **load(port, stays, clients, args.seconds, args.timeout)}
@@ -171,6 +172,35 @@ def store_run(
             results.append(result)
             print(row(result), flush=True)
     return health, results
+
+
+def refusal(port: int, stays: list[int], timeout_s: float, repeat: int = 5) -> dict:
+    """Side by side on one connection: a batch of 1,000 unknown ids (refused, 404), a batch of 1,000 stays in
+    the ICU (scored, 200; the list repeats when fewer are in), and one stay: the median of `repeat` each."""
+    client = Client(port, max(timeout_s, 60))
+    batches = {
+        "unknown_1000": (list(range(1, 1001)), 404),
+        "known_1000": ((stays * (1000 // len(stays) + 1))[:1000], 200),
+        "one_stay": (stays[0], 200),
+    }
+    out = {}
+    for name, (body, expected) in batches.items():
+        times = []
+        for _ in range(repeat):
+            elapsed, status, _ = client.post(body)
+            if status != expected:
+                sys.exit(f"{name}: answered {status}, expected {expected}")
+            times.append(elapsed)
+        out[f"{name}_ms"] = percentiles(times, (50,))["p50_ms"]
+    client.connection.close()
+    return out
+
+
+def refusal_line(r: dict) -> str:
+    return (
+        f"{r['store']}: 1,000 unknown ids refused in {r['unknown_1000_ms']:.0f} ms, 1,000 stays scored in "
+        f"{r['known_1000_ms']:.0f} ms, one stay {r['one_stay_ms']:.1f} ms (medians of 5)"
+    )
 
 
 HEADER = (
@@ -225,11 +255,13 @@ def main() -> None:
         "workers": args.workers,
         "seconds": args.seconds,
         "timeout_s": args.timeout,
-        "results": results,
+        "refusal": [r for r in results if "unknown_1000_ms" in r],
+        "results": [r for r in results if "clients" in r],
     }
     out = RESULTS / ("service_load_quick.json" if args.quick else "service_load.json")
     out.write_text(json.dumps(report, indent=2))
     print(f"{len(stays):,} stays in the ICU at once; model {health['model_version']}; written to {out}")
+    results = report["results"]
     for r in results:
         if "service_counted" in r and sum(r["service_counted"].values()) != r["answered"]:
             print(

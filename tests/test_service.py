@@ -200,6 +200,8 @@ def test_redis_outage_recovery_and_incremental_materialization_while_serving(
         )
         wait_for_service(proc, port)
         assert http(port, "/readyz")[0] == 200
+        status, unknown, _ = http(port, "/score", {"stay_ids": [stays[0], 1, 2]})  # not in Redis at all
+        assert status == 404 and unknown["detail"].startswith("unknown stays [1, 2]")
 
         # a reader scores the same stays throughout while materialization runs in other processes
         statuses: list[int] = []

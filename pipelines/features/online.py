@@ -43,15 +43,18 @@ class OnlineFeatures:
         as_of = utc_naive(as_of or datetime.now(UTC))
         stay_ids = [int(s) for s in stay_ids]
         keys = [self._entity_key(join_keys=["stay_id"], entity_values=[self._value(int64_val=s)]) for s in stay_ids]
+        held = self._held(keys)
+        positions = [i for i, h in enumerate(held) if h]
+        keys = [keys[i] for i in positions]
         matrices: dict[str, np.ndarray] = {}
         objects: dict[tuple[str, str], list] = {}
         for view, features in self._views:
             numeric = self._numeric[view.name]
-            matrix = np.full((len(keys), len(numeric)), np.nan)
-            lists = {f: [None] * len(keys) for f in features if f not in numeric}
+            matrix = np.full((len(stay_ids), len(numeric)), np.nan)
+            lists = {f: [None] * len(stay_ids) for f in features if f not in numeric}
             # a copy: Feast's Redis store appends its timestamp field to the list it is given
-            rows = self._online_store.online_read(self.store.config, view, keys, list(features))
-            for i, (event_time, values) in enumerate(rows):
+            rows = self._online_store.online_read(self.store.config, view, keys, list(features)) if keys else []
+            for i, (event_time, values) in zip(positions, rows):
                 if values is None or event_time is None:
                     continue
                 event_time = utc_naive(event_time)
@@ -81,6 +84,20 @@ class OnlineFeatures:
             np.array(stay_ids, dtype=np.int64),
             np.full(len(stay_ids), np.datetime64(as_of, "us")),
         )
+
+    def _held(self, keys) -> list[bool]:
+        """Which stays the online store holds anything for. Feast's Redis layout keeps one hash per stay with
+        every view in it, so one pipelined EXISTS per stay tells; its reader, asked for a stay it does not
+        hold, builds an empty value for each of the ~600 features of every view (a batch of 1,000 unknown
+        stays took 2.4 s to refuse). Other stores answer a missing key cheaply: everything is read."""
+        online = self._online_store
+        if not hasattr(online, "_generate_redis_keys_for_entities") or not keys:
+            return [True] * len(keys)
+        client = online._get_client(self.store.config.online_store)
+        with client.pipeline(transaction=False) as pipe:
+            for key in online._generate_redis_keys_for_entities(self.store.config, keys):
+                pipe.exists(key)
+            return [bool(n) for n in pipe.execute()]
 
 
 def _python_value(proto):
