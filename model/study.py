@@ -495,6 +495,18 @@ def load_run(run_dir: Path) -> TrainedModel:
             f"{run_dir}: model.json has {len(meta['members'])} fold models but preprocess.json {len(states)}: "
             "the run folder is damaged"
         )
+    try:
+        return _assemble(run_dir, meta, weights, states)
+    except StudyError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise StudyError(
+            f"{run_dir} is damaged: model.json, preprocess.json or calibration.json lacks or misstates "
+            f"{exc!r}; train it again"
+        ) from None
+
+
+def _assemble(run_dir: Path, meta: dict, weights: dict, states: list) -> TrainedModel:
     members = []
     for k, (fusion, state) in enumerate(zip(meta["members"], states)):
         model = FusionModel(FusionConfig.from_dict(fusion))

@@ -259,7 +259,11 @@ def features_materialize(
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    runs = workflow.materialize_on_schedule(every, lambda: parse_time(end), online_store, report, stop)
+
+    def failed(exc: Exception) -> None:
+        say(f"error: this run failed ({exc}); the next one, in {every:g} s, starts where the last good one ended")
+
+    runs = workflow.materialize_on_schedule(every, lambda: parse_time(end), online_store, report, failed, stop)
     say(f"stopped after {runs} run(s)")
 
 

@@ -259,16 +259,21 @@ def materialize_on_schedule(
     end: Callable[[], dt.datetime | None],
     online_store: str,
     on_run: Callable[[MaterializeStep], None],
+    on_error: Callable[[Exception], None],
     stop: threading.Event,
 ) -> int:
     """`materialize --incremental` every `every_s` seconds until `stop` is set (after the run in progress):
     each run starts where the previous one ended and ends at `end()`, read again each time ('now' moves on).
-    A scoring service may read the online store meanwhile: Feast writes each stay's row whole. Returns the
-    number of runs."""
+    A run that fails (the online store away) is reported and the next one starts where the last good one
+    ended. A scoring service may read the online store meanwhile: Feast writes each stay's row of a view
+    whole. Returns the number of runs that succeeded."""
     runs = 0
     while not stop.is_set():
-        on_run(materialize_store(end(), None, True, online_store))
-        runs += 1
+        try:
+            on_run(materialize_store(end(), None, True, online_store))
+            runs += 1
+        except Exception as exc:  # a schedule outlives one failed run; the next run repeats its range
+            on_error(exc)
         stop.wait(every_s)
     return runs
 

@@ -116,6 +116,8 @@ def test_the_service_contract_readiness_metrics_logs_and_graceful_shutdown(
             ({"patient": 1}, ["body", "patient"]),
             ({}, ["body"]),
             (b"[1, 2", ["body", 5]),
+            (b'{"stay_id": NaN}', ["body", "stay_id"]),  # Python's JSON parser reads NaN; JSON has none
+            (b'{"stay_ids": [Infinity]}', ["body", "stay_ids", 0]),
         ):
             status, answer, _ = http(port, "/score", body)
             assert status == 422 and answer["request_id"], (body, answer)
@@ -131,9 +133,9 @@ def test_the_service_contract_readiness_metrics_logs_and_graceful_shutdown(
         exposition = text["text"]
         assert status == 200 and headers["content-type"].startswith("text/plain")
         assert metric(exposition, "sepsis_fusion_requests_total", path="/score", status="200") == 3
-        assert metric(exposition, "sepsis_fusion_requests_total", path="/score", status="422") == 13
+        assert metric(exposition, "sepsis_fusion_requests_total", path="/score", status="422") == 15
         assert metric(exposition, "sepsis_fusion_requests_total", path="/score", status="404") == 1
-        assert metric(exposition, "sepsis_fusion_request_duration_seconds_count", path="/score") == 17
+        assert metric(exposition, "sepsis_fusion_request_duration_seconds_count", path="/score") == 19
         assert metric(exposition, "sepsis_fusion_stays_scored_total") == 2 + len(stays)
         assert metric(exposition, "sepsis_fusion_model_info", model_version=scorer.version, online_store="sqlite") == 1
         assert metric(exposition, "sepsis_fusion_online_store_staleness_seconds") == 7200
@@ -149,8 +151,12 @@ def test_the_service_contract_readiness_metrics_logs_and_graceful_shutdown(
 
         thread = threading.Thread(target=explained)
         thread.start()
-        time.sleep(0.5)
-        assert http(port, "/livez")[0] == 200  # the event loop answers while the scoring thread works
+        deadline = time.monotonic() + 30
+        # the explained request and this /metrics one in flight: the event loop answers while the scoring
+        # thread works
+        while metric(http(port, "/metrics")[1]["text"], "sepsis_fusion_requests_in_flight") < 2:
+            assert time.monotonic() < deadline and thread.is_alive(), "the explained request was not in flight"
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         thread.join(timeout=120)
         assert slow["answer"][0] == 200 and len(slow["answer"][1]["scores"]) == 100
@@ -194,22 +200,44 @@ def test_redis_outage_recovery_and_incremental_materialization_while_serving(
         assert len(stays) >= 2
         port, log_file = free_port(), tmp_path / "service.log"
         proc = start_cli(
-            ["serve", "--run", trained_run, "--port", port, "--online-store", "redis", "--registry-refresh", 1],
+            [
+                "serve",
+                "--run",
+                trained_run,
+                "--port",
+                port,
+                "--online-store",
+                "redis",
+                "--registry-refresh",
+                1,
+                "--workers",
+                2,
+            ],  # two processes: /metrics counts both, whichever answers
             data=data,
             stdout=log_file.open("w"),
         )
-        wait_for_service(proc, port)
+        wait_for_service(proc, port, "/readyz")
+        seen: list = []  # every /score answer's status, to compare with what the service counted
+
+        def score(body) -> tuple[int, dict, dict]:
+            answer = http(port, "/score", body)
+            seen.append(answer[0])
+            return answer
+
         assert http(port, "/readyz")[0] == 200
-        status, unknown, _ = http(port, "/score", {"stay_ids": [stays[0], 1, 2]})  # not in Redis at all
+        status, unknown, _ = score({"stay_ids": [stays[0], 1, 2]})  # not in Redis at all
         assert status == 404 and unknown["detail"].startswith("unknown stays [1, 2]")
 
         # a reader scores the same stays throughout while materialization runs in other processes
-        statuses: list[int] = []
+        statuses: list = []
         stop = threading.Event()
 
         def read() -> None:
             while not stop.is_set():
-                statuses.append(http(port, "/score", {"stay_ids": stays})[0])
+                try:
+                    statuses.append(score({"stay_ids": stays})[0])
+                except OSError as exc:  # a timeout or a refused connection is a failure too
+                    statuses.append(repr(exc))
 
         reader = threading.Thread(target=read)
         reader.start()
@@ -244,7 +272,7 @@ def test_redis_outage_recovery_and_incremental_materialization_while_serving(
         reader.join(timeout=60)
         assert len(statuses) >= 5 and set(statuses) == {200}, statuses
 
-        status, answer, _ = http(port, "/score", {"stay_ids": stays})
+        status, answer, _ = score({"stay_ids": stays})
         assert status == 200 and answer["as_of"] == t3.isoformat()
         np.testing.assert_allclose(
             [a["probability"] for a in answer["scores"]], [s.probability for s in scorer.online(stays, t3)], atol=1e-6
@@ -252,25 +280,27 @@ def test_redis_outage_recovery_and_incremental_materialization_while_serving(
 
         # Redis goes away: 503 with the reason, not ready but alive; back: scores again, no restart
         server.stop()
-        status, down, headers = http(port, "/score", {"stay_ids": stays})
+        status, down, headers = score({"stay_ids": stays})
         assert status == 503 and "redis online store cannot be read" in down["detail"] and headers["retry-after"]
         status, ready, _ = http(port, "/readyz")
         assert status == 503 and ready["checks"]["online_store"] != "ok" and ready["checks"]["model"] == "ok"
         assert http(port, "/livez")[0] == 200
         server.start()
         deadline = time.monotonic() + 30
-        while (status := http(port, "/score", {"stay_ids": stays})[0]) != 200 and time.monotonic() < deadline:
+        while (status := score({"stay_ids": stays})[0]) != 200 and time.monotonic() < deadline:
             time.sleep(0.5)
         assert status == 200 and http(port, "/readyz")[0] == 200
         _, metrics, _ = http(port, "/metrics")
-        assert metric(metrics["text"], "sepsis_fusion_requests_total", path="/score", status="503") >= 1
+        for code in (200, 404, 503):
+            counted = metric(metrics["text"], "sepsis_fusion_requests_total", path="/score", status=code)
+            assert counted == seen.count(code) and seen.count(code) >= 1, (code, counted)
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=60)
-            log = log_file.read_text()
-            assert "Traceback" not in log, log[-3000:]
         server.stop()
+    log = log_file.read_text()
+    assert "Traceback" not in log, log[-3000:]
 
 
 def test_a_damaged_or_unfinished_run_folder_is_refused_at_start_up(trained_run, data, tmp_path):

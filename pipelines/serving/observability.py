@@ -63,6 +63,9 @@ class Metrics:
         self.stays = Counter(
             "sepsis_fusion_stays_scored", "Stays scored (a batch counts each of its stays)", registry=r
         )
+        self.in_flight = Gauge(
+            "sepsis_fusion_requests_in_flight", "Requests being answered", registry=r, multiprocess_mode="livesum"
+        )
         self.info = Gauge(
             "sepsis_fusion_model_info",
             "The model served (value 1): run folder and digest, and the online store",
@@ -81,7 +84,7 @@ class Metrics:
             "sepsis_fusion_online_store_staleness_seconds",
             "The service clock's time minus where the online store is filled to",
             registry=r,
-            multiprocess_mode="min",
+            multiprocess_mode="mostrecent",
         )
 
     def observe_store(self, as_of: datetime, materialized_until: datetime) -> float:
@@ -117,6 +120,7 @@ def request_middleware(metrics: Metrics, logger: logging.Logger) -> Callable:
         request.state.request_id = request_id
         start = time.perf_counter()
         status = 500
+        metrics.in_flight.inc()
         try:
             try:
                 response = await call_next(request)
@@ -130,18 +134,20 @@ def request_middleware(metrics: Metrics, logger: logging.Logger) -> Callable:
             response.headers[REQUEST_ID_HEADER] = request_id
             return response
         finally:
+            metrics.in_flight.dec()
             elapsed = time.perf_counter() - start
             route = request.scope.get("route")
             path = route.path if route is not None else "unmatched"  # unknown paths must not grow the label set
             metrics.requests.labels(path, str(status)).inc()
             metrics.latency.labels(path).observe(elapsed)
+            shown = request.url.path.encode("unicode_escape").decode("ascii")  # no line breaks from a caller's path
             logger.info(
                 "%s %s %d %.1f ms",
                 request.method,
-                request.url.path,
+                shown,
                 status,
                 elapsed * 1000,
-                extra={"method": request.method, "path": request.url.path, "status": status, "ms": elapsed * 1000},
+                extra={"method": request.method, "path": shown, "status": status, "ms": elapsed * 1000},
             )
             request_id_var.reset(token)
 

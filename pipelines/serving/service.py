@@ -10,8 +10,9 @@ gives Prometheus metrics, GET /health what is served. Answers and logs carry ids
 names only: the model reads note embeddings, never note text.
 
 Scoring runs on one thread beside the event loop (Feast's SQLite connection belongs to the thread that
-opened it), so /livez, /metrics and refusals answer while a stay is scored; requests are scored one at a
-time per process: a request is a few milliseconds of CPU. Worker processes (`--workers`, about one per
+opened it), so /livez, /metrics and /readyz answer while a stay is scored; requests (refusals of unknown
+stays included, which need a read) are scored one at a time per process: a request is a few milliseconds
+of CPU. Worker processes (`--workers`, about one per
 core) scale it out. On SIGTERM or Ctrl-C the server stops accepting connections and finishes the requests
 in flight (up to --shutdown-timeout seconds) before it exits.
 """
@@ -19,12 +20,17 @@ in flight (up to --shutdown-timeout seconds) before it exits.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextvars
 import faulthandler
 import logging
+import math
 import os
+import shutil
 import signal
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +55,7 @@ from .scorer import Scorer
 
 MAX_EXPLAINED = 100  # stays per request with explain=true
 PROBE_TIMEOUT_S = 2.0  # /readyz: an online store slower than this to answer one read is not ready
+RECENT_READ_S = 5.0  # /readyz: a read answered this recently stands for the probe
 SETTINGS_ENV = "SEPSIS_FUSION_SERVE_"
 ERRORS = {404: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}}
 
@@ -110,17 +117,23 @@ def create_app(
     metrics = Metrics(scorer.version, store_type)
     store_errors = online_store_errors()
     scoring = ThreadPoolExecutor(1, thread_name_prefix="scoring")
+    last_read = {"ok_at": float("-inf")}  # when the online store last answered a read (monotonic)
 
     async def on_scoring_thread(fn: Callable, *args):
-        """Run on the scoring thread; an online store that cannot be read becomes OnlineStoreUnavailable."""
+        """Run on the scoring thread (with the request's id for its logs); an online store that cannot be read
+        becomes OnlineStoreUnavailable."""
 
         def call():
             try:
-                return fn(*args)
+                result = fn(*args)
             except store_errors as exc:
+                last_read["ok_at"] = float("-inf")
                 raise OnlineStoreUnavailable(f"the {store_type} online store cannot be read ({exc})") from exc
+            if fn == scorer.online_features:
+                last_read["ok_at"] = time.monotonic()
+            return result
 
-        return await asyncio.wrap_future(scoring.submit(call))
+        return await asyncio.wrap_future(scoring.submit(contextvars.copy_context().run, call))
 
     def now() -> datetime:
         try:
@@ -136,14 +149,14 @@ def create_app(
 
     # the first read opens the online store's connection, on the thread that will use it
     scoring.submit(open_connection).result()
-    clock()  # a store that was never materialized is refused here, before the server starts
+    require_materialized(fill())  # a store that was never materialized is refused here, before the server starts
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         logger.info("serving %s on the %s online store (clock %s)", scorer.version, store_type, settings.clock)
         yield
         logger.info("stopping: requests in flight are done")
-        scoring.shutdown(wait=True)
+        await asyncio.to_thread(scoring.shutdown, wait=True, cancel_futures=True)
 
     app = FastAPI(
         title="Sepsis Fusion scoring service",
@@ -164,7 +177,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return problem(request, 422, exc.errors())
+        return problem(request, 422, _json_safe(exc.errors()))
 
     @app.exception_handler(OnlineStoreUnavailable)
     async def store_down(request: Request, exc: OnlineStoreUnavailable) -> JSONResponse:
@@ -182,15 +195,17 @@ def create_app(
         checks = {"model": "ok"}  # the app exists only once its run folder has loaded
         as_of = staleness = None
         try:
-            await asyncio.wait_for(on_scoring_thread(scorer.online_features, [0]), PROBE_TIMEOUT_S)
+            # a read answered in the last seconds proves the store: under load a probe would wait behind it
+            if time.monotonic() - last_read["ok_at"] > RECENT_READ_S:
+                await asyncio.wait_for(on_scoring_thread(scorer.online_features, [0]), PROBE_TIMEOUT_S)
             checks["online_store"] = "ok"
         except OnlineStoreUnavailable as exc:
             checks["online_store"] = str(exc)
         except TimeoutError:
             checks["online_store"] = f"no answer to one read within {PROBE_TIMEOUT_S:.0f} s"
         try:
-            until = require_materialized(await on_scoring_thread(fill))
-            as_of = await on_scoring_thread(clock)
+            until = require_materialized(await asyncio.to_thread(fill))
+            as_of = await asyncio.to_thread(clock)
             staleness = metrics.observe_store(as_of, until)
             checks["freshness"] = (
                 "ok"
@@ -209,8 +224,8 @@ def create_app(
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus_metrics() -> Response:
         try:
-            as_of = await on_scoring_thread(clock)
-            until = await on_scoring_thread(fill)
+            as_of = await asyncio.to_thread(clock)
+            until = await asyncio.to_thread(fill)
             if until is not None:
                 metrics.observe_store(as_of, until)
         except (OnlineStoreUnavailable, FeatureStoreError):
@@ -275,8 +290,10 @@ def run_service(
     import uvicorn
 
     os.environ.update(settings.to_env())
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sepsis-fusion-metrics-")
+    # The workers' metric files go to a folder of this service alone: an inherited PROMETHEUS_MULTIPROC_DIR
+    # (Feast's import sets one for its own server) would mix in the counts of every process sharing it.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sepsis-fusion-metrics-")
+    atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     app = app_from_env()
     announce(
         f"serving {run} on http://{host}:{port} with {workers} worker(s) "
@@ -318,8 +335,13 @@ class FillLevel:
     def __init__(self, scorer: Scorer, refresh_s: float):
         self.scorer, self.refresh_s = scorer, refresh_s
         self._at, self._value = float("-inf"), None
+        self._lock = threading.Lock()  # the scoring thread and /readyz's and /metrics' threads ask
 
     def __call__(self) -> datetime | None:
+        with self._lock:
+            return self._read()
+
+    def _read(self) -> datetime | None:
         if time.monotonic() - self._at > self.refresh_s:
             try:
                 self.scorer.store.refresh_registry()
@@ -347,3 +369,14 @@ def service_clock(fill: FillLevel, clock: str) -> Callable[[], datetime]:
 
 def wall_clock() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _json_safe(value):
+    """Validation errors echo the input; JSON has no NaN or infinity (Python's parser reads them): as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
