@@ -175,7 +175,7 @@ def _run_echoing(cmd: list[str], env: dict, cwd: Path) -> tuple[int, list[str]]:
 _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
 _CONVERT = re.compile(r'Error when converting column "([^"]+)"\. Could not convert string "(.*)" to \'([^\']+)\'')
 _CSV_FILE = re.compile(r"^\s*file = (.+)$")
-_MESSAGE = re.compile(r"^\s*((?:IO|Conversion|Invalid Input|Binder|Catalog|Parser) Error: .+)$")
+_MESSAGE = re.compile(r"^\s*((?:IO|Conversion|Invalid Input|Binder|Catalog|Parser|Out of Memory) Error: .+)$")
 # Spark's errors: "[TABLE_OR_VIEW_NOT_FOUND] The table or view ... cannot be found. ..."
 _SPARK_MESSAGE = re.compile(r"^\s*(\[[A-Z_.]+\] .+)$")
 # dbt's failed contract: "Compilation Error in model M (path)", then a table of the mismatched columns,
@@ -205,6 +205,12 @@ def error_summary(output: list[str]) -> str | None:
             return output[i + 1].strip()  # the message of a check in macros/ (missing file or column)
     for line in output:
         message = _MESSAGE.match(line) or _SPARK_MESSAGE.match(line)
+        if message and message.group(1).startswith("Out of Memory"):
+            limit = os.environ.get("SEPSIS_FUSION_DUCKDB_MEMORY_LIMIT", "60%")
+            return (
+                f"{message.group(1)}: DuckDB's memory_limit is {limit}; raise SEPSIS_FUSION_DUCKDB_MEMORY_LIMIT "
+                "(a share of RAM such as 80%, or a size such as 16GB)"
+            )
         if message:
             return message.group(1)
     return None

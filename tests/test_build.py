@@ -352,3 +352,19 @@ def test_a_mart_whose_sql_breaks_its_contract_fails_the_build_naming_the_column(
         "is DOUBLE in the SQL but INTEGER in the contract"
     ) in str(error.value)
     assert written.read_bytes() == before  # checked before anything was written
+
+
+def test_duckdb_works_within_the_memory_limit_set_and_names_a_limit_too_small(small_mimic, tmp_path, monkeypatch):
+    """The profile's memory_limit reaches DuckDB (SEPSIS_FUSION_DUCKDB_MEMORY_LIMIT): far too small, the
+    build fails saying so and keeps the last build; with 1GB, 30 stays build (256MB is too little: the
+    windows_24h and sequence_steps marts then run out of memory rather than spill)."""
+    warehouse = tmp_path / "w.duckdb"
+    monkeypatch.setenv("SEPSIS_FUSION_DUCKDB_MEMORY_LIMIT", "1GB")
+    dbt_build(small_mimic, warehouse=warehouse)
+    assert count(warehouse, "stg_icu_icustays") == 30
+    monkeypatch.setenv("SEPSIS_FUSION_DUCKDB_MEMORY_LIMIT", "1MB")
+    with pytest.raises(BuildError) as error:
+        dbt_build(small_mimic, warehouse=warehouse, force=True)
+    assert "Out of Memory Error" in str(error.value) and "SEPSIS_FUSION_DUCKDB_MEMORY_LIMIT" in str(error.value)
+    assert "The models of the last build stay in" in str(error.value)
+    assert count(warehouse, "stg_icu_icustays") == 30

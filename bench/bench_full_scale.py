@@ -1,0 +1,170 @@
+"""Benchmark of the whole chain at full MIMIC-IV scale on one machine: wall time, peak memory and disk per step.
+
+Generates a synthetic MIMIC-IV of --stays ICU stays (default 94,000, full MIMIC-IV v2.2) at the real data's
+rows per stay (`synth --density full`), then runs each step as a user does, one command at a time:
+
+    synth | dbt build (cold) | sepsis-fusion build again (unchanged inputs: skipped) | plain `dbt build`
+    again (raw ingest skipped, models re-run) | embed (a fixed sample of notes: notes/s and the hours
+    projected for MIMIC-IV-Note's 2.3M radiology reports; the chain itself runs without the note
+    modality) | features apply | features materialize | point-in-time training set (Feast historical
+    retrieval) | train (the demo grid) | score offline and online (as of the last prediction time, up to
+    which the online store is materialized)
+
+Each step's peak memory is the largest resident set of its process tree (polled every 0.2 s), its disk the
+size of the benchmark's folder after it. Targets: the cold dbt build under 15 minutes and 16 GiB. The
+table is printed and written to bench/results/full_scale_<stays>.json. The synthetic data is generated once
+and reused; every other step runs again on each invocation.
+
+    python bench/bench_full_scale.py [--stays 94000] [--sample-notes 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_dbt import plain_dbt_build  # noqa: E402
+
+CLI = str(Path(sys.executable).with_name("sepsis-fusion"))
+MIMIC_NOTES = 2_321_355  # MIMIC-IV-Note v2.2 radiology reports
+TARGETS = {"dbt build (cold)": (15 * 60, 16.0)}  # seconds, GiB
+
+
+def peak_rss(proc: psutil.Process, stop: threading.Event, out: list[int]) -> None:
+    """The largest resident set of `proc` and its children while it runs."""
+    while not stop.is_set():
+        try:
+            tree = [proc, *proc.children(recursive=True)]
+            out[0] = max(out[0], sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        stop.wait(0.2)
+
+
+def measured(name: str, cmd: list[str] | None, env: dict, root: Path, fn=None) -> dict:
+    """Run a command (or `fn` in a child process's place: then this process is measured) with its peak."""
+    print(f"-> {name}", flush=True)
+    peak, stop = [0], threading.Event()
+    start = time.perf_counter()
+    if cmd is not None:
+        child = subprocess.Popen(cmd, env=env)
+        watcher = threading.Thread(target=peak_rss, args=(psutil.Process(child.pid), stop, peak))
+        watcher.start()
+        code = child.wait()
+    else:
+        watcher = threading.Thread(target=peak_rss, args=(psutil.Process(), stop, peak))
+        watcher.start()
+        fn()
+        code = 0
+    seconds = time.perf_counter() - start
+    stop.set()
+    watcher.join()
+    if code != 0:
+        sys.exit(f"{name} failed (exit {code})")
+    disk = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+    row = {"step": name, "seconds": seconds, "peak_gib": peak[0] / 2**30, "disk_gib": disk / 2**30}
+    print(f"   {seconds:,.1f} s, peak {row['peak_gib']:.2f} GiB, disk {row['disk_gib']:.2f} GiB", flush=True)
+    return row
+
+
+def embedding_rate(mimic: Path, sample: int) -> dict:
+    """Notes per second of the packaged MiniLM on a fixed sample of the radiology reports (this CPU)."""
+    import duckdb
+
+    from sepsis_fusion.pipelines.embed.encoder import load_encoder
+    from sepsis_fusion.pipelines.embed.run import embed_texts
+
+    texts = [
+        t
+        for (t,) in duckdb.sql(
+            f"SELECT text FROM read_csv('{mimic}/note/radiology.csv.gz', header=true, quote='\"', escape='\"') "
+            f"ORDER BY note_id LIMIT {sample}"
+        ).fetchall()
+    ]
+    encoder = load_encoder("minilm", device="cpu")
+    start = time.perf_counter()
+    embed_texts(encoder, texts)
+    rate = len(texts) / (time.perf_counter() - start)
+    return {"notes": len(texts), "notes_per_s": rate, "projected_hours_2_3M": MIMIC_NOTES / rate / 3600}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stays", type=int, default=94_000)
+    parser.add_argument("--sample-notes", type=int, default=2000)
+    parser.add_argument("--out", type=Path, default=None, help="benchmark folder (default bench/results/full_<stays>)")
+    args = parser.parse_args()
+    root = (args.out or RESULTS / f"full_{args.stays}").resolve()
+    mimic, data = root / "mimic", root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SEPSIS_FUSION_DATA": str(data), "DBT_QUIET": "true"}
+    rows = []
+    if not (mimic / "icu" / "icustays.csv.gz").exists():
+        rows.append(measured("synth", [CLI, "synth", "--stays", str(args.stays), "--out", str(mimic)], env, root))
+    notes = root / "notes_held_out"
+    if (mimic / "note").exists() and not notes.exists():
+        shutil.move(mimic / "note", notes)  # the chain runs without the note modality (see embed below)
+    warehouse = data / "warehouse.duckdb"
+    rows.append(measured("dbt build (cold)", [CLI, "build", "--mimic", str(mimic), "--force"], env, root))
+    rows.append(measured("sepsis-fusion build, inputs unchanged", [CLI, "build", "--mimic", str(mimic)], env, root))
+    rows.append(
+        measured("plain dbt build, inputs unchanged", None, env, root, lambda: plain_dbt_build(mimic, warehouse))
+    )
+    rows.append(measured("embed (no notes: empty slots)", [CLI, "embed", "--encoder", "minilm"], env, root))
+    rows.append(measured("features apply", [CLI, "features", "apply"], env, root))
+    import duckdb
+
+    # scored as of the last prediction time (a stay in the ICU then); the online store filled up to it
+    (as_of,) = duckdb.sql(f"SELECT max(prediction_time) FROM '{data}/features/cohort.parquet'").fetchall()[0]
+    as_of = as_of.isoformat()
+    rows.append(measured("features materialize", [CLI, "features", "materialize", "--end", as_of], env, root))
+    retrieval = "from sepsis_fusion import Project; print(len(Project().training_set().cohort), 'stays')"
+    rows.append(measured("training set (point in time)", [sys.executable, "-c", retrieval], env, root))
+    rows.append(measured("train (demo grid)", [CLI, "train", "--out", str(data / "runs" / "full")], env, root))
+    run = ["--run", str(data / "runs" / "full")]
+    rows.append(measured("score offline", [CLI, "score", "--as-of", as_of, *run], env, root))
+    rows.append(measured("score online", [CLI, "score", "--online", "--as-of", as_of, *run], env, root))
+    embedding = embedding_rate(_notes_root(notes, root), args.sample_notes)
+    report = {"stays": args.stays, "cpu_count": os.cpu_count(), "steps": rows, "embedding": embedding}
+    out = RESULTS / f"full_scale_{args.stays}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\n{'step':<40}{'time':>12}{'peak GiB':>10}{'disk GiB':>10}")
+    for r in rows:
+        target = TARGETS.get(r["step"])
+        missed = target and (r["seconds"] > target[0] or r["peak_gib"] > target[1])
+        print(
+            f"{r['step']:<40}{r['seconds']:>10,.0f} s{r['peak_gib']:>10.2f}{r['disk_gib']:>10.2f}"
+            + ("  MISSES its target (15 min, 16 GiB)" if missed else "")
+        )
+    print(
+        f"embedding: {embedding['notes_per_s']:.1f} notes/s with MiniLM on this CPU ({embedding['notes']} notes): "
+        f"{embedding['projected_hours_2_3M']:.0f} h projected for 2.3M reports (the cache makes it resumable)"
+    )
+    print(f"written to {out}")
+
+
+def _notes_root(notes: Path, root: Path) -> Path:
+    """A MIMIC-IV-shaped folder whose note/ holds the held-out notes (the sample is read from there)."""
+    view = root / "notes_sample"
+    view.mkdir(exist_ok=True)
+    link = view / "note"
+    if not link.exists():
+        link.symlink_to(notes)
+    return view
+
+
+if __name__ == "__main__":
+    main()
