@@ -100,6 +100,33 @@ class FeatureArrays:
         """The rows at `index` (an index array, a boolean mask or a slice)."""
         return FeatureArrays(self.layout, *(getattr(self, f.name)[index] for f in fields(self) if f.name != "layout"))
 
+    @classmethod
+    def concat(cls, parts: Sequence[FeatureArrays]) -> FeatureArrays:
+        """The rows of several FeatureArrays of one layout, in order. A part without any note has embeddings
+        of width 0 (the width comes from the notes served); it is widened with zeros to the others'."""
+        dims = {p.notes.shape[2] for p in parts if p.notes.shape[2]}
+        if len(dims) > 1:
+            raise InputError(
+                f"note embeddings of {sorted(dims)} values in one request: the notes were embedded by "
+                "different models; re-run `sepsis-fusion embed`"
+            )
+        if len(parts) == 1:
+            return parts[0]
+        dim = dims.pop() if dims else 0
+        columns = {}
+        for f in fields(cls):
+            if f.name == "layout":
+                continue
+            if f.name == "notes":
+                pieces = [
+                    p.notes if p.notes.shape[2] == dim else np.zeros((*p.notes.shape[:2], dim), np.float32)
+                    for p in parts
+                ]
+            else:
+                pieces = [getattr(p, f.name) for p in parts]
+            columns[f.name] = np.concatenate(pieces, axis=0)
+        return cls(parts[0].layout, **columns)
+
     @property
     def static(self) -> pd.DataFrame:
         """The static features as a frame, in the view's column order (categoricals as strings)."""

@@ -356,8 +356,7 @@ def test_a_mart_whose_sql_breaks_its_contract_fails_the_build_naming_the_column(
 
 def test_duckdb_works_within_the_memory_limit_set_and_names_a_limit_too_small(small_mimic, tmp_path, monkeypatch):
     """The profile's memory_limit reaches DuckDB (SEPSIS_FUSION_DUCKDB_MEMORY_LIMIT): far too small, the
-    build fails saying so and keeps the last build; with 1GB, 30 stays build (256MB is too little: the
-    windows_24h and sequence_steps marts then run out of memory rather than spill)."""
+    build fails saying so and keeps the last build; with 1GB, 30 stays build."""
     warehouse = tmp_path / "w.duckdb"
     monkeypatch.setenv("SEPSIS_FUSION_DUCKDB_MEMORY_LIMIT", "1GB")
     dbt_build(small_mimic, warehouse=warehouse)
@@ -368,3 +367,28 @@ def test_duckdb_works_within_the_memory_limit_set_and_names_a_limit_too_small(sm
     assert "Out of Memory Error" in str(error.value) and "SEPSIS_FUSION_DUCKDB_MEMORY_LIMIT" in str(error.value)
     assert "The models of the last build stay in" in str(error.value)
     assert count(warehouse, "stg_icu_icustays") == 30
+
+
+def test_the_large_marts_built_a_bucket_of_stays_at_a_time_equal_one_query(small_mimic, tmp_path, monkeypatch, capfd):
+    """windows_24h and sequence_steps are built in buckets of stays on DuckDB (their memory bounded at any
+    scale): 30 stays in buckets of 7 give the rows of one query, and in buckets of 3 they build within a
+    memory_limit of 256MB (in one query they sometimes do and sometimes run out of memory there)."""
+    one = tmp_path / "one" / "w.duckdb"
+    dbt_build(small_mimic, warehouse=one)
+    monkeypatch.setenv("SEPSIS_FUSION_STAYS_PER_BUILD_BUCKET", "7")
+    capfd.readouterr()
+    bucketed = tmp_path / "bucketed" / "w.duckdb"
+    dbt_build(small_mimic, warehouse=bucketed)
+    out = capfd.readouterr().out
+    assert "windows_24h: building 5 buckets of stays" in out and "sequence_steps: building 5 buckets" in out
+    for mart, key in (("windows_24h", "stay_id, event_timestamp"), ("sequence_steps", "stay_id, event_timestamp")):
+        read = "SELECT * FROM '{}' ORDER BY " + key
+        want = duckdb.sql(read.format(one.parent / "features" / f"{mart}.parquet")).df()
+        got = duckdb.sql(read.format(bucketed.parent / "features" / f"{mart}.parquet")).df()
+        assert len(want) > 1000 and want["stay_id"].nunique() == 30
+        pd.testing.assert_frame_equal(got, want)
+        assert count(bucketed, mart) == len(want)  # the model's relation reads the file
+    monkeypatch.setenv("SEPSIS_FUSION_DUCKDB_MEMORY_LIMIT", "256MB")
+    monkeypatch.setenv("SEPSIS_FUSION_STAYS_PER_BUILD_BUCKET", "3")
+    dbt_build(small_mimic, warehouse=bucketed, force=True)
+    assert "windows_24h: building 10 buckets of stays" in capfd.readouterr().out

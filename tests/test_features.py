@@ -148,6 +148,22 @@ def test_training_set_equals_a_direct_lookup_of_the_feature_files(feature_data, 
     assert f.note_mask.sum(axis=1).max() > 1  # a sequence, not one note
 
 
+def test_retrieval_in_chunks_equals_one_retrieval(feature_data, store, layout, cohort):
+    """The training set is retrieved a chunk of entity rows at a time (bounded memory at full scale):
+    stays in chunks of 3, the first chunk without a single note, give what one retrieval of them gives."""
+    files = feature_data / "features"
+    has_notes = [bool(expected_notes(files, s, t)) for s, t in zip(cohort["stay_id"], cohort["prediction_time"])]
+    picks = pd.concat([cohort[~np.array(has_notes)].head(3), cohort[np.array(has_notes)].head(5)])
+    assert len(picks) == 8
+    ids, times = picks["stay_id"].to_numpy(), picks["prediction_time"]
+    whole = historical_features(store, layout, ids, times)
+    chunked = historical_features(store, layout, ids, times, chunk_rows=3)
+    assert not whole.note_mask[:3].any() and whole.note_mask[3:].any(axis=1).all()
+    assert_same_arrays(chunked, whole)
+    np.testing.assert_array_equal(chunked.as_of, whole.as_of)
+    assert chunked.notes.shape == whole.notes.shape and whole.notes.shape[2] > 0
+
+
 def test_a_stay_in_its_first_hours_gets_a_short_sequence_padded_in_front(feature_data, store, layout, cohort):
     """Served at its first window end (intime + about 1 h), a stay's steps exist only from its
     history_start on: the earlier ones are masked and empty, the later ones present, with the right ages."""

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pytest
 from helpers import assert_exit, invoke
 from sklearn.metrics import roc_auc_score
 
 from sepsis_fusion.pipelines.synth.generate import SynthError, generate
 from sepsis_fusion.pipelines.synth.schema import MIMIC_TABLES, NOTE_COLUMNS, column_names, read_csv_sql
+from sepsis_fusion.pipelines.synth.writer import TableWriter
 
 CLINICAL_TABLES = [t for t in MIMIC_TABLES if not t.startswith("note/")]
 
@@ -181,3 +185,33 @@ def test_cli_rejects_unwritable_out(tmp_path):
 def test_generate_raises_clear_error(tmp_path):
     with pytest.raises(SynthError, match="--density"):
         generate(5, 0, tmp_path, density="dense", progress=False)
+
+
+def test_a_table_writer_holds_at_most_one_chunk_behind_the_generator(tmp_path):
+    """Generation runs ahead of compression at full scale; a writer must make it wait (one chunk in flight
+    per table) instead of queueing every chunk in memory (15 GiB at 94,000 stays before this)."""
+    chunk = pa.table(
+        {
+            "subject_id": [1],
+            "gender": ["F"],
+            "anchor_age": [60],
+            "anchor_year": [2150],
+            "anchor_year_group": ["2011 - 2013"],
+            "dod": [None],
+        }
+    )
+    busy = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(busy.wait)  # the compression thread is occupied
+        writer = TableWriter(tmp_path, "hosp/patients", 1, pool)
+        writer.write(chunk)  # queued behind the busy worker
+        second = threading.Thread(target=writer.write, args=(chunk,))
+        second.start()
+        second.join(timeout=0.5)
+        assert second.is_alive()  # waits for the first chunk to be written
+        busy.set()
+        second.join(timeout=30)
+        assert not second.is_alive()
+        writer.close()
+    with gzip.open(tmp_path / "hosp" / "patients.csv.gz", "rt") as f:
+        assert len(f.read().splitlines()) == 3 and writer.rows == 2

@@ -97,21 +97,28 @@ def special_tokens_around(tok) -> tuple[list[int], list[int]]:
     raise ValueError("cannot tell the tokenizer's special tokens apart from the text")
 
 
+READ_ROWS = 8192  # notes read from notes_to_embed.parquet at a time
+
+
 class EmbeddingCache:
-    """Vectors by (note_id, text hash) for one model fingerprint: Parquet parts in one folder."""
+    """Vectors by (note_id, text hash) for one model fingerprint: Parquet parts in one folder. Only the keys
+    are held in memory; the vectors stay in the parts until the output files are written from them."""
 
     def __init__(self, root: Path, fingerprint: str):
         self.dir = Path(root) / hashlib.sha1(fingerprint.encode()).hexdigest()[:16]
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "MODEL.txt").write_text(fingerprint + "\n")
-        self.vectors: dict[tuple[str, str], np.ndarray] = {}
-        for part in sorted(self.dir.glob("part-*.parquet")):
-            t = pq.read_table(part)
-            for nid, h, v in zip(
-                t["note_id"].to_pylist(), t["text_sha256"].to_pylist(), t["embedding"].to_numpy(zero_copy_only=False)
-            ):
-                self.vectors[(nid, h)] = np.asarray(v, dtype=np.float32)
-        self._next = len(list(self.dir.glob("part-*.parquet")))
+        self.keys: set[tuple[str, str]] = set()
+        for part in self.parts():
+            t = pq.read_table(part, columns=["note_id", "text_sha256"])
+            self.keys.update(zip(t["note_id"].to_pylist(), t["text_sha256"].to_pylist()))
+        self._next = len(self.parts())
+
+    def parts(self) -> list[Path]:
+        return sorted(self.dir.glob("part-*.parquet"))
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self.keys
 
     def add(self, keys: list[tuple[str, str]], vectors: np.ndarray) -> None:
         """Store one finished group of notes as a part; written atomically, so a crash loses at most
@@ -127,8 +134,7 @@ class EmbeddingCache:
         pq.write_table(table, tmp)
         tmp.replace(self.dir / f"part-{self._next:06d}.parquet")
         self._next += 1
-        for k, v in zip(keys, vectors):
-            self.vectors[k] = v
+        self.keys.update(keys)
 
 
 def embed_feature_folder(
@@ -142,82 +148,96 @@ def embed_feature_folder(
     after_part=None,
     slots: int = 16,
 ) -> EmbedResult:
-    """Embed every note of notes_to_embed (cache misses only) and write the per-note and per-slot files."""
+    """Embed every note of notes_to_embed (cache misses only) and write the per-note and per-slot files.
+
+    Streams: the notes are read READ_ROWS at a time (once to find the cache misses, once to embed them),
+    and DuckDB writes the output files from the cache's parts, so neither the note texts nor the vectors
+    are ever all in memory."""
     features = Path(features)
     source = features / "notes_to_embed.parquet"
     if not source.exists():
         raise EmbedError(f"{source} not found: run `sepsis-fusion build` first")
     con = duckdb.connect()
-    notes = con.sql(f"""SELECT note_id, stay_id, available_at, note_text, charttime, sequence_slot
-                        FROM '{source}' WHERE note_id IS NOT NULL ORDER BY note_id""").fetchall()
-    beyond = [n for n in notes if not 0 <= n[5] < slots]
+    notes = f"(SELECT * FROM '{source}' WHERE note_id IS NOT NULL)"
+    beyond = con.execute(
+        f"SELECT note_id, sequence_slot FROM {notes} WHERE NOT (sequence_slot >= 0 AND sequence_slot < {slots}) "
+        "ORDER BY note_id LIMIT 1"
+    ).fetchone()
     if beyond:
         raise EmbedError(
-            f"{source}: note {beyond[0][0]} has sequence_slot {beyond[0][5]}, but the note sequence has {slots} "
+            f"{source}: note {beyond[0]} has sequence_slot {beyond[1]}, but the note sequence has {slots} "
             "slots: dbt's note_sequence_length differs from the embedder's; rebuild with the same length"
         )
     cache = EmbeddingCache(cache_root, model_fingerprint(enc, stride))
-    keys = [(n[0], text_hash(clean_text(n[3]))) for n in notes]
-    missing = [i for i, k in enumerate(keys) if k not in cache.vectors]
-    missing.sort(key=lambda i: len(notes[i][3] or ""))  # similar lengths together: less padding
-    spent = 0.0
-    with tqdm(total=len(missing), unit="note", desc="embedding notes", disable=not progress) as bar:
-        for start in range(0, len(missing), notes_per_part):
-            group = missing[start : start + notes_per_part]
-            t0 = time.perf_counter()
-            vectors = embed_texts(enc, [notes[i][3] for i in group], stride, batch_tokens)
-            spent += time.perf_counter() - t0
-            cache.add([keys[i] for i in group], vectors)
-            bar.update(len(group))
-            if after_part is not None:
-                after_part(start // notes_per_part)
-    dim = enc.dim
-    matrix = np.stack([cache.vectors[k] for k in keys]) if keys else np.zeros((0, dim), dtype=np.float32)
-    _write(
-        features / "note_embeddings.parquet",
-        pa.table(
-            {
-                "stay_id": pa.array([n[1] for n in notes], pa.int64()),
-                "note_id": [n[0] for n in notes],
-                "event_timestamp": pa.array([n[2] for n in notes], pa.timestamp("us")),
-                "charttime": pa.array([n[4] for n in notes], pa.timestamp("us")),
-                "sequence_slot": pa.array([n[5] for n in notes], pa.int32()),
-                "embedding": pa.array(list(matrix), type=pa.list_(pa.float32())),
-            }
-        ),
-    )
-    _write_slots(notes, matrix, features, slots)
-    return EmbedResult(
-        notes=len(notes),
-        embedded=len(missing),
-        stays_with_notes=len({n[1] for n in notes}),
-        slots=slots,
-        seconds_encoding=spent,
-    )
+    hashes: dict[str, str] = {}
+    for ids, texts in _note_batches(con, notes):
+        hashes.update((i, text_hash(clean_text(t))) for i, t in zip(ids, texts))
+    missing = sum(k not in cache for k in hashes.items())
+    embedded, spent, part = 0, 0.0, 0
+    with tqdm(total=missing, unit="note", desc="embedding notes", disable=not progress) as bar:
+        for ids, texts in _note_batches(con, notes) if missing else ():
+            todo = sorted(
+                {i: t for i, t in zip(ids, texts) if (i, hashes[i]) not in cache}.items(),
+                key=lambda item: len(item[1] or ""),  # similar lengths together: less padding
+            )
+            for start in range(0, len(todo), notes_per_part):
+                group = todo[start : start + notes_per_part]
+                t0 = time.perf_counter()
+                vectors = embed_texts(enc, [t for _, t in group], stride, batch_tokens)
+                spent += time.perf_counter() - t0
+                cache.add([(i, hashes[i]) for i, _ in group], vectors)
+                embedded += len(group)
+                bar.update(len(group))
+                if after_part is not None:
+                    after_part(part)
+                part += 1
+    _write_outputs(con, notes, hashes, cache, features, slots)
+    (stays,) = con.execute(f"SELECT count(DISTINCT stay_id) FROM {notes}").fetchone()
+    (count,) = con.execute(f"SELECT count(*) FROM {notes}").fetchone()
+    return EmbedResult(notes=count, embedded=embedded, stays_with_notes=stays, slots=slots, seconds_encoding=spent)
 
 
-def _write_slots(notes: list[tuple], matrix: np.ndarray, features: Path, slots: int) -> None:
-    """note_slot_<j>.parquet for every slot j < N (empty files too, so every Feast view has its source):
-    stay_id, event_timestamp = created_timestamp = available_at, the note's charttime (seconds since
-    1970, for its age at serving time) and its vector."""
+def _note_batches(con, notes: str):
+    """(note ids, texts) of the notes, READ_ROWS at a time, in note_id order."""
+    query = f"SELECT note_id, note_text FROM {notes} ORDER BY note_id, stay_id"
+    reader = con.sql(query).to_arrow_reader(READ_ROWS)
+    for batch in reader:
+        yield batch.column(0).to_pylist(), batch.column(1).to_pylist()
+
+
+def _write_outputs(con, notes: str, hashes: dict[str, str], cache: EmbeddingCache, features: Path, slots: int) -> None:
+    """note_embeddings.parquet (every note, in note_id order) and note_slot_<j>.parquet for every slot j < N
+    (empty files too, so every Feast view has its source): stay_id, event_timestamp = created_timestamp =
+    available_at, the note's charttime (seconds since 1970, for its age at serving time) and its vector."""
+    keys = {"note_id": pa.array(list(hashes), pa.string()), "text_sha256": pa.array(list(hashes.values()), pa.string())}
+    con.register("note_keys", pa.table(keys))
+    parts = cache.parts()
+    if parts:
+        listed = ", ".join(f"'{p}'" for p in parts)
+        vectors = f"(SELECT DISTINCT ON (note_id, text_sha256) * FROM read_parquet([{listed}]))"
+    else:
+        vectors = "(SELECT NULL::VARCHAR AS note_id, NULL::VARCHAR AS text_sha256, NULL::FLOAT[] AS embedding LIMIT 0)"
+    embeddings = features / "note_embeddings.parquet"
+    _copy(
+        con,
+        f"""SELECT n.stay_id::BIGINT AS stay_id, n.note_id, n.available_at::TIMESTAMP AS event_timestamp,
+                   n.charttime::TIMESTAMP AS charttime, n.sequence_slot::INTEGER AS sequence_slot, v.embedding
+            FROM {notes} n JOIN note_keys k USING (note_id) JOIN {vectors} v USING (note_id, text_sha256)
+            ORDER BY n.note_id, n.stay_id""",
+        embeddings,
+    )
     for slot in range(slots):
-        rows = [i for i, n in enumerate(notes) if n[5] == slot]
-        available = pa.array([notes[i][2] for i in rows], pa.timestamp("us"))
-        charted = np.array([notes[i][4] for i in rows], dtype="datetime64[s]")
-        table = pa.table(
-            {
-                "stay_id": pa.array([notes[i][1] for i in rows], pa.int64()),
-                "event_timestamp": available,
-                "created_timestamp": available,
-                "charttime_unix_s": pa.array(charted.astype(np.int64), pa.int64()),
-                "note_id": pa.array([notes[i][0] for i in rows], pa.string()),
-                "embedding": pa.array([matrix[i] for i in rows], type=pa.list_(pa.float32())),
-            }
+        _copy(
+            con,
+            f"""SELECT stay_id, event_timestamp, event_timestamp AS created_timestamp,
+                       CAST(floor(epoch(charttime)) AS BIGINT) AS charttime_unix_s, note_id, embedding
+                FROM '{embeddings}' WHERE sequence_slot = {slot} ORDER BY note_id, stay_id""",
+            features / slot_file(slot),
         )
-        _write(features / slot_file(slot), table)
 
 
-def _write(path: Path, table: pa.Table) -> None:
+def _copy(con, query: str, path: Path) -> None:
+    """Write the query's rows to a Parquet file, atomically (a reader never sees half a file)."""
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
+    con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT parquet)")
     tmp.replace(path)

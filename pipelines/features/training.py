@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from sepsis_fusion.model.inputs import FeatureArrays, FeatureLayout, TrainingSet, arrays_from_columns, as_vector
 
@@ -70,22 +71,47 @@ def _retrieve(store, features, stay_ids, times, filter_by_created_timestamp: boo
     return frame
 
 
+RETRIEVAL_ROWS = 4096  # entity rows per point-in-time retrieval: bounds Feast's frame at any cohort size
+
+
 def historical_features(
-    store, layout: FeatureLayout, stay_ids, times, filter_by_created_timestamp: bool = True
+    store,
+    layout: FeatureLayout,
+    stay_ids,
+    times,
+    filter_by_created_timestamp: bool = True,
+    chunk_rows: int = RETRIEVAL_ROWS,
 ) -> FeatureArrays:
-    """The model's inputs for each (stay, time), as known at that time (Feast get_historical_features)."""
-    frame = _retrieve(store, store.get_feature_service(layout.service), stay_ids, times, filter_by_created_timestamp)
+    """The model's inputs for each (stay, time), as known at that time (Feast get_historical_features).
 
-    def numbers(view: str, features: list[str]) -> np.ndarray:
-        return frame[[full_name(view, f) for f in features]].to_numpy(dtype=np.float64, na_value=np.nan)
+    Retrieved `chunk_rows` entity rows at a time and assembled chunk by chunk into the compact arrays, so
+    Feast's wide pandas frame (thousands of columns, embeddings as Python lists) never holds the cohort."""
+    service = store.get_feature_service(layout.service)
+    stay_ids, times = np.asarray(stay_ids, dtype=np.int64), pd.Series(pd.to_datetime(times))
+    parts = []
+    for rows in _chunks(len(stay_ids), chunk_rows, "point-in-time retrieval"):
+        frame = _retrieve(store, service, stay_ids[rows], times.iloc[rows], filter_by_created_timestamp)
 
-    return arrays_from_columns(
-        layout,
-        numbers,
-        lambda view, feature: frame[full_name(view, feature)].tolist(),
-        frame["stay_id"].to_numpy(),
-        frame["event_timestamp"].dt.tz_localize(None).to_numpy(),
-    )
+        def numbers(view: str, features: list[str], frame=frame) -> np.ndarray:
+            return frame[[full_name(view, f) for f in features]].to_numpy(dtype=np.float64, na_value=np.nan)
+
+        parts.append(
+            arrays_from_columns(
+                layout,
+                numbers,
+                lambda view, feature, frame=frame: frame[full_name(view, feature)].tolist(),
+                frame["stay_id"].to_numpy(),
+                frame["event_timestamp"].dt.tz_localize(None).to_numpy(),
+            )
+        )
+    return FeatureArrays.concat(parts)
+
+
+def _chunks(n: int, size: int, what: str):
+    """Slices of `size` rows covering n (one empty slice when n is 0), with a progress bar when several."""
+    starts = range(0, max(n, 1), size)
+    for start in tqdm(starts, desc=what, unit="chunk", disable=len(starts) < 2, leave=False):
+        yield slice(start, start + size)
 
 
 def training_set(data: Path | None = None, store=None, service: str = SERVICE_NAME) -> TrainingSet:
@@ -118,14 +144,16 @@ def training_frame(
     refs = [f"{layout.static_view}:{f}" for f in layout.static] + [f"{AGGREGATES_VIEW}:{f}" for f in aggregates]
     if notes:
         refs += [f"{view}:embedding" for view in layout.note_views]
-    answer = _retrieve(store, refs, cohort["stay_id"], cohort["prediction_time"])
     columns = {full_name(layout.static_view, f): f for f in layout.static}
     columns.update({full_name(AGGREGATES_VIEW, f): f"{f}_24h" for f in aggregates})
+    parts = []
+    for rows in _chunks(len(cohort), RETRIEVAL_ROWS, "point-in-time retrieval"):
+        answer = _retrieve(store, refs, cohort["stay_id"].iloc[rows], cohort["prediction_time"].iloc[rows])
+        part = answer[list(columns)].rename(columns=columns)
+        parts.append(pd.concat([part, _note_means(answer, layout)], axis=1) if notes else part)
     cohort = cohort.drop(columns=[c for c in layout.static if c in cohort])  # e.g. age: the static view's
-    frame = pd.concat([cohort.reset_index(drop=True), answer[list(columns)].rename(columns=columns)], axis=1)
-    if notes:
-        frame = pd.concat([frame, _note_means(answer, layout)], axis=1)
-    return frame
+    answers = pd.concat(parts, ignore_index=True)  # a chunk without notes lacks the embedding columns: NaN
+    return pd.concat([cohort.reset_index(drop=True), answers], axis=1)
 
 
 def _note_means(answer: pd.DataFrame, layout: FeatureLayout) -> pd.DataFrame:
