@@ -8,14 +8,15 @@ rows per stay (`synth --density full`), then runs each step as a user does, one 
     projected for MIMIC-IV-Note's 2.3M radiology reports; the chain itself runs without the note
     modality) | features apply | features materialize | point-in-time training set (Feast historical
     retrieval) | train (the demo grid) | score offline and online (as of the last prediction time, up to
-    which the online store is materialized)
+    which the online store is materialized; few stays are in the ICU at one time, since the synthetic
+    stays spread over a century) | score offline every cohort stay at its own prediction time
 
 Each step's peak memory is the largest resident set of its process tree (polled every 0.2 s), its disk the
 size of the benchmark's folder after it. Targets: the cold dbt build under 15 minutes and 16 GiB. The
 table is printed and written to bench/results/full_scale_<stays>.json. The synthetic data is generated once
 and reused; every other step runs again on each invocation.
 
-    python bench/bench_full_scale.py [--stays 94000] [--sample-notes 2000]
+    python bench/bench_full_scale.py [--stays 94000] [--sample-notes 2000] [--resume-at "features apply"]
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ def main() -> None:
     parser.add_argument("--stays", type=int, default=94_000)
     parser.add_argument("--sample-notes", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=None, help="benchmark folder (default bench/results/full_<stays>)")
+    parser.add_argument(
+        "--resume-at", default=None, help="run from this step on, reusing the earlier steps' rows and data"
+    )
     args = parser.parse_args()
     root = (args.out or RESULTS / f"full_{args.stays}").resolve()
     mimic, data = root / "mimic", root / "data"
@@ -120,25 +124,50 @@ def main() -> None:
     if (mimic / "note").exists() and not notes.exists():
         shutil.move(mimic / "note", notes)  # the chain runs without the note modality (see embed below)
     warehouse = data / "warehouse.duckdb"
-    rows.append(measured("dbt build (cold)", [CLI, "build", "--mimic", str(mimic), "--force"], env, root))
-    rows.append(measured("sepsis-fusion build, inputs unchanged", [CLI, "build", "--mimic", str(mimic)], env, root))
-    rows.append(
-        measured("plain dbt build, inputs unchanged", None, env, root, lambda: plain_dbt_build(mimic, warehouse))
-    )
-    rows.append(measured("embed (no notes: empty slots)", [CLI, "embed", "--encoder", "minilm"], env, root))
-    rows.append(measured("features apply", [CLI, "features", "apply"], env, root))
     import duckdb
 
-    # scored as of the last prediction time (a stay in the ICU then); the online store filled up to it
-    (as_of,) = duckdb.sql(f"SELECT max(prediction_time) FROM '{data}/features/cohort.parquet'").fetchall()[0]
-    as_of = as_of.isoformat()
-    rows.append(measured("features materialize", [CLI, "features", "materialize", "--end", as_of], env, root))
-    retrieval = "from sepsis_fusion import Project; print(len(Project().training_set().cohort), 'stays')"
-    rows.append(measured("training set (point in time)", [sys.executable, "-c", retrieval], env, root))
-    rows.append(measured("train (demo grid)", [CLI, "train", "--out", str(data / "runs" / "full")], env, root))
+    def as_of() -> str:  # scored as of the last prediction time (a stay in the ICU then); the store filled to it
+        (t,) = duckdb.sql(f"SELECT max(prediction_time) FROM '{data}/features/cohort.parquet'").fetchall()[0]
+        return t.isoformat()
+
     run = ["--run", str(data / "runs" / "full")]
-    rows.append(measured("score offline", [CLI, "score", "--as-of", as_of, *run], env, root))
-    rows.append(measured("score online", [CLI, "score", "--online", "--as-of", as_of, *run], env, root))
+    retrieval = "from sepsis_fusion import Project; print(len(Project().training_set().cohort), 'stays')"
+    score_cohort = (
+        "from sepsis_fusion import Project; p = Project(); s = p.run('full').predict(p.cohort()); "
+        "print(int(s['known'].sum()), 'of', len(s), 'cohort stays scored at their prediction time')"
+    )
+    steps = [
+        ("dbt build (cold)", lambda: [CLI, "build", "--mimic", str(mimic), "--force"]),
+        ("sepsis-fusion build, inputs unchanged", lambda: [CLI, "build", "--mimic", str(mimic)]),
+        ("plain dbt build, inputs unchanged", lambda: None),
+        ("embed (no notes: empty slots)", lambda: [CLI, "embed", "--encoder", "minilm"]),
+        ("features apply", lambda: [CLI, "features", "apply"]),
+        ("features materialize", lambda: [CLI, "features", "materialize", "--end", as_of()]),
+        ("training set (point in time)", lambda: [sys.executable, "-c", retrieval]),
+        ("train (demo grid)", lambda: [CLI, "train", "--out", str(data / "runs" / "full")]),
+        ("score offline", lambda: [CLI, "score", "--as-of", as_of(), *run]),
+        ("score offline, every cohort stay at its T", lambda: [sys.executable, "-c", score_cohort]),
+        ("score online", lambda: [CLI, "score", "--online", "--as-of", as_of(), *run]),
+    ]
+    names = [name for name, _ in steps]
+    if args.resume_at and args.resume_at not in names:
+        sys.exit(f"--resume-at: no step {args.resume_at!r}; the steps are: {', '.join(names)}")
+    saved_path = root / "steps.json"  # each step's row as it finishes, for --resume-at
+    saved = json.loads(saved_path.read_text()) if saved_path.exists() else {}
+    first = names.index(args.resume_at) if args.resume_at else 0
+    for index, (name, command) in enumerate(steps):
+        if index < first:
+            if name not in saved:
+                sys.exit(f"--resume-at {args.resume_at}: step {name!r} has no saved row in {saved_path}")
+            rows.append(saved[name])
+            continue
+        if name == "plain dbt build, inputs unchanged":
+            row = measured(name, None, env, root, lambda: plain_dbt_build(mimic, warehouse))
+        else:
+            row = measured(name, command(), env, root)
+        rows.append(row)
+        saved[name] = row
+        saved_path.write_text(json.dumps(saved, indent=2))
     embedding = embedding_rate(_notes_root(notes, root), args.sample_notes)
     report = {"stays": args.stays, "cpu_count": os.cpu_count(), "steps": rows, "embedding": embedding}
     out = RESULTS / f"full_scale_{args.stays}.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import start_cli
+from helpers import copy_feature_store, start_cli
 
 from sepsis_fusion.model.inputs import FeatureLayout
 from sepsis_fusion.pipelines.features.layout import layout_from_service
@@ -295,6 +296,38 @@ def test_online_sqlite_equals_offline_as_of_the_same_time(feature_data, store, c
         rtol=1e-6,
         equal_nan=True,
     )
+
+
+def test_a_full_materialization_writes_only_rows_not_yet_expired(feature_data, cohort, tmp_path):
+    """A full run starts each view its ttl before the end (an older row would never be served): the online
+    store holds the step views' rows of the stays with a step in the hour before t, the static rows of the
+    stays with one in the 180 days before, and nothing else; their reads equal the offline answer."""
+    data = copy_feature_store(feature_data, tmp_path / "data")
+    store = open_store(data)
+    t = cohort.sort_values("prediction_time")["prediction_time"].iloc[len(cohort) // 2].to_pydatetime()
+    materialize(store, data, end=t)
+    files = data / "features"
+
+    def stays_between(name: str, since) -> set[int]:
+        where = f"event_timestamp > TIMESTAMP '{since}' AND event_timestamp <= TIMESTAMP '{t}'"
+        return {
+            s for (s,) in duckdb.sql(f"SELECT DISTINCT stay_id FROM '{files}/{name}.parquet' WHERE {where}").fetchall()
+        }
+
+    online = sqlite3.connect(data / "feast" / "online_store.db")
+    for view, name, ttl in (
+        ("sequence_steps", "sequence_steps", timedelta(hours=1)),
+        ("static_baseline", "static_baseline", timedelta(days=180)),
+    ):
+        (held,) = online.execute(f"SELECT count(DISTINCT entity_key) FROM sepsis_fusion_{view}").fetchone()
+        wanted = stays_between(name, t - ttl - timedelta(microseconds=1))
+        assert (
+            held == len(wanted)
+            and 0 < held < duckdb.sql(f"SELECT count(DISTINCT stay_id) FROM '{files}/{name}.parquet'").fetchall()[0][0]
+        )
+    stays = cohort["stay_id"].to_numpy()
+    reader = OnlineFeatures(store)
+    assert_same_arrays(reader.read(stays, as_of=t), historical_features(store, reader.layout, stays, [t] * len(stays)))
 
 
 @pytest.fixture(scope="session")

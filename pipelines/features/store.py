@@ -219,13 +219,21 @@ def materialize(
 
     `end` defaults to the data's present (latest_window_end): MIMIC-IV's dates are shifted into the
     future, so "now" would find nothing; pass the wall clock for live data. Incremental runs start
-    where the previous one ended (`feast materialize-incremental`); full runs start at `start`
-    (default: the beginning of the data)."""
+    where the previous one ended (`feast materialize-incremental`); full runs start at `start`, by default
+    each view's ttl before `end`, as Feast's first incremental run does: an older row has expired by `end`
+    and would never be served (at full MIMIC-IV scale, 94,000 stays' hourly steps against the few
+    hundred stays in the ICU at `end`)."""
     end = end or latest_window_end(data)
     if incremental:
         store.materialize_incremental(end_date=end, feature_views=views)
-    else:
-        store.materialize(start_date=start or datetime(1900, 1, 1), end_date=end, feature_views=views)
+        return end
+    online = [v for v in store.list_feature_views() if v.online and (views is None or v.name in views)]
+    by_start: dict[datetime, list[str]] = {}
+    for view in online:
+        first = start or (end - view.ttl if view.ttl else datetime(1900, 1, 1))
+        by_start.setdefault(first, []).append(view.name)
+    for first, names in by_start.items():
+        store.materialize(start_date=first, end_date=end, feature_views=names)
     return end
 
 
