@@ -371,8 +371,9 @@ def test_duckdb_works_within_the_memory_limit_set_and_names_a_limit_too_small(sm
 
 def test_the_large_marts_built_a_bucket_of_stays_at_a_time_equal_one_query(small_mimic, tmp_path, monkeypatch, capfd):
     """windows_24h and sequence_steps are built in buckets of stays on DuckDB (their memory bounded at any
-    scale): 30 stays in buckets of 7 give the rows of one query, and in buckets of 3 they build within a
-    memory_limit of 256MB (in one query they sometimes do and sometimes run out of memory there)."""
+    scale): 30 stays in buckets of 7 give the rows of one query. What the buckets save in memory is measured
+    at scale in bench/bench_full_scale.py (docs/SCALING.md), not here: at 30 stays DuckDB's own overhead
+    decides whether a tight memory_limit holds (CI ran out at 256MB in buckets of 3)."""
     one = tmp_path / "one" / "w.duckdb"
     dbt_build(small_mimic, warehouse=one)
     monkeypatch.setenv("SEPSIS_FUSION_STAYS_PER_BUILD_BUCKET", "7")
@@ -388,7 +389,3 @@ def test_the_large_marts_built_a_bucket_of_stays_at_a_time_equal_one_query(small
         assert len(want) > 1000 and want["stay_id"].nunique() == 30
         pd.testing.assert_frame_equal(got, want)
         assert count(bucketed, mart) == len(want)  # the model's relation reads the file
-    monkeypatch.setenv("SEPSIS_FUSION_DUCKDB_MEMORY_LIMIT", "256MB")
-    monkeypatch.setenv("SEPSIS_FUSION_STAYS_PER_BUILD_BUCKET", "3")
-    dbt_build(small_mimic, warehouse=bucketed, force=True)
-    assert "windows_24h: building 10 buckets of stays" in capfd.readouterr().out
