@@ -22,6 +22,7 @@ from sepsis_fusion.model.study import StudyError, load_run
 from sepsis_fusion.pipelines.features.local_redis import LocalRedis, free_port
 from sepsis_fusion.pipelines.features.store import apply, materialize, open_store
 from sepsis_fusion.pipelines.serving.scorer import Scorer
+from sepsis_fusion.pipelines.serving.service import PROBE_TIMEOUT_S, RECENT_READ_S
 
 
 @pytest.fixture(scope="module")
@@ -282,7 +283,11 @@ def test_redis_outage_recovery_and_incremental_materialization_while_serving(
         server.stop()
         status, down, headers = score({"stay_ids": stays})
         assert status == 503 and "redis online store cannot be read" in down["detail"] and headers["retry-after"]
-        status, ready, _ = http(port, "/readyz")
+        # a worker whose last read succeeded within RECENT_READ_S still stands on it: each turns not ready after
+        deadline = time.monotonic() + RECENT_READ_S + PROBE_TIMEOUT_S + 5
+        while (probe := http(port, "/readyz"))[0] == 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        status, ready, _ = probe
         assert status == 503 and ready["checks"]["online_store"] != "ok" and ready["checks"]["model"] == "ok"
         assert http(port, "/livez")[0] == 200
         server.start()
