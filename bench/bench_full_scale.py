@@ -170,8 +170,6 @@ def main() -> None:
         saved_path.write_text(json.dumps(saved, indent=2))
     embedding = embedding_rate(_notes_root(notes, root), args.sample_notes)
     report = {"stays": args.stays, "cpu_count": os.cpu_count(), "steps": rows, "embedding": embedding}
-    out = RESULTS / f"full_scale_{args.stays}.json"
-    out.write_text(json.dumps(report, indent=2))
     print(f"\n{'step':<40}{'time':>12}{'peak GiB':>10}{'disk GiB':>10}")
     for r in rows:
         target = TARGETS.get(r["step"])
@@ -184,6 +182,10 @@ def main() -> None:
         f"embedding: {embedding['notes_per_s']:.1f} notes/s with MiniLM on this CPU ({embedding['notes']} notes): "
         f"{embedding['projected_hours_2_3M']:.0f} h projected for 2.3M reports (the cache makes it resumable)"
     )
+    # bench/results/ is not in a clone (ignored), and --out may be elsewhere: the table above is printed first
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"full_scale_{args.stays}.json"
+    out.write_text(json.dumps(report, indent=2))
     print(f"written to {out}")
 
 
