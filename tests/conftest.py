@@ -9,6 +9,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest
 import torch
+from helpers import REPORT_SENTENCES
 
 from sepsis_fusion.model.inputs import TrainingSet
 from sepsis_fusion.model.study import load_config, run_study
@@ -53,13 +54,7 @@ def demo_warehouse(demo_dir, tmp_path_factory) -> Path:
     return warehouse
 
 
-SENTENCES = [
-    "The lungs are clear without focal consolidation.",
-    "New multifocal airspace opacities concerning for pneumonia.",
-    "Endotracheal tube terminates approximately 4 cm above the carina.",
-    "Innumerable hypodense hepatic lesions compatible with metastases.",
-    "Small bilateral pleural effusions and mild pulmonary vascular congestion.",
-] * 20
+SENTENCES = REPORT_SENTENCES * 20
 
 
 @pytest.fixture(scope="session")

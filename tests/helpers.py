@@ -25,6 +25,16 @@ from sepsis_fusion.pipelines.cli import app
 
 COMMAND = Path(sys.executable).with_name("sepsis-fusion")
 
+# Radiology-report sentences: the tiny test BERT's vocabulary is trained on them (conftest.tiny_bert), and
+# notes planted into MIMIC-IV folders use them
+REPORT_SENTENCES = [
+    "The lungs are clear without focal consolidation.",
+    "New multifocal airspace opacities concerning for pneumonia.",
+    "Endotracheal tube terminates approximately 4 cm above the carina.",
+    "Innumerable hypodense hepatic lesions compatible with metastases.",
+    "Small bilateral pleural effusions and mild pulmonary vascular congestion.",
+]
+
 
 def _env(data: Path | None) -> dict[str, str]:
     extra = {"SEPSIS_FUSION_DATA": str(data)} if data is not None else {}

@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
-from helpers import run_cli
+from helpers import REPORT_SENTENCES, run_cli
 
 from sepsis_fusion.pipelines.build import BuildError, check_spark, dbt_build, dbt_executable
 from sepsis_fusion.pipelines.embed.encoder import load_encoder
@@ -50,14 +50,6 @@ def spark_available() -> None:
         pytest.skip(f"the Spark tests cannot run here: {missing}")
 
 
-# Reports in the tiny BERT's vocabulary (tests/conftest.py), added to the open demo, which has no notes
-REPORTS = [
-    "The lungs are clear without focal consolidation.",
-    "New multifocal airspace opacities concerning for pneumonia.",
-    "Small bilateral pleural effusions and mild pulmonary vascular congestion.",
-]
-
-
 @pytest.fixture(scope="module")
 def demo_with_notes(demo_dir, tmp_path_factory) -> Path:
     """The open demo's hosp/ and icu/ with radiology reports added (MIMIC-IV-Note is not open): one every 8 hours
@@ -66,12 +58,12 @@ def demo_with_notes(demo_dir, tmp_path_factory) -> Path:
     for sub in ("hosp", "icu"):
         shutil.copytree(demo_dir / sub, out / sub)
     (out / "note").mkdir()
-    texts = "[" + ", ".join(f"'{t}'" for t in REPORTS) + "]"
+    texts = "[" + ", ".join(f"'{t}'" for t in REPORT_SENTENCES) + "]"
     notes = f"""
         SELECT s.stay_id || '-RR-' || k AS note_id, s.subject_id, s.hadm_id, 'RR' AS note_type, k AS note_seq,
                s.intime + k * INTERVAL 8 HOUR AS charttime,
                s.intime + k * INTERVAL 8 HOUR + INTERVAL 90 MINUTE AS storetime,
-               {texts}[1 + (s.stay_id + k) % {len(REPORTS)}] AS text
+               {texts}[1 + (s.stay_id + k) % {len(REPORT_SENTENCES)}] AS text
         FROM read_csv('{demo_dir}/icu/icustays.csv.gz') s, range(1, 13) t(k)"""
     for name, where in (("radiology", ""), ("discharge", " WHERE false")):
         duckdb.sql(f"COPY (SELECT * FROM ({notes}){where} ORDER BY note_id) TO '{out}/note/{name}.csv.gz'")
