@@ -153,6 +153,93 @@ def test_real_data_mess_is_present(synthetic):
     assert {"Weight (Lbs)", "Height (Inches)"} <= set(omr.result_name)
 
 
+def test_culture_results_are_stored_hours_to_weeks_after_the_draw(synthetic):
+    """MIMIC-IV per specimen: 10% of results within 5 h, 25% within 24 h, median ~52 h, a long tail."""
+    micro = read(synthetic / "hosp/microbiologyevents.csv.gz", "hosp/microbiologyevents")
+    assert (micro.groupby("micro_specimen_id").storetime.nunique() == 1).all()  # one report time per specimen
+    spec = micro.dropna(subset=["charttime"]).groupby("micro_specimen_id").first()
+    hours = (spec.storetime - spec.charttime).dt.total_seconds() / 3600
+    assert len(hours) > 500 and (hours > 0).all()
+    assert 0.07 <= (hours <= 5).mean() <= 0.13
+    assert 0.21 <= (hours <= 24).mean() <= 0.31
+    assert 40 <= hours.median() <= 65
+    assert 90 <= hours.quantile(0.75) <= 150
+    assert 0.05 <= (hours > 7 * 24).mean() <= 0.25
+
+
+@pytest.fixture(scope="module")
+def outcomes(synthetic, truth) -> pd.DataFrame:
+    """One row per ICU stay: truth, its admission, whether it is the patient's last, days from discharge to dod."""
+    adm = read(synthetic / "hosp/admissions.csv.gz", "hosp/admissions")
+    df = truth.merge(adm, on=["subject_id", "hadm_id"], suffixes=("_truth", ""))
+    df["dod"] = pd.to_datetime(df.dod)
+    df["last"] = df.groupby("subject_id").admittime.transform("max") == df.admittime
+    df["days"] = (df.dod - df.dischtime.dt.normalize()).dt.days
+    return df
+
+
+def test_hospice_discharges_are_survivors_who_mostly_die_within_weeks(synthetic, outcomes):
+    adm = read(synthetic / "hosp/admissions.csv.gz", "hosp/admissions")
+    assert (adm.discharge_location == "HOSPICE").sum() == outcomes.discharged_to_hospice.sum()
+    assert ((outcomes.discharge_location == "HOSPICE") == outcomes.discharged_to_hospice).all()
+    hospice = outcomes[outcomes.discharged_to_hospice]
+    assert len(hospice) >= 10
+    assert not hospice.died_in_hospital.any() and (hospice.hospital_expire_flag == 0).all()
+    assert hospice["last"].all()
+    survivors = outcomes[~outcomes.died_in_hospital]
+    assert 0.01 <= survivors.discharged_to_hospice.mean() <= 0.06
+    high = survivors.p_death_in_hospital >= survivors.p_death_in_hospital.quantile(0.75)
+    assert survivors[high].discharged_to_hospice.mean() > 3 * survivors[~high].discharged_to_hospice.mean()
+    assert (hospice.days <= 30).mean() >= 0.7
+    assert (hospice.days.dropna() >= 0).all()
+
+
+def test_post_discharge_deaths_rise_with_risk_and_never_precede_a_later_admission(synthetic, outcomes):
+    died = outcomes[outcomes.died_in_hospital]
+    assert (died.dod == died.dischtime.dt.normalize()).all()  # in-hospital deaths: dod is the discharge date
+    others = outcomes[~outcomes.died_in_hospital & ~outcomes.discharged_to_hospice & outcomes["last"]]
+    assert others.days.dropna().between(0, 366).all()
+    assert 0.06 <= others.days.notna().mean() <= 0.25
+    high = others.p_death_in_hospital >= others.p_death_in_hospital.quantile(0.75)
+    low = others.p_death_in_hospital <= others.p_death_in_hospital.median()
+    assert others[high].days.notna().mean() > 1.8 * others[low].days.notna().mean()
+    assert 0.1 <= (others.days.dropna() <= 28).mean() <= 0.45  # some within 28 days of discharge
+    # Only a patient's last admission is followed by a death: no admission (with or without an ICU stay) after it.
+    adm = read(synthetic / "hosp/admissions.csv.gz", "hosp/admissions")
+    patients = read(synthetic / "hosp/patients.csv.gz", "hosp/patients")
+    both = adm.merge(patients[["subject_id", "dod"]], on="subject_id")
+    assert not (both.dod.notna() & (both.admittime.dt.normalize() > pd.to_datetime(both.dod))).any()
+    assert not outcomes[~outcomes["last"]].died_in_hospital.any()
+
+
+def test_services_start_at_admission_and_follow_the_admission_type(synthetic):
+    services = read(synthetic / "hosp/services.csv.gz", "hosp/services")
+    adm = read(synthetic / "hosp/admissions.csv.gz", "hosp/admissions")
+    stays = read(synthetic / "icu/icustays.csv.gz", "icu/icustays")
+    df = services.merge(adm[["hadm_id", "admittime", "dischtime", "admission_type"]], on="hadm_id")
+    assert len(df) == len(services) and set(services.hadm_id) == set(adm.hadm_id)
+    first = df[df.prev_service.isna()]
+    assert first.hadm_id.is_unique and len(first) == len(adm)
+    assert (first.transfertime == first.admittime).all()
+    assert set(stays.hadm_id) <= set(first.hadm_id)
+    assert df.transfertime.between(df.admittime, df.dischtime).all()
+    df = df.sort_values(["hadm_id", "transfertime"])
+    later = df.hadm_id.duplicated()
+    assert later.mean() > 0.05
+    assert (df.prev_service[later].to_numpy() == df.curr_service.shift()[later].to_numpy()).all()
+    assert (df.prev_service[later] != df.curr_service[later]).all()
+    surgical = first.curr_service.str.contains("SURG") | (first.curr_service == "ORTHO")
+    assert surgical[first.admission_type == "ELECTIVE"].mean() > 0.7
+    assert surgical[first.admission_type == "EW EMER."].mean() < 0.35
+
+
+def test_services_use_the_demo_codes(synthetic, demo_dir):
+    synth = read(synthetic / "hosp/services.csv.gz", "hosp/services")
+    demo = read(demo_dir / "hosp/services.csv.gz", "hosp/services")
+    assert set(synth.curr_service) <= set(demo.curr_service)
+    assert set(synth.prev_service.dropna()) <= set(demo.curr_service)
+
+
 def test_sepsis_items_use_mimic_iv_itemids(synthetic):
     chart = set(read(synthetic / "icu/chartevents.csv.gz", "icu/chartevents").itemid)
     assert {220045, 220052, 220181, 220739, 223900, 223901, 223835, 223849, 226732, 220210, 220277} <= chart

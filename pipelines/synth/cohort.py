@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import vocabulary as V
+from .tablekit import NAT
 
 HOUR = 3600
 DAY = 86400
@@ -31,6 +32,15 @@ DEATH_WEIGHTS = {
 }
 NOTE_FINDING_RATE = 0.18
 INFECTION_RATE = 0.42
+# After the patient's last discharge alive (MIMIC-IV's dod comes from state death records up to a year
+# after the last discharge): a discharge to hospice, whose chance rises steeply with the stay's p_death,
+# ends in death within days to weeks for most; every other survivor dies within the year with a chance
+# that rises with p_death, front-loaded (about a fifth of those deaths within 28 days).
+HOSPICE_BASE, HOSPICE_SLOPE, HOSPICE_POWER = 0.008, 0.6, 1.5
+HOSPICE_DEATH_RATE = 0.9
+HOSPICE_DEATH_MEDIAN_DAYS, HOSPICE_DEATH_SIGMA = 9.0, 0.9
+DEATH_1Y_BASE, DEATH_1Y_SLOPE = 0.07, 0.7
+DEATH_1Y_MEAN_DAYS = 120.0
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -102,6 +112,7 @@ def plan(n_stays: int, seed: int) -> Plan:
     _place_in_time(rng, patients, s)
     prior = _prior_admissions(rng, patients, s)
     _assign_ids(rng, patients, s, prior)
+    _after_discharge(np.random.default_rng([seed, 0, 1]), patients, s)
     return Plan(patients=patients, stays=s, prior_admissions=prior)
 
 
@@ -236,3 +247,33 @@ def _assign_ids(rng: np.random.Generator, patients: dict, s: dict, prior: dict) 
     years_since = (patients["first_intime"] / (365.2425 * DAY) + 1970).astype(int) - patients["anchor_year"]
     patients["anchor_age"] = np.clip(patients["age_first"] - years_since, 18, 91)
     patients["anchor_year_group"] = rng.integers(0, len(V.ANCHOR_YEAR_GROUPS), n_pat)
+
+
+def _after_discharge(rng: np.random.Generator, patients: dict, s: dict) -> None:
+    """Hospice discharges and death dates (dod: midnight of the day in seconds, NAT for none).
+
+    Only a patient's last stay can end in a hospice discharge or a death after discharge, so a dod never
+    precedes a later admission; earlier (non-ICU) admissions all lie before the first stay.
+    """
+    n_pat, n = patients["anchor_year"].size, s["patient"].size
+    last = np.full(n_pat, -1)
+    np.maximum.at(last, s["patient"], np.arange(n))
+    is_last = np.zeros(n, dtype=bool)
+    is_last[last] = True
+    alive = is_last & ~s["died"]
+    p = s["p_death"]
+    hospice = alive & (rng.random(n) < HOSPICE_BASE + HOSPICE_SLOPE * p**HOSPICE_POWER)
+    hospice_dies = hospice & (rng.random(n) < HOSPICE_DEATH_RATE)
+    hospice_days = rng.lognormal(np.log(HOSPICE_DEATH_MEDIAN_DAYS), HOSPICE_DEATH_SIGMA, n)
+    # Hospice patients who outlive the usual weeks fall back on the general (risk-driven) chance below.
+    later = alive & ~hospice_dies & (rng.random(n) < np.minimum(DEATH_1Y_BASE + DEATH_1Y_SLOPE * p, 0.8))
+    u = rng.random(n)
+    # Exponential with mean DEATH_1Y_MEAN_DAYS truncated to [1, 365] days, by inversion.
+    span = 1 - np.exp(-364 / DEATH_1Y_MEAN_DAYS)
+    later_days = 1 - DEATH_1Y_MEAN_DAYS * np.log(1 - u * span)
+    days = np.select([hospice_dies, later], [np.clip(hospice_days, 0.1, 365), later_days], np.nan)
+    death_at = np.where(s["died"], s["dischtime"], s["dischtime"] + np.nan_to_num(days) * DAY)
+    dod = np.where(s["died"] | hospice_dies | later, death_at.astype(np.int64) // DAY * DAY, NAT)
+    s["hospice"] = hospice
+    patients["dod"] = dod[last]
+    s["dod"] = patients["dod"][s["patient"]]

@@ -26,7 +26,7 @@ from .events import Chunk
 from .writer import TableWriter
 
 # Bump when a change alters the files a seed gives, so that reused folders are regenerated.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 CHUNK_STAYS = 200
 # Nursing documentation every ~1.6 h per routine item gives MIMIC-IV's ~3,000 chart rows per stay.
 ROUTINE_EVERY_H = {"full": 0.55, "light": 12.0}
@@ -84,12 +84,14 @@ def generate(
         # Small tables in one go.
         rng = np.random.default_rng([seed, 1])
         diag, codes = hospital.diagnoses(plan, rng)
+        admissions = hospital.admissions(plan, rng)
         for name, tbl in (
             ("hosp/patients", hospital.patients(plan)),
-            ("hosp/admissions", hospital.admissions(plan, rng)),
+            ("hosp/admissions", admissions),
             ("hosp/diagnoses_icd", diag),
             ("hosp/d_icd_diagnoses", hospital.d_icd_diagnoses(codes)),
             ("hosp/omr", hospital.omr(plan, rng)),
+            ("hosp/services", hospital.services(plan, admissions, rng)),
             ("hosp/d_labitems", hospital.d_labitems()),
             ("icu/icustays", hospital.icustays(plan)),
             ("icu/d_items", hospital.d_items()),

@@ -10,27 +10,25 @@ from .cohort import DAY, Plan
 from .tablekit import NAT, choice_text, table
 
 
+def _service_weights(rows: list[dict[str, float]]) -> np.ndarray:
+    return np.array([[row.get(code, 0.0) for code in V.SERVICES] for row in rows])
+
+
+SURGICAL_WEIGHTS = _service_weights(V.SERVICE_WEIGHTS_SURGICAL)
+MEDICAL_WEIGHTS = _service_weights(V.SERVICE_WEIGHTS_MEDICAL)
+SURGICAL_INDEX = np.array([V.SERVICES.index(code) for code in V.SURGICAL_SERVICES])
+
+
 def patients(plan: Plan) -> pa.Table:
     p = plan.patients
-    s = plan.stays
     n = p["subject_id"].size
-    dod = np.full(n, NAT, dtype=np.int64)
-    rng = np.random.default_rng(int(p["subject_id"].sum() % 2**32))
-    # Death dates: in hospital, or within a year after a later discharge for some survivors.
-    last = np.full(n, -1)
-    np.maximum.at(last, s["patient"], np.arange(s["patient"].size))
-    died = s["died"][last]
-    after = ~died & (rng.random(n) < 0.12)
-    dod = np.where(died, s["dischtime"][last] // DAY * DAY, dod)
-    later = (s["dischtime"][last] + rng.uniform(1, 365, n) * DAY).astype(np.int64)
-    dod = np.where(after, later // DAY * DAY, dod)
     cols = {
         "subject_id": p["subject_id"],
         "gender": p["gender"].astype(object),
         "anchor_age": p["anchor_age"],
         "anchor_year": p["anchor_year"],
         "anchor_year_group": np.array(V.ANCHOR_YEAR_GROUPS, dtype=object)[p["anchor_year_group"]],
-        "dod": dod,
+        "dod": p["dod"],  # in hospital, or after the last discharge (cohort._after_discharge)
     }
     return table("hosp/patients", cols, n)
 
@@ -42,6 +40,8 @@ def admissions(plan: Plan, rng: np.random.Generator) -> pa.Table:
     admit = np.concatenate([s["admittime"], pr["admittime"]])
     disch = np.concatenate([s["dischtime"], pr["dischtime"]])
     died = np.concatenate([s["died"], np.zeros(n_p, bool)])
+    hospice = np.concatenate([s["hospice"], np.zeros(n_p, bool)])
+    alive_to = [x for x in V.DISCHARGE_LOCATIONS_ALIVE if x != V.HOSPICE]
     adm_type = np.concatenate(
         [
             np.array(V.ADMISSION_TYPES_ICU, dtype=object)[s["admission_type"]],
@@ -60,7 +60,7 @@ def admissions(plan: Plan, rng: np.random.Generator) -> pa.Table:
         "admission_type": adm_type,
         "admit_provider_id": np.array([f"P{x:05X}" for x in rng.integers(0, 16**5, n)], dtype=object),
         "admission_location": np.where(emergency, "EMERGENCY ROOM", choice_text(rng, V.ADMISSION_LOCATIONS[1:], n)),
-        "discharge_location": np.where(died, "DIED", choice_text(rng, V.DISCHARGE_LOCATIONS_ALIVE, n)),
+        "discharge_location": np.select([died, hospice], ["DIED", V.HOSPICE], choice_text(rng, alive_to, n)),
         "insurance": choice_text(rng, V.INSURANCES, n),
         "language": choice_text(rng, V.LANGUAGES, n),
         "marital_status": np.where(rng.random(n) < 0.05, None, choice_text(rng, V.MARITAL[:-1], n)),
@@ -71,6 +71,66 @@ def admissions(plan: Plan, rng: np.random.Generator) -> pa.Table:
     }
     cols = {k: (v[order] if isinstance(v, np.ndarray) else v) for k, v in cols.items()}
     return table("hosp/admissions", cols, n)
+
+
+def services(plan: Plan, admissions: pa.Table, rng: np.random.Generator) -> pa.Table:
+    """The clinical service an admission is under, from its admittime, and any later change of service.
+
+    Elective and same-day surgical admissions are mostly under a surgical service, emergencies mostly
+    under a medical one; which one follows the ICU unit (CVICU: CSURG or CMED, Neuro SICU: NSURG or
+    NMED, ...). About one admission in seven changes service once or twice during the admission.
+    """
+    s = plan.stays
+    hadm = admissions["hadm_id"].to_numpy()
+    subject = admissions["subject_id"].to_numpy()
+    admit = admissions["admittime"].cast("int64").to_numpy()
+    disch = admissions["dischtime"].cast("int64").to_numpy()
+    adm_type = admissions["admission_type"].to_numpy(zero_copy_only=False)
+    n = hadm.size
+    # Which weights: the ICU stay's unit, or the last row (no ICU stay) for earlier admissions.
+    by_hadm = dict(zip(s["hadm_id"].tolist(), s["careunit"].tolist()))
+    unit = np.array([by_hadm.get(h, len(V.CAREUNITS)) for h in hadm.tolist()])
+    p_surgical = np.array([V.SURGICAL_SHARE_BY_ADMISSION_TYPE[a] for a in adm_type])
+    surgical = rng.random(n) < p_surgical
+    first = _pick(rng, np.where(surgical[:, None], SURGICAL_WEIGHTS[unit], MEDICAL_WEIGHTS[unit]))
+    # Later changes of service: to the other kind of service more often than not, never to the same one.
+    changes = rng.choice([0, 1, 2], size=n, p=[0.86, 0.11, 0.03])
+    rows = np.repeat(np.arange(n), changes + 1)
+    k = np.arange(rows.size) - np.repeat(np.cumsum(changes + 1) - (changes + 1), changes + 1)
+    service = np.full(rows.size, -1)
+    service[k == 0] = first
+    frac = np.where(k == 0, 0.0, rng.uniform(0.05, 0.95, rows.size))
+    for step in (1, 2):
+        at = np.flatnonzero(k == step)
+        prev = service[at - 1]
+        was_surgical = np.isin(prev, SURGICAL_INDEX)
+        to_surgical = np.where(rng.random(at.size) < 0.6, ~was_surgical, was_surgical)
+        generic = np.full(at.size, len(V.CAREUNITS))
+        weights = np.where(to_surgical[:, None], SURGICAL_WEIGHTS[generic], MEDICAL_WEIGHTS[generic])
+        weights[np.arange(at.size), prev] = 0.0
+        service[at] = _pick(rng, weights)
+        # Later changes come later in the admission.
+        frac[at] = np.maximum(frac[at], frac[at - 1] + 0.01)
+    length = disch[rows] - admit[rows]
+    when = admit[rows] + (np.minimum(frac, 0.99) * length).astype(np.int64)
+    names = np.array(V.SERVICES, dtype=object)
+    prev_service = np.where(k == 0, None, names[np.roll(service, 1)])
+    order = np.lexsort((when, subject[rows]))
+    cols = {
+        "subject_id": subject[rows][order],
+        "hadm_id": hadm[rows][order],
+        "transfertime": when[order],
+        "prev_service": prev_service[order],
+        "curr_service": names[service][order],
+    }
+    return table("hosp/services", cols, rows.size)
+
+
+def _pick(rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
+    """One index per row of `weights` (rows need not sum to one)."""
+    cum = np.cumsum(weights, axis=1)
+    u = rng.random(weights.shape[0]) * cum[:, -1]
+    return np.minimum((cum <= u[:, None]).sum(axis=1), weights.shape[1] - 1)
 
 
 def icustays(plan: Plan) -> pa.Table:

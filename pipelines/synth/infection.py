@@ -10,6 +10,12 @@ from .events import Chunk, _id_block
 from .tablekit import NAT, table
 
 DAY_S = 86400
+# Hours from the draw until a specimen's results are stored (one report time per specimen): a tenth are
+# quick (gram stains, rapid antigen and PCR tests), the rest a lognormal with a long tail (final
+# identification and susceptibilities). Pooled, as in MIMIC-IV's demo per specimen: 10% within 5 h,
+# 25% within 24 h, median ~52 h, upper quartile ~105 h, ~13% after a week; capped at 60 days.
+CULTURE_FAST_SHARE, CULTURE_FAST_HOURS = 0.095, (0.5, 5.0)
+CULTURE_MEDIAN_HOURS, CULTURE_SIGMA, CULTURE_MAX_HOURS = 58.6, 1.0, 60 * 24.0
 
 
 def infection_events(chunk: Chunk, rng: np.random.Generator) -> tuple[dict, dict]:
@@ -146,7 +152,7 @@ def microbiologyevents(chunk: Chunk, rng: np.random.Generator, cul: dict) -> tup
     specimen = [V.SCREENING_SPECIMEN if k < 0 else V.CULTURE_SPECIMENS[k] for k in kind]
     ct = charttime[spec]
     chartdate = ct // DAY_S * DAY_S
-    store = ct + rng.integers(36, 96, n_spec)[spec] * 3600  # one report time per specimen
+    store = ct + _storage_delay_s(rng, n_spec)[spec]  # one report time per specimen
     n = spec.size
     cols = {
         "microevent_id": _id_block(chunk, n, width=50_000, start=1),
@@ -174,6 +180,17 @@ def microbiologyevents(chunk: Chunk, rng: np.random.Generator, cul: dict) -> tup
     }
     culture_times = {"pos": cul["pos"], "time": charttime, "date_only": date_only}
     return table("hosp/microbiologyevents", cols, n), culture_times
+
+
+def _storage_delay_s(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Seconds (whole minutes, as MIMIC-IV stores them) from the draw to the stored result, per specimen."""
+    fast = rng.random(n) < CULTURE_FAST_SHARE
+    hours = np.where(
+        fast,
+        rng.uniform(*CULTURE_FAST_HOURS, n),
+        np.minimum(rng.lognormal(np.log(CULTURE_MEDIAN_HOURS), CULTURE_SIGMA, n), CULTURE_MAX_HOURS),
+    )
+    return np.round(hours * 60).astype(np.int64) * 60
 
 
 def suspected_infection(chunk: Chunk, abx: dict, cultures: dict) -> np.ndarray:

@@ -132,7 +132,12 @@ def discharge(chunk: Chunk, rng: np.random.Generator, note_seq: dict[int, int]) 
     seq = _next_seq(note_seq, subj)
     texts = [
         _discharge_text(
-            rng, bool(s["died"][i]), bool(s["infected"][i]), bool(s["female"][i]), bool(s["note_finding"][i])
+            rng,
+            bool(s["died"][i]),
+            bool(s["infected"][i]),
+            bool(s["female"][i]),
+            bool(s["note_finding"][i]),
+            bool(s["hospice"][i]),
         )
         for i in pos
     ]
@@ -150,7 +155,9 @@ def discharge(chunk: Chunk, rng: np.random.Generator, note_seq: dict[int, int]) 
     return table("note/discharge", cols, pos.size)
 
 
-def _discharge_text(rng: np.random.Generator, died: bool, infected: bool, female: bool, finding: bool) -> str:
+def _discharge_text(
+    rng: np.random.Generator, died: bool, infected: bool, female: bool, finding: bool, hospice: bool = False
+) -> str:
     sex = "F" if female else "M"
     course = (
         "admitted to the ICU with sepsis and treated with broad-spectrum antibiotics and fluids"
@@ -170,6 +177,12 @@ def _discharge_text(rng: np.random.Generator, died: bool, infected: bool, female
         dispo = ("Home", "Home With Service", "Extended Care")[int(rng.integers(0, 3))]
         condition = "Mental Status: Clear and coherent. Activity Status: Ambulatory - requires assistance."
         dx = "Sepsis" if infected else "Acute respiratory failure"
+        if hospice:  # the admission's discharge_location is HOSPICE
+            ending = (
+                "Given the poor prognosis, goals of care were discussed with the patient and family and the "
+                "patient was transitioned to comfort-focused care and discharged to hospice."
+            )
+            dispo = "Hospice"
     return (
         f"Name:  ___                    Unit No:   ___\n\nAdmission Date:  ___              "
         f"Discharge Date:   ___\n\nDate of Birth:  ___             Sex:   {sex}\n\nService: MEDICINE\n\n"

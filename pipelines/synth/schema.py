@@ -42,6 +42,13 @@ MIMIC_TABLES: dict[str, list[Column]] = {
         ("icd_code", "VARCHAR"),
         ("icd_version", "SMALLINT"),
     ],
+    "hosp/services": [
+        ("subject_id", "INTEGER"),
+        ("hadm_id", "INTEGER"),
+        ("transfertime", "TIMESTAMP"),
+        ("prev_service", "VARCHAR"),
+        ("curr_service", "VARCHAR"),
+    ],
     "hosp/d_icd_diagnoses": [("icd_code", "VARCHAR"), ("icd_version", "SMALLINT"), ("long_title", "VARCHAR")],
     "hosp/labevents": [
         ("labevent_id", "INTEGER"),

@@ -72,5 +72,7 @@ def stay_truth(chunk: Chunk, suspected: np.ndarray) -> pa.Table:
             "p_death_in_hospital": s["p_death"],
             "died_in_hospital": s["died"],
             "deathtime": seconds(np.where(s["died"], s["dischtime"], NAT)),
+            "discharged_to_hospice": s["hospice"],
+            "dod": seconds(s["dod"]).cast(pa.date32()),
         }
     )

@@ -355,6 +355,41 @@ DISCHARGE_LOCATIONS_ALIVE = [
     "CHRONIC/LONG TERM ACUTE CARE",
     "HOSPICE",
 ]
+HOSPICE = "HOSPICE"  # planned from the stay's risk (cohort._after_discharge), never drawn at random
+# hosp/services: MIMIC-IV's service codes. Surgical as mimic-code's OASIS and SAPS-II read it:
+# curr_service like '%SURG%' or 'ORTHO' (TRAUM, the trauma service, is not).
+SERVICES = ["MED", "CMED", "OMED", "NMED", "TRAUM", "GYN", "SURG", "CSURG", "NSURG", "VSURG", "TSURG", "ORTHO"]
+SURGICAL_SERVICES = ["SURG", "CSURG", "NSURG", "VSURG", "TSURG", "ORTHO"]
+# Chance that an admission starts under a surgical service, by admission type.
+SURGICAL_SHARE_BY_ADMISSION_TYPE = {
+    "EW EMER.": 0.2,
+    "URGENT": 0.35,
+    "ELECTIVE": 0.85,
+    "DIRECT EMER.": 0.25,
+    "SURGICAL SAME DAY ADMISSION": 0.9,
+    "OBSERVATION ADMIT": 0.3,
+}
+# Which service of each kind, per ICU unit (in CAREUNITS order), then for admissions without an ICU stay.
+SERVICE_WEIGHTS_SURGICAL: list[dict[str, float]] = [
+    {"SURG": 0.5, "CSURG": 0.1, "NSURG": 0.1, "VSURG": 0.15, "TSURG": 0.1, "ORTHO": 0.05},
+    {"SURG": 0.35, "CSURG": 0.1, "NSURG": 0.1, "VSURG": 0.2, "TSURG": 0.1, "ORTHO": 0.15},
+    {"SURG": 0.45, "NSURG": 0.05, "VSURG": 0.2, "TSURG": 0.15, "ORTHO": 0.15},
+    {"CSURG": 0.75, "VSURG": 0.15, "TSURG": 0.1},
+    {"CSURG": 0.6, "VSURG": 0.2, "SURG": 0.2},
+    {"SURG": 0.4, "ORTHO": 0.3, "NSURG": 0.2, "VSURG": 0.1},
+    {"NSURG": 0.9, "ORTHO": 0.1},
+    {"SURG": 0.4, "ORTHO": 0.2, "CSURG": 0.15, "VSURG": 0.1, "NSURG": 0.1, "TSURG": 0.05},
+]
+SERVICE_WEIGHTS_MEDICAL: list[dict[str, float]] = [
+    {"MED": 0.75, "OMED": 0.15, "CMED": 0.05, "NMED": 0.05},
+    {"MED": 0.6, "OMED": 0.15, "CMED": 0.1, "NMED": 0.05, "TRAUM": 0.05, "GYN": 0.05},
+    {"MED": 0.6, "TRAUM": 0.25, "OMED": 0.1, "GYN": 0.05},
+    {"CMED": 0.8, "MED": 0.2},
+    {"CMED": 0.85, "MED": 0.15},
+    {"TRAUM": 0.7, "MED": 0.3},
+    {"NMED": 0.8, "MED": 0.2},
+    {"MED": 0.6, "CMED": 0.15, "OMED": 0.15, "NMED": 0.05, "GYN": 0.05},
+]
 INSURANCES = ["Medicare", "Medicaid", "Other"]
 LANGUAGES = ["ENGLISH", "ENGLISH", "ENGLISH", "ENGLISH", "?"]
 MARITAL = ["MARRIED", "SINGLE", "WIDOWED", "DIVORCED", ""]
