@@ -8,8 +8,9 @@ boosting: depth, learning rate, iterations), with the preprocessing fitted insid
 training rows; the chosen setting's fold models form an ensemble, calibrated and thresholded on their own
 out-of-fold predictions, exactly as the fusion model.
 
-SOFA at T (the 24-hour SOFA score at the prediction time) is the clinical baseline: turned into a risk by
-isotonic regression of the outcome on it over the training part, its threshold the Youden point there.
+The clinical scores at T are the clinical baselines: SOFA (the 24-hour SOFA score of the last hour by T) and
+OASIS (over the 24 hours before T), both from values stored by T (docs/COHORT.md). Each is turned into a risk
+by isotonic regression of the outcome on it over the training part, its threshold the Youden point there.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from .metrics import auroc
 from .preprocess import ModelInputs, Preprocessor
 from .protocol import StudyConfig, fold_of, subset, youden_threshold
 
-SOFA_COLUMN = "sofa_score_at_prediction"
+# The clinical scores at T, by the cohort column that holds each.
+CLINICAL_SCORES = {"SOFA at T": "sofa_score_at_prediction", "OASIS at T": "oasis_at_prediction"}
 
 
 def sequence_summary(inputs: ModelInputs) -> np.ndarray:
@@ -175,10 +177,10 @@ def tuned_baselines(
     return out
 
 
-def sofa_baseline(sofa_train: np.ndarray, y: np.ndarray, sofa_test: np.ndarray) -> BaselineResult:
-    """SOFA at T as a risk: the training part's death rate by score (isotonic, so monotone in the score);
-    a missing score counts as 0, as SOFA counts missing components."""
-    s_train, s_test = np.nan_to_num(sofa_train.astype(float)), np.nan_to_num(sofa_test.astype(float))
+def score_baseline(name: str, score_train: np.ndarray, y: np.ndarray, score_test: np.ndarray) -> BaselineResult:
+    """A clinical score as a risk: the training part's outcome rate by score (isotonic, so monotone in the
+    score); a missing score counts as 0, as SOFA and OASIS count missing components."""
+    s_train, s_test = np.nan_to_num(score_train.astype(float)), np.nan_to_num(score_test.astype(float))
     to_risk = fit_calibrator("isotonic", s_train, y)
     oof = to_risk(s_train)
-    return BaselineResult("SOFA at T", {}, {}, to_risk, youden_threshold(y, oof), oof, to_risk(s_test), to_risk(s_test))
+    return BaselineResult(name, {}, {}, to_risk, youden_threshold(y, oof), oof, to_risk(s_test), to_risk(s_test))

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 from scipy.stats import chi2_contingency, fisher_exact, mannwhitneyu  # noqa: E402
 
-from .inputs import OUTCOMES, TrainingSet  # noqa: E402
+from .inputs import OUTCOMES, TrainingSet, outcome_name  # noqa: E402
 
 COMORBIDITIES = (
     "myocardial_infarct",
@@ -42,6 +42,9 @@ COMORBIDITIES = (
 )
 
 
+EXCLUDED = "excluded: ended before T"
+
+
 def _variables(ts: TrainingSet) -> tuple[dict[str, pd.Series], dict[str, pd.Series]]:
     """Continuous and categorical variables, one value per cohort stay (row-aligned with the cohort)."""
     static, cohort = ts.features.static, ts.cohort.reset_index(drop=True)
@@ -50,33 +53,64 @@ def _variables(ts: TrainingSet) -> tuple[dict[str, pd.Series], dict[str, pd.Seri
         continuous["age, years"] = static["age"]
     if "female" in static:
         categorical["female"] = static["female"].map({1: "yes", 0: "no"})
-    if "admission_type" in static:
-        categorical["admission type"] = static["admission_type"]
+    for name in ("admission_type", "race", "insurance"):
+        if name in static:
+            categorical[name.replace("_", " ")] = static[name]
     if "charlson_comorbidity_index" in static:
         continuous["Charlson comorbidity index"] = static["charlson_comorbidity_index"]
     for name in COMORBIDITIES:
         if name in static:
             categorical[name.replace("_", " ")] = static[name].map({1: "yes", 0: "no"})
-    for column, label in (("sofa_score_at_onset", "SOFA at onset"), ("sofa_score_at_prediction", "SOFA at T")):
+    for column, label in SCORES:
         if column in cohort:
             continuous[label] = cohort[column].astype(float)
-    if "lactate_max" in ts.features.layout.windows:
-        j = ts.features.layout.windows.index("lactate_max")
-        continuous["lactate, highest in the 24 h before T, mmol/L"] = pd.Series(ts.features.windows[:, -1, j])
+    if "lactate" in ts.features.layout.windows:
+        j = ts.features.layout.windows.index("lactate")
+        continuous["lactate, latest known before T, mmol/L"] = pd.Series(ts.features.windows[:, -1, j])
     if {"onset_time", "prediction_time"} <= set(cohort):
-        continuous["hours from onset to T"] = (
-            cohort["prediction_time"] - cohort["onset_time"]
-        ).dt.total_seconds() / 3600
+        continuous["hours from onset to T"] = _hours(cohort["onset_time"], cohort["prediction_time"])
     for outcome in OUTCOMES:
         if outcome in cohort:
-            categorical[outcome.replace("_", " ")] = cohort[outcome].map({True: "yes", False: "no"})
+            categorical[outcome_name(outcome, cohort)] = cohort[outcome].map({True: "yes", False: "no"})
     return continuous, categorical
 
 
+SCORES = (
+    ("sofa_score_at_onset", "SOFA at onset (retrospective)"),
+    ("sofa_score_at_prediction", "SOFA at T"),
+    ("oasis_at_prediction", "OASIS at T"),
+)
+
+
+def _hours(start: pd.Series, end: pd.Series) -> pd.Series:
+    return (pd.to_datetime(end) - pd.to_datetime(start)).dt.total_seconds() / 3600
+
+
+def _excluded_variables(excluded: pd.DataFrame) -> dict[str, pd.Series]:
+    """The same variables, where known, for the stays the last cohort criterion removed (ended before T)."""
+    e = excluded[excluded["reason"] != "not recognised from stored rows"].reset_index(drop=True)
+    out = {
+        "age, years": e["age"].astype(float),
+        "female": e["female"].map({1: "yes", 0: "no"}),
+        "admission type": e["admission_type"],
+        "race": e["race"],
+        "insurance": e["insurance"],
+        "SOFA at onset (retrospective)": e["sofa_score_at_onset"].astype(float),
+        "hours from onset to the end of the ICU stay": _hours(e["onset_time"], e["outtime"]),
+        "in-hospital death": e["died_in_hospital"].map({True: "yes", False: "no"}),
+        "stays": e["reason"],
+    }
+    return out
+
+
 def characteristics(ts: TrainingSet, outcome: str) -> pd.DataFrame:
-    """Table 1: each variable overall and by outcome, with its p-value and how many values are missing."""
+    """Table 1: each variable overall and by outcome, with its p-value and how many values are missing, and,
+    where the build wrote them (cohort_excluded), the stays that reached Sepsis-3 but ended before T. The
+    outcomes are described, not tested (they define the columns)."""
     died = ts.labels(outcome).astype(bool)
     continuous, categorical = _variables(ts)
+    excluded = _excluded_variables(ts.excluded) if ts.excluded is not None else None
+    outcome_rows = {outcome_name(o, ts.cohort) for o in OUTCOMES}
     rows = [
         {
             "variable": "stays",
@@ -87,48 +121,65 @@ def characteristics(ts: TrainingSet, outcome: str) -> pd.DataFrame:
             "missing": "",
         }
     ]
+    if excluded is not None:
+        rows[0][EXCLUDED] = f"{len(excluded['stays'])}"
 
     def iqr(values: pd.Series) -> str:
         v = values.dropna()
         return f"{v.median():.1f} [{v.quantile(0.25):.1f}-{v.quantile(0.75):.1f}]" if len(v) else "n/a"
 
+    def share_of(values: pd.Series, level: str) -> str:
+        present = values.notna()
+        n = int((values[present] == level).sum())
+        return f"{n} ({n / max(int(present.sum()), 1):.1%})"
+
     for name, values in continuous.items():
         values = values.reset_index(drop=True).astype(float)
         a, b = values[~died].dropna(), values[died].dropna()
         p = mannwhitneyu(a, b).pvalue if len(a) and len(b) and values.nunique() > 1 else np.nan
+        row = {
+            "variable": f"{name}, median [IQR]",
+            "overall": iqr(values),
+            "survivors": iqr(values[~died]),
+            "non-survivors": iqr(values[died]),
+            "p": _p(p),
+            "missing": f"{values.isna().sum()}",
+        }
+        if excluded is not None:
+            row[EXCLUDED] = iqr(excluded[name]) if name in excluded else ""
+        rows.append(row)
+    if excluded is not None:
+        hours = excluded["hours from onset to the end of the ICU stay"]
         rows.append(
             {
-                "variable": f"{name}, median [IQR]",
-                "overall": iqr(values),
-                "survivors": iqr(values[~died]),
-                "non-survivors": iqr(values[died]),
-                "p": _p(p),
-                "missing": f"{values.isna().sum()}",
+                "variable": "hours from onset to the end of the ICU stay, median [IQR]",
+                "overall": "",
+                "survivors": "",
+                "non-survivors": "",
+                "p": "",
+                "missing": "",
+                EXCLUDED: iqr(hours),
             }
         )
     for name, values in categorical.items():
         values = values.reset_index(drop=True)
         present = values.notna().to_numpy()
         table = pd.crosstab(values[present], died[present])
-        p = _categorical_p(table)
+        p = np.nan if name in outcome_rows else _categorical_p(table)
         levels = ["yes"] if set(table.index) <= {"yes", "no"} else list(table.index)
         for i, level in enumerate(levels):
-
-            def share(mask: np.ndarray, values=values, present=present, level=level) -> str:
-                n = int((values[mask & present] == level).sum())
-                return f"{n} ({n / max((mask & present).sum(), 1):.1%})"
-
             label = f"{name}, n (%)" if level == "yes" else f"{name}: {level}, n (%)"
-            rows.append(
-                {
-                    "variable": label,
-                    "overall": share(np.ones(len(died), bool)),
-                    "survivors": share(~died),
-                    "non-survivors": share(died),
-                    "p": _p(p) if i == 0 else "",
-                    "missing": f"{(~present).sum()}" if i == 0 else "",
-                }
-            )
+            row = {
+                "variable": label,
+                "overall": share_of(values, level),
+                "survivors": share_of(values[~died], level),
+                "non-survivors": share_of(values[died], level),
+                "p": _p(p) if i == 0 else "",
+                "missing": f"{(~present).sum()}" if i == 0 else "",
+            }
+            if excluded is not None:
+                row[EXCLUDED] = share_of(excluded[name], level) if name in excluded else ""
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -151,23 +202,100 @@ def markdown(table: pd.DataFrame) -> list[str]:
     return lines
 
 
+def population(cohort: pd.DataFrame) -> str:
+    """The target population in one sentence: who, at what time after onset (median and IQR of the hours from
+    onset to T), and how recognition counted cultures."""
+    hours = _hours(cohort["onset_time"], cohort["prediction_time"]).dropna()
+    known_at = cohort["culture_known_at"].iloc[0] if "culture_known_at" in cohort and len(cohort) else None
+    cultures = {
+        "charttime": " (a culture counted from when it was drawn)",
+        "storetime": " (a culture counted from when its first result was stored)",
+    }.get(known_at, "")
+    when = (
+        f", a median {hours.median():.0f} h (IQR {hours.quantile(0.25):.0f}-{hours.quantile(0.75):.0f} h) after "
+        "Sepsis-3 onset"
+        if len(hours)
+        else ""
+    )
+    return (
+        "Target population: adults at their first ICU stay meeting Sepsis-3 (mimic-code's definition), still in "
+        f"the ICU and alive at the prediction time T, {prediction_hours(cohort):g} h after Sepsis-3 could first "
+        f"be recognised from the record as stored{cultures}{when}."
+    )
+
+
 def prediction_hours(cohort: pd.DataFrame) -> float:
     """The dbt var prediction_hours the cohort was built with (T - recognition_time)."""
     return float((cohort["prediction_time"] - cohort["recognition_time"]).dt.total_seconds().iloc[0] / 3600)
 
 
-def flow_lines(flow: pd.DataFrame, hours: float) -> list[str]:
-    """The cohort flow as a table, with how many stays the recognition-time rule moved or removed."""
-    lines = ["| step | criterion | stays | removed |", "|---:|---|---:|---:|"]
-    lines += [f"| {r.step} | {r.criterion} | {r.stays} | {r.removed} |" for r in flow.itertuples()]
+def _count(value) -> int:
+    return 0 if value is None or pd.isna(value) else int(value)
+
+
+def reach(flow: pd.DataFrame) -> tuple[int, int, int, int] | None:
+    """First Sepsis-3 stays and their in-hospital deaths, and how many of each reach the cohort (None for a
+    flow written before deaths were counted)."""
+    if "in_hospital_deaths" not in flow:
+        return None
+    first = flow[flow["criterion"].str.startswith("first Sepsis-3 stay")]
+    if first.empty:
+        return None
     last = flow.iloc[-1]
+    start = first.iloc[0]
+    return (
+        _count(start["stays"]),
+        _count(start["in_hospital_deaths"]),
+        _count(last["stays"]),
+        _count(last["in_hospital_deaths"]),
+    )
+
+
+def flow_lines(flow: pd.DataFrame, hours: float) -> list[str]:
+    """The cohort flow as a table with the in-hospital deaths at each step, what the last step removed and
+    why, the share of first Sepsis-3 stays and deaths that reach the cohort, and how many stays the
+    recognition-time rule moved or removed."""
+    deaths = "in_hospital_deaths" in flow
+    lines = [
+        "| step | criterion | stays | in-hospital deaths | removed | removed deaths |"
+        if deaths
+        else "| step | criterion | stays | removed |",
+        "|---:|---|---:|---:|---:|---:|" if deaths else "|---:|---|---:|---:|",
+    ]
+    for r in flow.itertuples():
+        lines.append(
+            f"| {r.step} | {r.criterion} | {r.stays} | {r.in_hospital_deaths} | {r.removed} | "
+            f"{r.removed_in_hospital_deaths} |"
+            if deaths
+            else f"| {r.step} | {r.criterion} | {r.stays} | {r.removed} |"
+        )
+    last = flow.iloc[-1]
+    if deaths and pd.notna(last.get("died_before_prediction")):
+        left = _count(last["left_icu_alive_before_prediction"])
+        left_deaths = _count(last["left_icu_alive_in_hospital_deaths"])
+        lines += [
+            "",
+            f"The last step removed {_count(last['removed'])} stays that ended before T: "
+            f"{_count(last['died_before_prediction'])} died before T, and {left} left "
+            f"the ICU alive before T ({_count(last['left_hospital_alive_before_prediction'])} of them had left the "
+            f"hospital too), of whom {left_deaths} died later in the hospital "
+            f"(in-hospital mortality {left_deaths / max(left, 1):.0%}).",
+        ]
+    shares = reach(flow)
+    if shares:
+        stays, died, kept, kept_died = shares
+        lines += [
+            "",
+            f"Of the {stays} first Sepsis-3 stays, {kept} ({kept / max(stays, 1):.0%}) reach the cohort; of their "
+            f"{died} in-hospital deaths, {kept_died} ({kept_died / max(died, 1):.0%}) do.",
+        ]
     if "prediction_time_moved" in flow and pd.notna(last.get("prediction_time_moved")):
         lines += [
             "",
             f"Of the {last['stays']} cohort stays, {int(last['prediction_time_moved'])} have their prediction "
-            f"time later than onset + {hours:g} h because Sepsis-3 was recognised (every criterion of the qualifying "
-            "pair known) after its onset; "
-            f"{int(last.get('removed_by_later_recognition', 0) or 0)} stays that were still in the ICU at onset + "
+            f"time later than onset + {hours:g} h because Sepsis-3 was recognised (a qualifying pair complete from "
+            "stored rows) after its onset; "
+            f"{_count(last.get('removed_by_later_recognition'))} stays that were still in the ICU at onset + "
             f"{hours:g} h had ended before their later prediction time and are excluded.",
         ]
     return lines
@@ -186,14 +314,23 @@ def flow_diagram(flow: pd.DataFrame, split: dict[str, tuple[int, int]], path: Pa
         ax.add_patch(FancyBboxPatch((x - w / 2, y - 0.3), w, 0.6, boxstyle="round,pad=0.05", fc=colour, ec="0.3"))
         ax.text(x, y, text, ha="center", va="center", fontsize=8, wrap=True)
 
+    deaths = "in_hospital_deaths" in flow
     for i, r in enumerate(steps):
         y = height - 1 - i
-        box(3.2, y, 5.6, f"{r.criterion}\n{r.stays:,} stays", "#e8f0fa")
+        kept = f"{r.stays:,} stays" + (f", {r.in_hospital_deaths:,} in-hospital deaths" if deaths else "")
+        box(3.2, y, 5.6, f"{r.criterion}\n{kept}", "#e8f0fa")
         if i:
             ax.annotate("", (3.2, y + 0.35), (3.2, y + 0.65), arrowprops={"arrowstyle": "->", "color": "0.3"})
             if r.removed:
-                box(8.3, y + 0.5, 3.0, f"removed: {r.removed:,}", "#fbeaea")
-                ax.plot([3.2, 6.8], [y + 0.5, y + 0.5], color="0.5", lw=0.8)
+                text = f"removed: {r.removed:,}" + (f" ({r.removed_in_hospital_deaths:,} deaths)" if deaths else "")
+                if deaths and i == len(steps) - 1 and pd.notna(r.died_before_prediction):
+                    text += (
+                        f"\ndied before T: {_count(r.died_before_prediction):,}\nleft the ICU alive: "
+                        f"{_count(r.left_icu_alive_before_prediction):,} "
+                        f"({_count(r.left_icu_alive_in_hospital_deaths):,} died later)"
+                    )
+                box(8.3, y + 0.5, 3.2, text, "#fbeaea")
+                ax.plot([3.2, 6.7], [y + 0.5, y + 0.5], color="0.5", lw=0.8)
     y = 0
     for x, (name, (n, positive)) in zip((1.8, 4.6), split.items()):
         box(x, y, 2.6, f"{name}\n{n:,} stays, {positive:,} positive", "#eaf6ea")

@@ -22,8 +22,16 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from .calibration import calibration_curve, calibration_error_by_chance  # noqa: E402
-from .cohort_table import characteristics, flow_diagram, flow_lines, markdown, prediction_hours  # noqa: E402
-from .inputs import TrainingSet  # noqa: E402
+from .cohort_table import (  # noqa: E402
+    characteristics,
+    flow_diagram,
+    flow_lines,
+    markdown,
+    population,
+    prediction_hours,
+    reach,
+)
+from .inputs import OUTCOMES, TrainingSet, outcome_name  # noqa: E402
 from .metrics import (
     CALIBRATION,
     METRICS,
@@ -94,6 +102,7 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
     )
     for name, p in zip(calibration, [uncalibrated, *scores.values()]):
         calibration[name]["calibration_error_by_chance"] = calibration_error_by_chance(p)
+    outcome_lines, by_outcome = _outcomes(ts, test, scores, meta["outcome"], resamples)
     comparisons, comparison_lines = _comparisons(run_dir, y, resamples)
     subgroup_lines, subgroups = _subgroups(ts, test, threshold, resamples)
     cohort_lines = _cohort(ts, run_dir, meta["outcome"], data, test)
@@ -105,6 +114,7 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
                 "calibration": calibration,
                 "comparisons": comparisons,
                 "subgroups": subgroups,
+                "outcomes": by_outcome,
             },
             indent=2,
         )
@@ -113,10 +123,15 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
     importance_lines, importance_plot = _importance(ts, run_dir, test)
     plots.append(importance_plot)
 
+    primary = outcome_name(meta["outcome"], ts.cohort)
     lines = [
         f"# Evaluation of {run_dir.name}",
         "",
-        f"Outcome: {meta['outcome']}; {data['stays']} cohort stays ({data['prevalence']:.1%} positive), "
+        population(ts.cohort) + _reach_sentence(ts),
+        "",
+        f"Outcome: {primary} (`{meta['outcome']}`"
+        + (", the primary label" if meta["outcome"] == OUTCOMES[0] else f"; the primary label is {OUTCOMES[0]}")
+        + f"); {data['stays']} cohort stays ({data['prevalence']:.1%} positive), "
         f"{data['train']} for training and cross-validation, {data['test']} held out "
         f"({data.get('split', 'patient')} split). Best setting {meta['setting'] or '(defaults)'}, mean CV AUROC "
         f"{cv['cv_auroc']:.3f}. The model is the ensemble of that setting's {len(meta['members'])} fold models, "
@@ -129,8 +144,9 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
         "Baselines: logistic regression and gradient boosting on the fusion model's inputs, tuned by the same "
         "cross-validation folds ("
         + "; ".join(f"{n}: {b['params']}" for n, b in baselines.items() if b["params"])
-        + "), preprocessing fitted inside each fold, calibrated and thresholded the same way; SOFA at T (the "
-        "24-hour SOFA score at the prediction time) as a risk by isotonic regression on the training part.",
+        + "), preprocessing fitted inside each fold, calibrated and thresholded the same way; the clinical scores "
+        "at T, SOFA (the 24-hour SOFA of the last hour by T) and OASIS (over the 24 hours before T), both from "
+        "values stored by T, each as a risk by isotonic regression on the training part.",
         "",
         "## Performance on the held-out test set",
         "",
@@ -179,13 +195,60 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
         "finite estimate on a resample (perfect separation) is left out of its interval.",
         "",
     ]
-    lines += comparison_lines + subgroup_lines + importance_lines + cohort_lines
+    lines += outcome_lines + comparison_lines + subgroup_lines + importance_lines + cohort_lines
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     report = run_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")
     write_html_report(report.read_text(), run_dir)  # report.html: the same report, plots embedded
     _model_card(ts, run_dir, meta, data, cv, calibrator, table[FUSION], calibration[f"{FUSION}, after calibration"])
     return report
+
+
+def _reach_sentence(ts: TrainingSet) -> str:
+    shares = reach(ts.flow) if ts.flow is not None else None
+    if not shares:
+        return ""
+    stays, died, kept, kept_died = shares
+    return (
+        f" {kept / max(stays, 1):.0%} of the first Sepsis-3 stays ({kept} of {stays}) and "
+        f"{kept_died / max(died, 1):.0%} of their in-hospital deaths ({kept_died} of {died}) reach the cohort "
+        "(cohort flow below)."
+    )
+
+
+def _outcomes(
+    ts: TrainingSet, test: pd.DataFrame, scores: dict[str, np.ndarray], primary: str, resamples: int
+) -> tuple[list[str], dict]:
+    """Discrimination of the same test predictions for every label of the cohort: the primary one the models
+    were trained for, and the secondary and sensitivity labels."""
+    cohort = ts.cohort.set_index("stay_id").loc[test["stay_id"]]
+    ranking = lambda y_, p_: {"auroc": auroc(y_, p_), "auprc": auprc(y_, p_)}  # noqa: E731
+    lines = [
+        "## Every label",
+        "",
+        f"The models were trained for {outcome_name(primary, ts.cohort)}; below, the same held-out predictions "
+        "scored against each label of the cohort (docs/COHORT.md): the primary label first, in-hospital death "
+        "(secondary), and the primary label counting a discharge to hospice as death (sensitivity). 95% "
+        f"bootstrap intervals, {resamples} resamples, the same for every model and label.",
+        "",
+        "| label | positive in test | model | auroc | auprc |",
+        "|---|---:|---|---:|---:|",
+    ]
+    out: dict = {}
+    for outcome in OUTCOMES:
+        if outcome not in cohort or outcome == "died_in_icu":
+            continue
+        y = cohort[outcome].to_numpy(dtype=np.int64)
+        if len(np.unique(y)) < 2:
+            continue
+        name = outcome_name(outcome, ts.cohort) + (" (trained for)" if outcome == primary else "")
+        out[outcome] = {}
+        for i, (model, p) in enumerate(scores.items()):
+            m = bootstrap(y, p, ranking, resamples, label=f"{outcome}: {model}")
+            out[outcome][model] = m
+            head = f"{name} | {y.sum()} ({y.mean():.1%})" if i == 0 else " | "
+            lines.append(f"| {head} | {model} | {_ci(m['auroc'])} | {_ci(m['auprc'])} |")
+    return lines + [""], out
 
 
 def _comparisons(run_dir: Path, y: np.ndarray, resamples: int) -> tuple[dict, list[str]]:
@@ -330,13 +393,22 @@ def _model_card(
         f"# Model card: {run_dir.name}",
         "",
         "## Task and horizon",
-        f"Predicts {meta['outcome'].replace('_', ' ')} for adult ICU stays meeting Sepsis-3 (mimic-code definition, "
-        f"first such stay per patient), at the prediction time T = recognition + {prediction_hours(ts.cohort):g} h, "
-        "where recognition is the first "
-        "time every criterion of a qualifying Sepsis-3 pair was known (the SOFA hour's end, the antibiotic's start, "
-        "the culture's storetime), from what was known at T (Feast point-in-time retrieval; labs from their "
-        "storetime, notes from theirs, no discharge summaries, comorbidities from earlier admissions only). Stays "
-        "that ended before T are excluded.",
+        f"Predicts {outcome_name(meta['outcome'], ts.cohort)} (`{meta['outcome']}`) for adult ICU stays meeting "
+        f"Sepsis-3 (mimic-code definition, first such stay per patient), at the prediction time T = recognition + "
+        f"{prediction_hours(ts.cohort):g} h, where recognition is the first time one of the stay's Sepsis-3 pairs "
+        "was complete from the record as stored: its antibiotic started, its culture "
+        + (
+            "stored (`culture_known_at: storetime`)"
+            if ts.cohort.get("culture_known_at", pd.Series(["charttime"])).iloc[0] == "storetime"
+            else "drawn (`culture_known_at: charttime`)"
+        )
+        + ", and a 24-hour SOFA >= 2 in its window from rows stored by then; from what was known at T (Feast "
+        "point-in-time retrieval; labs from their storetime, notes from theirs, no discharge summaries, "
+        "comorbidities from earlier admissions only). Stays that ended before T are excluded. "
+        + population(ts.cohort)
+        + _reach_sentence(ts)
+        + " Secondary and sensitivity labels (in-hospital death; death or hospice discharge within the horizon) "
+        "are scored in report.md.",
         "",
         "## Data and cohort flow",
         f"{data['stays']} cohort stays ({data['prevalence']:.1%} positive); {data['train']} for training and "

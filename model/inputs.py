@@ -16,7 +16,21 @@ import pandas as pd
 
 from .errors import InputError
 
-OUTCOMES = ("died_in_hospital", "died_in_icu", "died_within_horizon")
+# The cohort's labels, the primary first (docs/COHORT.md): death within the horizon (28 days) after T; death in
+# the hospital admission; the same as the first counting a discharge to hospice as death; death in the ICU.
+OUTCOMES = ("died_within_horizon", "died_in_hospital", "died_or_hospice_within_horizon", "died_in_icu")
+OUTCOME_NAMES = {
+    "died_within_horizon": "death within {days} days after T",
+    "died_in_hospital": "in-hospital death",
+    "died_or_hospice_within_horizon": "death or discharge to hospice within {days} days after T",
+    "died_in_icu": "ICU death",
+}
+
+
+def outcome_name(outcome: str, cohort: pd.DataFrame) -> str:
+    """A label in words, with the horizon the cohort was built with (its mortality_horizon_days column)."""
+    days = int(cohort["mortality_horizon_days"].iloc[0]) if "mortality_horizon_days" in cohort and len(cohort) else 28
+    return OUTCOME_NAMES.get(outcome, outcome.replace("_", " ")).format(days=days)
 
 
 @dataclass(frozen=True)
@@ -228,8 +242,9 @@ class TrainingSet:
     features: FeatureArrays
     cohort: pd.DataFrame  # the cohort mart, row-aligned with features (stay_id, subject_id, labels, ...)
     flow: pd.DataFrame | None = None  # the cohort_flow mart: stays removed by each cohort criterion
+    excluded: pd.DataFrame | None = None  # the cohort_excluded mart: first Sepsis-3 stays not in the cohort
 
-    def labels(self, outcome: str = "died_in_hospital") -> np.ndarray:
+    def labels(self, outcome: str = OUTCOMES[0]) -> np.ndarray:
         if outcome not in OUTCOMES:
             raise InputError(f"unknown outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
         return self.cohort[outcome].to_numpy(dtype=np.int64)

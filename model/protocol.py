@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from .errors import StudyError
 from .fusion import FusionConfig, FusionModel
-from .inputs import FeatureArrays
+from .inputs import OUTCOMES, FeatureArrays
 from .preprocess import PreprocessConfig, Preprocessor
 from .train import History, TrainConfig, auroc, fit, predict
 
@@ -74,7 +74,7 @@ class BaselineSettings:
 
 @dataclass
 class StudyConfig:
-    outcome: str = "died_in_hospital"
+    outcome: str = OUTCOMES[0]  # death within 28 days after T (docs/COHORT.md)
     split: str = "patient"  # "patient": stratified 80/20 by patient; "temporal": latest anchor_year_group held out
     test_size: float = 0.2
     folds: int = 5

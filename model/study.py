@@ -33,13 +33,13 @@ import pandas as pd
 import yaml
 from safetensors.torch import load_file, save_file
 
-from .baselines import SOFA_COLUMN, sofa_baseline, tuned_baselines
+from .baselines import CLINICAL_SCORES, score_baseline, tuned_baselines
 from .calibration import FoldCalibration
 from .ensemble import CalibratedCV, Ensemble, calibrated_cv
 from .errors import StudyError, TooFewStays
 from .explain import Explanation, explain
 from .fusion import FusionConfig, FusionModel
-from .inputs import FeatureArrays, FeatureLayout, TrainingSet
+from .inputs import OUTCOMES, FeatureArrays, FeatureLayout, TrainingSet
 from .preprocess import PreprocessConfig, Preprocessor
 from .protocol import (
     SPLITS,
@@ -111,7 +111,7 @@ def fingerprint(ts: TrainingSet) -> str:
         f.notes,
         f.note_age,
         f.note_mask,
-        ts.cohort[["died_in_hospital", "died_in_icu", "died_within_horizon"]].to_numpy(),
+        ts.cohort[[o for o in OUTCOMES if o in ts.cohort]].to_numpy(),
     ):
         h.update(np.ascontiguousarray(part).tobytes())
     h.update(json.dumps(f.static_categorical.tolist()).encode())
@@ -254,8 +254,10 @@ def run_study(
         }
     ).to_csv(work / "oof_predictions.csv", index=False)
     baselines = tuned_baselines(config, features_train, y_train, folds, features_test, progress)
-    sofa = ts.cohort[SOFA_COLUMN].to_numpy(dtype=float)
-    baselines.append(sofa_baseline(sofa[train_idx], y_train, sofa[test_idx]))
+    for name, column in CLINICAL_SCORES.items():
+        if column in ts.cohort:  # a cohort built before OASIS was added has SOFA only
+            score = ts.cohort[column].to_numpy(dtype=float)
+            baselines.append(score_baseline(name, score[train_idx], y_train, score[test_idx]))
     pd.DataFrame({"stay_id": ts.features.stay_id[test_idx], **{b.name: b.test for b in baselines}}).to_csv(
         work / "baseline_predictions.csv", index=False
     )

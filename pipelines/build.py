@@ -35,8 +35,12 @@ def dbt_build(
     select: str | None = None,
     force: bool = False,
     engine: str = "duckdb",
+    dbt_vars: dict | None = None,
 ) -> list[str]:
     """Run `dbt build` with the shipped profile; returns the names of the nodes that ran.
+
+    `dbt_vars` overrides the project's vars, as `dbt build --vars` (e.g. {"culture_known_at": "storetime"},
+    docs/COHORT.md); they are part of what makes a build current.
 
     `engine` is the profile's target: "duckdb" (the warehouse file) or "spark" (a local SparkSession,
     dbt_project/profiles.yml; its warehouse and metastore go to spark/ beside the warehouse file). Both
@@ -77,7 +81,7 @@ def dbt_build(
     built = warehouse if engine == "duckdb" else spark_dir
     target = warehouse.parent / (f"{warehouse.stem}_dbt" if engine == "duckdb" else "spark_dbt")
     stamp = target / "last_build.json"
-    fingerprint = inputs_fingerprint(mimic_dir, project) | {"engine": engine}
+    fingerprint = inputs_fingerprint(mimic_dir, project) | {"engine": engine, "vars": dbt_vars or {}}
     if not force and not select and built.exists() and _read_stamp(stamp) == fingerprint:
         print(f"dbt build skipped: {mimic_dir} and dbt_project/ are unchanged since the last build of {built}")
         return []
@@ -100,6 +104,8 @@ def dbt_build(
     ]
     if select:
         cmd += ["--select", select]
+    if dbt_vars:
+        cmd += ["--vars", json.dumps(dbt_vars)]
     # dbt's partial parse keeps the project's absolute path (a seed's file, for one) and does not check it:
     # one cache per project folder, so two checkouts or an installed package never read each other's
     project_key = hashlib.sha256(str(project.resolve()).encode()).hexdigest()[:12]

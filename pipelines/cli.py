@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import typer
+import yaml
 from rich.console import Console
 
 from sepsis_fusion.model.errors import SepsisFusionError
@@ -99,6 +100,19 @@ def parse_time(value: str | None) -> dt.datetime | None:
     return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
+def parse_vars(value: str | None) -> dict | None:
+    """`--vars` as dbt reads it: a YAML mapping."""
+    if not value:
+        return None
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise typer.BadParameter(f"not YAML: {exc}", param_hint="--vars") from None
+    if not isinstance(parsed, dict):
+        raise typer.BadParameter(f"a mapping such as '{{prediction_hours: 6}}', not {value!r}", param_hint="--vars")
+    return parsed
+
+
 def parse_stays(value: str | None) -> list[int] | None:
     if value is None:
         return None
@@ -173,9 +187,15 @@ def build(
         "--engine",
         help="'duckdb' (the warehouse file) or 'spark' (dbt-spark in a local SparkSession; docs/SPARK.md).",
     ),
+    dbt_vars: str = typer.Option(
+        None,
+        "--vars",
+        help="dbt vars as YAML, as `dbt build --vars`: the cohort's settings, e.g. "
+        "'{culture_known_at: storetime, prediction_hours: 6}' (docs/COHORT.md).",
+    ),
 ) -> None:
     """Run `dbt build` (staging -> intermediate -> marts) over a MIMIC-IV folder, on DuckDB or Spark."""
-    result = workflow.build(mimic, select, force, engine)
+    result = workflow.build(mimic, select, force, engine, parse_vars(dbt_vars))
     say(
         f"dbt build: {'nothing to do' if result.reused else f'{len(result.nodes)} nodes passed'}; "
         + (f"warehouse {result.warehouse}" if engine == "duckdb" else f"Spark in {result.warehouse.parent / 'spark'}")

@@ -189,14 +189,19 @@ def synthesize(
 
 
 def build(
-    mimic: Path | None = None, select: str | None = None, force: bool = False, engine: str = "duckdb"
+    mimic: Path | None = None,
+    select: str | None = None,
+    force: bool = False,
+    engine: str = "duckdb",
+    dbt_vars: dict | None = None,
 ) -> BuildStep:
     """`dbt build` of dbt_project/ over a MIMIC-IV folder into the data folder's warehouse (DuckDB) or a
-    local Spark session (`engine="spark"`); the marts land in the feature folder either way."""
+    local Spark session (`engine="spark"`); the marts land in the feature folder either way. `dbt_vars`
+    override dbt_project.yml's vars (the cohort's settings, docs/COHORT.md)."""
     from .build import dbt_build
 
     mimic = Path(mimic or default_mimic())
-    nodes = dbt_build(mimic, select=select, force=force, engine=engine)
+    nodes = dbt_build(mimic, select=select, force=force, engine=engine, dbt_vars=dbt_vars)
     return BuildStep(mimic.resolve(), paths.warehouse_path(), nodes)
 
 

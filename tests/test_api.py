@@ -14,6 +14,7 @@ import pytest
 
 import sepsis_fusion
 from sepsis_fusion import Project, Run, SepsisFusionError
+from sepsis_fusion.model.inputs import OUTCOMES
 from sepsis_fusion.pipelines.features.store import apply
 
 
@@ -39,7 +40,7 @@ def test_the_package_top_names_the_api():
 def test_the_training_frame_is_the_cohort_with_readable_features_as_of_each_prediction_time(project, frame):
     cohort = project.cohort()
     assert len(frame) == len(cohort) and frame["stay_id"].tolist() == cohort["stay_id"].tolist()
-    for column in ("subject_id", "prediction_time", "died_in_hospital", "died_in_icu", "died_within_horizon"):
+    for column in ("subject_id", "prediction_time", *OUTCOMES):
         assert frame[column].equals(cohort[column]), column
     static = pd.read_parquet(project.data / "features" / "static_baseline.parquet").set_index("stay_id")
     age = static.loc[frame["stay_id"], "age"].to_numpy()
@@ -101,7 +102,7 @@ def test_rows_stored_after_the_prediction_time_never_reach_the_training_frame(fe
 
 def test_a_run_predicts_a_frame_as_the_study_scored_its_test_stays(project, frame, trained_run):
     run = project.run(trained_run)
-    assert run.outcome == "died_in_hospital" and 0 < run.threshold < 1 and run.version.startswith("run@")
+    assert run.outcome == OUTCOMES[0] and 0 < run.threshold < 1 and run.version.startswith("run@")
     test = run.test_predictions()
     rows = frame[frame["stay_id"].isin(test["stay_id"])].sample(frac=1.0, random_state=0)  # any order, any index
     scores = run.predict(rows)

@@ -29,13 +29,13 @@ def test_the_open_demo_runs_through_the_chain_and_it_says_what_it_skipped_and_wh
         row[2] for row in rows
     )
     assert (
-        "training skipped: 29 cohort stays with 8 positive and 21 negative (died_in_hospital): too few to train "
+        "training skipped: 41 cohort stays with 10 positive and 31 negative (died_within_horizon): too few to train "
         "(50 of each class needed for 5-fold cross-validation plus a test set)"
     ) in out
     assert out.rstrip().endswith("skipped: train, evaluate, score (reasons above)")
     # what the chain built is there and usable: feature files, embeddings marked missing, a materialized store
     cohort = pd.read_parquet(data / "features" / "cohort.parquet")
-    assert len(cohort) == 29
+    assert len(cohort) == 41
     slots = [pd.read_parquet(data / "features" / f"note_slot_{j:02d}.parquet") for j in range(16)]
     assert all(len(slot) == 0 for slot in slots)  # every slot file there, empty: no note is served
     assert materialized_until(open_store(data)) is not None

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from sepsis_fusion.model.evaluate import evaluate
+from sepsis_fusion.model.inputs import OUTCOMES
 from sepsis_fusion.model.metrics import auroc, bootstrap
 from sepsis_fusion.model.study import StudyError, load_config, load_run, run_study
 
@@ -85,13 +86,29 @@ def test_evaluation_report_with_intervals_baselines_and_plots(ts, run_dir):
         "## Cohort characteristics",
         "## Cohort flow",
         "recognition",
+        "OASIS at T",
+        "## Every label",
+        "in-hospital death",
+        "death or discharge to hospice within 28 days after T",
+        "Target population: adults at their first ICU stay meeting Sepsis-3",
+        "a culture counted from when it was drawn",
+        "of the first Sepsis-3 stays",
+        "reach the cohort",
+        "left the ICU alive before T",
     ):
         assert name in text, name
+    assert text.index("Target population") < text.index("## Performance")  # the report's first paragraph
+    flow = ts.flow.set_index("step")
+    first, last = flow.loc[4], flow.iloc[-1]
+    assert (
+        f"{last['stays'] / first['stays']:.0%} of the first Sepsis-3 stays ({last['stays']} of {first['stays']}) and "
+        f"{last['in_hospital_deaths'] / first['in_hospital_deaths']:.0%} of their in-hospital deaths"
+    ) in text
     assert "Table 1 (" not in text
     metrics = json.loads((run_dir / "metrics.json").read_text())
     auroc = metrics["models"]["fusion model"]["auroc"]
     assert auroc["low"] <= auroc["value"] <= auroc["high"] and auroc["value"] > 0.5
-    for baseline in ("logistic regression", "gradient boosting", "SOFA at T"):
+    for baseline in ("logistic regression", "gradient boosting", "SOFA at T", "OASIS at T"):
         d = metrics["paired_differences"][baseline]["auroc"]
         assert d["low"] <= d["value"] <= d["high"]
         assert d["value"] == pytest.approx(auroc["value"] - metrics["models"][baseline]["auroc"]["value"])
@@ -101,7 +118,16 @@ def test_evaluation_report_with_intervals_baselines_and_plots(ts, run_dir):
     table = pd.read_csv(run_dir / "cohort_characteristics.csv")
     assert {"variable", "overall", "survivors", "non-survivors", "p"} <= set(table.columns)
     assert table["variable"].str.startswith("age").any() and table["variable"].str.startswith("SOFA at T").any()
-    assert "Intended use and limits" in (run_dir / "model_card.md").read_text()
+    assert table["variable"].str.startswith("OASIS at T").any() and table["variable"].str.startswith("race").any()
+    excluded = table.set_index("variable")["excluded: ended before T"]
+    assert excluded["stays"] == str(int(last["removed"]))
+    outcome_rows = table[
+        table["variable"].str.startswith(("death within", "death or", "in-hospital death", "ICU death"))
+    ]
+    assert len(outcome_rows) == 4 and outcome_rows["p"].isna().all()  # labels are described, not tested
+    card = (run_dir / "model_card.md").read_text()
+    assert "Intended use and limits" in card and "culture_known_at: charttime" in card and "Target population" in card
+    assert set(metrics["outcomes"]) == {"died_within_horizon", "died_in_hospital", "died_or_hospice_within_horizon"}
     for png in (
         "roc.png",
         "pr.png",
@@ -131,7 +157,7 @@ def test_a_model_refuses_features_it_was_not_trained_on(ts, run_dir):
 
 
 def test_too_few_stays_or_one_class_is_a_clear_error(ts, tmp_path):
-    one_class = dataclasses.replace(ts, cohort=ts.cohort.assign(died_in_hospital=0))
+    one_class = dataclasses.replace(ts, cohort=ts.cohort.assign(died_within_horizon=False))
     with pytest.raises(StudyError, match="too few to train"):
         run_study(one_class, load_config(None), tmp_path / "run")
     empty = dataclasses.replace(ts, cohort=ts.cohort.iloc[:0])
@@ -221,8 +247,8 @@ def test_leakage_smoke_outcomes_shuffled_across_patients_give_chance_for_every_m
     config = load_config(None, ["folds=3", "train.max_epochs=6", "train.patience=3", "experiments=false"])
     aurocs: dict[str, list[dict]] = {}
     for seed in range(5):
-        shuffled = np.random.default_rng(seed).permutation(ts.cohort["died_in_hospital"].to_numpy())
-        noise = dataclasses.replace(ts, cohort=ts.cohort.assign(died_in_hospital=shuffled))
+        shuffled = np.random.default_rng(seed).permutation(ts.cohort[OUTCOMES[0]].to_numpy())
+        noise = dataclasses.replace(ts, cohort=ts.cohort.assign(**{OUTCOMES[0]: shuffled}))
         run_study(noise, config, tmp_path / f"run{seed}", progress=lambda line: None)
         test = pd.read_csv(tmp_path / f"run{seed}" / "predictions.csv")
         scores = pd.read_csv(tmp_path / f"run{seed}" / "baseline_predictions.csv").assign(

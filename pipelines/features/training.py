@@ -38,6 +38,14 @@ def read_cohort_flow(data: Path | None = None) -> pd.DataFrame | None:
     return duckdb.sql(f"SELECT * FROM '{path}' ORDER BY step").df() if path.exists() else None
 
 
+def read_cohort_excluded(data: Path | None = None) -> pd.DataFrame | None:
+    """The first Sepsis-3 stays that did not reach the cohort, with the reason (None for an older build)."""
+    path = Path(data or paths.data_dir()) / "features" / "cohort_excluded.parquet"
+    if not path.exists():
+        return None
+    return duckdb.sql(f"SELECT * FROM '{path}' WHERE stay_id IS NOT NULL ORDER BY stay_id").df()
+
+
 def in_icu(cohort: pd.DataFrame, when) -> list[int]:
     """The cohort stays in the ICU at `when` (admitted by then, not yet out)."""
     return cohort.loc[(cohort["intime"] <= when) & (cohort["outtime"] >= when), "stay_id"].tolist()
@@ -121,7 +129,7 @@ def training_set(data: Path | None = None, store=None, service: str = SERVICE_NA
     cohort = read_cohort(data)
     layout = layout_from_service(store, service)
     features = historical_features(store, layout, cohort["stay_id"], cohort["prediction_time"])
-    return TrainingSet(features, cohort, read_cohort_flow(data))
+    return TrainingSet(features, cohort, read_cohort_flow(data), read_cohort_excluded(data))
 
 
 AGGREGATES_VIEW = "windows_24h"

@@ -1,7 +1,9 @@
 {{ config(materialized='external', location=var('feature_dir') ~ '/static_baseline.parquet') }}
 -- Static baseline per cohort stay, as known at its prediction time T (event_timestamp = T):
 -- demographics and admission, body size, comorbidities from EARLIER admissions only (diagnoses are coded
--- at discharge), prior use of care, SOFA components at onset, and vitals of the first ICU hours.
+-- at discharge), prior use of care, the SOFA components of the hour that made Sepsis-3 known (the
+-- stored-only SOFA of the first-recognised pair's hour: known by then, int_sepsis3_recognition), and vitals
+-- of the first ICU hours.
 {% set components = charlson_components() %}
 {% set first_hours = 6 %}
 {% set first_hours_vitals = [('heart_rate', 'avg'), ('map', 'avg'), ('resp_rate', 'avg'), ('temperature', 'avg'),
@@ -89,7 +91,7 @@ select
     c.race,
     c.first_careunit,
     cast({{ dbt.datediff('c.admittime', 'c.intime', 'minute') }} as double) / 60 as hours_admission_to_icu,
-    cast({{ dbt.datediff('c.intime', 'c.onset_time', 'minute') }} as double) / 60 as hours_icu_to_onset,
+    cast({{ dbt.datediff('c.intime', 'greatest(s.sofa_time, c.intime)', 'minute') }} as double) / 60 as hours_icu_to_onset,
     coalesce(bc.weight_kg, bo.weight_kg) as weight_kg,
     coalesce(bc.height_cm, bo.height_cm) as height_cm,
     coalesce(bc.weight_kg, bo.weight_kg) / power(coalesce(bc.height_cm, bo.height_cm) / 100, 2) as bmi,
@@ -120,7 +122,7 @@ select
 from cohort as c
 inner join history as h on h.stay_id = c.stay_id
 inner join prior_icu as pi on pi.stay_id = c.stay_id
-inner join {{ ref('sepsis3') }} as s on s.stay_id = c.stay_id
+inner join {{ ref('int_sepsis3_recognition') }} as s on s.stay_id = c.stay_id
 left join body_chart as bc on bc.stay_id = c.stay_id
 left join body_omr as bo on bo.stay_id = c.stay_id
 left join vitals as v on v.stay_id = c.stay_id

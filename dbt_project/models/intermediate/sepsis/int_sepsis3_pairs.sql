@@ -2,8 +2,9 @@
 -- Every Sepsis-3 pair as MIT-LCP mimic-code forms them: a suspected infection of an ICU stay and an hour
 -- with a 24-hour SOFA >= 2 from 48 h before to 24 h after it (baseline SOFA taken as 0). mimic_code_rank
 -- is mimic-code's order (suspicion time, antibiotic time, culture time, SOFA hour); sepsis3 is rank 1.
--- criteria_known_time: when the last of the pair's criteria was known (SOFA hour's end, antibiotic
--- start, culture_known_time). A view: the join is large on full MIMIC-IV and read by two models.
+-- Retrospective, as mimic-code's: the SOFA reads rows by charttime, whenever they were stored (when
+-- Sepsis-3 was known from stored rows is int_sepsis3_recognition's). A view: the join is large on full
+-- MIMIC-IV and read once.
 select
     soi.subject_id,
     soi.stay_id,
@@ -11,7 +12,6 @@ select
     soi.antibiotic_time,
     soi.culture_time,
     soi.micro_specimen_id,
-    soi.culture_known_time,
     soi.suspected_infection_time,
     s.endtime as sofa_time,
     s.sofa_24hours as sofa_score,
@@ -21,7 +21,6 @@ select
     s.cardiovascular_24hours as cardiovascular,
     s.cns_24hours as cns,
     s.renal_24hours as renal,
-    greatest(s.endtime, soi.antibiotic_time, soi.culture_known_time) as criteria_known_time,
     -- ab_id and micro_specimen_id only break ties that mimic-code leaves to chance (equal in sepsis3's columns)
     row_number() over (partition by soi.stay_id
                        order by soi.suspected_infection_time nulls last, soi.antibiotic_time nulls last,
