@@ -22,6 +22,8 @@ def test_usage_errors_exit_2_and_name_the_option(tmp_path):
         (["serve", "--clock", "sundial"], "--clock"),
         (["synth", "--stays", "many"], "--stays"),
         (["train", "--no-such-option"], "--no-such-option"),
+        (["build", "--vars", "{culture_known_at: [storetime"], "--vars"),
+        (["build", "--vars", "prediction_hours"], "a mapping such as"),
     ):
         result = invoke(args, data=tmp_path)
         assert_exit(result, 2)

@@ -47,12 +47,17 @@ project, run
 # ## The cohort
 #
 # One row per ICU stay that met Sepsis-3 (mimic-code's definition), with the time Sepsis-3 was
-# recognised, the prediction time T (24 hours after it) and the outcomes. Nothing stored after T is used.
+# recognised from stored rows, the prediction time T (24 hours after it) and the outcomes: death within 28
+# days after T (the primary label), in-hospital death, and death or discharge to hospice within 28 days.
+# Nothing stored after T is used.
 
 # %%
 cohort = project.cohort()
-print(f"{len(cohort)} stays, {cohort['died_in_hospital'].mean():.1%} died in hospital")
-cohort[["stay_id", "subject_id", "intime", "prediction_time", "died_in_hospital"]].head()
+print(
+    f"{len(cohort)} stays, {cohort['died_within_horizon'].mean():.1%} died within 28 days of T, "
+    f"{cohort['died_in_hospital'].mean():.1%} in hospital"
+)
+cohort[["stay_id", "subject_id", "intime", "prediction_time", "died_within_horizon", "died_in_hospital"]].head()
 
 # %% [markdown]
 # ## How the cohort was selected
@@ -78,7 +83,7 @@ plt.show()
 frame = project.training_frame()
 features = [c for c in project.feature_columns(frame) if pd.api.types.is_numeric_dtype(frame[c])]
 print(f"{frame.shape[0]} rows, {len(features)} numeric features")
-frame[["stay_id", "prediction_time", "died_in_hospital", *features[:6]]].head()
+frame[["stay_id", "prediction_time", "died_within_horizon", *features[:6]]].head()
 
 # %% [markdown]
 # ## A scikit-learn baseline on the run's own split
