@@ -208,8 +208,8 @@ def population(cohort: pd.DataFrame) -> str:
     hours = _hours(cohort["onset_time"], cohort["prediction_time"]).dropna()
     known_at = cohort["culture_known_at"].iloc[0] if "culture_known_at" in cohort and len(cohort) else None
     cultures = {
-        "charttime": " (a culture counted from when it was drawn)",
-        "storetime": " (a culture counted from when its first result was stored)",
+        "charttime": " (a culture counted from when it was drawn: `culture_known_at: charttime`)",
+        "storetime": " (a culture counted from when its first result was stored: `culture_known_at: storetime`)",
     }.get(known_at, "")
     when = (
         f", a median {hours.median():.0f} h (IQR {hours.quantile(0.25):.0f}-{hours.quantile(0.75):.0f} h) after "

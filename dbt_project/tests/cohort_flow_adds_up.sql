@@ -8,7 +8,7 @@ with flow as (
 last_step as (
     select * from flow where step = (select max(step) from flow)
 )
-select 'step ' || cast(step as varchar) || ' does not add up' as problem
+select 'step ' || cast(step as {{ dbt.type_string() }}) || ' does not add up' as problem
 from flow
 where before is not null and (before - removed <> stays or deaths_before - removed_in_hospital_deaths <> in_hospital_deaths)
 union all
@@ -18,7 +18,7 @@ where removed <> died_before_prediction + left_icu_alive_before_prediction
    or removed_in_hospital_deaths <> died_before_prediction + left_icu_alive_in_hospital_deaths
    or left_hospital_alive_before_prediction > left_icu_alive_before_prediction
 union all
-select 'the last step keeps ' || cast(stays as varchar) || ' stays, the cohort has another number'
+select 'the last step keeps ' || cast(stays as {{ dbt.type_string() }}) || ' stays, the cohort has another number'
 from last_step
 where stays <> (select count(*) from {{ ref('cohort') }})
 union all
