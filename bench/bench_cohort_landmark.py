@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
+from sepsis_fusion.model.cohort_table import reach  # noqa: E402
 from sepsis_fusion.model.metrics import auroc, bootstrap, paired_difference  # noqa: E402
 from sepsis_fusion.model.study import load_config, run_study  # noqa: E402
 from sepsis_fusion.pipelines import workflow  # noqa: E402
@@ -65,9 +66,7 @@ def run_setting(name: str, dbt_vars: dict, mimic: Path, folder: Path, cache: Pat
     run_study(ts, config, run_dir, progress=lambda line: print(line, flush=True))
     seconds = time.perf_counter() - start
 
-    flow = ts.flow.set_index("step")
-    first = flow[flow["criterion"].str.startswith("first Sepsis-3 stay")].iloc[0]
-    last = flow.iloc[-1]
+    first_stays, first_deaths, cohort_stays, cohort_deaths = reach(ts.flow)
     hours = (ts.cohort["prediction_time"] - ts.cohort["onset_time"]).dt.total_seconds() / 3600
     test = pd.read_csv(run_dir / "predictions.csv")
     baselines = pd.read_csv(run_dir / "baseline_predictions.csv").set_index("stay_id").loc[test["stay_id"]]
@@ -79,10 +78,10 @@ def run_setting(name: str, dbt_vars: dict, mimic: Path, folder: Path, cache: Pat
     return {
         "setting": name,
         "vars": dbt_vars,
-        "first_sepsis3_stays": int(first["stays"]),
-        "cohort_stays": int(last["stays"]),
-        "first_sepsis3_deaths": int(first["in_hospital_deaths"]),
-        "cohort_deaths": int(last["in_hospital_deaths"]),
+        "first_sepsis3_stays": first_stays,
+        "cohort_stays": cohort_stays,
+        "first_sepsis3_deaths": first_deaths,
+        "cohort_deaths": cohort_deaths,
         "primary_label_rate": float(ts.labels().mean()),
         "hours_onset_to_t": [float(hours.quantile(q)) for q in (0.25, 0.5, 0.75)],
         "test_stays": len(test),

@@ -1,9 +1,11 @@
 """The cohort as a clinical paper describes it: the characteristics table ("Table 1": survivors against
-non-survivors, with p-values) and the cohort flow (stays removed by each criterion) as numbers and a diagram.
+non-survivors, with p-values, and the stays that ended before T) and the cohort flow (stays and deaths kept and
+removed by each criterion) as numbers and a diagram.
 
 Continuous variables: median [IQR], Mann-Whitney U test; categorical ones: n (%), chi-squared test (Fisher's
-exact test for a 2 x 2 table with an expected count under 5). Every value is what the model could see at
-the prediction time T (static features, the last 24-hour window), plus the outcomes.
+exact test for a 2 x 2 table with an expected count under 5). The features are what the model could see at T
+(static features, the latest step of the sequence) and the clinical scores at T are from stored values; the
+retrospective SOFA at onset, the hours from onset and the outcomes describe the stays, known only later.
 """
 
 from __future__ import annotations
@@ -202,15 +204,31 @@ def markdown(table: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _setting(cohort: pd.DataFrame, var: str) -> str | None:
+    return str(cohort[var].iloc[0]) if var in cohort and len(cohort) else None
+
+
+def recognition_rules(cohort: pd.DataFrame) -> str:
+    """How recognition counted cultures and SOFA rows, in words with the dbt vars ('' for a cohort built
+    before they were recorded)."""
+    culture = {
+        "charttime": "a culture counted from when it was drawn (`culture_known_at: charttime`)",
+        "storetime": "a culture counted from when its first result was stored (`culture_known_at: storetime`)",
+    }.get(_setting(cohort, "culture_known_at"))
+    sofa = {
+        "storetime": "SOFA from rows stored by then (`sofa_known_at: storetime`)",
+        "charttime": "SOFA from every row by its charttime, mimic-code's retrospective score, which reads rows "
+        "stored later (`sofa_known_at: charttime`)",
+    }.get(_setting(cohort, "sofa_known_at"))
+    return "; ".join(part for part in (culture, sofa) if part)
+
+
 def population(cohort: pd.DataFrame) -> str:
     """The target population in one sentence: who, at what time after onset (median and IQR of the hours from
-    onset to T), and how recognition counted cultures."""
+    onset to T), and how recognition counted cultures and SOFA rows."""
     hours = _hours(cohort["onset_time"], cohort["prediction_time"]).dropna()
-    known_at = cohort["culture_known_at"].iloc[0] if "culture_known_at" in cohort and len(cohort) else None
-    cultures = {
-        "charttime": " (a culture counted from when it was drawn: `culture_known_at: charttime`)",
-        "storetime": " (a culture counted from when its first result was stored: `culture_known_at: storetime`)",
-    }.get(known_at, "")
+    rules = recognition_rules(cohort)
+    cultures = f" ({rules})" if rules else ""
     when = (
         f", a median {hours.median():.0f} h (IQR {hours.quantile(0.25):.0f}-{hours.quantile(0.75):.0f} h) after "
         "Sepsis-3 onset"
@@ -220,7 +238,7 @@ def population(cohort: pd.DataFrame) -> str:
     return (
         "Target population: adults at their first ICU stay meeting Sepsis-3 (mimic-code's definition), still in "
         f"the ICU and alive at the prediction time T, {prediction_hours(cohort):g} h after Sepsis-3 could first "
-        f"be recognised from the record as stored{cultures}{when}."
+        f"be recognised from the record{cultures}{when}."
     )
 
 
@@ -233,16 +251,16 @@ def _count(value) -> int:
     return 0 if value is None or pd.isna(value) else int(value)
 
 
+FIRST_SEPSIS3_STEP = 4  # cohort_flow's step "first Sepsis-3 stay of the patient"
+
+
 def reach(flow: pd.DataFrame) -> tuple[int, int, int, int] | None:
     """First Sepsis-3 stays and their in-hospital deaths, and how many of each reach the cohort (None for a
     flow written before deaths were counted)."""
-    if "in_hospital_deaths" not in flow:
-        return None
-    first = flow[flow["criterion"].str.startswith("first Sepsis-3 stay")]
-    if first.empty:
+    if "in_hospital_deaths" not in flow or FIRST_SEPSIS3_STEP not in set(flow["step"]):
         return None
     last = flow.iloc[-1]
-    start = first.iloc[0]
+    start = flow[flow["step"] == FIRST_SEPSIS3_STEP].iloc[0]
     return (
         _count(start["stays"]),
         _count(start["in_hospital_deaths"]),

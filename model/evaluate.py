@@ -30,6 +30,7 @@ from .cohort_table import (  # noqa: E402
     population,
     prediction_hours,
     reach,
+    recognition_rules,
 )
 from .inputs import OUTCOMES, TrainingSet, outcome_name  # noqa: E402
 from .metrics import (
@@ -353,10 +354,12 @@ def _cohort(ts: TrainingSet, run_dir: Path, outcome: str, data: dict, test: pd.D
     table = characteristics(ts, outcome)
     table.to_csv(run_dir / "cohort_characteristics.csv", index=False)
     lines = [
-        f"## Cohort characteristics (by {outcome.replace('_', ' ')})",
+        f"## Cohort characteristics (by {outcome_name(outcome, ts.cohort)})",
         "",
-        "Values as known at the prediction time T; median [IQR] with Mann-Whitney U, n (%) with chi-squared "
-        "(Fisher's exact test for 2 x 2 tables with an expected count under 5).",
+        "Features and clinical scores as known at the prediction time T; the retrospective SOFA at onset, the hours "
+        "from onset and the outcomes describe the stays. Median [IQR] with Mann-Whitney U, n (%) with chi-squared "
+        "(Fisher's exact test for 2 x 2 tables with an expected count under 5); the outcomes are described, not "
+        "tested. The last column: the first Sepsis-3 stays that ended before T (cohort flow), where known.",
         "",
     ]
     lines += markdown(table) + [""]
@@ -396,13 +399,8 @@ def _model_card(
         f"Predicts {outcome_name(meta['outcome'], ts.cohort)} (`{meta['outcome']}`) for adult ICU stays meeting "
         f"Sepsis-3 (mimic-code definition, first such stay per patient), at the prediction time T = recognition + "
         f"{prediction_hours(ts.cohort):g} h, where recognition is the first time one of the stay's Sepsis-3 pairs "
-        "was complete from the record as stored: its antibiotic started, its culture "
-        + (
-            "stored (`culture_known_at: storetime`)"
-            if ts.cohort.get("culture_known_at", pd.Series(["charttime"])).iloc[0] == "storetime"
-            else "drawn (`culture_known_at: charttime`)"
-        )
-        + ", and a 24-hour SOFA >= 2 in its window from rows stored by then; from what was known at T (Feast "
+        "was complete from the record: its antibiotic started, its culture known and a 24-hour SOFA >= 2 in its "
+        f"window ({recognition_rules(ts.cohort) or 'the rules of the build'}); from what was known at T (Feast "
         "point-in-time retrieval; labs from their storetime, notes from theirs, no discharge summaries, "
         "comorbidities from earlier admissions only). Stays that ended before T are excluded. "
         + population(ts.cohort)

@@ -32,13 +32,16 @@ def test_sepsis3_on_synthetic_agrees_with_the_generators_reading(synthetic_wareh
 
 
 def lab_points(itemid: int, value: float) -> int:
-    """SOFA's points for a platelet count (coagulation) or a total bilirubin (liver), as mimic-code gives them."""
+    """SOFA's points for a platelet count (coagulation), a creatinine (renal) or a total bilirubin (liver), as
+    mimic-code gives them."""
     if itemid == PLATELETS:
         return next((p for limit, p in ((20, 4), (50, 3), (100, 2), (150, 1)) if value < limit), 0)
+    if itemid == CREATININE:
+        return next((p for limit, p in ((5, 4), (3.5, 3), (2, 2), (1.2, 1)) if value >= limit), 0)
     return next((p for limit, p in ((12, 4), (6, 3), (2, 2), (1.2, 1)) if value >= limit), 0)
 
 
-PLATELETS, BILIRUBIN = 51265, 50885
+PLATELETS, BILIRUBIN, CREATININE = 51265, 50885, 50912
 COMPONENT = {PLATELETS: "coagulation", BILIRUBIN: "liver"}
 
 
@@ -52,19 +55,25 @@ def test_no_cohort_stay_on_the_demo_is_recognised_or_scored_from_a_row_stored_la
     stays = query(
         demo_warehouse,
         """
-        SELECT c.stay_id, c.hadm_id, c.onset_time, c.recognition_time, c.prediction_time, r.sofa_time,
-               r.antibiotic_time, r.culture_time
-        FROM cohort c JOIN int_sepsis3_recognition r USING (stay_id)""",
+        SELECT c.stay_id, c.subject_id, c.hadm_id, c.recognition_time, c.prediction_time, r.sofa_time,
+               r.antibiotic_time, m.drawn AS culture_drawn,
+               (SELECT count(*) FROM stg_hosp_prescriptions p
+                WHERE p.subject_id = c.subject_id AND p.starttime = r.antibiotic_time) AS prescriptions
+        FROM cohort c JOIN int_sepsis3_recognition r USING (stay_id)
+        JOIN (SELECT micro_specimen_id, min(coalesce(charttime, chartdate + INTERVAL 1 DAY)) AS drawn
+              FROM stg_hosp_microbiologyevents GROUP BY 1) m USING (micro_specimen_id)""",
     )
     assert len(stays) == len(query(demo_warehouse, "SELECT stay_id FROM cohort")) > 29  # 29 under the former rules
-    for column in ("sofa_time", "antibiotic_time", "culture_time"):
+    assert (stays["prescriptions"] > 0).all()  # the pair's antibiotic is a prescription of the patient
+    for column in ("sofa_time", "antibiotic_time", "culture_drawn"):
         assert (stays[column] <= stays["recognition_time"]).all(), column
     assert (stays["prediction_time"] == stays["recognition_time"] + pd.Timedelta(hours=24)).all()
     hours = query(
         demo_warehouse,
         """
         SELECT c.stay_id, c.hadm_id, h.endtime, h.coagulation_24hours AS coagulation, h.liver_24hours AS liver,
-               r.coagulation_24hours AS coagulation_retrospective, r.liver_24hours AS liver_retrospective
+               h.renal_24hours AS renal, r.coagulation_24hours AS coagulation_retrospective,
+               r.liver_24hours AS liver_retrospective
         FROM cohort c JOIN int_sepsis3_recognition p USING (stay_id)
         JOIN int_sofa_hourly_stored h ON h.stay_id = c.stay_id
         JOIN int_sofa_hourly r ON r.stay_id = h.stay_id AND r.hr = h.hr
@@ -77,7 +86,7 @@ def test_no_cohort_stay_on_the_demo_is_recognised_or_scored_from_a_row_stored_la
         demo_warehouse,
         f"""
         SELECT hadm_id, itemid, valuenum, charttime, greatest(charttime, coalesce(storetime, charttime)) AS stored
-        FROM stg_hosp_labevents WHERE itemid IN ({PLATELETS}, {BILIRUBIN}) AND valuenum > 0""",
+        FROM stg_hosp_labevents WHERE itemid IN ({PLATELETS}, {BILIRUBIN}, {CREATININE}) AND valuenum > 0""",
     )
     left_out = 0
     for hour in hours.itertuples():
@@ -93,6 +102,11 @@ def test_no_cohort_stay_on_the_demo_is_recognised_or_scored_from_a_row_stored_la
             assert getattr(hour, component) == max(stored, default=0), (hour.stay_id, hour.endtime, component)
             assert getattr(hour, f"{component}_retrospective") == max(points, default=0)
             left_out += max(points, default=0) > max(stored, default=0)
+        # renal reads urine output too: at least the creatinine stored by then
+        creatinine = charted[(charted.itemid == CREATININE) & (charted.valuenum <= 150)]
+        known = creatinine[creatinine.stored <= hour.endtime]
+        stored = [lab_points(CREATININE, v) for v in known.valuenum]
+        assert hour.renal >= max(stored, default=0), (hour.stay_id, hour.endtime, "renal")
     assert left_out >= 1, "the demo has results charted before an hour and stored after it"
 
 

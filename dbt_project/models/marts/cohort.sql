@@ -24,6 +24,7 @@ select
     o.oasis as oasis_at_prediction,
     c.anchor_year_group,
     '{{ var("culture_known_at") }}' as culture_known_at,
+    '{{ var("sofa_known_at") }}' as sofa_known_at,
     cast({{ var('mortality_horizon_days') }} as integer) as mortality_horizon_days
 from {{ ref('int_cohort_candidates') }} as c
 left join {{ ref('int_oasis_at_prediction') }} as o on o.stay_id = c.stay_id

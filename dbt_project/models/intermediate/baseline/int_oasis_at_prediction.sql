@@ -1,12 +1,14 @@
 {#-
-  OASIS (Oxford Acute Severity of Illness Score, Johnson et al. 2013) at the prediction time T, as mimic-code's
-  score/oasis.sql defines it but over the 24 hours before T instead of the first ICU day, from values stored
-  by T only (docs/COHORT.md): pre-ICU length of stay, age, the lowest GCS (int_gcs), heart rate, mean
-  arterial pressure, respiratory rate and temperature (lowest and highest; the panel's items and valid
-  ranges, which are mimic-code's vitalsign), urine output summed over the window, invasive ventilation in the
-  window (an episode begun by T), and elective surgery (an elective admission under a surgical service
-  before ICU admission + 1 day and by T). A missing component scores 0, as in mimic-code. For the stays of the
-  cohort (first Sepsis-3 stays still in the ICU and alive at T).
+  OASIS (Oxford Acute Severity of Illness Score, Johnson et al. 2013) at the prediction time T, with mimic-code's
+  score/oasis.sql components and points but over the 24 hours before T instead of the first ICU day, from
+  values stored by T only (docs/COHORT.md): pre-ICU length of stay, age, the lowest GCS (int_gcs), heart
+  rate, mean arterial pressure, respiratory rate and temperature (lowest and highest), urine output summed
+  over the window, invasive ventilation charted in the window, and elective surgery (an elective admission
+  under a surgical service before ICU admission + 1 day and by T). A missing component scores 0, as in
+  mimic-code. Vitals and urine come from the project's panel (int_panel_measurements), whose valid ranges
+  differ a little from mimic-code's vitalsign (temperature 10-50 C after converting F, where mimic-code
+  takes 70-120 F; urine rows clipped at +-5000 mL); age is the cohort's (at ICU admission). For the stays
+  of the cohort (first Sepsis-3 stays still in the ICU and alive at T).
 -#}
 with stays as (
     select
@@ -46,11 +48,13 @@ gcs as (
     group by s.stay_id
 ),
 vent as (
+    -- invasive ventilation charted in the window and stored by T (mimic-code: an episode overlapping it)
     select distinct s.stay_id
     from stays as s
-    inner join {{ ref('int_ventilation') }} as v
+    inner join {{ ref('int_ventilation_status') }} as v
         on v.stay_id = s.stay_id and v.ventilation_status = 'InvasiveVent'
-        and v.starttime <= s.prediction_time and v.endtime >= s.window_start
+        and v.charttime > s.window_start and v.charttime <= s.prediction_time
+        and v.available_at <= s.prediction_time
 ),
 surgical as (
     select

@@ -11,11 +11,14 @@
   worst value for every component but urine output, whose hour value is the hour's largest 24-hour rate:
   it is taken per hour, known once every row of that hour is stored. Only stays with a suspected infection
   (the only ones a Sepsis-3 pair can form in) and rows with points are kept; rows with equal hours merge.
-  Ventilation episodes (which split PaO2/FiO2 into ventilated or not) are taken as charted: a bedside device.
+  Whether a blood gas was taken under invasive ventilation (which scores PaO2/FiO2 higher) is read from the
+  last ventilation status charted in the 14 hours up to it (int_ventilation_status), known once stored.
 
   var sofa_known_at: 'storetime' (the default) as above; 'charttime' counts every row from its charted hour,
-  whenever it was stored: then int_sofa_hourly_stored is mimic-code's retrospective hourly SOFA (tested).
+  whenever it was stored, and ventilation by mimic-code's episodes: then int_sofa_hourly_stored is mimic-code's
+  retrospective hourly SOFA (tested).
 -#}
+-- depends_on: {{ ref('int_ventilation') }}, {{ ref('int_ventilation_status') }}
 {%- set known_at = var('sofa_known_at') %}
 {%- if known_at not in ('storetime', 'charttime') %}
 {{ exceptions.raise_compiler_error("var sofa_known_at must be 'storetime' or 'charttime', not '" ~ known_at ~ "'") }}
@@ -27,6 +30,9 @@ with stays as (
         select stay_id from {{ ref('int_suspicion_of_infection') }}
         where suspected_infection = 1 and stay_id is not null
     )
+),
+arterial_gases as (
+    select * from {{ ref('int_blood_gas') }} where specimen = 'ART.' and pao2fio2ratio is not null
 ),
 labs as (
     -- mimic-code joins the SOFA labs to the ICU hours by hadm_id
@@ -52,25 +58,60 @@ labs as (
     where l.itemid in (50912, 51265, 50885) and l.valuenum > 0 and (l.itemid <> 50912 or l.valuenum <= 150)
 ),
 respiration as (
-    -- arterial gases of the patient, scored by whether the stay was invasively ventilated then
+    -- arterial gases of the patient, scored as not ventilated, and where the stay was invasively ventilated
+    -- then, scored so too (the worst counts): by mimic-code's episodes (retrospective, their end reads later
+    -- rows) with sofa_known_at: charttime; as known then otherwise, from the last status charted in the 14 h
+    -- up to the gas, counting from when both were stored
     select
         s.stay_id,
         'respiration' as component,
-        case
-            when v.stay_id is not null then
-                case when bg.pao2fio2ratio < 100 then 4 when bg.pao2fio2ratio < 200 then 3
-                     when bg.pao2fio2ratio < 300 then 2 when bg.pao2fio2ratio < 400 then 1 else 0 end
-            else case when bg.pao2fio2ratio < 300 then 2 when bg.pao2fio2ratio < 400 then 1 else 0 end
-        end as points,
+        case when bg.pao2fio2ratio < 300 then 2 when bg.pao2fio2ratio < 400 then 1 else 0 end as points,
         {{ ceil_to_hour('bg.charttime') }} as first_hour,
         {{ ceil_to_hour('bg.charttime') }} as last_hour,
         bg.available_at
     from stays as s
-    inner join {{ ref('int_blood_gas') }} as bg on bg.subject_id = s.subject_id
-    left join {{ ref('int_ventilation') }} as v
-        on v.stay_id = s.stay_id and bg.charttime >= v.starttime and bg.charttime <= v.endtime
+    inner join arterial_gases as bg on bg.subject_id = s.subject_id
+    union all
+    select
+        s.stay_id,
+        'respiration' as component,
+        case when bg.pao2fio2ratio < 100 then 4 when bg.pao2fio2ratio < 200 then 3
+             when bg.pao2fio2ratio < 300 then 2 when bg.pao2fio2ratio < 400 then 1 else 0 end as points,
+        {{ ceil_to_hour('bg.charttime') }} as first_hour,
+        {{ ceil_to_hour('bg.charttime') }} as last_hour,
+        {%- if known_at == 'storetime' %}
+        case when v.available_at > bg.available_at then v.available_at else bg.available_at end as available_at
+        {%- else %}
+        bg.available_at
+        {%- endif %}
+    from stays as s
+    inner join arterial_gases as bg on bg.subject_id = s.subject_id
+    {%- if known_at == 'storetime' %}
+    inner join (
+        select
+            s.stay_id,
+            bg.specimen_id,
+            vs.ventilation_status,
+            vs.available_at,
+            row_number() over (partition by s.stay_id, bg.specimen_id order by vs.charttime desc) as recency
+        from stays as s
+        inner join arterial_gases as bg on bg.subject_id = s.subject_id
+        inner join {{ ref('int_ventilation_status') }} as vs
+            on vs.stay_id = s.stay_id and vs.charttime <= bg.charttime
+            and vs.charttime > {{ dbt.dateadd('hour', -14, 'bg.charttime') }}
+    ) as v
+        on v.stay_id = s.stay_id and v.specimen_id = bg.specimen_id and v.recency = 1
         and v.ventilation_status = 'InvasiveVent'
-    where bg.specimen = 'ART.' and bg.pao2fio2ratio is not null
+    {%- else %}
+    inner join (
+        select distinct s.stay_id, bg.specimen_id
+        from stays as s
+        inner join arterial_gases as bg on bg.subject_id = s.subject_id
+        inner join {{ ref('int_ventilation') }} as e
+            on e.stay_id = s.stay_id and bg.charttime >= e.starttime and bg.charttime <= e.endtime
+            and e.ventilation_status = 'InvasiveVent'
+    ) as v on v.stay_id = s.stay_id and v.specimen_id = bg.specimen_id
+    {%- endif %}
 ),
 charted as (
     select

@@ -5,16 +5,27 @@
   above int_sofa_hourly's score of the same hour; equal where every row was stored within its hour. For the
   stays with a suspected infection, hours from 0 (the first whole hour of the stay) on.
 -#}
-with evidence_hours as (
+with spans as (
+    select *, {{ dbt.datediff('counts_from', 'counts_until', 'hour') }} as span_hours
+    from {{ ref('int_sofa_evidence') }}
+),
+evidence_hours as (
+    -- a row counting for a day or less (all but long infusions) on each of its hours: joined to 24 offsets,
+    -- a small table every engine broadcasts; a longer infusion on the stay's hourly grid
     select
         e.stay_id,
         {{ dbt.dateadd('hour', 'o.hour_offset', 'e.counts_from') }} as endtime,
         e.component,
-        max(e.points) as points
-    from {{ ref('int_sofa_evidence') }} as e
-    inner join {{ ref('int_hour_offsets') }} as o
-        on o.hour_offset <= {{ dbt.datediff('e.counts_from', 'e.counts_until', 'hour') }}
-    group by e.stay_id, {{ dbt.dateadd('hour', 'o.hour_offset', 'e.counts_from') }}, e.component
+        e.points
+    from spans as e
+    inner join {{ ref('int_hour_offsets') }} as o on o.hour_offset < 24 and o.hour_offset <= e.span_hours
+    where e.span_hours < 24
+    union all
+    select e.stay_id, h.endtime, e.component, e.points
+    from spans as e
+    inner join {{ ref('int_icustay_hourly') }} as h
+        on h.stay_id = e.stay_id and h.endtime >= e.counts_from and h.endtime <= e.counts_until
+    where e.span_hours >= 24
 ),
 per_hour as (
     select
