@@ -212,13 +212,13 @@ def recognition_rules(cohort: pd.DataFrame) -> str:
     """How recognition counted cultures and SOFA rows, in words with the dbt vars ('' for a cohort built
     before they were recorded)."""
     culture = {
-        "charttime": "a culture counted from when it was drawn (`culture_known_at: charttime`)",
-        "storetime": "a culture counted from when its first result was stored (`culture_known_at: storetime`)",
+        "charttime": "a culture counted from when it was drawn, `culture_known_at: charttime`",
+        "storetime": "a culture counted from when its first result was stored, `culture_known_at: storetime`",
     }.get(_setting(cohort, "culture_known_at"))
     sofa = {
-        "storetime": "SOFA from rows stored by then (`sofa_known_at: storetime`)",
+        "storetime": "SOFA from rows stored by then, `sofa_known_at: storetime`",
         "charttime": "SOFA from every row by its charttime, mimic-code's retrospective score, which reads rows "
-        "stored later (`sofa_known_at: charttime`)",
+        "stored later, `sofa_known_at: charttime`",
     }.get(_setting(cohort, "sofa_known_at"))
     return "; ".join(part for part in (culture, sofa) if part)
 

@@ -485,7 +485,7 @@ def run_chain(
     start("evaluate on the held-out test set")
     reporter.line(
         f"metrics with {DEFAULT_RESAMPLES:,} bootstrap resamples, baselines (logistic regression, "
-        "gradient boosting, SOFA at T), plots, report and model card"
+        "gradient boosting, SOFA and OASIS at T), plots, report and model card"
     )
     evaluated = evaluate(run_dir, reuse=trained.reused, ts=ts)
     steps.append(

@@ -33,7 +33,12 @@ def test_the_walkthrough_notebook_runs_from_the_cohort_to_the_fusion_runs_evalua
     outputs = [output for cell in code for output in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    for line in ("stays,", "died in hospital", "logistic regression on the frame: test AUROC", "fusion minus logistic"):
+    for line in (
+        "stays,",
+        "died within 28 days of T",
+        "logistic regression on the frame: test AUROC",
+        "fusion minus logistic",
+    ):
         assert line in text, line
     assert "fusion run demo@" in text
     images = [o for o in outputs if "image/png" in o.get("data", {})]
