@@ -35,8 +35,9 @@ RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
 from sepsis_fusion.model.cohort_table import reach  # noqa: E402
+from sepsis_fusion.model.config import load_config  # noqa: E402
 from sepsis_fusion.model.metrics import auroc, bootstrap, paired_difference  # noqa: E402
-from sepsis_fusion.model.study import load_config, run_study  # noqa: E402
+from sepsis_fusion.model.study import run_study  # noqa: E402
 from sepsis_fusion.pipelines import workflow  # noqa: E402
 from sepsis_fusion.pipelines.features.training import training_set  # noqa: E402
 

@@ -216,7 +216,7 @@ def online(source: Path, calls: int, kind: str, redis: str | None = None) -> dic
     reader = OnlineFeatures(store)
     service = store.get_feature_service(SERVICE_NAME)
     served = reader.read(stays, as_of=now)
-    assert served.window_mask[:, -1].all() and served.static["age"].notna().all(), "the online store serves nothing"
+    assert served.sequence_mask[:, -1].all() and served.static["age"].notna().all(), "the online store serves nothing"
     gc.collect()
     gc.freeze()  # what a long-running scorer does after loading; keeps collections short
     results = {}
@@ -240,7 +240,7 @@ def online(source: Path, calls: int, kind: str, redis: str | None = None) -> dic
     gc.unfreeze()
     print(
         f"online {kind:<6}: {len(stays):,} cohort stays in the ICU at once, materialized in {materialize_s:.1f} s "
-        f"(steps served: {served.window_mask.mean():.0%} of S x stays, notes: {served.note_mask.mean():.0%}); "
+        f"(steps served: {served.sequence_mask.mean():.0%} of S x stays, notes: {served.note_mask.mean():.0%}); "
         f"one stay, {calls:,} calls: reader p50 {results['reader']['p50_ms']:.2f} ms, p99 "
         f"{results['reader']['p99_ms']:.2f} ms (target < 10); Feast get_online_features p50 "
         f"{results['feast_get_online_features']['p50_ms']:.2f} ms, p99 "

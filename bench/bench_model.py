@@ -39,13 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sepsis_fusion.model.baselines import note_summary, sequence_summary  # noqa: E402
+from sepsis_fusion.model.config import load_config  # noqa: E402
 from sepsis_fusion.model.evaluate import evaluate  # noqa: E402
+from sepsis_fusion.model.predictor import Predictor  # noqa: E402
 from sepsis_fusion.model.protocol import subset  # noqa: E402
-from sepsis_fusion.model.study import (  # noqa: E402
-    load_config,
-    load_run,  # noqa: E402
-    run_study,
-)
+from sepsis_fusion.model.study import run_study  # noqa: E402
 from sepsis_fusion.pipelines import paths  # noqa: E402
 from sepsis_fusion.pipelines.features.training import training_set  # noqa: E402
 
@@ -57,7 +55,7 @@ def known_at_t_reference(ts, run_dir: Path, truth: pd.DataFrame, y: np.ndarray) 
         name: np.array([index[s] for s in pd.read_csv(run_dir / f"{name}.csv")["stay_id"]])
         for name in ("oof_predictions", "predictions")
     }
-    pre = load_run(run_dir).ensemble.members[0].preprocessor  # fitted on the first fold's training rows
+    pre = Predictor(run_dir).ensemble.members[0].preprocessor  # fitted on the first fold's training rows
     x = {name: pre.transform(subset(ts.features, r)) for name, r in rows.items()}
     latent = {name: truth.loc[ts.features.stay_id[r]] for name, r in rows.items()}
     train, test = "oof_predictions", "predictions"
@@ -108,7 +106,7 @@ def main() -> None:
     rows += [
         (f"fusion, {c} only" if "+" not in c else f"fusion, {c}", roc_auc_score(test["outcome"], variants[c]))
         for c in variants.columns
-        if c not in ("stay_id", "focal", "bce", "static+windows+notes")
+        if c not in ("stay_id", "focal", "bce", "static+sequence+notes")
     ]
     rows.append(("fusion, class-weighted BCE", roc_auc_score(test["outcome"], variants["bce"])))
     print(

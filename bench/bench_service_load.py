@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_features import icu_online, percentiles  # noqa: E402
 from bench.bench_scoring import Client, get, scored, serving  # noqa: E402
-from sepsis_fusion.model.scoring import latest_run  # noqa: E402
+from sepsis_fusion.model.run_folder import latest_run  # noqa: E402
 from sepsis_fusion.pipelines import paths  # noqa: E402
 from sepsis_fusion.pipelines.features.local_redis import local_redis  # noqa: E402
 

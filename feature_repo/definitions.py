@@ -115,7 +115,7 @@ sequence_views = [
             "sequence_steps.parquet" + ("" if lag == 0 else f", keyed on the step time + {STRIDE_HOURS * lag} h"),
         ),
         online=True,
-        tags={"modality": "windows", "lag": str(lag), "stride_hours": str(STRIDE_HOURS)},
+        tags={"modality": "sequence", "lag": str(lag), "stride_hours": str(STRIDE_HOURS)},
         description="Lab and vital values known at a step of the sequence (dbt mart sequence_steps)"
         + ("" if lag == 0 else f", {lag} stride(s) before the latest"),
     )

@@ -24,10 +24,11 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 from .calibration import Calibrator, FoldCalibration, calibrate_folds, fit_calibrator
+from .config import StudyConfig
 from .inputs import FeatureArrays
 from .metrics import auroc
 from .preprocess import ModelInputs, Preprocessor
-from .protocol import StudyConfig, fold_of, subset, youden_threshold
+from .protocol import fold_of, subset, youden_threshold
 
 # The clinical scores at T, by the cohort column that holds each.
 CLINICAL_SCORES = {"SOFA at T": "sofa_score_at_prediction", "OASIS at T": "oasis_at_prediction"}
@@ -37,12 +38,12 @@ def sequence_summary(inputs: ModelInputs) -> np.ndarray:
     """The lab and vital sequence per stay: its latest step, the mean of its present steps, and the change
     of each value from the first present step to the latest."""
     n = len(inputs)
-    step_mask = inputs.window_mask[:, :, None].astype(np.float32)
-    steps_mean = (inputs.windows * step_mask).sum(axis=1) / np.maximum(step_mask.sum(axis=1), 1)
-    first = np.argmax(inputs.window_mask, axis=1)  # the first present step (0 when none: all zeros then)
-    values = inputs.windows.shape[2] // 4  # the z-scored values lead each step vector
-    change = inputs.windows[:, -1, :values] - inputs.windows[np.arange(n), first, :values]
-    return np.concatenate([inputs.windows[:, -1], steps_mean, change], axis=1)
+    step_mask = inputs.sequence_mask[:, :, None].astype(np.float32)
+    steps_mean = (inputs.sequence * step_mask).sum(axis=1) / np.maximum(step_mask.sum(axis=1), 1)
+    first = np.argmax(inputs.sequence_mask, axis=1)  # the first present step (0 when none: all zeros then)
+    values = inputs.sequence.shape[2] // 4  # the z-scored values lead each step vector
+    change = inputs.sequence[:, -1, :values] - inputs.sequence[np.arange(n), first, :values]
+    return np.concatenate([inputs.sequence[:, -1], steps_mean, change], axis=1)
 
 
 def note_summary(inputs: ModelInputs) -> np.ndarray:

@@ -66,9 +66,9 @@ def _variables(ts: TrainingSet) -> tuple[dict[str, pd.Series], dict[str, pd.Seri
     for column, label in SCORES:
         if column in cohort:
             continuous[label] = cohort[column].astype(float)
-    if "lactate" in ts.features.layout.windows:
-        j = ts.features.layout.windows.index("lactate")
-        continuous["lactate, latest known before T, mmol/L"] = pd.Series(ts.features.windows[:, -1, j])
+    if "lactate" in ts.features.layout.panel:
+        j = ts.features.layout.panel.index("lactate")
+        continuous["lactate, latest known before T, mmol/L"] = pd.Series(ts.features.sequence[:, -1, j])
     if {"onset_time", "prediction_time"} <= set(cohort):
         continuous["hours from onset to T"] = _hours(cohort["onset_time"], cohort["prediction_time"])
     for outcome in OUTCOMES:

@@ -14,28 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .calibration import FoldCalibration, calibrate_folds
-from .inputs import FeatureArrays
-from .protocol import FoldResult, Member, out_of_fold, youden_threshold
-
-
-@dataclass
-class Ensemble:
-    members: list[Member]
-    calibration: FoldCalibration
-
-    def predict_members(self, features: FeatureArrays) -> np.ndarray:
-        """(members, n) uncalibrated probabilities."""
-        return np.stack([m.predict(features) for m in self.members])
-
-    def predict_uncalibrated(self, features: FeatureArrays) -> np.ndarray:
-        return self.predict_members(features).mean(axis=0)
-
-    def predict(self, features: FeatureArrays) -> np.ndarray:
-        return self.calibrate(self.predict_members(features))
-
-    def calibrate(self, member_probabilities: np.ndarray) -> np.ndarray:
-        return self.calibration.apply(member_probabilities)
+from .calibration import calibrate_folds
+from .predictor import Ensemble
+from .protocol import FoldResult, out_of_fold, youden_threshold
 
 
 @dataclass

@@ -26,8 +26,8 @@ import pandas as pd
 from .inputs import FeatureArrays
 
 if TYPE_CHECKING:  # torch is imported where it is used: the command line imports this module for TOP_INPUTS
+    from .predictor import Member
     from .preprocess import Preprocessor
-    from .protocol import Member
 
 TOP_INPUTS = 5  # inputs named per explained score (`score --explain`, POST /score?explain=true)
 
@@ -86,8 +86,8 @@ def explain(
     from captum.attr import IntegratedGradients
 
     lo = features.layout
-    inputs = (*lo.static, *lo.windows, *(note_input(r) for r in range(1, len(lo.note_views) + 1)))
-    modalities = ("static",) * len(lo.static) + ("windows",) * len(lo.windows) + ("notes",) * len(lo.note_views)
+    inputs = (*lo.static, *lo.panel, *(note_input(r) for r in range(1, len(lo.note_views) + 1)))
+    modalities = ("static",) * len(lo.static) + ("sequence",) * len(lo.panel) + ("notes",) * len(lo.note_views)
     total = np.zeros((len(features), len(inputs)))
     reference_stays = _reference(features)
     for member in members:
@@ -102,12 +102,12 @@ def explain(
                 ig = IntegratedGradients(_forward(model, parts))
                 given = tuple(torch.from_numpy(getattr(x, p)[rows]) for p in parts)
                 base = tuple(torch.from_numpy(_baseline(p, x, reference, rows)) for p in parts)
-                masks = (torch.from_numpy(x.window_mask[rows]), torch.from_numpy(x.note_mask[rows]))
+                masks = (torch.from_numpy(x.sequence_mask[rows]), torch.from_numpy(x.note_mask[rows]))
                 attributions = ig.attribute(given, baselines=base, additional_forward_args=masks, n_steps=steps)
                 grouped = dict(zip(parts, (a.detach().numpy().astype(np.float64) for a in attributions)))
                 total[rows] += _group(grouped, pre, lo)
             if progress:
-                progress(len(x.window_mask[rows]))
+                progress(len(x.sequence_mask[rows]))
     values = total / max(len(members), 1)
     # notes are stored oldest first with empty slots in front: rank 1 (newest) is the last slot
     hours = features.note_age[:, ::-1].astype(np.float64)
@@ -126,26 +126,26 @@ def _used_parts(model, x, rows: slice) -> tuple[str, ...]:
     """The inputs this member reads for these rows: a modality it has, with values, and, for a sequence,
     at least one present step among those it reads (integrated gradients need every input in the graph)."""
     c = model.config
-    steps = c.window_steps or x.window_mask.shape[1]
+    steps = c.last_steps or x.sequence_mask.shape[1]
     present = {
         "static": True,
-        "windows": bool(x.window_mask[rows, -steps:].any()),
+        "sequence": bool(x.sequence_mask[rows, -steps:].any()),
         "notes": bool(x.note_mask[rows].any()),
     }
-    on = {"static": c.use_static, "windows": c.use_windows, "notes": c.use_notes}
-    return tuple(p for p in ("static", "windows", "notes") if on[p] and present[p] and getattr(x, p).shape[-1] > 0)
+    on = {"static": c.use_static, "sequence": c.use_sequence, "notes": c.use_notes}
+    return tuple(p for p in ("static", "sequence", "notes") if on[p] and present[p] and getattr(x, p).shape[-1] > 0)
 
 
 def _forward(model, parts: tuple[str, ...]):
     import torch
 
     def forward(*args):
-        given, (window_mask, note_mask) = dict(zip(parts, args[: len(parts)])), args[len(parts) :]
-        n = window_mask.shape[0]
+        given, (sequence_mask, note_mask) = dict(zip(parts, args[: len(parts)])), args[len(parts) :]
+        n = sequence_mask.shape[0]
         static = given.get("static", torch.zeros(n, model.config.static_dim))
-        windows = given.get("windows", torch.zeros(n, window_mask.shape[1], model.config.window_dim))
+        sequence = given.get("sequence", torch.zeros(n, sequence_mask.shape[1], model.config.sequence_dim))
         notes = given.get("notes", torch.zeros(n, note_mask.shape[1], model.config.note_dim))
-        return model(static, windows, window_mask, notes, note_mask)
+        return model(static, sequence, sequence_mask, notes, note_mask)
 
     return forward
 
@@ -168,15 +168,15 @@ def _group(parts: dict[str, np.ndarray], pre: Preprocessor, lo) -> np.ndarray:
         index = {name: j for j, name in enumerate(lo.static)}
         for k, name in enumerate(pre.selected):
             static[:, index[_static_feature(name, pre)]] += parts["static"][:, k]
-    f = len(lo.windows)
-    windows = np.zeros((n, f))
-    if "windows" in parts:
-        per_channel = parts["windows"].sum(axis=1)  # over the steps: (n, 4F + 1), the last the step's age
-        windows = sum(per_channel[:, c * f : (c + 1) * f] for c in range(4))
+    f = len(lo.panel)
+    sequence = np.zeros((n, f))
+    if "sequence" in parts:
+        per_channel = parts["sequence"].sum(axis=1)  # over the steps: (n, 4F + 1), the last the step's age
+        sequence = sum(per_channel[:, c * f : (c + 1) * f] for c in range(4))
     notes = np.zeros((n, len(lo.note_views)))
     if "notes" in parts:
         notes = parts["notes"][:, ::-1, :-1].sum(axis=2)  # newest first; the age channel is the reference's
-    return np.concatenate([static, windows, notes], axis=1)
+    return np.concatenate([static, sequence, notes], axis=1)
 
 
 def _static_feature(candidate: str, pre: Preprocessor) -> str:

@@ -3,7 +3,7 @@ the sequence of the last notes; each modality yields an encoding, the encodings 
 fusion) and one head gives the logit of the outcome.
 
 Sequences are oldest first; each step's vector carries its own time (the step's age, a note's age), so
-the BiLSTMs see when, not only in which order. Masks mark the steps that exist (window_mask: the stay's
+the BiLSTMs see when, not only in which order. Masks mark the steps that exist (sequence_mask: the stay's
 record had begun) and the slots that hold a note (note_mask): masked steps are skipped by packing, and a
 stay with no step of a modality gets a learned "absent" encoding, so the head can tell absence from a
 zero reading.
@@ -23,16 +23,16 @@ from .errors import StudyError
 @dataclass(frozen=True)
 class FusionConfig:
     static_dim: int
-    window_dim: int
+    sequence_dim: int
     note_dim: int
     static_hidden: tuple[int, int] = (64, 32)
-    window_hidden: int = 32
+    sequence_hidden: int = 32
     note_hidden: int = 32
     head_hidden: int = 32
     dropout: float = 0.2
-    window_steps: int = 0  # the last this many steps of the sequence are read; 0: all
+    last_steps: int = 0  # the last this many steps of the sequence are read; 0: all
     use_static: bool = True
-    use_windows: bool = True
+    use_sequence: bool = True
     use_notes: bool = True
 
     def to_dict(self) -> dict:
@@ -47,7 +47,9 @@ class FusionConfig:
     @property
     def modalities(self) -> tuple[str, ...]:
         return tuple(
-            m for m, on in (("static", self.use_static), ("windows", self.use_windows), ("notes", self.use_notes)) if on
+            m
+            for m, on in (("static", self.use_static), ("sequence", self.use_sequence), ("notes", self.use_notes))
+            if on
         )
 
 
@@ -105,9 +107,9 @@ class FusionModel(nn.Module):
         if config.use_static:
             self.static = StaticMLP(config.static_dim, config.static_hidden, config.dropout)
             dims += self.static.out_dim
-        if config.use_windows:
-            self.windows = MaskedBiLSTM(config.window_dim, config.window_hidden, config.dropout)
-            dims += self.windows.out_dim
+        if config.use_sequence:
+            self.sequence = MaskedBiLSTM(config.sequence_dim, config.sequence_hidden, config.dropout)
+            dims += self.sequence.out_dim
         if config.use_notes:
             self.notes = MaskedBiLSTM(config.note_dim, config.note_hidden, config.dropout)
             dims += self.notes.out_dim
@@ -118,18 +120,18 @@ class FusionModel(nn.Module):
     def forward(
         self,
         static: torch.Tensor,
-        windows: torch.Tensor,
-        window_mask: torch.Tensor,
+        sequence: torch.Tensor,
+        sequence_mask: torch.Tensor,
         notes: torch.Tensor,
         note_mask: torch.Tensor,
     ) -> torch.Tensor:
-        """Logits (n,) from static (n, S), windows (n, K, F), notes (n, K, D) and boolean masks (n, K)."""
+        """Logits (n,) from static (n, S), sequence (n, K, F), notes (n, K, D) and boolean masks (n, K)."""
         parts = []
         if self.config.use_static:
             parts.append(self.static(static))
-        if self.config.use_windows:
-            steps = self.config.window_steps or windows.shape[1]
-            parts.append(self.windows(windows[:, -steps:], window_mask[:, -steps:]))
+        if self.config.use_sequence:
+            steps = self.config.last_steps or sequence.shape[1]
+            parts.append(self.sequence(sequence[:, -steps:], sequence_mask[:, -steps:]))
         if self.config.use_notes:
             parts.append(self.notes(notes, note_mask))
         return self.head(torch.cat(parts, dim=1)).squeeze(1)

@@ -39,8 +39,8 @@ class FeatureLayout:
     static_view: str
     static: tuple[str, ...]  # static feature names, in the view's order
     categorical: tuple[str, ...]  # the static features of string type
-    window_views: tuple[str, ...]  # the lab and vital sequence's step views, oldest step first
-    windows: tuple[str, ...]  # panel features of each step: columns <feature>_value, <feature>_hours_since
+    step_views: tuple[str, ...]  # the lab and vital sequence's step views, oldest step first
+    panel: tuple[str, ...]  # panel features of each step: columns <feature>_value, <feature>_hours_since
     stride_hours: int  # hours between steps
     note_views: tuple[str, ...]  # the note-sequence slots, in slot order
 
@@ -50,15 +50,15 @@ class FeatureLayout:
 
     @property
     def sequence_steps(self) -> int:
-        return len(self.window_views)
+        return len(self.step_views)
 
     @property
     def step_columns(self) -> tuple[str, ...]:
         """The columns of a step view the model reads, in order."""
         return (
             "history_hours",
-            *(f"{f}_value" for f in self.windows),
-            *(f"{f}_hours_since" for f in self.windows),
+            *(f"{f}_value" for f in self.panel),
+            *(f"{f}_hours_since" for f in self.panel),
         )
 
     def to_dict(self) -> dict:
@@ -71,7 +71,7 @@ class FeatureLayout:
     def differences(self, other: FeatureLayout) -> list[str]:
         """What differs from another layout, in words (empty when they match)."""
         out = []
-        for name in ("static", "windows"):
+        for name in ("static", "panel"):
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine != theirs:
                 gone = [f for f in mine if f not in theirs]
@@ -81,7 +81,7 @@ class FeatureLayout:
                     if gone or new
                     else f"{name} features in another order"
                 )
-        for name in ("window_views", "note_views", "static_view", "categorical", "stride_hours"):
+        for name in ("step_views", "note_views", "static_view", "categorical", "stride_hours"):
             if getattr(self, name) != getattr(other, name):
                 out.append(f"{name}: {getattr(self, name)} vs {getattr(other, name)}")
         return out
@@ -99,10 +99,10 @@ class FeatureArrays:
     as_of: np.ndarray  # (n,) datetime64[us]: the time the features are served for
     static_numeric: np.ndarray  # (n, len(layout.numeric_static)) float64
     static_categorical: np.ndarray  # (n, len(layout.categorical)) object: str or None
-    windows: np.ndarray  # (n, S, F) float32: each feature's value known at the step
-    window_hours_since: np.ndarray  # (n, S, F) float32: hours from that value's charttime to the step
-    window_age: np.ndarray  # (n, S) float32: hours from the step to as_of
-    window_mask: np.ndarray  # (n, S) bool
+    sequence: np.ndarray  # (n, S, F) float32: each feature's value known at the step
+    sequence_hours_since: np.ndarray  # (n, S, F) float32: hours from that value's charttime to the step
+    step_age: np.ndarray  # (n, S) float32: hours from the step to as_of
+    sequence_mask: np.ndarray  # (n, S) bool
     notes: np.ndarray  # (n, N, D) float32, zeros where no note
     note_age: np.ndarray  # (n, N) float32: hours from the note's charttime to as_of (NaN: no note)
     note_mask: np.ndarray  # (n, N) bool
@@ -158,7 +158,7 @@ def arrays_from_columns(
 ) -> FeatureArrays:
     """Assemble FeatureArrays from a view's columns: `numbers(view, features)` gives an (n, len(features))
     float array with NaN where missing, `objects(view, feature)` a column of strings or vectors."""
-    n, s, f = len(stay_id), layout.sequence_steps, len(layout.windows)
+    n, s, f = len(stay_id), layout.sequence_steps, len(layout.panel)
     as_of = np.asarray(as_of, dtype="datetime64[us]")
     # NaN and +/-inf both mean "missing" from here on (dbt nulls them already; this guards other sources)
     static_numeric = _finite(np.asarray(numbers(layout.static_view, list(layout.numeric_static)), dtype=np.float64))
@@ -167,19 +167,19 @@ def arrays_from_columns(
         static_categorical[:, j] = [v if isinstance(v, str) else None for v in objects(layout.static_view, name)]
 
     steps = (
-        _finite(np.stack([numbers(view, list(layout.step_columns)) for view in layout.window_views], axis=1))
+        _finite(np.stack([numbers(view, list(layout.step_columns)) for view in layout.step_views], axis=1))
         if n
         else np.full((0, s, 1 + 2 * f), np.nan)
     )
     history = steps[:, :, 0]
     # a step exists when its row was served (history_hours is never NULL in a row) and the stay's record
     # had begun by then; none does when the latest step is not served (the stay is not in the ICU)
-    window_mask = (history >= 0) & ~np.isnan(steps[:, -1:, 0])
-    windows = np.where(window_mask[:, :, None], steps[:, :, 1 : 1 + f], np.nan).astype(np.float32)
-    hours_since = np.where(window_mask[:, :, None], steps[:, :, 1 + f :], np.nan).astype(np.float32)
+    sequence_mask = (history >= 0) & ~np.isnan(steps[:, -1:, 0])
+    sequence = np.where(sequence_mask[:, :, None], steps[:, :, 1 : 1 + f], np.nan).astype(np.float32)
+    hours_since = np.where(sequence_mask[:, :, None], steps[:, :, 1 + f :], np.nan).astype(np.float32)
     # the latest step is the last whole hour at or before as_of
     into_hour = (as_of - as_of.astype("datetime64[h]")).astype("timedelta64[us]").astype(np.float64) / 3.6e9
-    window_age = (into_hour[:, None] + layout.stride_hours * np.arange(s - 1, -1, -1)[None, :]).astype(np.float32)
+    step_age = (into_hour[:, None] + layout.stride_hours * np.arange(s - 1, -1, -1)[None, :]).astype(np.float32)
 
     notes, note_age, note_mask = _note_sequence(layout, numbers, objects, stay_id, as_of)
     return FeatureArrays(
@@ -188,10 +188,10 @@ def arrays_from_columns(
         as_of,
         static_numeric,
         static_categorical,
-        windows,
+        sequence,
         hours_since,
-        window_age,
-        window_mask,
+        step_age,
+        sequence_mask,
         notes,
         note_age,
         note_mask,

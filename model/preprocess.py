@@ -25,13 +25,15 @@ import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass as settings
 from scipy.stats import skew
 from sklearn.feature_selection import mutual_info_classif
 
 from .inputs import FeatureArrays
 
 
-@dataclass
+@settings(config=ConfigDict(extra="forbid"))
 class PreprocessConfig:
     max_missing: float = 0.2  # drop static features missing in more than this share of training stays
     clip_sigma: float = 3.0
@@ -50,8 +52,8 @@ NOTE_AGE_SCALE_HOURS = 168.0  # a week: older notes all read as "old"
 @dataclass
 class ModelInputs:
     static: np.ndarray  # (n, selected) float32
-    windows: np.ndarray  # (n, S, 4F + 1) float32: per step value, known, observed, since; then the step's age
-    window_mask: np.ndarray  # (n, S) bool
+    sequence: np.ndarray  # (n, S, 4F + 1) float32: per step value, known, observed, since; then the step's age
+    sequence_mask: np.ndarray  # (n, S) bool
     notes: np.ndarray  # (n, N, D + 1) float32: each note's embedding and age (D = 0: no notes, no age)
     note_mask: np.ndarray  # (n, N) bool
 
@@ -60,7 +62,11 @@ class ModelInputs:
 
     def subset(self, index) -> ModelInputs:
         return ModelInputs(
-            self.static[index], self.windows[index], self.window_mask[index], self.notes[index], self.note_mask[index]
+            self.static[index],
+            self.sequence[index],
+            self.sequence_mask[index],
+            self.notes[index],
+            self.note_mask[index],
         )
 
 
@@ -81,9 +87,9 @@ class Preprocessor:
     candidates: list[str] = field(default_factory=list)
     selected: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
-    window_log: list[bool] = field(default_factory=list)  # sequence features read as log1p(value)
-    window_means: list[float] = field(default_factory=list)
-    window_stds: list[float] = field(default_factory=list)
+    sequence_log: list[bool] = field(default_factory=list)  # sequence features read as log1p(value)
+    sequence_means: list[float] = field(default_factory=list)
+    sequence_stds: list[float] = field(default_factory=list)
 
     def missing_rates(self, features: FeatureArrays) -> dict[str, float]:
         """Share of stays missing each static feature."""
@@ -114,15 +120,17 @@ class Preprocessor:
         self.candidates = names
         self.scores = self._relevance(matrix, labels)
         self.selected, self.redundant = self._select(matrix, names)
-        w = features.windows.reshape(-1, features.windows.shape[2])[features.window_mask.reshape(-1)].astype(np.float64)
-        self.window_log = [self._is_skewed(col[~np.isnan(col)]) for col in w.T]
+        w = features.sequence.reshape(-1, features.sequence.shape[2])[features.sequence_mask.reshape(-1)].astype(
+            np.float64
+        )
+        self.sequence_log = [self._is_skewed(col[~np.isnan(col)]) for col in w.T]
         w = self._log(w)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a feature never measured in training: mean NaN
             means, stds = np.nanmean(w, axis=0), np.nanstd(w, axis=0)
-        self.window_means = np.nan_to_num(means).tolist() if len(w) else [0.0] * w.shape[1]
+        self.sequence_means = np.nan_to_num(means).tolist() if len(w) else [0.0] * w.shape[1]
         stds = np.nan_to_num(stds) if len(w) else np.ones(w.shape[1])
-        self.window_stds = np.where(stds > 0, stds, 1.0).tolist()
+        self.sequence_stds = np.where(stds > 0, stds, 1.0).tolist()
         return self
 
     def _is_skewed(self, values: np.ndarray) -> bool:
@@ -131,7 +139,7 @@ class Preprocessor:
         return bool(skew(values) > self.config.log_skew)
 
     def _log(self, w: np.ndarray) -> np.ndarray:
-        flags = np.array(self.window_log, dtype=bool)
+        flags = np.array(self.sequence_log, dtype=bool)
         if not flags.any():
             return w
         out = w.copy()
@@ -140,17 +148,17 @@ class Preprocessor:
 
     def sequence_inputs(self, features: FeatureArrays) -> tuple[np.ndarray, np.ndarray]:
         """The step vectors (n, S, 4F + 1) and the note vectors (n, N, D + 1) of these rows."""
-        mask = features.window_mask
+        mask = features.sequence_mask
         span = max(features.layout.stride_hours * features.layout.sequence_steps, 1)
-        mean, std = np.array(self.window_means), np.array(self.window_stds)
-        w = self._log(features.windows.astype(np.float64))
+        mean, std = np.array(self.sequence_means), np.array(self.sequence_stds)
+        w = self._log(features.sequence.astype(np.float64))
         known = ~np.isnan(w)
         w = np.clip(w, mean - self.config.clip_sigma * std, mean + self.config.clip_sigma * std)
         z = np.nan_to_num((w - mean) / std, nan=0.0)
-        since = features.window_hours_since.astype(np.float64)
+        since = features.sequence_hours_since.astype(np.float64)
         observed = since < features.layout.stride_hours  # NaN compares False
         since = np.nan_to_num(np.log1p(np.clip(since, 0, None)) / np.log1p(span), nan=0.0)
-        age = (features.window_age.astype(np.float64) / span)[:, :, None]
+        age = (features.step_age.astype(np.float64) / span)[:, :, None]
         steps = np.concatenate([z, known, observed, since, age], axis=2)
         steps[~mask] = 0.0
         if features.notes.shape[2] == 0:
@@ -168,7 +176,7 @@ class Preprocessor:
         index = {n: i for i, n in enumerate(names)}
         static = matrix[:, [index[n] for n in self.selected]].astype(np.float32)
         steps, notes = self.sequence_inputs(features)
-        return ModelInputs(static, steps, features.window_mask.copy(), notes, features.note_mask.copy())
+        return ModelInputs(static, steps, features.sequence_mask.copy(), notes, features.note_mask.copy())
 
     def _select(self, matrix: np.ndarray, names: list[str]) -> tuple[list[str], list[str]]:
         """Down the relevance ranking, keep a candidate unless it is redundant with one already kept."""

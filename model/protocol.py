@@ -14,105 +14,25 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from safetensors.torch import load_file, save_file
 from sklearn.metrics import roc_curve
 from sklearn.model_selection import StratifiedGroupKFold
 from tqdm import tqdm
 
+from .config import StudyConfig
 from .errors import StudyError
-from .fusion import FusionConfig, FusionModel
-from .inputs import OUTCOMES, FeatureArrays
-from .preprocess import PreprocessConfig, Preprocessor
-from .train import History, TrainConfig, auroc, fit, predict
-
-GRID_KEYS = {
-    "lr",
-    "weight_decay",
-    "focal_alpha",
-    "focal_gamma",
-    "batch_size",  # TrainConfig
-    "static_hidden",
-    "window_hidden",
-    "note_hidden",
-    "head_hidden",
-    "dropout",
-    "window_steps",
-}  # FusionConfig
-SPLITS = ("patient", "temporal")
-
-
-@dataclass
-class ModelSettings:
-    static_hidden: tuple[int, int] = (64, 32)
-    window_hidden: int = 32
-    note_hidden: int = 32
-    head_hidden: int = 32
-    dropout: float = 0.2
-    window_steps: int = 0  # read only the last this many steps of the sequence; 0: all of them
-    modalities: tuple[str, ...] = ("static", "windows", "notes")
-
-
-@dataclass
-class BaselineSettings:
-    """The baselines' hyperparameter grids, tuned by the same cross-validation as the fusion model."""
-
-    logistic_c: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
-    boosting_depth: list[int] = field(default_factory=lambda: [3, 6])
-    boosting_learning_rate: list[float] = field(default_factory=lambda: [0.03, 0.1])
-    boosting_iterations: list[int] = field(default_factory=lambda: [100, 300])
-
-
-@dataclass
-class StudyConfig:
-    outcome: str = OUTCOMES[0]  # death within 28 days after T (docs/COHORT.md)
-    split: str = "patient"  # "patient": stratified 80/20 by patient; "temporal": latest anchor_year_group held out
-    test_size: float = 0.2
-    folds: int = 5
-    validation_size: float = 0.15  # of each fold's training rows, for early stopping only
-    seed: int = 0
-    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-    model: ModelSettings = field(default_factory=ModelSettings)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    grid: dict[str, list] = field(default_factory=dict)
-    baselines: BaselineSettings = field(default_factory=BaselineSettings)
-    experiments: bool = True  # the loss comparison (BCE vs focal) and the modality ablation, same folds
-
-    def settings(self) -> list[dict]:
-        unknown = set(self.grid) - GRID_KEYS
-        if unknown:
-            raise StudyError(f"unknown grid keys {sorted(unknown)}: use {sorted(GRID_KEYS)}")
-        keys = sorted(self.grid)
-        return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))] or [{}]
-
-    def configs(self, setting: dict, dims: tuple[int, int, int]) -> tuple[FusionConfig, TrainConfig]:
-        m = {**self.model.__dict__, **{k: v for k, v in setting.items() if hasattr(self.model, k)}}
-        fusion = FusionConfig(
-            static_dim=dims[0],
-            window_dim=dims[1],
-            note_dim=dims[2],
-            static_hidden=tuple(m["static_hidden"]),
-            window_hidden=m["window_hidden"],
-            note_hidden=m["note_hidden"],
-            head_hidden=m["head_hidden"],
-            dropout=m["dropout"],
-            window_steps=m["window_steps"],
-            use_static="static" in m["modalities"],
-            use_windows="windows" in m["modalities"],
-            # no note embeddings at all (MIMIC-IV without MIMIC-IV-Note): no note branch
-            use_notes="notes" in m["modalities"] and dims[2] > 0,
-        )
-        train = replace(self.train, **{k: v for k, v in setting.items() if hasattr(self.train, k)})
-        return fusion, train
+from .inputs import FeatureArrays
+from .predictor import Member
+from .preprocess import Preprocessor
+from .run_folder import load_members, save_members, write_atomically
+from .train import History, auroc, fit
 
 
 def patient_split(y: np.ndarray, groups: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -159,17 +79,6 @@ def subset(features: FeatureArrays, index: np.ndarray) -> FeatureArrays:
 
 
 @dataclass
-class Member:
-    """One fitted model: its preprocessing and its network."""
-
-    preprocessor: Preprocessor
-    model: FusionModel
-
-    def predict(self, features: FeatureArrays) -> np.ndarray:
-        return predict(self.model, self.preprocessor.transform(features))
-
-
-@dataclass
 class FoldResult:
     setting: dict
     fold: int
@@ -196,7 +105,7 @@ def fit_member(
     pre = Preprocessor(config.preprocess).fit(tr, y[inner_train])
     inputs_tr, inputs_va = pre.transform(tr), pre.transform(va)
     fusion, train_config = config.configs(
-        setting, (inputs_tr.static.shape[1], inputs_tr.windows.shape[2], inputs_tr.notes.shape[2])
+        setting, (inputs_tr.static.shape[1], inputs_tr.sequence.shape[2], inputs_tr.notes.shape[2])
     )
     model, history = fit(fusion, train_config, inputs_tr, y[inner_train], inputs_va, y[inner_val], on_epoch)
     return Member(pre, model), history
@@ -318,9 +227,9 @@ def _write_fold(path: Path, r: FoldResult) -> None:
     """The fold's weights first, then its JSON (moved into place whole): a fold is saved when its JSON exists,
     even if training is killed while writing it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in r.member.model.state_dict().items()}, path.with_suffix(".safetensors"))
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(
+    (fusion,), (preprocess,) = save_members(path.with_suffix(".safetensors"), [r.member])
+    write_atomically(
+        path,
         json.dumps(
             {
                 "setting": r.setting,
@@ -331,21 +240,17 @@ def _write_fold(path: Path, r: FoldResult) -> None:
                 "val_pred": r.val_pred.tolist(),
                 "val_pred_dtype": str(r.val_pred.dtype),
                 "history": asdict(r.history),
-                "fusion": r.member.model.config.to_dict(),
-                "preprocess": r.member.preprocessor.state(),
+                "fusion": fusion,
+                "preprocess": preprocess,
             },
             default=list,
-        )
+        ),
     )
-    os.replace(tmp, path)
 
 
 def _read_fold(path: Path, setting: dict) -> FoldResult:
     d = json.loads(path.read_text())
-    model = FusionModel(FusionConfig.from_dict(d["fusion"]))
-    model.load_state_dict(load_file(path.with_suffix(".safetensors")))
-    model.eval()
-    member = Member(Preprocessor.from_state(d["preprocess"]), model)
+    ((preprocessor, model),) = load_members(path.with_suffix(".safetensors"), [d["fusion"]], [d["preprocess"]])
     return FoldResult(
         setting,
         d["fold"],
@@ -354,5 +259,5 @@ def _read_fold(path: Path, setting: dict) -> FoldResult:
         np.asarray(d["val_index"], dtype=np.int64),
         np.asarray(d["val_pred"], dtype=d["val_pred_dtype"]),
         History(**d["history"]),
-        member,
+        Member(preprocessor, model),
     )

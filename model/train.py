@@ -8,13 +8,16 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass as settings
 
 from .fusion import FocalLoss, FusionConfig, FusionModel
 from .metrics import auroc
+from .predictor import predict, tensors
 from .preprocess import ModelInputs
 
 
-@dataclass
+@settings(config=ConfigDict(extra="forbid"))
 class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -39,27 +42,6 @@ class History:
     @property
     def best_auroc(self) -> float:
         return self.val_auroc[self.best_epoch] if self.best_epoch >= 0 else float("nan")
-
-
-def tensors(inputs: ModelInputs, index=slice(None)) -> tuple[torch.Tensor, ...]:
-    return (
-        torch.from_numpy(inputs.static[index]),
-        torch.from_numpy(inputs.windows[index]),
-        torch.from_numpy(inputs.window_mask[index]),
-        torch.from_numpy(inputs.notes[index]),
-        torch.from_numpy(inputs.note_mask[index]),
-    )
-
-
-@torch.inference_mode()
-def predict(model: FusionModel, inputs: ModelInputs, batch_size: int = 2048) -> np.ndarray:
-    """Probabilities of the outcome."""
-    model.eval()
-    out = [
-        torch.sigmoid(model(*tensors(inputs, slice(i, i + batch_size)))).numpy()
-        for i in range(0, len(inputs), batch_size)
-    ]
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
 def fit(

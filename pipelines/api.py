@@ -14,7 +14,6 @@ rows are (stay_id, prediction_time) pairs, and a run scores each with only what 
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,11 +21,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from sepsis_fusion.model import run_folder
 from sepsis_fusion.model.errors import StudyError
 from sepsis_fusion.model.explain import TOP_INPUTS
 from sepsis_fusion.model.inputs import FeatureArrays, TrainingSet
-from sepsis_fusion.model.scoring import known_rows, latest_run, run_folders
+from sepsis_fusion.model.predictor import known_rows
+from sepsis_fusion.model.run_folder import latest_run, run_folders
 
+from . import paths, utc
 from .features import training
 from .features.store import FeatureStoreError, open_store
 
@@ -40,8 +42,6 @@ class Project:
     """A data folder: its feature files, its Feast store (applied) and its run folders."""
 
     def __init__(self, data: str | Path | None = None, online_store: str = "sqlite"):
-        from . import paths
-
         self.data = Path(data).resolve() if data is not None else paths.data_dir()
         self.online_store = online_store
         if not (self.data / "features" / "cohort.parquet").exists():
@@ -91,14 +91,14 @@ class Project:
 
     def runs(self) -> list[Path]:
         """The complete run folders under runs/, oldest first (the last is what `run()` opens)."""
-        return run_folders(self.data / "runs")
+        return run_folders(self.data / paths.RUNS)
 
     def run(self, name: str | Path | None = None) -> Run:
         """A run folder: a name under runs/ (looked for first), any other path, or (None) the newest."""
         if name is None:
-            return Run(latest_run(self.data / "runs"), self)
-        under_runs = self.data / "runs" / name
-        return Run(under_runs if (under_runs / "model.json").exists() else Path(name), self)
+            return Run(latest_run(self.data / paths.RUNS), self)
+        under_runs = self.data / paths.RUNS / name
+        return Run(under_runs if run_folder.RunFolder(under_runs).has(run_folder.MODEL) else Path(name), self)
 
 
 class Run:
@@ -124,7 +124,7 @@ class Run:
 
     @property
     def outcome(self) -> str:
-        return self._scorer.trained.outcome
+        return self._scorer.outcome
 
     def predict(self, frame: pd.DataFrame, time_column: str = TIME) -> pd.DataFrame:
         """Each row's calibrated probability and decision at the run's threshold, from what the store held
@@ -158,7 +158,7 @@ class Run:
     def importance(self, frame: pd.DataFrame, time_column: str = TIME) -> pd.DataFrame:
         """Global importance over the frame's rows: each input's mean absolute contribution, largest first."""
         features = self.features(frame, time_column)
-        return self._scorer.trained.explain(features.take(known_rows(features))).importance()
+        return self._scorer.explain(features.take(known_rows(features))).importance()
 
     def features(self, frame: pd.DataFrame, time_column: str = TIME) -> FeatureArrays:
         """The model's inputs for the frame's rows, point-in-time (what predict and explain read)."""
@@ -169,14 +169,14 @@ class Run:
 
     def test_predictions(self) -> pd.DataFrame:
         """The run's held-out test stays with their calibrated and uncalibrated probabilities and outcome."""
-        return pd.read_csv(self.path / "predictions.csv")
+        return run_folder.RunFolder(self.path).read_csv(run_folder.PREDICTIONS)
 
     def metrics(self) -> dict:
         """metrics.json of `sepsis-fusion evaluate`: test metrics with intervals, paired differences, calibration."""
-        path = self.path / "metrics.json"
-        if not path.exists():
+        folder = run_folder.RunFolder(self.path)
+        if not folder.has(run_folder.METRICS):
             raise StudyError(f"{self.path} has not been evaluated: run `sepsis-fusion evaluate --run {self.path}`")
-        return json.loads(path.read_text())
+        return folder.read_json(run_folder.METRICS)
 
 
 def _rows(frame: pd.DataFrame, time_column: str) -> tuple[np.ndarray, list]:
@@ -193,6 +193,4 @@ def _rows(frame: pd.DataFrame, time_column: str) -> tuple[np.ndarray, list]:
         raise StudyError(f"{time_column} does not read as times: {exc}") from None
     if times.isna().any():
         raise StudyError(f"{time_column} is empty in {int(times.isna().sum())} row(s): every row needs a time")
-    if times.dt.tz is not None:  # the store's times are naive UTC
-        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
-    return ids.to_numpy(dtype=np.int64), list(times)
+    return ids.to_numpy(dtype=np.int64), list(utc.naive_utc_series(times))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import inspect
 import signal
 import threading
 import warnings
@@ -21,7 +22,9 @@ from rich.console import Console
 
 from sepsis_fusion.model.errors import SepsisFusionError
 
-from . import paths, workflow
+from . import paths, utc, workflow
+from .serving.settings import ServiceSettings
+from .serving.settings import default as serve_default
 
 # Feast's DuckDB store (through ibis) calls a DuckDB method deprecated in 2.0, once per query: noise for users.
 warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning)
@@ -41,6 +44,11 @@ console = Console(stderr=True)
 
 RUNTIME_ERROR, USAGE_ERROR, SKIPPED, INTERRUPTED = 1, 2, 3, 130
 OnlineStore = Literal["sqlite", "redis"]
+
+
+def _default(function, parameter: str):
+    """A parameter's default where it is defined (the workflow), for the option that passes it on."""
+    return inspect.signature(function).parameters[parameter].default
 
 
 class RichReporter:
@@ -91,13 +99,10 @@ def parse_time(value: str | None) -> dt.datetime | None:
     """An ISO time (naive UTC), 'now' (the wall clock, UTC) or None."""
     if value is None:
         return None
-    if value == "now":
-        return dt.datetime.now(dt.UTC).replace(tzinfo=None)
     try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an ISO time such as 2150-03-01T12:00, or 'now'") from None
-    return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+        return utc.parse(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def parse_vars(value: str | None) -> dict | None:
@@ -207,11 +212,21 @@ def build(
 @reports_errors
 def embed(
     encoder: str = typer.Option(workflow.DEFAULT_ENCODER, "--encoder", help=ENCODER_HELP),
-    pooling: Literal["mean", "cls"] = typer.Option("mean", "--pooling", help="'mean' (attention-masked) or 'cls'."),
-    device: str = typer.Option("auto", "--device", help="'auto' (GPU when present), 'cpu', 'cuda', 'cuda:1', ..."),
-    max_length: int = typer.Option(512, "--max-length", help="Tokens per chunk, special tokens included."),
-    stride: int = typer.Option(64, "--stride", help="Tokens shared by consecutive chunks of a long note."),
-    batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Padded tokens per encoder batch."),
+    pooling: Literal["mean", "cls"] = typer.Option(
+        _default(workflow.embed, "pooling"), "--pooling", help="'mean' (attention-masked) or 'cls'."
+    ),
+    device: str = typer.Option(
+        _default(workflow.embed, "device"), "--device", help="'auto' (GPU when present), 'cpu', 'cuda', 'cuda:1', ..."
+    ),
+    max_length: int = typer.Option(
+        _default(workflow.embed, "max_length"), "--max-length", help="Tokens per chunk, special tokens included."
+    ),
+    stride: int = typer.Option(
+        _default(workflow.embed, "stride"), "--stride", help="Tokens shared by consecutive chunks of a long note."
+    ),
+    batch_tokens: int = typer.Option(
+        _default(workflow.embed, "batch_tokens"), "--batch-tokens", help="Padded tokens per encoder batch."
+    ),
 ) -> None:
     """Embed the notes of notes_to_embed (only new or changed ones): one vector per note, for the note sequence."""
     result = workflow.embed(encoder, pooling, device, max_length, stride, batch_tokens)
@@ -391,7 +406,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told otherwise)."),
     port: int = typer.Option(8000, "--port"),
     clock: str = typer.Option(
-        "materialized",
+        serve_default("clock"),
         "--clock",
         help="The time requests are scored as of: "
         "'materialized' (where the online store is filled to; for MIMIC-IV replays), "
@@ -399,7 +414,7 @@ def serve(
         callback=lambda value: value if value in ("materialized", "now") else _iso_clock(value),
     ),
     max_staleness: float = typer.Option(
-        7200,
+        serve_default("max_staleness_s"),
         "--max-staleness",
         min=0,
         help="Seconds the features may end before the clock; staler, /readyz answers 503 (not ready).",
@@ -407,22 +422,35 @@ def serve(
     online_store: OnlineStore = ONLINE_STORE,
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (about one per core)."),
     log_format: Literal["text", "json"] = typer.Option(
-        "text", "--log-format", help="'json': one JSON object per line."
+        serve_default("log_format"), "--log-format", help="'json': one JSON object per line."
     ),
-    log_level: Literal["debug", "info", "warning", "error"] = typer.Option("info", "--log-level"),
+    log_level: Literal["debug", "info", "warning", "error"] = typer.Option(serve_default("log_level"), "--log-level"),
     shutdown_timeout: float = typer.Option(
-        30, "--shutdown-timeout", min=0, help="On SIGTERM, seconds to finish the requests in flight."
+        serve_default("shutdown_timeout_s"),
+        "--shutdown-timeout",
+        min=0,
+        help="On SIGTERM, seconds to finish the requests in flight.",
     ),
     registry_refresh: float = typer.Option(
-        10, "--registry-refresh", min=0, help="Seconds between re-reads of Feast's registry (materializations)."
+        serve_default("registry_refresh_s"),
+        "--registry-refresh",
+        min=0,
+        help="Seconds between re-reads of Feast's registry (materializations).",
     ),
 ) -> None:
     """HTTP scoring service on the online store: POST /score; GET /readyz, /livez, /metrics, /health (docs at /docs)."""
-    from .serving.service import ServiceSettings, run_service
+    from .serving.service import run_service
 
     run = Path(run or workflow.latest_run()).resolve()
     settings = ServiceSettings(
-        str(run), online_store, clock, max_staleness, log_format, log_level, shutdown_timeout, registry_refresh
+        run=str(run),
+        online_store=online_store,
+        clock=clock,
+        max_staleness_s=max_staleness,
+        log_format=log_format,
+        log_level=log_level,
+        shutdown_timeout_s=shutdown_timeout,
+        registry_refresh_s=registry_refresh,
     )
     run_service(run, host, port, workers, settings, announce=say)
 
@@ -473,6 +501,46 @@ def pipeline(
     summary(workflow.pipeline(mimic, encoder, config, run_name, RichReporter(), track, experiment))
 
 
+def describe(result: object) -> str:
+    """A chain step's result in one sentence (the summary table's detail)."""
+    if isinstance(result, list):
+        return "; ".join(describe(r) for r in result)
+    match result:
+        case workflow.SynthStep():
+            return f"{result.out} ({result.stays:,} stays, seed {result.seed})"
+        case workflow.BuildStep(reused=True):
+            return f"{result.mimic} and dbt_project/ unchanged since the last build"
+        case workflow.BuildStep():
+            return f"{len(result.nodes)} nodes passed"
+        case workflow.EmbedStep(notes=0):
+            return "no notes (no note/ folder, or no report of a cohort stay): every note slot is empty"
+        case workflow.EmbedStep():
+            return (
+                f"{result.notes:,} notes ({result.embedded:,} embedded now), "
+                f"{result.stays_with_notes:,} stays with notes (the last {result.slots} served)"
+            )
+        case workflow.ApplyStep():
+            return f"registry and online store under {result.registry}"
+        case workflow.TrainStep(reused=True):
+            return f"{result.run_dir}: trained with this config on this training set"
+        case workflow.TrainStep():
+            return f"{result.run_dir} (test AUROC {result.test_auroc:.3f})"
+        case workflow.EvaluateStep(reused=True):
+            return f"{result.report}, {result.html}"
+        case workflow.EvaluateStep():
+            return f"{result.report}, {result.html}, plots {result.report.parent}/*.png, model card {result.model_card}"
+        case workflow.TrackStep():
+            return (
+                f"MLflow run {result.run_id} in experiment {result.experiment} at {result.tracking_uri}; "
+                f"browse it: {result.browse}"
+            )
+        case workflow.ScoreStep():
+            return f"{result.mode} as of {result.as_of}: {result.scored} stays -> {result.csv}"
+        case workflow.NobodyToScore():
+            return f"{result.mode}: no cohort stay in the ICU at {result.as_of}"
+    return str(result)
+
+
 def summary(steps: list[workflow.StepResult]) -> None:
     """The table of what ran; exit 3 when a step was skipped."""
     from rich.table import Table
@@ -482,7 +550,7 @@ def summary(steps: list[workflow.StepResult]) -> None:
         table.add_column(column, overflow="fold")
     colours = {"done": "green", "reused": "cyan", "degraded": "yellow", "skipped": "red"}
     for step in steps:
-        table.add_row(step.step, f"[{colours[step.status]}]{step.status}[/]", step.detail)
+        table.add_row(step.step, f"[{colours[step.status]}]{step.status}[/]", step.reason or describe(step.result))
     console.rule("done")
     console.print(table)
     say(

@@ -17,10 +17,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 FEATURE_REPO = PROJECT_ROOT / "feature_repo"
 CONFIG_DIR = PROJECT_ROOT / "model" / "configs"
+RUNS = "runs"  # the run folders' folder, under a data folder
 
 
 def data_dir() -> Path:
     return Path(os.environ.get("SEPSIS_FUSION_DATA") or "data").resolve()
+
+
+def runs_dir() -> Path:
+    """Where run folders go by name (`sepsis-fusion train --out`, `--run NAME`)."""
+    return data_dir() / RUNS
 
 
 def warehouse_path() -> Path:

@@ -31,27 +31,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from sepsis_fusion.model import run_folder as files
 from sepsis_fusion.model.errors import SepsisFusionError
 from sepsis_fusion.model.evaluate import FUSION
-from sepsis_fusion.model.scoring import model_version
+from sepsis_fusion.model.run_folder import RunFolder
 
-ARTIFACTS = (
-    "report.md",
-    "report.html",
-    "model_card.md",
-    "metrics.json",
-    "cv.json",
-    "config.yaml",
-    "data.json",
-    "versions.json",
-    "model.json",
-    "calibration.json",
-    "baselines.json",
-    "cohort_characteristics.csv",
-    "importance.csv",
-)
 VERSION_TAG = "model_version"
 
 
@@ -89,9 +73,10 @@ def log_run(run_dir: Path, tracking_uri: str, experiment: str) -> TrackedRun:
     """Log an evaluated run folder to the MLflow store at `tracking_uri` in `experiment` (created when
     missing), replacing the MLflow run this folder had there."""
     run_dir = Path(run_dir).resolve()
-    if not (run_dir / "model.json").exists():
-        raise TrackingError(f"{run_dir} is not a run folder (no model.json): train one with `sepsis-fusion train`")
-    if not (run_dir / "metrics.json").exists():
+    folder = RunFolder(run_dir)
+    if not folder.has(files.MODEL):
+        raise TrackingError(f"{run_dir} is not a run folder (no {files.MODEL}): train one with `sepsis-fusion train`")
+    if not folder.has(files.METRICS):
         raise NotEvaluated(
             f"{run_dir} has not been evaluated (no metrics.json): run `sepsis-fusion evaluate --run {run_dir}` "
             "first, or `sepsis-fusion evaluate --run ... --track` to evaluate and track it in one go"
@@ -100,7 +85,7 @@ def log_run(run_dir: Path, tracking_uri: str, experiment: str) -> TrackedRun:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    version = model_version(run_dir)
+    version = folder.version()
     database = sqlite_file(tracking_uri)
     if database:
         database.parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
@@ -161,12 +146,11 @@ def _log(client, experiment_id: str, run_dir: Path, version: str) -> tuple[str, 
     """The parent run and its child runs; a run that fails half-way is marked FAILED (and replaced next time)."""
     from mlflow.entities import Metric, Param
 
-    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    cv = json.loads((run_dir / "cv.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    meta = json.loads((run_dir / "model.json").read_text())
-    data = _read_json(run_dir / "data.json")
-    versions = _read_json(run_dir / "versions.json")
+    folder = RunFolder(run_dir)
+    config = folder.read_config()
+    cv, metrics, meta = folder.read_json(files.CV), folder.read_json(files.METRICS), folder.read_json(files.MODEL)
+    data = folder.read_json(files.DATA) if folder.has(files.DATA) else {}
+    versions = folder.read_json(files.VERSIONS) if folder.has(files.VERSIONS) else {}
     now = int(time.time() * 1000)
     chosen = cv.get("best_setting") or meta.get("setting") or {}
 
@@ -200,7 +184,7 @@ def _log(client, experiment_id: str, run_dir: Path, version: str) -> tuple[str, 
             params=[Param(k, _value(v)) for k, v in params.items()],
             synchronous=True,
         )
-        for path in _artifacts(run_dir):
+        for path in folder.artifacts():
             client.log_artifact(parent, str(path))
         settings = _settings(cv)
         for setting, folds in settings.items():
@@ -248,10 +232,6 @@ def _settings(cv: dict) -> dict[str, list[dict]]:
     return grouped
 
 
-def _artifacts(run_dir: Path) -> list[Path]:
-    return [run_dir / n for n in ARTIFACTS if (run_dir / n).is_file()] + sorted(run_dir.glob("*.png"))
-
-
 def _flatten(node: dict, prefix: str = "") -> dict:
     """{'train': {'lr': 0.001}} -> {'train.lr': 0.001}; lists stay values (a grid's choices)."""
     out = {}
@@ -289,7 +269,3 @@ def _value(value) -> str:
 
 def _tags(tags: dict) -> dict[str, str]:
     return {_name(k) if not k.startswith("mlflow.") else k: str(v) for k, v in tags.items() if v is not None}
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}

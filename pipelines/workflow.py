@@ -63,11 +63,21 @@ class TrainingInterrupted(SepsisFusionError):
 
 @dataclass(frozen=True)
 class StepResult:
-    """One line of a chain's summary."""
+    """One line of a chain's summary: the step, its status and its typed result (what the CLI renders), or
+    why it was skipped or degraded."""
 
     step: str
     status: Status
-    detail: str
+    result: object = None  # SynthStep, BuildStep, EmbedStep, ApplyStep, TrainStep, EvaluateStep, TrackStep, ...
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class NobodyToScore:
+    """A chain's scoring found no cohort stay in the ICU at the time it scores as of."""
+
+    mode: Literal["offline", "online"]
+    as_of: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,7 @@ class TrainStep:
 class EvaluateStep:
     report: Path
     html: Path  # report.html: the same report, self-contained
+    model_card: Path
     reused: bool
 
 
@@ -284,7 +295,7 @@ def materialize_on_schedule(
 
 
 def default_run_dir() -> Path:
-    return paths.data_dir() / "runs" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return paths.runs_dir() / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
 def train(
@@ -298,7 +309,9 @@ def train(
 ) -> TrainStep:
     """The study's protocol on the Feast training set, written to a run folder. With `reuse`, a run folder
     trained with this config on this training set is kept. Ctrl-C raises TrainingInterrupted."""
-    from sepsis_fusion.model.study import is_current, load_config, partial_folder, run_study
+    from sepsis_fusion.model.config import load_config
+    from sepsis_fusion.model.run_folder import finished_folds, partial_folder
+    from sepsis_fusion.model.study import is_current, run_study
 
     from .features.training import training_set
 
@@ -312,7 +325,7 @@ def train(
     except KeyboardInterrupt:
         work = partial_folder(run_dir)
         again = resume_hint or train_command(config, overrides, run_dir)
-        raise TrainingInterrupted(run_dir, len(list((work / "folds").glob("*.json"))), work, again) from None
+        raise TrainingInterrupted(run_dir, finished_folds(work), work, again) from None
     return TrainStep(result.run_dir, result.test_auroc, reused=False)
 
 
@@ -329,26 +342,28 @@ def train_command(config: Path | None, overrides, run_dir: Path) -> str:
 
 
 def latest_run() -> Path:
-    from sepsis_fusion.model.scoring import latest_run as newest
+    from sepsis_fusion.model.run_folder import latest_run as newest
 
-    return newest(paths.data_dir() / "runs")
+    return newest(paths.runs_dir())
 
 
 def evaluate(run: Path | None = None, resamples: int = DEFAULT_RESAMPLES, reuse: bool = False, ts=None) -> EvaluateStep:
     """Metrics with bootstrap intervals on the run's held-out test set, baselines, plots, report.md and report.html."""
+    from sepsis_fusion.model import run_folder
     from sepsis_fusion.model.evaluate import evaluate as evaluate_run
     from sepsis_fusion.model.report_html import write_html_report
 
     from .features.training import training_set
 
     run = Path(run or latest_run())
-    if reuse and (run / "report.md").exists():
-        html = run / "report.html"
+    folder = run_folder.RunFolder(run)
+    if reuse and folder.evaluated:
+        html = folder.file(run_folder.REPORT_HTML)
         if not html.exists():  # a run evaluated before report.html existed: rendering it needs no re-evaluation
-            write_html_report((run / "report.md").read_text(), run)
-        return EvaluateStep(run / "report.md", html, reused=True)
+            write_html_report(folder.read_text(run_folder.REPORT), run)
+        return EvaluateStep(folder.file(run_folder.REPORT), html, folder.file(run_folder.MODEL_CARD), reused=True)
     report = evaluate_run(ts or training_set(), run, resamples)
-    return EvaluateStep(report, report.with_name("report.html"), reused=False)
+    return EvaluateStep(report, folder.file(run_folder.REPORT_HTML), folder.file(run_folder.MODEL_CARD), reused=False)
 
 
 def default_tracking_uri() -> str:
@@ -432,35 +447,14 @@ def run_chain(
 
     start("dbt build")
     built = build(mimic)
-    steps.append(
-        StepResult(
-            "dbt build",
-            "reused" if built.reused else "done",
-            f"{mimic} and dbt_project/ unchanged since the last build"
-            if built.reused
-            else f"{len(built.nodes)} nodes passed",
-        )
-    )
+    steps.append(StepResult("dbt build", "reused" if built.reused else "done", built))
     start(f"note embeddings ({encoder})")
     notes = embed(encoder)
-    steps.append(
-        StepResult(
-            "note embeddings",
-            "done",
-            f"{notes.notes:,} notes ({notes.embedded:,} embedded now), "
-            f"{notes.stays_with_notes:,} stays with notes (the last {notes.slots} served)",
-        )
-        if notes.notes
-        else StepResult(
-            "note embeddings",
-            "degraded",
-            "no notes (no note/ folder, or no report of a cohort stay): every note slot is empty",
-        )
-    )
+    steps.append(StepResult("note embeddings", "done" if notes.notes else "degraded", notes))
     start("Feast: apply and materialize (SQLite online store)")
-    apply_store()
+    applied = apply_store()
     materialize_store()
-    steps.append(StepResult("Feast", "done", f"registry and online store under {paths.data_dir() / 'feast'}"))
+    steps.append(StepResult("Feast", "done", applied))
     start(f"train ({config.name})")
     ts = training_set()
     try:
@@ -469,51 +463,32 @@ def run_chain(
         reporter.line(f"training skipped: {exc}")
         return (
             steps
-            + [StepResult("train", "skipped", str(exc))]
+            + [StepResult("train", "skipped", reason=str(exc))]
             + [
-                StepResult(name, "skipped", "no model was trained")
+                StepResult(name, "skipped", reason="no model was trained")
                 for name in ("evaluate", *(("track",) if track else ()), "score")
             ]
         )
     if trained.reused:
         reporter.line(f"reusing {run_dir}: trained with this config on this training set")
-    steps.append(
-        StepResult("train", "reused", f"{run_dir}: trained with this config on this training set")
-        if trained.reused
-        else StepResult("train", "done", f"{run_dir} (test AUROC {trained.test_auroc:.3f})")
-    )
+    steps.append(StepResult("train", "reused" if trained.reused else "done", trained))
     start("evaluate on the held-out test set")
     reporter.line(
         f"metrics with {DEFAULT_RESAMPLES:,} bootstrap resamples, baselines (logistic regression, "
         "gradient boosting, SOFA and OASIS at T), plots, report and model card"
     )
     evaluated = evaluate(run_dir, reuse=trained.reused, ts=ts)
-    steps.append(
-        StepResult(
-            "evaluate",
-            "reused" if evaluated.reused else "done",
-            f"{evaluated.report}, {evaluated.html}"
-            if evaluated.reused
-            else f"{evaluated.report}, {evaluated.html}, plots {run_dir}/*.png, model card {run_dir / 'model_card.md'}",
-        )
-    )
+    steps.append(StepResult("evaluate", "reused" if evaluated.reused else "done", evaluated))
     if track:
         start("track the run in MLflow")
         tracked = track_run(run_dir, experiment)
-        steps.append(
-            StepResult(
-                "track",
-                "done",
-                f"MLflow run {tracked.run_id} in experiment {tracked.experiment} at {tracked.tracking_uri}; "
-                f"browse it: {tracked.browse}",
-            )
-        )
+        steps.append(StepResult("track", "done", tracked))
     start("score offline (as of a past time) and online (as of the online store's time)")
-    steps.append(StepResult("score", "done", "; ".join(_score_both(run_dir, ts.cohort, reporter))))
+    steps.append(StepResult("score", "done", _score_both(run_dir, ts.cohort, reporter)))
     return steps
 
 
-def _score_both(run_dir: Path, cohort: pd.DataFrame, reporter: Reporter) -> list[str]:
+def _score_both(run_dir: Path, cohort: pd.DataFrame, reporter: Reporter) -> list[ScoreStep | NobodyToScore]:
     """Score the cohort stays in the ICU at the median prediction time (offline) and at the online store's time."""
     from .features.store import online_store_time, open_store
     from .features.training import in_icu
@@ -527,11 +502,10 @@ def _score_both(run_dir: Path, cohort: pd.DataFrame, reporter: Reporter) -> list
         mode = "online" if online else "offline"
         stays = in_icu(cohort, when)
         if not stays:
-            done.append(f"{mode}: no cohort stay in the ICU at {when}")
+            done.append(NobodyToScore(mode, when))
             continue
-        result = score(when, online=online, stays=stays, scorer=scorer)
-        done.append(f"{mode} as of {when}: {result.scored} stays -> {result.csv}")
-        reporter.line(done[-1])
+        done.append(score(when, online=online, stays=stays, scorer=scorer))
+        reporter.line(f"{mode} as of {when}: {done[-1].scored} stays -> {done[-1].csv}")
     return done
 
 
@@ -547,15 +521,14 @@ def demo(
     packaged MiniLM encoder and the demo config (with `track`, the run logged to MLflow)."""
     reporter.step("1. synthetic MIMIC-IV")
     synth = synthesize(stays, seed, out, reuse=True)
-    where = f"{synth.out} ({stays:,} stays, seed {seed})"
     if synth.reused:
-        reporter.line(f"reusing {where}")
-    first = StepResult("synthetic MIMIC-IV", "reused" if synth.reused else "done", where)
+        reporter.line(f"reusing {synth.out} ({stays:,} stays, seed {seed})")
+    first = StepResult("synthetic MIMIC-IV", "reused" if synth.reused else "done", synth)
     return run_chain(
         synth.out,
         DEMO_ENCODER,
         paths.config_path("demo"),
-        paths.data_dir() / "runs" / "demo",
+        paths.runs_dir() / "demo",
         reporter,
         steps=[first],
         track=track,
@@ -574,5 +547,5 @@ def pipeline(
 ) -> list[StepResult]:
     """The whole chain on a MIMIC-IV folder, with the study's full grid unless told otherwise."""
     config = Path(config or paths.config_path("study"))
-    run_dir = paths.data_dir() / "runs" / (run_name or config.stem)
+    run_dir = paths.runs_dir() / (run_name or config.stem)
     return run_chain(Path(mimic), encoder, config, run_dir, reporter, track=track, experiment=experiment)

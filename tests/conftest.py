@@ -11,8 +11,9 @@ import pytest
 import torch
 from helpers import REPORT_SENTENCES
 
+from sepsis_fusion.model.config import load_config
 from sepsis_fusion.model.inputs import TrainingSet
-from sepsis_fusion.model.study import load_config, run_study
+from sepsis_fusion.model.study import run_study
 from sepsis_fusion.pipelines.build import dbt_build
 from sepsis_fusion.pipelines.embed.encoder import load_encoder
 from sepsis_fusion.pipelines.embed.run import embed_feature_folder

@@ -15,6 +15,7 @@ LAYERS = [
         "stages",
         (
             "sepsis_fusion.pipelines.paths",
+            "sepsis_fusion.pipelines.utc",
             "sepsis_fusion.pipelines.synth",
             "sepsis_fusion.pipelines.build",
             "sepsis_fusion.pipelines.embed",
@@ -28,6 +29,10 @@ LAYERS = [
     # the Python API and the package top that names it (installed as sepsis_fusion/__init__.py)
     ("api", ("sepsis_fusion.pipelines.api", "sepsis_fusion.pipelines.top_level")),
 ]
+# Inside the model package, inference and the run folder come before training: the modules a score
+# needs never import the modules that train.
+INFERENCE = ("run_folder", "predictor", "explain", "calibration", "fusion", "preprocess", "inputs", "errors", "metrics")
+TRAINING = ("train", "protocol", "ensemble", "baselines", "config", "study")
 # What the model package knows nothing of: the feature store, dbt, the HTTP service.
 NOT_IN_MODEL = ("feast", "dbt", "fastapi", "uvicorn", "redis", "typer")
 
@@ -96,3 +101,34 @@ def test_feature_definitions_import_nothing_of_the_package():
     """feature_repo/ is read by Feast alone: it must not need the Python package."""
     for path in (ROOT / "feature_repo").glob("*.py"):
         assert not [m for m in imports(path) if m.startswith("sepsis_fusion")]
+
+
+def test_inference_imports_nothing_of_training():
+    """predictor.py and what it needs load a run and score without the training modules."""
+    for name in INFERENCE:
+        training = sorted(
+            m for m in imports(ROOT / "model" / f"{name}.py") if m.removeprefix("sepsis_fusion.model.") in TRAINING
+        )
+        assert not training, f"model/{name}.py imports training modules {training}"
+
+
+def test_only_the_run_folder_module_names_run_folder_files():
+    """Every file name of a run folder is spelt in model/run_folder.py alone; the rest ask it."""
+    names = ("model.safetensors", "model.json", "preprocess.json", "calibration.json", "cv.json", "data.json")
+    names += ("metrics.json", "predictions.csv", "baselines.json", "model_card.md", "config.yaml")
+    spelt = []
+    for path in sources():
+        if path.name == "run_folder.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        spelt += [f"{path.relative_to(ROOT)}: {n}" for n in names if f'"{n}"' in text or f"'{n}'" in text]
+    assert not spelt, spelt
+
+
+def test_the_runs_folder_is_named_once():
+    hand_built = [
+        str(p.relative_to(ROOT))
+        for p in sources()
+        if '/ "runs"' in p.read_text(encoding="utf-8") and p.name != "paths.py"
+    ]
+    assert not hand_built, hand_built

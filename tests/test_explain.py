@@ -12,8 +12,8 @@ from test_model import small_fusion, synthetic_arrays
 
 from sepsis_fusion.model.explain import explain
 from sepsis_fusion.model.fusion import FusionConfig, FusionModel
+from sepsis_fusion.model.predictor import Member
 from sepsis_fusion.model.preprocess import PreprocessConfig, Preprocessor
-from sepsis_fusion.model.protocol import Member
 from sepsis_fusion.model.train import TrainConfig, fit
 
 
@@ -23,7 +23,7 @@ def planted(n: int, seed: int, where: str):
     rng = np.random.default_rng(seed + 100)
     signal = {
         "noise": np.nan_to_num(arrays.static_numeric[:, 4]),  # a static feature
-        "hr": (arrays.windows[:, -1, 0] - 90) / 10,  # a panel feature at the latest step
+        "hr": (arrays.sequence[:, -1, 0] - 90) / 10,  # a panel feature at the latest step
         "note 1 (newest)": arrays.notes[:, -1, 0],  # the newest note's embedding
     }[where]
     y = (rng.random(n) < 1 / (1 + np.exp(-3 * signal))).astype(np.int64)
@@ -64,11 +64,13 @@ def test_contributions_add_up_to_the_logit_minus_the_reference_and_carry_no_text
 
     x, ref = pre.transform(test), pre.transform(_reference(test))
     ref.static[:, [j for j, n in enumerate(pre.selected) if n.endswith("_missing")]] = 0.0
-    ref.windows[..., :-1] = 0.0
+    ref.sequence[..., :-1] = 0.0
     ref.notes[..., :-1] = 0.0
     with torch.no_grad():
-        logit = model(*(torch.from_numpy(a) for a in (x.static, x.windows, x.window_mask, x.notes, x.note_mask)))
-        base = model(*(torch.from_numpy(a) for a in (ref.static, ref.windows, x.window_mask, ref.notes, x.note_mask)))
+        logit = model(*(torch.from_numpy(a) for a in (x.static, x.sequence, x.sequence_mask, x.notes, x.note_mask)))
+        base = model(
+            *(torch.from_numpy(a) for a in (ref.static, ref.sequence, x.sequence_mask, ref.notes, x.note_mask))
+        )
     np.testing.assert_allclose(explanation.values.sum(axis=1), (logit - base).numpy(), atol=0.05)
     # every input the model reads is named: the static view's features, the panel, the note ranks
     assert explanation.inputs[:6] == test.layout.static and "lac" in explanation.inputs
@@ -87,19 +89,19 @@ def test_stays_without_notes_or_steps_and_members_without_a_modality_are_explain
     none.note_mask = np.zeros_like(none.note_mask)
     none.notes = np.zeros_like(none.notes)
     none.note_age = np.full_like(none.note_age, np.nan)
-    none.window_mask = np.zeros_like(none.window_mask)
+    none.sequence_mask = np.zeros_like(none.sequence_mask)
     explanation = explain([member], none)
-    notes_and_windows = [j for j, m in enumerate(explanation.modalities) if m != "static"]
-    assert np.all(explanation.values[:, notes_and_windows] == 0)
+    notes_and_sequence = [j for j, m in enumerate(explanation.modalities) if m != "static"]
+    assert np.all(explanation.values[:, notes_and_sequence] == 0)
     assert np.abs(explanation.values).sum() > 0  # the static features still explain something
     one = explain([member], test.take(np.array([0])))  # one stay, as the service explains it
     assert len(one.top(0, 5)) == 5
 
     pre = member.preprocessor
     static_only = FusionModel(
-        FusionConfig(**{**member.model.config.to_dict(), "use_windows": False, "use_notes": False})
+        FusionConfig(**{**member.model.config.to_dict(), "use_sequence": False, "use_notes": False})
     )
     both = explain([member, Member(pre, static_only)], test.take(np.arange(10)))
     alone = explain([member], test.take(np.arange(10)))
-    windows = [j for j, m in enumerate(both.modalities) if m == "windows"]
-    np.testing.assert_allclose(both.values[:, windows], alone.values[:, windows] / 2, rtol=1e-6, atol=1e-9)
+    sequence = [j for j, m in enumerate(both.modalities) if m == "sequence"]
+    np.testing.assert_allclose(both.values[:, sequence], alone.values[:, sequence] / 2, rtol=1e-6, atol=1e-9)

@@ -88,13 +88,13 @@ def rows_of(feature_data: Path, name: str, where: str) -> pd.DataFrame:
 
 def test_the_service_names_the_three_modalities(layout):
     assert layout.static_view == "static_baseline"
-    assert layout.window_views == tuple(f"sequence_steps_lag{k}" for k in range(S - 1, 0, -1)) + ("sequence_steps",)
+    assert layout.step_views == tuple(f"sequence_steps_lag{k}" for k in range(S - 1, 0, -1)) + ("sequence_steps",)
     assert layout.note_views == tuple(f"note_slot_{j:02d}" for j in range(N))
     assert layout.stride_hours == STRIDE
-    assert len(layout.windows) == 29 and {"lactate", "heart_rate", "gcs"} <= set(layout.windows)
+    assert len(layout.panel) == 29 and {"lactate", "heart_rate", "gcs"} <= set(layout.panel)
     assert {"age", "charlson_comorbidity_index", "sofa_at_onset"} <= set(layout.static)
     assert {"admission_type", "insurance", "race"} <= set(layout.categorical)
-    assert not any(f.startswith(("event_timestamp", "created_timestamp")) for f in layout.static + layout.windows)
+    assert not any(f.startswith(("event_timestamp", "created_timestamp")) for f in layout.static + layout.panel)
 
 
 def expected_notes(files: Path, stay: int, t) -> list[tuple[float, float]]:
@@ -113,10 +113,10 @@ def test_training_set_equals_a_direct_lookup_of_the_feature_files(feature_data, 
     ts = training_set(feature_data, store)
     f = ts.features
     assert list(ts.cohort["stay_id"]) == list(f.stay_id) == list(cohort["stay_id"])
-    assert f.windows.shape == (len(cohort), S, 29) and f.notes.shape[:2] == (len(cohort), N)
+    assert f.sequence.shape == (len(cohort), S, 29) and f.notes.shape[:2] == (len(cohort), N)
     files = feature_data / "features"
-    values = ", ".join(f"w.{c}_value" for c in f.layout.windows)
-    since = ", ".join(f"w.{c}_hours_since" for c in f.layout.windows)
+    values = ", ".join(f"w.{c}_value" for c in f.layout.panel)
+    since = ", ".join(f"w.{c}_hours_since" for c in f.layout.panel)
     for j in range(S):
         lookup = f"""SELECT c.stay_id, coalesce(w.history_hours >= 0, false) AS present, {values}, {since}
                      FROM '{files}/cohort.parquet' c
@@ -125,15 +125,15 @@ def test_training_set_equals_a_direct_lookup_of_the_feature_files(feature_data, 
                                                - INTERVAL {STRIDE * (S - 1 - j)} HOUR
                      WHERE c.stay_id IS NOT NULL ORDER BY c.stay_id"""
         expected = duckdb.sql(lookup).df()
-        np.testing.assert_array_equal(f.window_mask[:, j], expected["present"])
-        got = np.where(f.window_mask[:, j, None], f.windows[:, j], np.nan)
+        np.testing.assert_array_equal(f.sequence_mask[:, j], expected["present"])
+        got = np.where(f.sequence_mask[:, j, None], f.sequence[:, j], np.nan)
         want = np.where(expected[["present"]].to_numpy(), expected.iloc[:, 2 : 2 + 29].to_numpy(float), np.nan)
         np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
         want_since = np.where(expected[["present"]].to_numpy(), expected.iloc[:, 2 + 29 :].to_numpy(float), np.nan)
-        np.testing.assert_allclose(f.window_hours_since[:, j], want_since, rtol=1e-5, equal_nan=True)
+        np.testing.assert_allclose(f.sequence_hours_since[:, j], want_since, rtol=1e-5, equal_nan=True)
     into_hour = (cohort["prediction_time"] - cohort["prediction_time"].dt.floor("h")).dt.total_seconds() / 3600
-    np.testing.assert_allclose(f.window_age[:, -1], into_hour, atol=1e-4)
-    np.testing.assert_allclose(f.window_age[:, 0] - f.window_age[:, -1], STRIDE * (S - 1), atol=1e-4)
+    np.testing.assert_allclose(f.step_age[:, -1], into_hour, atol=1e-4)
+    np.testing.assert_allclose(f.step_age[:, 0] - f.step_age[:, -1], STRIDE * (S - 1), atol=1e-4)
     for i, (stay, t) in enumerate(zip(cohort["stay_id"], cohort["prediction_time"])):
         want = expected_notes(files, stay, t)
         got = sorted(zip(f.note_age[i][f.note_mask[i]].tolist(), f.notes[i][f.note_mask[i], 0].tolist()))
@@ -145,7 +145,7 @@ def test_training_set_equals_a_direct_lookup_of_the_feature_files(feature_data, 
     assert (f.notes[~f.note_mask] == 0).all()
     static = duckdb.sql(f"SELECT * FROM '{files}/static_baseline.parquet' ORDER BY stay_id").df()
     pd.testing.assert_frame_equal(f.static, static[list(f.layout.static)], check_dtype=False)
-    assert f.window_mask[:, -1].all()  # every cohort stay is in the ICU at T
+    assert f.sequence_mask[:, -1].all()  # every cohort stay is in the ICU at T
     assert f.note_mask.sum(axis=1).max() > 1  # a sequence, not one note
 
 
@@ -178,9 +178,9 @@ def test_a_stay_in_its_first_hours_gets_a_short_sequence_padded_in_front(feature
     step_times = first_end - pd.to_timedelta(STRIDE * np.arange(S - 1, -1, -1), unit="h")
     expected = np.asarray(step_times >= pd.Timestamp(start))
     assert expected[-1] and not expected.all()  # a short history: padding, then steps
-    np.testing.assert_array_equal(f.window_mask[0], expected)
-    assert np.isnan(f.windows[0, ~expected]).all() and np.isnan(f.window_hours_since[0, ~expected]).all()
-    np.testing.assert_allclose(f.window_age[0], STRIDE * np.arange(S - 1, -1, -1), atol=1e-6)
+    np.testing.assert_array_equal(f.sequence_mask[0], expected)
+    assert np.isnan(f.sequence[0, ~expected]).all() and np.isnan(f.sequence_hours_since[0, ~expected]).all()
+    np.testing.assert_allclose(f.step_age[0], STRIDE * np.arange(S - 1, -1, -1), atol=1e-6)
 
 
 def step_row_after(feature_data: Path, stay: int, when, **values) -> pd.DataFrame:
@@ -223,20 +223,20 @@ def test_rows_after_the_entity_time_or_past_their_ttl_are_not_served(feature_dat
     plants.drop("sequence_steps", f"stay_id = {b.stay_id} AND event_timestamp > TIMESTAMP '{t_b}' - INTERVAL 2 HOUR")
 
     at_t = historical_features(store, layout, [a.stay_id, b.stay_id], [t_a, t_b])
-    lactate, heart_rate = layout.windows.index("lactate"), layout.windows.index("heart_rate")
-    assert at_t.windows[0, -1, lactate] != 999.0
-    assert at_t.windows[0, -1, heart_rate] != 555.0
+    lactate, heart_rate = layout.panel.index("lactate"), layout.panel.index("heart_rate")
+    assert at_t.sequence[0, -1, lactate] != 999.0
+    assert at_t.sequence[0, -1, heart_rate] != 555.0
     assert at_t.static.loc[0, "age"] != 999
     assert not (at_t.notes[0] == 7.0).all(axis=1).any()
-    assert at_t.window_mask[0, -1]
-    assert not at_t.window_mask[1].any() and np.isnan(at_t.windows[1]).all()  # stale: no sequence at all
+    assert at_t.sequence_mask[0, -1]
+    assert not at_t.sequence_mask[1].any() and np.isnan(at_t.sequence[1]).all()  # stale: no sequence at all
 
     # the plants are reachable: served once their time has come, or without the created-time filter
     later = historical_features(store, layout, [a.stay_id], [just_after])
-    assert later.windows[0, -1, lactate] == 999.0 and later.static.loc[0, "age"] == 999
+    assert later.sequence[0, -1, lactate] == 999.0 and later.static.loc[0, "age"] == 999
     assert (later.notes[0, -1] == 7.0).all() and later.note_age[0, -1] < 1e-3
     unfiltered = historical_features(store, layout, [a.stay_id], [t_a], filter_by_created_timestamp=False)
-    assert unfiltered.windows[0, -1, heart_rate] == 555.0
+    assert unfiltered.sequence[0, -1, heart_rate] == 555.0
 
 
 def note_dim(feature_data: Path) -> int:
@@ -247,11 +247,11 @@ def note_dim(feature_data: Path) -> int:
 
 def assert_same_arrays(x, y) -> None:
     np.testing.assert_array_equal(x.stay_id, y.stay_id)
-    np.testing.assert_array_equal(x.window_mask, y.window_mask)
+    np.testing.assert_array_equal(x.sequence_mask, y.sequence_mask)
     np.testing.assert_array_equal(x.note_mask, y.note_mask)
-    np.testing.assert_allclose(x.windows, y.windows, rtol=1e-6, equal_nan=True)
-    np.testing.assert_allclose(x.window_hours_since, y.window_hours_since, rtol=1e-6, equal_nan=True)
-    np.testing.assert_allclose(x.window_age, y.window_age, atol=1e-6)
+    np.testing.assert_allclose(x.sequence, y.sequence, rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(x.sequence_hours_since, y.sequence_hours_since, rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(x.step_age, y.step_age, atol=1e-6)
     np.testing.assert_allclose(x.notes, y.notes, rtol=1e-6)
     np.testing.assert_allclose(x.note_age, y.note_age, atol=1e-6, equal_nan=True)
     pd.testing.assert_frame_equal(x.static, y.static, check_dtype=False)
@@ -273,10 +273,10 @@ def online_matches_offline(feature_data, store, cohort) -> int:
         online = reader.read(stays, as_of=t)
         assert_same_arrays(online, historical_features(store, reader.layout, stays, [t] * len(stays)))
         i = int(np.flatnonzero(stays == stay)[0])
-        assert online.window_mask[i, -1] and online.static["age"].notna()[i]
+        assert online.sequence_mask[i, -1] and online.static["age"].notna()[i]
         notes_seen += int(online.note_mask.sum())
         stale = reader.read([stay], as_of=t + timedelta(days=2))
-        assert not stale.window_mask.any()
+        assert not stale.sequence_mask.any()
     assert notes_seen > 0
     return int(stay)
 
@@ -291,8 +291,8 @@ def test_online_sqlite_equals_offline_as_of_the_same_time(feature_data, store, c
     mine = OnlineFeatures(store).read([stay], as_of=t)
     assert feast["static_baseline__age"][0] == mine.static.loc[0, "age"]
     np.testing.assert_allclose(
-        np.array([feast[f"sequence_steps__{f}_value"][0] for f in mine.layout.windows], dtype=float),
-        mine.windows[0, -1],
+        np.array([feast[f"sequence_steps__{f}_value"][0] for f in mine.layout.panel], dtype=float),
+        mine.sequence[0, -1],
         rtol=1e-6,
         equal_nan=True,
     )

@@ -8,8 +8,9 @@ import torch
 
 from sepsis_fusion.model.fusion import FocalLoss, FusionConfig, FusionModel
 from sepsis_fusion.model.inputs import FeatureArrays, FeatureLayout
+from sepsis_fusion.model.predictor import predict
 from sepsis_fusion.model.preprocess import PreprocessConfig, Preprocessor
-from sepsis_fusion.model.train import TrainConfig, auroc, fit, predict
+from sepsis_fusion.model.train import TrainConfig, auroc, fit
 
 S, N, D = 6, 4, 8  # steps, note slots, note dimension
 LAYOUT = FeatureLayout(
@@ -17,8 +18,8 @@ LAYOUT = FeatureLayout(
     static_view="static_baseline",
     static=("age", "lactate_first", "flag", "sofa", "noise", "admission_type"),
     categorical=("admission_type",),
-    window_views=tuple(f"step_lag{k}" for k in range(S - 1, -1, -1)),
-    windows=("hr", "lac"),
+    step_views=tuple(f"step_lag{k}" for k in range(S - 1, -1, -1)),
+    panel=("hr", "lac"),
     stride_hours=2,
     note_views=tuple(f"slot_{j}" for j in range(N)),
 )
@@ -46,13 +47,13 @@ def synthetic_arrays(n: int, seed: int, trend: float = 0.0) -> tuple[FeatureArra
     static_numeric[rng.random((n, 5)) < 0.08] = np.nan
     categorical = rng.choice(["EW EMER.", "URGENT", "ELECTIVE"], size=(n, 1)).astype(object)
     ramp = np.linspace(-1, 1, S)[None, :] * direction[:, None] * 15  # rising or falling, same mean
-    windows = np.stack([90 + ramp + rng.normal(0, 3, (n, S)), rng.lognormal(0.7, 0.5, (n, S))], axis=2)
-    windows[:, -1, 1] = lactate
+    sequence = np.stack([90 + ramp + rng.normal(0, 3, (n, S)), rng.lognormal(0.7, 0.5, (n, S))], axis=2)
+    sequence[:, -1, 1] = lactate
     hours_since = rng.uniform(0, 3, (n, S, 2))
-    window_mask = np.ones((n, S), dtype=bool)
-    window_mask[: n // 3, :2] = False  # short history: the first steps are padding
-    windows[~window_mask] = np.nan
-    hours_since[~window_mask] = np.nan
+    sequence_mask = np.ones((n, S), dtype=bool)
+    sequence_mask[: n // 3, :2] = False  # short history: the first steps are padding
+    sequence[~sequence_mask] = np.nan
+    hours_since[~sequence_mask] = np.nan
     notes = rng.normal(0, 1, (n, N, D)).astype(np.float32)
     notes[:, -1, 0] = note_signal
     note_mask = np.ones((n, N), dtype=bool)
@@ -65,10 +66,10 @@ def synthetic_arrays(n: int, seed: int, trend: float = 0.0) -> tuple[FeatureArra
         np.zeros(n, dtype="datetime64[us]"),
         static_numeric,
         categorical,
-        windows.astype(np.float32),
+        sequence.astype(np.float32),
         hours_since.astype(np.float32),
         np.tile((0.5 + 2.0 * np.arange(S - 1, -1, -1)).astype(np.float32), (n, 1)),
-        window_mask,
+        sequence_mask,
         notes,
         note_age.astype(np.float32),
         note_mask,
@@ -91,9 +92,9 @@ def test_focal_loss_with_gamma_zero_is_class_weighted_bce_and_focuses_on_hard_ex
 
 def test_masked_steps_do_not_change_the_output_and_modalities_can_be_switched_off():
     torch.manual_seed(0)
-    model = FusionModel(FusionConfig(static_dim=4, window_dim=3, note_dim=5)).eval()
-    static, windows, notes = torch.randn(6, 4), torch.randn(6, 3, 3), torch.randn(6, 3, 5)
-    window_mask = torch.tensor(
+    model = FusionModel(FusionConfig(static_dim=4, sequence_dim=3, note_dim=5)).eval()
+    static, sequence, notes = torch.randn(6, 4), torch.randn(6, 3, 3), torch.randn(6, 3, 5)
+    sequence_mask = torch.tensor(
         [
             [True, True, True],
             [False, True, True],
@@ -103,31 +104,31 @@ def test_masked_steps_do_not_change_the_output_and_modalities_can_be_switched_of
             [True, True, False],
         ]
     )
-    note_mask = window_mask.flip(0)
-    out = model(static, windows, window_mask, notes, note_mask)
-    windows2, notes2 = windows.clone(), notes.clone()
-    windows2[~window_mask] = 1e6
+    note_mask = sequence_mask.flip(0)
+    out = model(static, sequence, sequence_mask, notes, note_mask)
+    windows2, notes2 = sequence.clone(), notes.clone()
+    windows2[~sequence_mask] = 1e6
     notes2[~note_mask] = -1e6
-    assert torch.allclose(out, model(static, windows2, window_mask, notes2, note_mask))
+    assert torch.allclose(out, model(static, windows2, sequence_mask, notes2, note_mask))
     for flags in [(True, False, False), (False, True, False), (False, False, True), (True, True, False)]:
         config = FusionConfig(
-            static_dim=4, window_dim=3, note_dim=5, use_static=flags[0], use_windows=flags[1], use_notes=flags[2]
+            static_dim=4, sequence_dim=3, note_dim=5, use_static=flags[0], use_sequence=flags[1], use_notes=flags[2]
         )
-        assert FusionModel(config)(static, windows, window_mask, notes, note_mask).shape == (6,)
+        assert FusionModel(config)(static, sequence, sequence_mask, notes, note_mask).shape == (6,)
     with pytest.raises(ValueError, match="at least one modality"):
-        FusionModel(FusionConfig(4, 3, 5, use_static=False, use_windows=False, use_notes=False))
+        FusionModel(FusionConfig(4, 3, 5, use_static=False, use_sequence=False, use_notes=False))
 
 
-def test_window_steps_reads_only_the_last_steps():
+def test_last_steps_reads_only_the_last_steps():
     torch.manual_seed(0)
-    model = FusionModel(FusionConfig(static_dim=4, window_dim=3, note_dim=5, window_steps=2)).eval()
-    static, windows, notes = torch.randn(4, 4), torch.randn(4, 5, 3), torch.randn(4, 3, 5)
+    model = FusionModel(FusionConfig(static_dim=4, sequence_dim=3, note_dim=5, last_steps=2)).eval()
+    static, sequence, notes = torch.randn(4, 4), torch.randn(4, 5, 3), torch.randn(4, 3, 5)
     mask, note_mask = torch.ones(4, 5, dtype=torch.bool), torch.ones(4, 3, dtype=torch.bool)
-    out = model(static, windows, mask, notes, note_mask)
-    earlier = windows.clone()
+    out = model(static, sequence, mask, notes, note_mask)
+    earlier = sequence.clone()
     earlier[:, :3] = 1e3  # steps before the last two
     assert torch.allclose(out, model(static, earlier, mask, notes, note_mask))
-    later = windows.clone()
+    later = sequence.clone()
     later[:, -1] += 1.0
     assert not torch.allclose(out, model(static, later, mask, notes, note_mask))
 
@@ -136,20 +137,20 @@ def test_preprocessing_statistics_come_from_training_rows_only():
     train, y = synthetic_arrays(600, 1)
     other, _ = synthetic_arrays(300, 2)
     other.static_numeric[:, 0] = 1e6  # absurd ages outside training
-    other.windows[:, :, 0] = -1e6
+    other.sequence[:, :, 0] = -1e6
     other.static_categorical[:, 0] = "NEVER SEEN"
     pre = Preprocessor(PreprocessConfig(select_k=6)).fit(train, y)
     state = pre.state()
     inputs = pre.transform(other)
     assert pre.state() == state  # transform fits nothing
     assert abs(pre.means[0] - np.nanmean(train.static_numeric[:, 0])) < 1e-9
-    assert np.isfinite(inputs.static).all() and np.isfinite(inputs.windows).all()
+    assert np.isfinite(inputs.static).all() and np.isfinite(inputs.sequence).all()
     # clipped at the training mean +- 3 sd, not at the new rows' values
-    hr = (np.clip(-1e6, pre.window_means[0] - 3 * pre.window_stds[0], np.inf) - pre.window_means[0]) / pre.window_stds[
-        0
-    ]
-    assert np.allclose(inputs.windows[:, :, 0][other.window_mask], hr)
-    assert (inputs.windows[~other.window_mask] == 0).all() and (inputs.notes[~other.note_mask] == 0).all()
+    hr = (
+        np.clip(-1e6, pre.sequence_means[0] - 3 * pre.sequence_stds[0], np.inf) - pre.sequence_means[0]
+    ) / pre.sequence_stds[0]
+    assert np.allclose(inputs.sequence[:, :, 0][other.sequence_mask], hr)
+    assert (inputs.sequence[~other.sequence_mask] == 0).all() and (inputs.notes[~other.note_mask] == 0).all()
     assert "age" in pre.selected and not any(name.startswith("noise") for name in pre.selected[:3])
     assert pre.bounded[LAYOUT.numeric_static.index("flag")] and not pre.bounded[0]
     assert Preprocessor.from_state(state).transform(other).static.tobytes() == inputs.static.tobytes()
@@ -184,10 +185,10 @@ def small_fusion(inputs) -> FusionConfig:
     """A fusion model sized for these small synthetic sets, reading all three modalities of `inputs`."""
     return FusionConfig(
         static_dim=inputs.static.shape[1],
-        window_dim=inputs.windows.shape[2],
+        sequence_dim=inputs.sequence.shape[2],
         note_dim=inputs.notes.shape[2],
         static_hidden=(16, 8),
-        window_hidden=8,
+        sequence_hidden=8,
         note_hidden=8,
         head_hidden=8,
         dropout=0.1,
@@ -207,7 +208,7 @@ def test_training_learns_the_planted_signal_reproducibly():
     assert auroc(y_val, p) > 0.78
     model2, _ = fit(fusion, config, tr, y_train, va, y_val)
     assert np.array_equal(p, predict(model2, va))
-    only_static = FusionConfig(**{**fusion.to_dict(), "use_windows": False, "use_notes": False})
+    only_static = FusionConfig(**{**fusion.to_dict(), "use_sequence": False, "use_notes": False})
     static_model, _ = fit(only_static, config, tr, y_train, va, y_val)
     assert auroc(y_val, predict(static_model, va)) < auroc(y_val, p) - 0.03
 
@@ -217,54 +218,54 @@ def test_each_step_carries_its_value_flags_age_and_skewed_labs_are_logged():
     (log1p, scaled); then the step's age. The lognormal lactate is log-transformed, the heart rate not."""
     arrays, y = synthetic_arrays(600, 6)
     pre = Preprocessor(PreprocessConfig(select_k=6)).fit(arrays, y)
-    assert pre.window_log == [False, True]
+    assert pre.sequence_log == [False, True]
     inputs = pre.transform(arrays)
     f, span = 2, LAYOUT.stride_hours * S
-    assert inputs.windows.shape == (600, S, 4 * f + 1)
+    assert inputs.sequence.shape == (600, S, 4 * f + 1)
     i = 599  # a stay with every step present
-    lac = (np.log1p(arrays.windows[i, -1, 1]) - pre.window_means[1]) / pre.window_stds[1]
-    assert inputs.windows[i, -1, 1] == pytest.approx(np.clip(lac, -3, 3), abs=1e-5)
-    assert (inputs.windows[i, :, f : 2 * f] == 1).all()  # known
-    observed = arrays.window_hours_since[i] < LAYOUT.stride_hours
-    assert (inputs.windows[i, :, 2 * f : 3 * f] == observed).all()
-    since = np.log1p(arrays.window_hours_since[i]) / np.log1p(span)
-    np.testing.assert_allclose(inputs.windows[i, :, 3 * f : 4 * f], since, rtol=1e-5)
-    np.testing.assert_allclose(inputs.windows[i, :, -1], arrays.window_age[i] / span, rtol=1e-5)
+    lac = (np.log1p(arrays.sequence[i, -1, 1]) - pre.sequence_means[1]) / pre.sequence_stds[1]
+    assert inputs.sequence[i, -1, 1] == pytest.approx(np.clip(lac, -3, 3), abs=1e-5)
+    assert (inputs.sequence[i, :, f : 2 * f] == 1).all()  # known
+    observed = arrays.sequence_hours_since[i] < LAYOUT.stride_hours
+    assert (inputs.sequence[i, :, 2 * f : 3 * f] == observed).all()
+    since = np.log1p(arrays.sequence_hours_since[i]) / np.log1p(span)
+    np.testing.assert_allclose(inputs.sequence[i, :, 3 * f : 4 * f], since, rtol=1e-5)
+    np.testing.assert_allclose(inputs.sequence[i, :, -1], arrays.step_age[i] / span, rtol=1e-5)
     assert inputs.notes.shape == (600, N, D + 1)
     np.testing.assert_allclose(inputs.notes[i, :, -1], np.log1p(arrays.note_age[i]) / np.log1p(168), rtol=1e-5)
 
 
-def test_the_window_bilstm_reads_the_direction_of_change_only_an_ordered_series_shows():
+def test_the_sequence_bilstm_reads_the_direction_of_change_only_an_ordered_series_shows():
     """The outcome depends on whether the heart rate rises or falls over the steps (its mean is the same
-    either way): the windows-only model learns it, the same model reading the steps in shuffled order per
+    either way): the sequence-only model learns it, the same model reading the steps in shuffled order per
     stay cannot."""
     train, y_train = synthetic_arrays(1500, 7, trend=3.0)
     val, y_val = synthetic_arrays(500, 8, trend=3.0)
     pre = Preprocessor(PreprocessConfig(select_k=6)).fit(train, y_train)
     tr, va = pre.transform(train), pre.transform(val)
-    only_windows = FusionConfig(
+    only_sequence = FusionConfig(
         static_dim=tr.static.shape[1],
-        window_dim=tr.windows.shape[2],
+        sequence_dim=tr.sequence.shape[2],
         note_dim=tr.notes.shape[2],
-        window_hidden=16,
+        sequence_hidden=16,
         head_hidden=8,
         dropout=0.1,
         use_static=False,
         use_notes=False,
     )
     config = TrainConfig(lr=3e-3, max_epochs=40, patience=8, batch_size=64)
-    model, _ = fit(only_windows, config, tr, y_train, va, y_val)
+    model, _ = fit(only_sequence, config, tr, y_train, va, y_val)
     ordered = auroc(y_val, predict(model, va))
 
     def shuffled(inputs, seed):
         rng = np.random.default_rng(seed)
         out = inputs.subset(slice(None))
-        order = np.argsort(rng.random(out.windows.shape[:2]), axis=1)
-        out.windows = np.take_along_axis(out.windows, order[:, :, None], axis=1)
-        out.window_mask = np.take_along_axis(out.window_mask, order, axis=1)
-        out.windows[:, :, -1] = 0  # and no step times to sort them back by
+        order = np.argsort(rng.random(out.sequence.shape[:2]), axis=1)
+        out.sequence = np.take_along_axis(out.sequence, order[:, :, None], axis=1)
+        out.sequence_mask = np.take_along_axis(out.sequence_mask, order, axis=1)
+        out.sequence[:, :, -1] = 0  # and no step times to sort them back by
         return out
 
-    blind, _ = fit(only_windows, config, shuffled(tr, 0), y_train, shuffled(va, 1), y_val)
+    blind, _ = fit(only_sequence, config, shuffled(tr, 0), y_train, shuffled(va, 1), y_val)
     assert ordered > 0.75
     assert ordered > auroc(y_val, predict(blind, shuffled(va, 1))) + 0.1

@@ -20,8 +20,9 @@ from sepsis_fusion.model.calibration import (
     logit,
     quantile_bins,
 )
+from sepsis_fusion.model.config import StudyConfig
 from sepsis_fusion.model.metrics import auprc, auroc, bootstrap, net_benefit, paired_difference, treat_all_net_benefit
-from sepsis_fusion.model.protocol import StudyConfig, cross_validate, cv_folds, temporal_split
+from sepsis_fusion.model.protocol import cross_validate, cv_folds, temporal_split
 from sepsis_fusion.model.train import TrainConfig
 
 

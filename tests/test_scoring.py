@@ -63,7 +63,7 @@ def test_online_score_equals_offline_score_as_of_the_materialization_time(scorer
         known = [s.known for s in online]
         assert known == [s.known for s in offline] and sum(known) >= 2
         # T's stay: its latest step is served, so only features never measured by then are missing
-        assert online[i].known and len(online[i].missing["windows"]) < len(scorer.layout.windows)
+        assert online[i].known and len(online[i].missing["sequence"]) < len(scorer.layout.panel)
         np.testing.assert_allclose(
             [s.probability for s in online if s.known], [s.probability for s in offline if s.known], rtol=0, atol=1e-6
         )
@@ -83,7 +83,7 @@ def test_a_model_trained_on_other_features_refuses_to_score(trained_run, store, 
     other = tmp_path / "other_run"
     shutil.copytree(trained_run, other)
     meta = json.loads((other / "model.json").read_text())
-    meta["layout"]["windows"][-1] = "surprise_max"
+    meta["layout"]["sequence"][-1] = "surprise_max"
     (other / "model.json").write_text(json.dumps(meta))
     with pytest.raises(StudyError, match="surprise_max"):
         Scorer(other, store)
@@ -161,7 +161,7 @@ def test_the_http_service_scores_online_and_answers_bad_requests_clearly(
                 [i["contribution"] for i in mine], [i["contribution"] for i in theirs], atol=1e-6
             )
             assert 0 < len(answer["explanation"]) <= 5
-            assert {item["modality"] for item in answer["explanation"]} <= {"static", "windows", "notes"}
+            assert {item["modality"] for item in answer["explanation"]} <= {"static", "sequence", "notes"}
 
         status, answer = post(port, {"stay_ids": list(range(1, 102))}, "/score?explain=true")
         assert status == 422 and "at most 100 stays" in answer["detail"]

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from helpers import copy_feature_store, http, run_cli, start_cli, wait_for_service
 
-from sepsis_fusion.model.study import StudyError, load_run
+from sepsis_fusion.model.errors import StudyError
+from sepsis_fusion.model.predictor import Predictor
 from sepsis_fusion.pipelines.features.local_redis import LocalRedis, free_port
 from sepsis_fusion.pipelines.features.store import apply, materialize, open_store
 from sepsis_fusion.pipelines.serving.scorer import Scorer
@@ -332,7 +333,7 @@ def test_a_damaged_or_unfinished_run_folder_is_refused_at_start_up(trained_run, 
     }
     for folder, reason in cases.items():
         with pytest.raises(StudyError, match=re.escape(reason)):
-            load_run(folder)
+            Predictor(folder)
     result = run_cli(["serve", "--run", truncated, "--port", free_port()], data, timeout=120)
     assert result.returncode == 1 and "model.safetensors cannot be read" in result.stderr
     assert "Traceback" not in result.stderr

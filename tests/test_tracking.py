@@ -13,7 +13,7 @@ import yaml
 from helpers import assert_exit, invoke
 
 from sepsis_fusion.model.evaluate import evaluate
-from sepsis_fusion.model.scoring import model_version
+from sepsis_fusion.model.run_folder import RunFolder
 from sepsis_fusion.pipelines import workflow
 from sepsis_fusion.pipelines.tracking import NotEvaluated, TrackingError, artifact_location, log_run
 
@@ -112,7 +112,7 @@ def test_test_metrics_with_intervals_tags_and_artifacts(client, runs, tracked, s
     tags = logged.data.tags
     assert tags["data.fingerprint"] == json.loads((run / "data.json").read_text())["fingerprint"]
     assert tags["version.torch"] == json.loads((run / "versions.json").read_text())["torch"]
-    assert tags["model_version"] == model_version(run) == t.model_version
+    assert tags["model_version"] == RunFolder(run).version() == t.model_version
     assert tags["run_folder"] == "second" and logged.info.run_name == "second"
     assert logged.info.status == "FINISHED"
 
@@ -183,7 +183,7 @@ def test_evaluate_track_on_the_command_line(feature_data, trained_run, tmp_path,
     experiment = client.get_experiment_by_name(workflow.DEFAULT_EXPERIMENT)
     (logged,) = parents(client, experiment.experiment_id)
     assert f"MLflow run {logged.info.run_id} in experiment sepsis-fusion" in result.stderr
-    assert logged.data.tags["model_version"] == model_version(run)
+    assert logged.data.tags["model_version"] == RunFolder(run).version()
     artifacts = data / "mlflow" / "artifacts" / "sepsis-fusion"
     assert experiment.artifact_location == artifacts.as_uri()
     assert (artifacts / logged.info.run_id / "artifacts" / "report.md").read_text() == (run / "report.md").read_text()

@@ -25,18 +25,18 @@ def layout_from_service(store, service: str) -> FeatureLayout:
     fs = store.get_feature_service(service)
     views = {p.name: store.get_feature_view(p.name) for p in fs.feature_view_projections}
     projected = {p.name: [f.name for f in p.features] for p in fs.feature_view_projections}
-    by_modality: dict[str, list] = {"static": [], "windows": [], "notes": []}
+    by_modality: dict[str, list] = {"static": [], "sequence": [], "notes": []}
     for name, view in views.items():
         modality = view.tags.get("modality")
         if modality not in by_modality:
             raise FeatureStoreError(
-                f"feature view {name!r} of service {service!r} has no modality tag (static, windows or notes)"
+                f"feature view {name!r} of service {service!r} has no modality tag (static, sequence or notes)"
             )
         by_modality[modality].append(view)
-    if len(by_modality["static"]) != 1 or not by_modality["windows"]:
+    if len(by_modality["static"]) != 1 or not by_modality["sequence"]:
         raise FeatureStoreError(f"feature service {service!r} needs one static view and at least one step view")
     static = by_modality["static"][0]
-    step_views = sorted(by_modality["windows"], key=lambda v: -int(v.tags["lag"]))  # oldest first
+    step_views = sorted(by_modality["sequence"], key=lambda v: -int(v.tags["lag"]))  # oldest first
     lags = [int(v.tags["lag"]) for v in step_views]
     if lags != list(range(len(lags) - 1, -1, -1)):
         raise FeatureStoreError(f"feature service {service!r}: the step views' lags {sorted(lags)} are not 0..S-1")
@@ -51,8 +51,8 @@ def layout_from_service(store, service: str) -> FeatureLayout:
         static_view=static.name,
         static=tuple(projected[static.name]),
         categorical=tuple(f for f in projected[static.name] if layout_types[f] == String),
-        window_views=tuple(v.name for v in step_views),
-        windows=tuple(features),
+        step_views=tuple(v.name for v in step_views),
+        panel=tuple(features),
         stride_hours=int(step_views[0].tags.get("stride_hours", 1)),
         note_views=tuple(v.name for v in note_views),
     )

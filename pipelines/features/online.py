@@ -15,8 +15,9 @@ import numpy as np
 
 from sepsis_fusion.model.inputs import FeatureArrays, arrays_from_columns
 
+from ..utc import naive_utc
 from .layout import layout_from_service
-from .store import SERVICE_NAME, utc_naive
+from .store import SERVICE_NAME
 
 
 class OnlineFeatures:
@@ -40,7 +41,7 @@ class OnlineFeatures:
     def read(self, stay_ids, as_of: datetime | None = None) -> FeatureArrays:
         """Features of each stay as of `as_of` (default now, UTC): the online store's latest rows, except
         those past their view's ttl at that time (or, after a later materialization, not yet true then)."""
-        as_of = utc_naive(as_of or datetime.now(UTC))
+        as_of = naive_utc(as_of or datetime.now(UTC))
         stay_ids = [int(s) for s in stay_ids]
         keys = [self._entity_key(join_keys=["stay_id"], entity_values=[self._value(int64_val=s)]) for s in stay_ids]
         held = self._held(keys)
@@ -57,7 +58,7 @@ class OnlineFeatures:
             for i, (event_time, values) in zip(positions, rows):
                 if values is None or event_time is None:
                     continue
-                event_time = utc_naive(event_time)
+                event_time = naive_utc(event_time)
                 if event_time > as_of or (view.ttl and event_time + view.ttl < as_of):
                     continue
                 for feature, proto in values.items():

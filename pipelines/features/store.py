@@ -17,7 +17,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -26,6 +26,7 @@ import yaml
 from sepsis_fusion.model.errors import SepsisFusionError
 
 from .. import paths
+from ..utc import naive_utc
 
 FEATURE_REPO = paths.FEATURE_REPO
 SERVICE_NAME = "sepsis_fusion_model"
@@ -244,7 +245,7 @@ def materialized_until(store, service: str = SERVICE_NAME) -> datetime | None:
         store.get_feature_view(p.name).most_recent_end_time
         for p in store.get_feature_service(service).feature_view_projections
     ]
-    return None if any(end is None for end in ends) else utc_naive(min(ends))
+    return None if any(end is None for end in ends) else naive_utc(min(ends))
 
 
 def online_store_time(store, service: str = SERVICE_NAME) -> datetime:
@@ -257,8 +258,3 @@ def require_materialized(until: datetime | None) -> datetime:
     if until is None:
         raise FeatureStoreError("the online store was never materialized: run `sepsis-fusion features materialize`")
     return until
-
-
-def utc_naive(t: datetime) -> datetime:
-    """UTC without tzinfo, as the feature files' timestamps are."""
-    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo is not None else t

@@ -32,13 +32,13 @@ class ScoreRequest(BaseModel):
 
 class MissingInputs(BaseModel):
     static: list[str] = Field(description="static features with no value")
-    windows: list[str] = Field(description="panel features with no value known at the sequence's latest step")
+    sequence: list[str] = Field(description="panel features with no value known at the sequence's latest step")
     notes: list[str] = Field(description="'notes' when the stay has no note available")
 
 
 class Contribution(BaseModel):
     input: str = Field(description="a static feature, a panel feature, or a note by recency ('note 1 (newest)')")
-    modality: Literal["static", "windows", "notes"]
+    modality: Literal["static", "sequence", "notes"]
     contribution: float = Field(description="integrated gradients, logit units, mean over the fold models")
     hours_before: float | None = Field(None, description="for a note: hours from its charting to as_of")
 

@@ -14,10 +14,11 @@ import numpy as np
 
 from sepsis_fusion.model.errors import StudyError
 from sepsis_fusion.model.inputs import FeatureArrays
-from sepsis_fusion.model.scoring import Predictor, Score
+from sepsis_fusion.model.predictor import Predictor, Score
 
 from ..features.layout import layout_from_service
-from ..features.store import SERVICE_NAME, utc_naive
+from ..features.store import SERVICE_NAME
+from ..utc import naive_utc
 
 
 class Scorer(Predictor):
@@ -28,7 +29,7 @@ class Scorer(Predictor):
         self.store = store
         self.service = service
         served = layout_from_service(store, service)
-        differences = self.trained.layout.differences(served)
+        differences = self.layout.differences(served)
         if differences:
             raise StudyError(
                 f"the model in {self.run_dir} was trained on other features than the feature service "
@@ -39,7 +40,7 @@ class Scorer(Predictor):
     def offline(self, stay_ids, as_of: datetime, explain: int = 0) -> list[Score]:
         """Each stay as known at `as_of` (Feast get_historical_features, created-timestamp filtered); with
         `explain` > 0, the inputs that contributed most to each score."""
-        return self.at(stay_ids, [utc_naive(as_of)] * len(stay_ids), explain)
+        return self.at(stay_ids, [naive_utc(as_of)] * len(stay_ids), explain)
 
     def at(self, stay_ids, times, explain: int = 0) -> list[Score]:
         """Each (stay, time) row as known at its own time (one point-in-time retrieval for all rows)."""

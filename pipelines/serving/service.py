@@ -35,8 +35,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -46,49 +45,21 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sepsis_fusion.model.explain import TOP_INPUTS as EXPLAIN_TOP
-from sepsis_fusion.model.scoring import known_rows
+from sepsis_fusion.model.predictor import known_rows
 
+from .. import utc
 from ..features.store import FeatureStoreError, materialized_until, require_materialized
 from .observability import LOGGER, Metrics, configure_logging, log_config, request_middleware
 from .schemas import MAX_BATCH, BatchScore, Health, Problem, Readiness, ScoreRequest, SingleScore
 from .scorer import Scorer
+from .settings import ServiceSettings
 
 MAX_EXPLAINED = 100  # stays per request with explain=true
 PROBE_TIMEOUT_S = 2.0  # /readyz: an online store slower than this to answer one read is not ready
 RECENT_READ_S = 5.0  # /readyz: a read answered this recently stands for the probe
-SETTINGS_ENV = "SEPSIS_FUSION_SERVE_"
 ERRORS = {404: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}}
 
 __all__ = ["MAX_BATCH", "ServiceSettings", "create_app", "run_service"]
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
-    """What `sepsis-fusion serve` was told; worker processes read it back from the environment."""
-
-    run: str
-    online_store: str = "sqlite"
-    clock: str = "materialized"  # 'materialized', 'now' or an ISO time (naive UTC)
-    max_staleness_s: float = 7200.0
-    log_format: str = "text"
-    log_level: str = "info"
-    shutdown_timeout_s: float = 30.0
-    registry_refresh_s: float = 10.0  # how soon a materialization by another process is seen
-
-    def to_env(self) -> dict[str, str]:
-        return {SETTINGS_ENV + k.upper(): str(v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_env(cls) -> ServiceSettings:
-        values = {
-            k: os.environ[SETTINGS_ENV + k.upper()]
-            for k in cls.__dataclass_fields__
-            if SETTINGS_ENV + k.upper() in os.environ
-        }
-        for number in ("max_staleness_s", "shutdown_timeout_s", "registry_refresh_s"):
-            if number in values:
-                values[number] = float(values[number])
-        return cls(**values)
 
 
 def online_store_errors() -> tuple[type[BaseException], ...]:
@@ -129,7 +100,7 @@ def create_app(
             except store_errors as exc:
                 last_read["ok_at"] = float("-inf")
                 raise OnlineStoreUnavailable(f"the {store_type} online store cannot be read ({exc})") from exc
-            if fn == scorer.online_features:
+            if fn in (scorer.online_features, score_now):
                 last_read["ok_at"] = time.monotonic()
             return result
 
@@ -140,6 +111,23 @@ def create_app(
             return clock()
         except FeatureStoreError as exc:
             raise HTTPException(503, str(exc)) from None
+
+    def score_now(ids: list[int], explain: int) -> tuple[datetime, list]:
+        """A request's whole scoring, on the scoring thread: the clock, the online store's features, the
+        refusal of unknown stays (before any model runs: a batch of unknown ids costs only the read), the scores."""
+        as_of = now()
+        features = scorer.online_features(ids, as_of)
+        known = known_rows(features)
+        if not known.all():
+            last_read["ok_at"] = time.monotonic()  # the store answered
+            unknown = [stay for stay, k in zip(ids, known) if not k]
+            raise HTTPException(
+                404,
+                f"unknown stays {unknown[:20]}{' ...' if len(unknown) > 20 else ''}: no "
+                f"features in the online store as of {as_of.isoformat()} (not a stay, not "
+                f"admitted yet, or not materialized)",
+            )
+        return as_of, scorer.score(features, explain, known)
 
     def open_connection() -> None:
         try:
@@ -253,18 +241,7 @@ def create_app(
         if explain and len(ids) > MAX_EXPLAINED:
             # an explanation is ~32 forward and backward passes per fold model and stay
             raise HTTPException(422, f"explain=true takes at most {MAX_EXPLAINED} stays per request, got {len(ids)}")
-        as_of = await on_scoring_thread(now)
-        features = await on_scoring_thread(scorer.online_features, ids, as_of)
-        known = known_rows(features)
-        if not known.all():  # refused before any scoring: a batch of unknown ids costs only the read
-            unknown = [stay for stay, k in zip(ids, known) if not k]
-            raise HTTPException(
-                404,
-                f"unknown stays {unknown[:20]}{' ...' if len(unknown) > 20 else ''}: no "
-                f"features in the online store as of {as_of.isoformat()} (not a stay, not "
-                f"admitted yet, or not materialized)",
-            )
-        scores = await on_scoring_thread(scorer.score, features, EXPLAIN_TOP if explain else 0)
+        as_of, scores = await on_scoring_thread(score_now, ids, EXPLAIN_TOP if explain else 0)
         metrics.stays.inc(len(ids))
         answers = [
             {
@@ -319,7 +296,7 @@ def app_from_env() -> FastAPI:
 
     from ..features.store import open_store
 
-    settings = ServiceSettings.from_env()
+    settings = ServiceSettings()  # from SEPSIS_FUSION_SERVE_*, validated
     configure_logging(settings.log_format, settings.log_level)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` writes every thread's stack to the log
     torch.set_num_threads(1)  # one small forward pass per request: threads cost more than they give
@@ -361,14 +338,9 @@ def service_clock(fill: FillLevel, clock: str) -> Callable[[], datetime]:
     if clock == "materialized":
         return lambda: require_materialized(fill())
     if clock == "now":
-        return wall_clock
-    fixed = datetime.fromisoformat(clock)
-    fixed = fixed.astimezone(UTC).replace(tzinfo=None) if fixed.tzinfo else fixed
+        return utc.now
+    fixed = utc.parse(clock)
     return lambda: fixed
-
-
-def wall_clock() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _json_safe(value):
