@@ -5,13 +5,18 @@ report (and the same report as one self-contained HTML file) and a model card.
 
 Every model is scored on the same bootstrap resamples of the test stays, so each "A vs B" is a paired
 difference with its own interval; a difference is called a win or a loss only when that interval excludes 0.
+
+The numbers are computed here into an `Evaluation`; the Jinja2 templates in templates/ word them as the
+report and the model card.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+import jinja2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -21,6 +26,7 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from . import run_folder as files  # noqa: E402
 from .calibration import calibration_curve, calibration_error_by_chance  # noqa: E402
 from .cohort_table import (  # noqa: E402
     characteristics,
@@ -32,29 +38,229 @@ from .cohort_table import (  # noqa: E402
     reach,
     recognition_rules,
 )
+from .errors import StudyError  # noqa: E402
 from .inputs import OUTCOMES, TrainingSet, outcome_name  # noqa: E402
-from .metrics import (
+from .metrics import (  # noqa: E402
     CALIBRATION,
     METRICS,
     auprc,
     auroc,
     bootstrap,
-    bootstrap_metrics,  # noqa: E402
+    bootstrap_metrics,
     calibration_metrics,
     net_benefit,
     paired_difference,
     test_metrics,
     treat_all_net_benefit,
 )
+from .predictor import Predictor  # noqa: E402
 from .report_html import write_html_report  # noqa: E402
-from .study import StudyError, load_run  # noqa: E402
+from .run_folder import RunFolder  # noqa: E402
 
 FUSION = "fusion model"
+CALIBRATED = f"{FUSION}, after calibration"
 DECISION_THRESHOLDS = np.round(np.arange(0.01, 0.81, 0.01), 2)
+# The loss comparison: each loss's column of the experiment predictions and its name; the metrics its table shows
+LOSSES = {"bce": "BCE (gamma 0, class-weighted)", "focal": "focal loss"}
+LOSS_METRICS = ("accuracy", "specificity", "f1", "sensitivity", "auroc", "brier")
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass(frozen=True)
+class Reach:
+    """First Sepsis-3 stays and their in-hospital deaths, and how many of each reach the cohort."""
+
+    stays: int
+    deaths: int
+    kept: int
+    kept_deaths: int
+
+    @property
+    def kept_share(self) -> float:
+        return self.kept / max(self.stays, 1)
+
+    @property
+    def kept_deaths_share(self) -> float:
+        return self.kept_deaths / max(self.deaths, 1)
+
+
+@dataclass(frozen=True)
+class Data:
+    """The cohort stays and their split, as training recorded them."""
+
+    stays: int
+    prevalence: float
+    train: int
+    test: int
+    split: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Model:
+    """The fusion model as trained: the chosen setting, its ensemble, calibration and threshold."""
+
+    setting: dict
+    cv_auroc: float
+    folds: int  # fold models in the ensemble
+    calibration: str  # the calibration method chosen
+    calibration_brier: dict[str, float]  # each method's cross-validated Brier score
+    threshold: float
+    settings: str  # the run's configuration (YAML) as written, without its final newline
+
+
+@dataclass(frozen=True)
+class Predictors:
+    """The model's inputs and how much of them is missing."""
+
+    static: int
+    sequence_steps: int
+    stride_hours: float
+    panel: int
+    notes: int
+    feature_service: str
+    missing_static: float  # share of the static values missing
+    missing_latest: float  # share of the latest sequence step's values missing (1.0 when no stay has that step)
+    max_missing: float  # static variables missing in more of the training stays are dropped
+    dropped: list[str]  # static variables dropped in at least one fold
+
+
+@dataclass(frozen=True)
+class Label:
+    """Every model's discrimination against one label of the cohort, on the same test predictions."""
+
+    outcome: str  # the cohort's column
+    name: str
+    trained_for: bool
+    positive: int
+    prevalence: float
+    models: dict[str, dict]  # model -> bootstrapped auroc and auprc
+
+
+@dataclass(frozen=True)
+class Loss:
+    """One side of the loss comparison, at its own threshold."""
+
+    column: str
+    name: str
+    threshold: float
+    metrics: dict
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One variant of the modality ablation."""
+
+    modalities: str
+    metrics: dict  # bootstrapped auroc and auprc
+    difference: dict | None  # the final model minus the variant; None for the variant that is the final model
+
+
+@dataclass(frozen=True)
+class Comparisons:
+    """The loss comparison and the modality ablation, from the run's experiment predictions."""
+
+    losses: list[Loss]
+    focal_minus_bce: dict
+    ablation: list[Variant]
+
+    def to_json(self) -> dict:
+        ablation = {}
+        for v in self.ablation:
+            ablation[v.modalities] = {"metrics": v.metrics}
+            if v.difference is not None:
+                ablation[v.modalities]["final_minus_variant"] = v.difference
+        return {
+            "loss": {side.column: side.metrics for side in self.losses} | {"focal - bce": self.focal_minus_bce},
+            "ablation": ablation,
+        }
+
+
+@dataclass(frozen=True)
+class Subgroup:
+    """The fusion model on one subgroup of the test stays; without metrics when it is too small to score."""
+
+    name: str
+    stays: int
+    deaths: int
+    metrics: dict | None = None  # bootstrapped, at the model's threshold
+    calibration: dict | None = None  # point estimates
+    observed: float | None = None  # outcome rate
+    predicted: float | None = None  # mean predicted probability
+
+
+@dataclass(frozen=True)
+class Performance:
+    """The held-out test set's metrics, each with its bootstrap interval: what the metrics file holds."""
+
+    models: dict[str, dict]  # model -> METRICS at its own threshold
+    paired_differences: dict[str, dict]  # baseline -> the fusion model minus it
+    calibration: dict[str, dict]  # model (the fusion model before and after calibration) -> CALIBRATION
+    labels: list[Label]
+    comparisons: Comparisons | None  # None for a run trained without the experiments
+    subgroups: list[Subgroup]
+
+    @property
+    def fusion(self) -> dict:
+        return self.models[FUSION]
+
+    @property
+    def fusion_calibrated(self) -> dict:
+        return self.calibration[CALIBRATED]
+
+    def to_json(self) -> dict:
+        return {
+            "models": self.models,
+            "paired_differences": self.paired_differences,
+            "calibration": self.calibration,
+            "comparisons": {} if self.comparisons is None else self.comparisons.to_json(),
+            "subgroups": {
+                s.name: {"metrics": s.metrics, "calibration": s.calibration, "stays": s.stays, "deaths": s.deaths}
+                for s in self.subgroups
+                if s.metrics is not None
+            },
+            "outcomes": {label.outcome: label.models for label in self.labels},
+        }
+
+
+@dataclass(frozen=True)
+class Importance:
+    """Global importance on the test stays (integrated gradients, explain.py)."""
+
+    stays: int
+    plotted: int  # inputs the plot shows at most
+    top: list[dict]  # the ten most important inputs: input, modality, mean_abs_contribution, mean_contribution
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the report and the model card say about one run folder, as plain data; the templates word it."""
+
+    run: str  # the run folder's name
+    resamples: int
+    outcome: str  # the label the models were trained for
+    outcome_name: str
+    population: str  # the target population in one sentence (cohort_table.population)
+    reach: Reach | None  # None for a cohort without its flow
+    prediction_hours: float  # T - recognition
+    recognition_rules: str  # how recognition counted cultures and SOFA rows; '' when not recorded
+    data: Data
+    model: Model
+    predictors: Predictors
+    baselines: dict[str, dict]  # the tuned hyperparameters of each baseline that has any
+    performance: Performance
+    importance: Importance
+    characteristics: list[str]  # the cohort's characteristics, a Markdown table (cohort_table.markdown)
+    flow: list[str] | None  # the cohort flow in Markdown (cohort_table.flow_lines); None without it
+    plots: dict[str, str]  # run_folder.PLOTS name -> file name of each plot written
 
 
 def _ci(m: dict, digits: int = 3) -> str:
     return f"{m['value']:.{digits}f} ({m['low']:.{digits}f} to {m['high']:.{digits}f})"
+
+
+def _pct(share: float, digits: int = 1) -> str:
+    return f"{share:.{digits}%}"
 
 
 def _verdict(d: dict) -> str:
@@ -65,17 +271,38 @@ def _verdict(d: dict) -> str:
     return "no difference shown"
 
 
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(ci=_ci, pct=_pct, fmt=format, verdict=_verdict)
+    env.globals.update(
+        files=files,
+        PRIMARY_OUTCOME=OUTCOMES[0],
+        METRICS=METRICS,
+        CALIBRATION=CALIBRATION,
+        LOSS_METRICS=LOSS_METRICS,
+    )
+    return env
+
+
 def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
+    """Evaluate a trained run folder on its held-out test set: the metrics, plots and cohort tables, the report
+    (Markdown and HTML) and the model card. Returns the Markdown report's path."""
     run_dir = Path(run_dir)
-    if not (run_dir / "predictions.csv").exists():
-        raise StudyError(f"{run_dir} has no predictions.csv: train with `sepsis-fusion train` first")
-    meta = json.loads((run_dir / "model.json").read_text())
-    data = json.loads((run_dir / "data.json").read_text())
-    cv = json.loads((run_dir / "cv.json").read_text())
-    calibrator = json.loads((run_dir / "calibration.json").read_text())
-    baselines = json.loads((run_dir / "baselines.json").read_text())
-    test = pd.read_csv(run_dir / "predictions.csv")
-    base = pd.read_csv(run_dir / "baseline_predictions.csv").set_index("stay_id").loc[test["stay_id"]]
+    if not (run_dir / files.PREDICTIONS).exists():
+        raise StudyError(f"{run_dir} has no {files.PREDICTIONS}: train with `sepsis-fusion train` first")
+    meta = json.loads((run_dir / files.MODEL).read_text())
+    data = json.loads((run_dir / files.DATA).read_text())
+    cv = json.loads((run_dir / files.CV).read_text())
+    calibrator = json.loads((run_dir / files.CALIBRATION).read_text())
+    baselines = json.loads((run_dir / files.BASELINES).read_text())
+    test = pd.read_csv(run_dir / files.PREDICTIONS)
+    base = pd.read_csv(run_dir / files.BASELINE_PREDICTIONS).set_index("stay_id").loc[test["stay_id"]]
     y, threshold = test["outcome"].to_numpy(), meta["threshold"]
     scored = {FUSION: (test["probability"].to_numpy(), threshold)}
     scored.update({name: (base[name].to_numpy(), baselines[name]["threshold"]) for name in baselines})
@@ -96,378 +323,206 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
         f"{FUSION}, before calibration": bootstrap(y, uncalibrated, calibration_metrics, resamples, label="calibration")
     }
     calibration.update(
-        {
-            f"{FUSION}, after calibration" if name == FUSION else name: {m: b[m] for m in CALIBRATION}
-            for name, b in scored_all.items()
-        }
+        {CALIBRATED if name == FUSION else name: {m: b[m] for m in CALIBRATION} for name, b in scored_all.items()}
     )
     for name, p in zip(calibration, [uncalibrated, *scores.values()]):
         calibration[name]["calibration_error_by_chance"] = calibration_error_by_chance(p)
-    outcome_lines, by_outcome = _outcomes(ts, test, scores, meta["outcome"], resamples)
-    comparisons, comparison_lines = _comparisons(run_dir, y, resamples)
-    subgroup_lines, subgroups = _subgroups(ts, test, threshold, resamples)
-    cohort_lines = _cohort(ts, run_dir, meta["outcome"], data, test)
-    (run_dir / "metrics.json").write_text(
-        json.dumps(
-            {
-                "models": table,
-                "paired_differences": differences,
-                "calibration": calibration,
-                "comparisons": comparisons,
-                "subgroups": subgroups,
-                "outcomes": by_outcome,
-            },
-            indent=2,
-        )
+    performance = Performance(
+        models=table,
+        paired_differences=differences,
+        calibration=calibration,
+        labels=_labels(ts, test, scores, meta["outcome"], resamples),
+        comparisons=_comparisons(run_dir, y, resamples),
+        subgroups=_subgroups(ts, test, threshold, resamples),
     )
-    plots = _plots(run_dir, y, scores, test["probability_uncalibrated"].to_numpy(), cv)
-    importance_lines, importance_plot = _importance(ts, run_dir, test)
-    plots.append(importance_plot)
+    cohort_table, flow, plots = _cohort(ts, run_dir, meta["outcome"], data, test)
+    (run_dir / files.METRICS).write_text(json.dumps(performance.to_json(), indent=2))
+    plots |= _plots(run_dir, y, scores, uncalibrated, cv)
+    importance, plots["importance"] = _importance(ts, run_dir, test)
 
-    primary = outcome_name(meta["outcome"], ts.cohort)
-    lines = [
-        f"# Evaluation of {run_dir.name}",
-        "",
-        population(ts.cohort) + _reach_sentence(ts),
-        "",
-        f"Outcome: {primary} (`{meta['outcome']}`"
-        + (", the primary label" if meta["outcome"] == OUTCOMES[0] else f"; the primary label is {OUTCOMES[0]}")
-        + f"); {data['stays']} cohort stays ({data['prevalence']:.1%} positive), "
-        f"{data['train']} for training and cross-validation, {data['test']} held out "
-        f"({data.get('split', 'patient')} split). Best setting {meta['setting'] or '(defaults)'}, mean CV AUROC "
-        f"{cv['cv_auroc']:.3f}. The model is the ensemble of that setting's {len(meta['members'])} fold models, "
-        f"each calibrated on its own out-of-fold predictions ({calibrator['method']}, chosen by cross-validated "
-        "Brier: "
-        + ", ".join(f"{m} {b:.4f}" for m, b in calibrator["cv_brier"].items())
-        + f"), their calibrated probabilities averaged; decision threshold {threshold:.3f}, the Youden point of the "
-        "calibrated out-of-fold predictions.",
-        "",
-        "Baselines: logistic regression and gradient boosting on the fusion model's inputs, tuned by the same "
-        "cross-validation folds ("
-        + "; ".join(f"{n}: {b['params']}" for n, b in baselines.items() if b["params"])
-        + "), preprocessing fitted inside each fold, calibrated and thresholded the same way; the clinical scores "
-        "at T, SOFA (the 24-hour SOFA of the last hour by T) and OASIS (over the 24 hours before T), both from "
-        "values stored by T, each as a risk by isotonic regression on the training part.",
-        "",
-        "## Performance on the held-out test set",
-        "",
-        "| model | " + " | ".join(METRICS) + " |",
-        "|---|" + "---:|" * len(METRICS),
-    ]
-    for name, metrics in table.items():
-        lines.append(f"| {name} | " + " | ".join(_ci(metrics[m]) for m in METRICS) + " |")
-    lines += [
-        "",
-        f"Each at its own threshold; 95% bootstrap intervals over test stays, {resamples} resamples, the "
-        "same resamples for every model.",
-        "",
-        "## Paired differences: fusion model minus each baseline",
-        "",
-        "| baseline | AUROC difference | AUPRC difference | AUROC verdict |",
-        "|---|---:|---:|---|",
-    ]
-    for name, d in differences.items():
-        lines.append(f"| {name} | {_ci(d['auroc'])} | {_ci(d['auprc'])} | {_verdict(d['auroc'])} |")
-    lines += [
-        "",
-        "A difference is called better or worse only when its paired 95% interval excludes 0.",
-        "",
-        "## Calibration",
-        "",
-        "| model | " + " | ".join(CALIBRATION) + " | calibration error by chance |",
-        "|---|" + "---:|" * (len(CALIBRATION) + 1),
-    ]
-    for name, metrics in calibration.items():
-        lines.append(
-            f"| {name} | "
-            + " | ".join(_ci(metrics[m]) for m in CALIBRATION)
-            + f" | {metrics['calibration_error_by_chance']:.3f} |"
-        )
-    lines += [
-        "",
-        "Calibration error: the stay-weighted mean |observed rate - mean prediction| over 10 quantile bins "
-        "(the bins of calibration.png). Slope: 1 is ideal, below 1 means too extreme predictions. Intercept "
-        "(calibration-in-the-large): 0 is ideal, above 0 means risks under-estimated on average. Calibration error by "
-        "chance: what a perfectly calibrated model with these probabilities would show on this many stays "
-        "(outcomes drawn from its own probabilities, 200 draws); a model near it is as calibrated as the test "
-        "set can tell. On a small test set "
-        "the calibration error's bootstrap interval can lie above its value: binned calibration error grows with "
-        "the noise that resampling adds to each bin, so read the interval as an upper range. A slope with no "
-        "finite estimate on a resample (perfect separation) is left out of its interval.",
-        "",
-    ]
-    lines += outcome_lines + comparison_lines + subgroup_lines + importance_lines + cohort_lines
-    lines += [f"![{p.stem}]({p.name})" for p in plots]
-    report = run_dir / "report.md"
-    report.write_text("\n".join(lines) + "\n")
+    evaluation = Evaluation(
+        run=run_dir.name,
+        resamples=resamples,
+        outcome=meta["outcome"],
+        outcome_name=outcome_name(meta["outcome"], ts.cohort),
+        population=population(ts.cohort),
+        reach=_reach(ts),
+        prediction_hours=prediction_hours(ts.cohort),
+        recognition_rules=recognition_rules(ts.cohort),
+        data=Data(
+            stays=data["stays"],
+            prevalence=data["prevalence"],
+            train=data["train"],
+            test=data["test"],
+            split=data.get("split", "patient"),
+            fingerprint=data["fingerprint"],
+        ),
+        model=Model(
+            setting=meta["setting"],
+            cv_auroc=cv["cv_auroc"],
+            folds=len(meta["members"]),
+            calibration=calibrator["method"],
+            calibration_brier=calibrator["cv_brier"],
+            threshold=threshold,
+            settings=(run_dir / files.CONFIG).read_text().rstrip(),
+        ),
+        predictors=_predictors(ts, run_dir, meta),
+        baselines={name: b["params"] for name, b in baselines.items() if b["params"]},
+        performance=performance,
+        importance=importance,
+        characteristics=cohort_table,
+        flow=flow,
+        plots=plots,
+    )
+    templates = _templates()
+    report = run_dir / files.REPORT
+    report.write_text(templates.get_template("report.md.j2").render(vars(evaluation)))
     write_html_report(report.read_text(), run_dir)  # report.html: the same report, plots embedded
-    _model_card(ts, run_dir, meta, data, cv, calibrator, table[FUSION], calibration[f"{FUSION}, after calibration"])
+    (run_dir / files.MODEL_CARD).write_text(templates.get_template("model_card.md.j2").render(vars(evaluation)))
     return report
 
 
-def _reach_sentence(ts: TrainingSet) -> str:
+def _reach(ts: TrainingSet) -> Reach | None:
     shares = reach(ts.flow) if ts.flow is not None else None
-    if not shares:
-        return ""
-    stays, died, kept, kept_died = shares
-    return (
-        f" {kept / max(stays, 1):.0%} of the first Sepsis-3 stays ({kept} of {stays}) and "
-        f"{kept_died / max(died, 1):.0%} of their in-hospital deaths ({kept_died} of {died}) reach the cohort "
-        "(cohort flow below)."
-    )
+    return Reach(*shares) if shares else None
 
 
-def _outcomes(
+def _ranking(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    return {"auroc": auroc(y, p), "auprc": auprc(y, p)}
+
+
+def _labels(
     ts: TrainingSet, test: pd.DataFrame, scores: dict[str, np.ndarray], primary: str, resamples: int
-) -> tuple[list[str], dict]:
+) -> list[Label]:
     """Discrimination of the same test predictions for every label of the cohort: the primary one the models
     were trained for, and the secondary and sensitivity labels."""
     cohort = ts.cohort.set_index("stay_id").loc[test["stay_id"]]
-    ranking = lambda y_, p_: {"auroc": auroc(y_, p_), "auprc": auprc(y_, p_)}  # noqa: E731
-    lines = [
-        "## Every label",
-        "",
-        f"The models were trained for {outcome_name(primary, ts.cohort)}; below, the same held-out predictions "
-        "scored against each label of the cohort (docs/COHORT.md): the primary label first, in-hospital death "
-        "(secondary), and the primary label counting a discharge to hospice as death (sensitivity). 95% "
-        f"bootstrap intervals, {resamples} resamples, the same for every model and label.",
-        "",
-        "| label | positive in test | model | auroc | auprc |",
-        "|---|---:|---|---:|---:|",
-    ]
-    out: dict = {}
+    labels = []
     for outcome in OUTCOMES:
         if outcome not in cohort or outcome == "died_in_icu":
             continue
         y = cohort[outcome].to_numpy(dtype=np.int64)
         if len(np.unique(y)) < 2:
             continue
-        name = outcome_name(outcome, ts.cohort) + (" (trained for)" if outcome == primary else "")
-        out[outcome] = {}
-        for i, (model, p) in enumerate(scores.items()):
-            m = bootstrap(y, p, ranking, resamples, label=f"{outcome}: {model}")
-            out[outcome][model] = m
-            head = f"{name} | {y.sum()} ({y.mean():.1%})" if i == 0 else " | "
-            lines.append(f"| {head} | {model} | {_ci(m['auroc'])} | {_ci(m['auprc'])} |")
-    return lines + [""], out
+        models = {
+            model: bootstrap(y, p, _ranking, resamples, label=f"{outcome}: {model}") for model, p in scores.items()
+        }
+        labels.append(
+            Label(
+                outcome=outcome,
+                name=outcome_name(outcome, ts.cohort),
+                trained_for=outcome == primary,
+                positive=int(y.sum()),
+                prevalence=float(y.mean()),
+                models=models,
+            )
+        )
+    return labels
 
 
-def _comparisons(run_dir: Path, y: np.ndarray, resamples: int) -> tuple[dict, list[str]]:
+def _comparisons(run_dir: Path, y: np.ndarray, resamples: int) -> Comparisons | None:
     """The loss comparison (BCE vs focal loss) and the modality ablation, from the run's experiment
     predictions, each as a paired difference against the final model."""
-    path = run_dir / "experiment_predictions.csv"
+    path = run_dir / files.EXPERIMENT_PREDICTIONS
     if not path.exists():
-        return {}, []
+        return None
     variants = pd.read_csv(path)
-    thresholds = json.loads((run_dir / "experiment_thresholds.json").read_text())
-    names = ("accuracy", "specificity", "f1", "sensitivity", "auroc", "brier")
-    out: dict = {"loss": {}, "ablation": {}}
-    lines = [
-        "## Loss comparison: class-weighted BCE against focal loss",
-        "",
-        "Both trained the same way (the chosen setting on the same folds, a calibrated ensemble of the fold "
-        "models), each at its own threshold (Youden on its calibrated out-of-fold predictions).",
-        "",
-        "| loss | " + " | ".join(names) + " |",
-        "|---|" + "---:|" * len(names),
-    ]
-    for column, label in (("bce", "BCE (gamma 0, class-weighted)"), ("focal", "focal loss")):
-        m = bootstrap_metrics(y, variants[column].to_numpy(), thresholds[column], resamples, label=label)
-        out["loss"][column] = m
-        lines.append(f"| {label}, threshold {thresholds[column]:.3f} | " + " | ".join(_ci(m[k]) for k in names) + " |")
-    d = paired_difference(y, variants["focal"].to_numpy(), variants["bce"].to_numpy(), resamples, label="focal - bce")
-    out["loss"]["focal - bce"] = d
-    lines += [
-        "",
-        f"Focal minus BCE: AUROC {_ci(d['auroc'])}, AUPRC {_ci(d['auprc'])} ({_verdict(d['auroc'])}).",
-        "",
-        "## Modality ablation",
-        "",
-        "Each variant trained like the final model with only these modalities; the difference is the final "
-        "model (every modality) minus the variant, paired.",
-        "",
-        "| modalities | auroc | auprc | final model minus variant, AUROC | AUPRC | verdict |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
-    full = [
-        c for c in variants.columns if c not in ("stay_id", "bce", "focal") and variants[c].equals(variants["focal"])
-    ]
-    for column in variants.columns:
-        if column in ("stay_id", "bce", "focal"):
-            continue
-        m = bootstrap(
-            y,
-            variants[column].to_numpy(),
-            lambda y_, p_: {"auroc": auroc(y_, p_), "auprc": auprc(y_, p_)},
-            resamples,
-            label=column,
+    thresholds = json.loads((run_dir / files.EXPERIMENT_THRESHOLDS).read_text())
+    losses = [
+        Loss(
+            column=column,
+            name=name,
+            threshold=thresholds[column],
+            metrics=bootstrap_metrics(y, variants[column].to_numpy(), thresholds[column], resamples, label=name),
         )
-        row = {"metrics": m}
-        if column in full:
-            lines.append(f"| {column} (the final model) | {_ci(m['auroc'])} | {_ci(m['auprc'])} | | | |")
-        else:
-            d = paired_difference(
-                y, variants["focal"].to_numpy(), variants[column].to_numpy(), resamples, label=f"final - {column}"
-            )
-            row["final_minus_variant"] = d
-            lines.append(
-                f"| {column} | {_ci(m['auroc'])} | {_ci(m['auprc'])} | {_ci(d['auroc'])} | {_ci(d['auprc'])} "
-                f"| {'final ' + _verdict(d['auroc'])} |"
-            )
-        out["ablation"][column] = row
-    return out, lines + [""]
+        for column, name in LOSSES.items()
+    ]
+    final = variants["focal"].to_numpy()
+    focal_minus_bce = paired_difference(y, final, variants["bce"].to_numpy(), resamples, label="focal - bce")
+    ablation = []
+    for column in variants.columns:
+        if column == "stay_id" or column in LOSSES:
+            continue
+        p = variants[column].to_numpy()
+        metrics = bootstrap(y, p, _ranking, resamples, label=column)
+        # the variant with every modality is the final model (focal loss) itself: nothing to pair it with
+        is_final = variants[column].equals(variants["focal"])
+        difference = None if is_final else paired_difference(y, final, p, resamples, label=f"final - {column}")
+        ablation.append(Variant(modalities=column, metrics=metrics, difference=difference))
+    return Comparisons(losses=losses, focal_minus_bce=focal_minus_bce, ablation=ablation)
 
 
-def _subgroups(ts: TrainingSet, test: pd.DataFrame, threshold: float, resamples: int) -> tuple[list[str], dict]:
+def _subgroups(ts: TrainingSet, test: pd.DataFrame, threshold: float, resamples: int) -> list[Subgroup]:
+    """The fusion model by sex and age band; a subgroup under 10 stays or with one outcome only is not scored."""
     static = ts.features.static.assign(stay_id=ts.features.stay_id).set_index("stay_id").loc[test["stay_id"]]
     groups = {"female": static["female"].to_numpy() == 1, "male": static["female"].to_numpy() == 0}
     age = static["age"].to_numpy()
     for low, high in ((18, 50), (50, 65), (65, 80), (80, 200)):
         groups[f"age {low}-{high - 1}" if high < 200 else f"age {low}+"] = (age >= low) & (age < high)
-    lines = [
-        "## Subgroups (fusion model)",
-        "",
-        "| subgroup | stays | deaths | auroc | sensitivity | specificity | observed rate | mean predicted "
-        "| calibration error | slope | intercept |",
-        "|---|" + "---:|" * 10,
-    ]
     y, p = test["outcome"].to_numpy(), test["probability"].to_numpy()
-    out = {}
+    subgroups = []
     for name, mask in groups.items():
-        if mask.sum() < 10 or len(np.unique(y[mask])) < 2:
-            lines.append(f"| {name} | {mask.sum()} | {y[mask].sum()} | too few | | | | | | | |")
+        stays, deaths = int(mask.sum()), int(y[mask].sum())
+        if stays < 10 or len(np.unique(y[mask])) < 2:
+            subgroups.append(Subgroup(name=name, stays=stays, deaths=deaths))
             continue
-        m = bootstrap_metrics(y[mask], p[mask], threshold, resamples, label=name)
-        c = calibration_metrics(y[mask], p[mask])
-        out[name] = {"metrics": m, "calibration": c, "stays": int(mask.sum()), "deaths": int(y[mask].sum())}
-        lines.append(
-            f"| {name} | {mask.sum()} | {y[mask].sum()} | "
-            + " | ".join(_ci(m[k]) for k in ("auroc", "sensitivity", "specificity"))
-            + f" | {y[mask].mean():.3f} | {p[mask].mean():.3f} | {c['calibration_error']:.3f} | "
-            f"{c['calibration_slope']:.2f} | {c['calibration_intercept']:.2f} |"
+        subgroups.append(
+            Subgroup(
+                name=name,
+                stays=stays,
+                deaths=deaths,
+                metrics=bootstrap_metrics(y[mask], p[mask], threshold, resamples, label=name),
+                calibration=calibration_metrics(y[mask], p[mask]),
+                observed=float(y[mask].mean()),
+                predicted=float(p[mask].mean()),
+            )
         )
-    return lines + ["", "Calibration per subgroup: point estimates (small subgroups vary a lot).", ""], out
+    return subgroups
 
 
-def _cohort(ts: TrainingSet, run_dir: Path, outcome: str, data: dict, test: pd.DataFrame) -> list[str]:
-    """The cohort's characteristics by outcome, and its flow as numbers and a diagram."""
+def _cohort(
+    ts: TrainingSet, run_dir: Path, outcome: str, data: dict, test: pd.DataFrame
+) -> tuple[list[str], list[str] | None, dict[str, str]]:
+    """The cohort's characteristics by outcome (written as a CSV file, returned as Markdown), and its flow as
+    Markdown and a diagram (None and no plot for a cohort without its flow)."""
     table = characteristics(ts, outcome)
-    table.to_csv(run_dir / "cohort_characteristics.csv", index=False)
-    lines = [
-        f"## Cohort characteristics (by {outcome_name(outcome, ts.cohort)})",
-        "",
-        "Features and clinical scores as known at the prediction time T; the retrospective SOFA at onset, the hours "
-        "from onset and the outcomes describe the stays. Median [IQR] with Mann-Whitney U, n (%) with chi-squared "
-        "(Fisher's exact test for 2 x 2 tables with an expected count under 5); the outcomes are described, not "
-        "tested. The last column: the first Sepsis-3 stays that ended before T (cohort flow), where known.",
-        "",
-    ]
-    lines += markdown(table) + [""]
-    if ts.flow is not None:
-        y_test = test["outcome"].to_numpy()
-        y_all = ts.labels(outcome)
-        split = {
-            "training part": (data["train"], int(y_all.sum() - y_test.sum())),
-            "held-out test": (data["test"], int(y_test.sum())),
-        }
-        flow_diagram(ts.flow, split, run_dir / "cohort_flow.png")
-        lines += (
-            ["## Cohort flow", ""]
-            + flow_lines(ts.flow, prediction_hours(ts.cohort))
-            + ["", "![cohort_flow](cohort_flow.png)", ""]
-        )
-    return lines
+    table.to_csv(run_dir / files.COHORT_CHARACTERISTICS, index=False)
+    if ts.flow is None:
+        return markdown(table), None, {}
+    y_test = test["outcome"].to_numpy()
+    y_all = ts.labels(outcome)
+    split = {
+        "training part": (data["train"], int(y_all.sum() - y_test.sum())),
+        "held-out test": (data["test"], int(y_test.sum())),
+    }
+    diagram = flow_diagram(ts.flow, split, RunFolder(run_dir).plot("cohort_flow"))
+    return markdown(table), flow_lines(ts.flow, prediction_hours(ts.cohort)), {"cohort_flow": diagram.name}
 
 
-def _model_card(
-    ts: TrainingSet, run_dir: Path, meta: dict, data: dict, cv: dict, calibrator: dict, metrics: dict, calibration: dict
-) -> Path:
-    """A model card along the TRIPOD+AI items: what the model predicts, from what, how it was built and
-    tuned, how well it did (with intervals), and where it must not be used."""
+def _predictors(ts: TrainingSet, run_dir: Path, meta: dict) -> Predictors:
+    """The model's inputs, their missingness and the static variables preprocessing dropped."""
     f = ts.features
-    missing_static = float(np.isnan(f.static_numeric).mean())
-    missing_latest = (
-        float(np.isnan(f.windows[:, -1][f.window_mask[:, -1]]).mean()) if f.window_mask[:, -1].any() else 1.0
+    states = json.loads((run_dir / files.PREPROCESS).read_text())["members"]
+    return Predictors(
+        static=len(f.layout.static),
+        sequence_steps=f.layout.sequence_steps,
+        stride_hours=f.layout.stride_hours,
+        panel=len(f.layout.panel),
+        notes=len(f.layout.note_views),
+        feature_service=meta["feature_service"],
+        missing_static=float(np.isnan(f.static_numeric).mean()),
+        missing_latest=(
+            float(np.isnan(f.sequence[:, -1][f.sequence_mask[:, -1]]).mean()) if f.sequence_mask[:, -1].any() else 1.0
+        ),
+        max_missing=states[0]["config"]["max_missing"],
+        dropped=sorted({name for s in states for name in s["dropped"]}),
     )
-    states = json.loads((run_dir / "preprocess.json").read_text())["members"]
-    dropped = sorted({name for s in states for name in s["dropped"]})
-    config = (run_dir / "config.yaml").read_text()
-    lines = [
-        f"# Model card: {run_dir.name}",
-        "",
-        "## Task and horizon",
-        f"Predicts {outcome_name(meta['outcome'], ts.cohort)} (`{meta['outcome']}`) for adult ICU stays meeting "
-        f"Sepsis-3 (mimic-code definition, first such stay per patient), at the prediction time T = recognition + "
-        f"{prediction_hours(ts.cohort):g} h, where recognition is the first time one of the stay's Sepsis-3 pairs "
-        "was complete from the record: its antibiotic started, its culture known and a 24-hour SOFA >= 2 in its "
-        f"window ({recognition_rules(ts.cohort) or 'the rules of the build'}); from what was known at T (Feast "
-        "point-in-time retrieval; labs from their storetime, notes from theirs, no discharge summaries, "
-        "comorbidities from earlier admissions only). Stays that ended before T are excluded. "
-        + population(ts.cohort)
-        + _reach_sentence(ts)
-        + " Secondary and sensitivity labels (in-hospital death; death or hospice discharge within the horizon) "
-        "are scored in report.md.",
-        "",
-        "## Data and cohort flow",
-        f"{data['stays']} cohort stays ({data['prevalence']:.1%} positive); {data['train']} for training and "
-        f"tuning, {data['test']} held out ({data.get('split', 'patient')} split, grouped by patient). Data "
-        f"fingerprint `{data['fingerprint'][:16]}`. Cohort flow and characteristics: report.md.",
-        "",
-        "## Predictors",
-        f"Static baseline ({len(f.layout.static)} variables, the most relevant non-redundant ones kept), a "
-        f"sequence of {f.layout.sequence_steps} steps {f.layout.stride_hours} h apart up to T of "
-        f"{len(f.layout.windows)} labs and vitals (per step the value known then, whether it was observed in the "
-        "step, the hours since it was charted, the step's time), and the last "
-        f"{len(f.layout.note_views)} notes, each embedded, with its age (Feast feature service "
-        f"`{meta['feature_service']}`).",
-        "",
-        "## Missing data",
-        f"Static variables missing: {missing_static:.1%} of values; latest step: {missing_latest:.1%} of "
-        "values (a lab never measured since the hospital admission). Static variables missing in more than "
-        f"{states[0]['config']['max_missing']:.0%} of training stays are dropped (in at least one fold: "
-        f"{', '.join(dropped) or 'none'}); the rest mean/mode-imputed with missing-value flags; sequence steps before "
-        "the hospital admission are masked.",
-        "",
-        "## Model, tuning and calibration",
-        f"Static MLP + window BiLSTM + note BiLSTM, early fusion, focal loss. Grid search by "
-        f"{len(meta['members'])}-fold patient-grouped cross-validation of the training part, each fold model "
-        f"early-stopped on an inner validation split of its own training rows; chosen setting "
-        f"{meta['setting'] or '(defaults)'} (mean CV AUROC {cv['cv_auroc']:.3f}). The final model is the ensemble of "
-        f"that setting's fold models, each calibrated by {calibrator['method']} regression fitted on its own "
-        f"out-of-fold predictions (chosen over the alternative by cross-validated Brier score), their calibrated "
-        f"probabilities averaged; decision threshold "
-        f"{meta['threshold']:.3f} (Youden, calibrated out-of-fold predictions).",
-        "",
-        "Settings:",
-        "",
-        "```yaml",
-        config.rstrip(),
-        "```",
-        "",
-        "## Performance on the held-out test set",
-        f"AUROC {_ci(metrics['auroc'])}; AUPRC {_ci(metrics['auprc'])}; sensitivity {_ci(metrics['sensitivity'])}; "
-        f"specificity {_ci(metrics['specificity'])}; Brier {_ci(calibration['brier'])}; calibration error "
-        f"{_ci(calibration['calibration_error'])}; calibration slope {_ci(calibration['calibration_slope'], 2)}, "
-        f"intercept {_ci(calibration['calibration_intercept'], 2)}. Paired differences against the baselines, the "
-        "loss comparison, the modality ablation, decision curves and subgroups: report.md.",
-        "",
-        "## Intended use and limits",
-        "Research use: studying prognosis in sepsis and the value of each data modality, and as a template for "
-        "point-in-time-correct feature pipelines. Not a medical device; not validated prospectively or outside "
-        "the hospital the data come from (MIMIC-IV: one US academic centre, 2008-2019); not for decisions about "
-        "individual patients. Trained on synthetic data it describes the generator, not patients. Performance "
-        "in small subgroups is uncertain (see the intervals); recalibrate before use in another population.",
-        "",
-    ]
-    card = run_dir / "model_card.md"
-    card.write_text("\n".join(lines))
-    return card
 
 
 def _plots(
     run_dir: Path, y: np.ndarray, scores: dict[str, np.ndarray], uncalibrated: np.ndarray, cv: dict
-) -> list[Path]:
-    paths = []
+) -> dict[str, str]:
+    plots = {}
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, p in scores.items():
         fpr, tpr, _ = roc_curve(y, p)
@@ -475,7 +530,7 @@ def _plots(
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC, held-out test set")
     ax.legend(loc="lower right", fontsize=8)
-    paths.append(_save(fig, run_dir / "roc.png"))
+    plots["roc"] = _save(fig, run_dir, "roc")
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, p in scores.items():
         precision, recall, _ = precision_recall_curve(y, p)
@@ -483,7 +538,7 @@ def _plots(
     ax.axhline(y.mean(), color="k", ls=":", lw=0.8)
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, held-out test set")
     ax.legend(fontsize=8)
-    paths.append(_save(fig, run_dir / "pr.png"))
+    plots["pr"] = _save(fig, run_dir, "pr")
     fig, ax = plt.subplots(figsize=(5, 5))
     for label, p, style in (
         ("fusion model, before calibration", uncalibrated, "s--"),
@@ -501,7 +556,7 @@ def _plots(
         title="Calibration, held-out test set (10 quantile bins)",
     )
     ax.legend(fontsize=8)
-    paths.append(_save(fig, run_dir / "calibration.png"))
+    plots["calibration"] = _save(fig, run_dir, "calibration")
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for name, p in scores.items():
         ax.plot(DECISION_THRESHOLDS, net_benefit(y, p, DECISION_THRESHOLDS), label=name)
@@ -514,7 +569,7 @@ def _plots(
         title="Decision curves, held-out test set",
     )
     ax.legend(fontsize=8)
-    paths.append(_save(fig, run_dir / "decision_curve.png"))
+    plots["decision_curve"] = _save(fig, run_dir, "decision_curve")
     # learning curves of the chosen setting's cross-validation folds: training loss and the loss and AUROC on
     # each fold's inner validation split (the one early stopping reads), per epoch
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -528,54 +583,41 @@ def _plots(
     ax.set(xlabel="epoch", ylabel="focal loss", title="Learning curves (CV folds of the chosen setting)")
     ax.legend(fontsize=8)
     ax2.set(xlabel="epoch", ylabel="inner validation AUROC", title="Early stopping (dot: the epoch kept)")
-    paths.append(_save(fig, run_dir / "learning_curve.png"))
-    return paths
+    plots["learning_curve"] = _save(fig, run_dir, "learning_curve")
+    return plots
 
 
-def _importance(ts: TrainingSet, run_dir: Path, test: pd.DataFrame, shown: int = 20) -> tuple[list[str], Path]:
+def _importance(ts: TrainingSet, run_dir: Path, test: pd.DataFrame, plotted: int = 20) -> tuple[Importance, str]:
     """Global importance on the test stays: each input's mean absolute contribution to the logit
-    (integrated gradients of the final model, explain.py), as importance.csv, a plot and a table."""
+    (integrated gradients of the final model, explain.py), written as a table of every input and a plot of
+    the first `plotted`; returns them and the plot's file name."""
     index = {s: i for i, s in enumerate(ts.features.stay_id)}
     missing = [s for s in test["stay_id"] if s not in index]
     if missing:
         raise StudyError(f"test stays {missing[:5]} of {run_dir} are not in this training set: evaluate on its data")
     features = ts.features.take(np.array([index[s] for s in test["stay_id"]], dtype=np.int64))
-    trained = load_run(run_dir)
+    trained = Predictor(run_dir)
     total = len(features) * len(trained.ensemble.members)
     with tqdm(total=total, desc="explanations", unit="stay", leave=False, mininterval=1.0) as bar:
         explanation = trained.explain(features, progress=bar.update)
     table = explanation.importance()
-    table.to_csv(run_dir / "importance.csv", index=False)
-    top = table.head(shown).iloc[::-1]
+    table.to_csv(run_dir / files.IMPORTANCE, index=False)
+    top = table.head(plotted).iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(top) + 1.2))
-    colors = {"static": "tab:blue", "windows": "tab:orange", "notes": "tab:green"}
+    colors = {"static": "tab:blue", "sequence": "tab:orange", "notes": "tab:green"}
     ax.barh(top["input"], top["mean_abs_contribution"], color=[colors[m] for m in top["modality"]])
     for modality, color in colors.items():
         ax.barh([], [], color=color, label=modality)
     ax.legend(fontsize=8, loc="lower right")
     ax.set(xlabel="mean |contribution| to the logit", title=f"What the model relied on ({len(features)} test stays)")
-    plot = _save(fig, run_dir / "importance.png")
-    lines = [
-        "## What the model relied on",
-        "",
-        f"Integrated gradients of the final model on the {len(features)} test stays, grouped per static feature, "
-        "per panel feature (its values, flags and times since charted over every step) and per note by recency, "
-        "against a reference stay with the same record timing, training-mean values and empty note embeddings "
-        "(model/explain.py). Mean absolute contribution to the logit, largest first (importance.csv has every "
-        "input; importance.png the first 20). Importance is what the model used, not a cause.",
-        "",
-        "| input | modality | mean abs contribution | mean contribution |",
-        "|---|---|---:|---:|",
-    ]
-    lines += [
-        f"| {r.input} | {r.modality} | {r.mean_abs_contribution:.3f} | {r.mean_contribution:+.3f} |"
-        for r in table.head(10).itertuples()
-    ]
-    return lines + [""], plot
+    plot = _save(fig, run_dir, "importance")
+    return Importance(stays=len(features), plotted=plotted, top=table.head(10).to_dict("records")), plot
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, run_dir: Path, name: str) -> str:
+    """Write a figure as the run folder's plot `name`; returns its file name."""
+    path = RunFolder(run_dir).plot(name)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return path
+    return path.name
