@@ -105,19 +105,19 @@ def test_a_run_predicts_a_frame_as_the_study_scored_its_test_stays(project, fram
     assert run.outcome == OUTCOMES[0] and 0 < run.threshold < 1 and run.version.startswith("run@")
     test = run.test_predictions()
     rows = frame[frame["stay_id"].isin(test["stay_id"])].sample(frac=1.0, random_state=0)  # any order, any index
-    scores = run.predict(rows)
+    # long before anything was recorded, nothing is known, and the rows say so instead of scoring defaults
+    early = rows.head(5).assign(prediction_time=pd.Timestamp("1990-01-01")).set_axis(range(-5, 0))
+    both = run.predict(pd.concat([rows, early]))
+    scores, early = both.loc[rows.index], both.loc[early.index]
     assert scores.index.equals(rows.index) and scores["known"].all()
     expected = test.set_index("stay_id").loc[scores["stay_id"], "probability"].to_numpy()
     np.testing.assert_allclose(scores["probability"].to_numpy(), expected, rtol=1e-5)
     assert (scores["decision"] == (scores["probability"] >= run.threshold)).all()
-    # long before anything was recorded, nothing is known, and the rows say so instead of scoring defaults
-    early = rows.head(5).assign(prediction_time=pd.Timestamp("1990-01-01"))
-    early = run.predict(early)
     assert not early["known"].any() and early["probability"].isna().all()
 
     why = run.explain(rows.head(4), top=3)
     assert set(why["row"]) == set(rows.head(4).index) and why.groupby("row").size().max() <= 3
-    assert set(why["modality"]) <= {"static", "windows", "notes"}
+    assert set(why["modality"]) <= {"static", "sequence", "notes"}
     importance = run.importance(rows.head(10))
     assert importance["mean_abs_contribution"].is_monotonic_decreasing and len(importance) > 10
     # times with a zone are read in UTC, as the store's naive times are

@@ -47,24 +47,36 @@ def copy_mimic(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> Path:
     return dst
 
 
-@pytest.fixture()
-def small_mimic(tmp_path) -> Path:
+@pytest.fixture(scope="module")
+def small_mimic_source(tmp_path_factory) -> Path:
     from sepsis_fusion.pipelines.synth.generate import generate
 
-    out = tmp_path / "mimic"
+    out = tmp_path_factory.mktemp("small") / "mimic"
     generate(30, 11, out, density="light", progress=False)
     return out
 
 
+@pytest.fixture()
+def small_mimic(small_mimic_source, tmp_path, monkeypatch) -> Path:
+    """30 synthetic stays, this test's own copy. Tests of the ingest or of one model build only the models
+    they read (`select`); tests of the selected models' relationships to unselected ones are left out, as
+    `dbt build --select` with DBT_INDIRECT_SELECTION=cautious does."""
+    monkeypatch.setenv("DBT_INDIRECT_SELECTION", "cautious")
+    return copy_mimic(small_mimic_source, tmp_path / "mimic")
+
+
+STAYS = "stg_icu_icustays"  # the smallest build that runs the whole raw ingest
+
+
 def test_rebuild_reloads_changed_files_only_and_is_skipped_when_nothing_changed(small_mimic, tmp_path, capfd):
     warehouse = tmp_path / "w.duckdb"
-    dbt_build(small_mimic, warehouse=warehouse)
+    dbt_build(small_mimic, warehouse=warehouse, select=STAYS)
     loaded = dict(rows(warehouse, "SELECT relation, loaded_at FROM raw._ingest_log"))
     capfd.readouterr()
     # Touch one file: only that table loads again.
     path = small_mimic / "hosp/omr.csv.gz"
     path.write_bytes(path.read_bytes())
-    dbt_build(small_mimic, warehouse=warehouse)
+    dbt_build(small_mimic, warehouse=warehouse)  # a whole build: only a complete one makes the next skippable
     out = capfd.readouterr().out
     assert "raw: hosp/labevents unchanged, kept" in out
     assert f"raw: loading {path}" in out
@@ -74,7 +86,7 @@ def test_rebuild_reloads_changed_files_only_and_is_skipped_when_nothing_changed(
     # Nothing changed since: the whole build is skipped; --force runs it anyway.
     assert dbt_build(small_mimic, warehouse=warehouse) == []
     assert "dbt build skipped" in capfd.readouterr().out
-    assert "stg_icu_icustays" in dbt_build(small_mimic, warehouse=warehouse, force=True)
+    assert "stg_icu_icustays" in dbt_build(small_mimic, warehouse=warehouse, select=STAYS, force=True)
 
 
 def test_a_build_never_reads_dbts_partial_parse_of_another_project_folder(small_mimic, tmp_path, monkeypatch):
@@ -86,17 +98,23 @@ def test_a_build_never_reads_dbts_partial_parse_of_another_project_folder(small_
     other = tmp_path / "other_checkout" / "dbt_project"
     shutil.copytree(build.paths.DBT_PROJECT_DIR, other, ignore=shutil.ignore_patterns("target", "logs"))
     monkeypatch.setattr(build.paths, "DBT_PROJECT_DIR", other)
-    dbt_build(small_mimic, warehouse=tmp_path / "first" / "warehouse.duckdb")
+    dbt_build(
+        small_mimic, warehouse=tmp_path / "first" / "warehouse.duckdb", select=f"{STAYS} antibiotic_name_patterns"
+    )
     shutil.rmtree(other)
     monkeypatch.setattr(build.paths, "DBT_PROJECT_DIR", build.paths.PROJECT_ROOT / "dbt_project")
     warehouse = tmp_path / "second" / "warehouse.duckdb"
-    assert "antibiotic_name_patterns" in dbt_build(small_mimic, warehouse=warehouse)  # a seed, from this project
+    # a seed, from this project
+    assert "antibiotic_name_patterns" in dbt_build(
+        small_mimic, warehouse=warehouse, select=f"{STAYS} antibiotic_name_patterns"
+    )
     assert count(warehouse, "stg_icu_icustays") > 0
 
 
 def test_bad_raw_files_are_named_and_the_last_build_is_kept(small_mimic, tmp_path):
     warehouse = tmp_path / "w.duckdb"
-    dbt_build(small_mimic, warehouse=warehouse)
+    select = f"{STAYS} stg_icu_chartevents"
+    dbt_build(small_mimic, warehouse=warehouse, select=select)
     icustays, patients, chartevents = (
         small_mimic / f for f in ("icu/icustays.csv.gz", "hosp/patients.csv.gz", "icu/chartevents.csv.gz")
     )
@@ -124,12 +142,12 @@ def test_bad_raw_files_are_named_and_the_last_build_is_kept(small_mimic, tmp_pat
         whole = path.read_bytes()
         damage()
         with pytest.raises(BuildError) as error:
-            dbt_build(small_mimic, warehouse=warehouse)
+            dbt_build(small_mimic, warehouse=warehouse, select=select)
         assert message in str(error.value), case
         assert "The models of the last build stay in" in str(error.value)
         assert count(warehouse, "stg_icu_icustays") == 30, case  # what was built is still there
         path.write_bytes(whole)
-    assert "stg_icu_chartevents" in dbt_build(small_mimic, warehouse=warehouse)  # mended, it builds again
+    assert "stg_icu_chartevents" in dbt_build(small_mimic, warehouse=warehouse, select=select)  # mended, it builds
 
 
 def test_missing_column_names_the_file_and_the_column(small_mimic, tmp_path, capfd):
@@ -140,14 +158,14 @@ def test_missing_column_names_the_file_and_the_column(small_mimic, tmp_path, cap
     cut = [",".join(line.split(",")[:-1]) for line in lines]  # drop the last column, dod
     path.write_bytes(gzip.compress(("\n".join(cut) + "\n").encode()))
     with pytest.raises(BuildError):
-        dbt_build(small_mimic, warehouse=tmp_path / "w.duckdb")
+        dbt_build(small_mimic, warehouse=tmp_path / "w.duckdb", select="stg_hosp_patients")
     assert f"{path} lacks column(s) dod that the project reads" in capfd.readouterr().out
 
 
 def test_missing_note_folder_turns_notes_off_with_a_warning(small_mimic, tmp_path, capfd):
     shutil.rmtree(small_mimic / "note")
     warehouse = tmp_path / "w.duckdb"
-    dbt_build(small_mimic, warehouse=warehouse)
+    dbt_build(small_mimic, warehouse=warehouse, select="stg_note_radiology")
     assert "note/radiology.csv.gz not found: the note modality (MIMIC-IV-Note) is turned off" in capfd.readouterr().out
     assert count(warehouse, "stg_note_radiology") == 0
 
@@ -157,7 +175,7 @@ def test_parquet_copies_are_accepted(small_mimic, tmp_path):
     duckdb.sql(f"COPY (SELECT * FROM read_csv('{path}')) TO '{small_mimic}/hosp/patients.parquet' (FORMAT parquet)")
     path.unlink()
     warehouse = tmp_path / "w.duckdb"
-    dbt_build(small_mimic, warehouse=warehouse)
+    dbt_build(small_mimic, warehouse=warehouse, select="stg_hosp_patients")
     assert count(warehouse, "stg_hosp_patients") > 0
 
 
@@ -359,11 +377,11 @@ def test_duckdb_works_within_the_memory_limit_set_and_names_a_limit_too_small(sm
     build fails saying so and keeps the last build; with 1GB, 30 stays build."""
     warehouse = tmp_path / "w.duckdb"
     monkeypatch.setenv("SEPSIS_FUSION_DUCKDB_MEMORY_LIMIT", "1GB")
-    dbt_build(small_mimic, warehouse=warehouse)
+    dbt_build(small_mimic, warehouse=warehouse, select=STAYS)
     assert count(warehouse, "stg_icu_icustays") == 30
     monkeypatch.setenv("SEPSIS_FUSION_DUCKDB_MEMORY_LIMIT", "1MB")
     with pytest.raises(BuildError) as error:
-        dbt_build(small_mimic, warehouse=warehouse, force=True)
+        dbt_build(small_mimic, warehouse=warehouse, select=STAYS, force=True)
     assert "Out of Memory Error" in str(error.value) and "SEPSIS_FUSION_DUCKDB_MEMORY_LIMIT" in str(error.value)
     assert "The models of the last build stay in" in str(error.value)
     assert count(warehouse, "stg_icu_icustays") == 30
@@ -375,11 +393,12 @@ def test_the_large_marts_built_a_bucket_of_stays_at_a_time_equal_one_query(small
     at scale in bench/bench_full_scale.py (docs/SCALING.md), not here: at 30 stays DuckDB's own overhead
     decides whether a tight memory_limit holds (CI ran out at 256MB in buckets of 3)."""
     one = tmp_path / "one" / "w.duckdb"
-    dbt_build(small_mimic, warehouse=one)
+    large = "+windows_24h +sequence_steps"
+    dbt_build(small_mimic, warehouse=one, select=large)
     monkeypatch.setenv("SEPSIS_FUSION_STAYS_PER_BUILD_BUCKET", "7")
     capfd.readouterr()
     bucketed = tmp_path / "bucketed" / "w.duckdb"
-    dbt_build(small_mimic, warehouse=bucketed)
+    dbt_build(small_mimic, warehouse=bucketed, select=large)
     out = capfd.readouterr().out
     assert "windows_24h: building 5 buckets of stays" in out and "sequence_steps: building 5 buckets" in out
     for mart, key in (("windows_24h", "stay_id, event_timestamp"), ("sequence_steps", "stay_id, event_timestamp")):

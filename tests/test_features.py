@@ -26,7 +26,7 @@ from sepsis_fusion.pipelines.features.layout import layout_from_service
 from sepsis_fusion.pipelines.features.local_redis import free_port, local_redis
 from sepsis_fusion.pipelines.features.online import OnlineFeatures
 from sepsis_fusion.pipelines.features.store import SERVICE_NAME, FeatureStoreError, apply, materialize, open_store
-from sepsis_fusion.pipelines.features.training import historical_features, read_cohort, training_set
+from sepsis_fusion.pipelines.features.training import historical_features, read_cohort
 
 S, STRIDE, N = 16, 3, 16  # dbt vars sequence_steps, sequence_stride_hours, note_sequence_length
 
@@ -105,12 +105,12 @@ def expected_notes(files: Path, stay: int, t) -> list[tuple[float, float]]:
     return sorted(((pd.Timestamp(t) - pd.Timestamp(c)).total_seconds() / 3600, v) for c, v in rows)
 
 
-def test_training_set_equals_a_direct_lookup_of_the_feature_files(feature_data, store, cohort):
+def test_training_set_equals_a_direct_lookup_of_the_feature_files(feature_data, synthetic_training_set, cohort):
     """Each stay's S steps are the sequence_steps rows at the last whole hour at or before T and every
     2 hours before it (present from the stay's history_start on); its notes are the last N available at T,
     oldest first, with their ages; its static row is the one at T. The expected values come from plain
     DuckDB lookups on the files, not from Feast."""
-    ts = training_set(feature_data, store)
+    ts = synthetic_training_set  # training_set(feature_data, store), as the model's tests use it
     f = ts.features
     assert list(ts.cohort["stay_id"]) == list(f.stay_id) == list(cohort["stay_id"])
     assert f.sequence.shape == (len(cohort), S, 29) and f.notes.shape[:2] == (len(cohort), N)
@@ -149,16 +149,22 @@ def test_training_set_equals_a_direct_lookup_of_the_feature_files(feature_data, 
     assert f.note_mask.sum(axis=1).max() > 1  # a sequence, not one note
 
 
-def test_retrieval_in_chunks_equals_one_retrieval(feature_data, store, layout, cohort):
-    """The training set is retrieved a chunk of entity rows at a time (bounded memory at full scale):
-    stays in chunks of 3, the first chunk without a single note, give what one retrieval of them gives."""
+def test_retrieval_in_chunks_and_view_groups_equals_one_query(feature_data, store, layout, cohort, monkeypatch):
+    """The training set is retrieved a chunk of entity rows at a time (bounded memory at full scale), each
+    chunk in queries of a few feature views (faster to compile): stays in chunks of 3, the first chunk
+    without a single note, give what one query of every view for all of them gives."""
+    from sepsis_fusion.pipelines.features import training
+
     files = feature_data / "features"
     has_notes = [bool(expected_notes(files, s, t)) for s, t in zip(cohort["stay_id"], cohort["prediction_time"])]
-    picks = pd.concat([cohort[~np.array(has_notes)].head(3), cohort[np.array(has_notes)].head(5)])
-    assert len(picks) == 8
+    picks = pd.concat([cohort[~np.array(has_notes)].head(3), cohort[np.array(has_notes)].head(2)])
+    assert len(picks) == 5
     ids, times = picks["stay_id"].to_numpy(), picks["prediction_time"]
-    whole = historical_features(store, layout, ids, times)
     chunked = historical_features(store, layout, ids, times, chunk_rows=3)
+    assert len(training._query_groups(store, store.get_feature_service(SERVICE_NAME))) > 1
+    monkeypatch.setattr(training, "VIEWS_PER_QUERY", 10_000)
+    assert len(training._query_groups(store, store.get_feature_service(SERVICE_NAME))) == 1
+    whole = historical_features(store, layout, ids, times)
     assert not whole.note_mask[:3].any() and whole.note_mask[3:].any(axis=1).all()
     assert_same_arrays(chunked, whole)
     np.testing.assert_array_equal(chunked.as_of, whole.as_of)
@@ -222,7 +228,9 @@ def test_rows_after_the_entity_time_or_past_their_ttl_are_not_served(feature_dat
     # stay b: its steps of the last 2 hours before T go, so its latest row is older than the 1 h ttl
     plants.drop("sequence_steps", f"stay_id = {b.stay_id} AND event_timestamp > TIMESTAMP '{t_b}' - INTERVAL 2 HOUR")
 
-    at_t = historical_features(store, layout, [a.stay_id, b.stay_id], [t_a, t_b])
+    # one retrieval: a and b at their T, and a just after its T
+    both = historical_features(store, layout, [a.stay_id, b.stay_id, a.stay_id], [t_a, t_b, just_after])
+    at_t, later = both.take([0, 1]), both.take([2])
     lactate, heart_rate = layout.panel.index("lactate"), layout.panel.index("heart_rate")
     assert at_t.sequence[0, -1, lactate] != 999.0
     assert at_t.sequence[0, -1, heart_rate] != 555.0
@@ -232,7 +240,6 @@ def test_rows_after_the_entity_time_or_past_their_ttl_are_not_served(feature_dat
     assert not at_t.sequence_mask[1].any() and np.isnan(at_t.sequence[1]).all()  # stale: no sequence at all
 
     # the plants are reachable: served once their time has come, or without the created-time filter
-    later = historical_features(store, layout, [a.stay_id], [just_after])
     assert later.sequence[0, -1, lactate] == 999.0 and later.static.loc[0, "age"] == 999
     assert (later.notes[0, -1] == 7.0).all() and later.note_age[0, -1] < 1e-3
     unfiltered = historical_features(store, layout, [a.stay_id], [t_a], filter_by_created_timestamp=False)
@@ -257,17 +264,18 @@ def assert_same_arrays(x, y) -> None:
     pd.testing.assert_frame_equal(x.static, y.static, check_dtype=False)
 
 
-def online_matches_offline(feature_data, store, cohort) -> int:
+def online_matches_offline(feature_data, store, cohort, times: int = 3) -> int:
     """Materialize up to t (a full run, then incremental ones) for the prediction times t of three stays in
     time order. At each t, every cohort stay read online as of t equals the historical retrieval at t; the
     stay whose T it is has its latest step and static row there. Two days on, its sequence has expired
-    (its notes stay: the last N notes remain the last N). Returns the last stay."""
+    (its notes stay: the last N notes remain the last N). Returns the last stay. `times`: the first of the
+    three times only."""
     # from the first third of the timeline: materializing all of it would only cost time
     picks = cohort.sort_values("prediction_time").iloc[np.linspace(0, len(cohort) // 3, 3).astype(int)]
     reader = OnlineFeatures(store)
     stays = cohort["stay_id"].to_numpy()
     notes_seen = 0
-    for k, (stay, t) in enumerate(zip(picks["stay_id"], picks["prediction_time"])):
+    for k, (stay, t) in enumerate(zip(picks["stay_id"][:times], picks["prediction_time"][:times])):
         t = t.to_pydatetime()
         materialize(store, feature_data, end=t, incremental=k > 0)
         online = reader.read(stays, as_of=t)
@@ -341,7 +349,7 @@ def test_online_redis_equals_offline_as_of_the_same_time(feature_data, cohort, r
     apply(feature_data, online="redis", redis=redis_server)
     store = open_store(feature_data, online="redis", redis=redis_server)
     assert store.config.online_store.type == "redis"
-    online_matches_offline(feature_data, store, cohort)
+    online_matches_offline(feature_data, store, cohort, times=2)  # a full materialization, an incremental one
 
 
 def test_feast_serve_answers_for_the_service(feature_data, store, cohort):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from helpers import assert_exit, copy_feature_store, invoke, post, start_cli, wait_for_service
 
-from sepsis_fusion.model.study import StudyError
+from sepsis_fusion.model.errors import StudyError
 from sepsis_fusion.pipelines.features.local_redis import free_port
 from sepsis_fusion.pipelines.features.store import materialize, materialized_until, open_store
 from sepsis_fusion.pipelines.serving.scorer import Scorer
@@ -41,11 +41,12 @@ def in_icu(cohort: pd.DataFrame, t) -> np.ndarray:
 def test_offline_scores_at_each_prediction_time_are_the_studys_test_predictions(
     scorer, trained_run, synthetic_training_set
 ):
-    test = pd.read_csv(trained_run / "predictions.csv").head(3)
+    test = pd.read_csv(trained_run / "predictions.csv").head(5)
     cohort = synthetic_training_set.cohort.set_index("stay_id")
-    for stay, probability in zip(test["stay_id"], test["probability"]):
-        (score,) = scorer.offline([stay], cohort.loc[stay, "prediction_time"].to_pydatetime())
-        assert score.known and abs(score.probability - probability) < 1e-6
+    # each stay as known at its own prediction time, in one point-in-time retrieval
+    scores = scorer.at(test["stay_id"], list(cohort.loc[test["stay_id"], "prediction_time"]))
+    for score, stay, probability in zip(scores, test["stay_id"], test["probability"]):
+        assert score.stay_id == stay and score.known and abs(score.probability - probability) < 1e-6
         assert score.decision == (score.probability >= scorer.threshold)
 
 
@@ -83,7 +84,7 @@ def test_a_model_trained_on_other_features_refuses_to_score(trained_run, store, 
     other = tmp_path / "other_run"
     shutil.copytree(trained_run, other)
     meta = json.loads((other / "model.json").read_text())
-    meta["layout"]["sequence"][-1] = "surprise_max"
+    meta["layout"]["panel"][-1] = "surprise_max"
     (other / "model.json").write_text(json.dumps(meta))
     with pytest.raises(StudyError, match="surprise_max"):
         Scorer(other, store)
@@ -105,7 +106,8 @@ def test_score_cli_writes_point_in_time_scores_with_the_model_version(
     assert sorted(written["stay_id"]) == sorted(stays)
     assert (written["model_version"] == scorer.version).all()
     np.testing.assert_allclose(written["threshold"], scorer.threshold, rtol=1e-12)
-    expected = {s.stay_id: s.probability for s in scorer.offline(stays, t)}
+    explained_here = scorer.offline(stays, t, explain=5)
+    expected = {s.stay_id: s.probability for s in explained_here}
     np.testing.assert_allclose(written["probability"], [expected[s] for s in written["stay_id"]], atol=1e-6)
     assert "top_inputs" not in written
     explained = tmp_path / "explained.csv"
@@ -115,7 +117,7 @@ def test_score_cli_writes_point_in_time_scores_with_the_model_version(
     assert_exit(result, 0)
     explained = pd.read_csv(explained).set_index("stay_id")
     np.testing.assert_allclose(explained.loc[written["stay_id"], "probability"], written["probability"], atol=1e-9)
-    reasons = {s.stay_id: s.explanation for s in scorer.offline(stays, t, explain=5)}
+    reasons = {s.stay_id: s.explanation for s in explained_here}
     for stay, cell in explained["top_inputs"].items():
         names = [part.rsplit(" ", 1)[0] for part in cell.split("; ")]
         assert names == [item["input"] for item in reasons[stay]] and 0 < len(names) <= 5

@@ -199,29 +199,6 @@ def test_a_bad_raw_value_is_named_on_spark_though_its_casts_do_not_fail(small_sy
         dbt_build(bad, warehouse=tmp_path / "data" / "warehouse.duckdb", engine="spark", select="int_hour_offsets")
 
 
-def test_raw_parquet_is_loaded_by_spark_with_its_timestamps(small_synthetic, tmp_path):
-    """A MIMIC-IV table as Parquet (DuckDB's copy: timestamps without a zone) loads as the CSV does."""
-    mimic = tmp_path / "mimic"
-    shutil.copytree(small_synthetic, mimic)
-    csv = mimic / "hosp" / "admissions.csv.gz"
-    duckdb.sql(f"COPY (SELECT * FROM read_csv('{csv}')) TO '{mimic}/hosp/admissions.parquet' (FORMAT parquet)")
-    csv.unlink()
-    data = tmp_path / "data"
-    dbt_build(mimic, warehouse=data / "warehouse.duckdb", engine="spark", select="int_hour_offsets")
-    loaded = data / "spark" / "warehouse" / "raw.db" / "hosp_admissions"
-    # Spark's raw tables store UTC instants; as UTC wall-clock times they must be the CSV's
-    columns = "subject_id, hadm_id, " + ", ".join(
-        f"CAST({c} AS TIMESTAMP)" for c in ("admittime", "dischtime", "deathtime")
-    )
-    query = "SELECT {} FROM {} ORDER BY hadm_id"
-    with duckdb.connect() as con:
-        con.sql("SET TimeZone = 'UTC'")
-        got = con.sql(query.format(columns, f"'{loaded}/*.parquet'")).fetchall()
-        want = con.sql(query.format(columns, f"read_csv('{small_synthetic}/hosp/admissions.csv.gz')")).fetchall()
-    assert len(got) == len(want) > 0
-    assert got == want
-
-
 def test_a_timestamp_ntz_session_is_refused_before_anything_is_built(small_synthetic, tmp_path):
     """spark.sql.timestampType=TIMESTAMP_NTZ once built an empty cohort with every test passing."""
     profiles = tmp_path / "profiles"
@@ -253,23 +230,54 @@ def test_a_timestamp_ntz_session_is_refused_before_anything_is_built(small_synth
     assert not (tmp_path / "derby.log").exists() and not (tmp_path / "metastore_db").exists()
 
 
-def test_a_mart_whose_sql_breaks_its_contract_fails_the_spark_build_naming_the_column(
-    small_synthetic, tmp_path, monkeypatch
-):
-    """The project's external materialization on Spark enforces the contracts as dbt-duckdb's does: the copy of
-    the project builds notes_to_embed, then, with its hadm_id cast to int, fails naming the model and the column
-    and leaves the written folder alone."""
-    import re
-
+@pytest.fixture(scope="module")
+def small_spark_build(small_synthetic, tmp_path_factory):
+    """notes_to_embed and its upstream built on Spark by a copy of the dbt project, from 60 synthetic stays
+    whose hosp/admissions is Parquet (DuckDB's copy: timestamps without a zone). Yields (MIMIC folder, project
+    copy, warehouse path)."""
     import sepsis_fusion.pipelines.build as build
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("DBT_INDIRECT_SELECTION", "cautious")
-    project = tmp_path / "dbt_project"
+    where = tmp_path_factory.mktemp("spark_small")
+    mimic = where / "mimic"
+    shutil.copytree(small_synthetic, mimic)
+    csv = mimic / "hosp" / "admissions.csv.gz"
+    duckdb.sql(f"COPY (SELECT * FROM read_csv('{csv}')) TO '{mimic}/hosp/admissions.parquet' (FORMAT parquet)")
+    csv.unlink()
+    project = where / "dbt_project"
     shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
-    monkeypatch.setattr(build.paths, "DBT_PROJECT_DIR", project)
-    warehouse = tmp_path / "data" / "warehouse.duckdb"
-    assert "notes_to_embed" in dbt_build(small_synthetic, warehouse=warehouse, engine="spark", select="+notes_to_embed")
+    warehouse = where / "data" / "warehouse.duckdb"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(where / "cache"))  # the partial-parse cache of this project copy only
+        patch.setenv("DBT_INDIRECT_SELECTION", "cautious")
+        patch.setattr(build.paths, "DBT_PROJECT_DIR", project)
+        assert "notes_to_embed" in dbt_build(mimic, warehouse=warehouse, engine="spark", select="+notes_to_embed")
+        yield mimic, project, warehouse
+
+
+def test_raw_parquet_is_loaded_by_spark_with_its_timestamps(small_spark_build, small_synthetic):
+    """A MIMIC-IV table as Parquet loads as the CSV does."""
+    _, _, warehouse = small_spark_build
+    loaded = warehouse.parent / "spark" / "warehouse" / "raw.db" / "hosp_admissions"
+    # Spark's raw tables store UTC instants; as UTC wall-clock times they must be the CSV's
+    columns = "subject_id, hadm_id, " + ", ".join(
+        f"CAST({c} AS TIMESTAMP)" for c in ("admittime", "dischtime", "deathtime")
+    )
+    query = "SELECT {} FROM {} ORDER BY hadm_id"
+    with duckdb.connect() as con:
+        con.sql("SET TimeZone = 'UTC'")
+        got = con.sql(query.format(columns, f"'{loaded}/*.parquet'")).fetchall()
+        want = con.sql(query.format(columns, f"read_csv('{small_synthetic}/hosp/admissions.csv.gz')")).fetchall()
+    assert len(got) == len(want) > 0
+    assert got == want
+
+
+def test_a_mart_whose_sql_breaks_its_contract_fails_the_spark_build_naming_the_column(small_spark_build):
+    """The project's external materialization on Spark enforces the contracts as dbt-duckdb's does: with its
+    hadm_id cast to int, notes_to_embed (built by the fixture) fails naming the model and the column and
+    leaves the written folder alone."""
+    import re
+
+    mimic, project, warehouse = small_spark_build
     written = warehouse.parent / "features" / "notes_to_embed.parquet"
     before = {p.name: p.read_bytes() for p in written.glob("part-*")}
     assert before and read_mart(warehouse.parent, "notes_to_embed").num_rows > 0
@@ -278,8 +286,8 @@ def test_a_mart_whose_sql_breaks_its_contract_fails_the_spark_build_naming_the_c
     line = "cast(n.hadm_id as {{ dbt.type_bigint() }}) as hadm_id"
     assert line in sql.read_text()
     sql.write_text(sql.read_text().replace(line, "cast(n.hadm_id as {{ dbt.type_int() }}) as hadm_id"))
-    with pytest.raises(BuildError) as error:
-        dbt_build(small_synthetic, warehouse=warehouse, engine="spark", select="+notes_to_embed")
+    with pytest.raises(BuildError) as error:  # only the broken model: its upstream is built
+        dbt_build(mimic, warehouse=warehouse, engine="spark", select="notes_to_embed")
     assert "(failing nodes: notes_to_embed)" in str(error.value)
     assert re.search(
         r"notes_to_embed \(models/marts/notes_to_embed\.sql\) breaks its enforced contract: column hadm_id is int "
