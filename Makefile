@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/synthetic
 DEMO_STAYS ?= 5000
 
-.PHONY: demo test lint format install clean lineage
+.PHONY: demo test check lint format install clean lineage
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest --durations=10
+
+# the inner loop: ruff and the tests that need no dbt build, Spark, server or install (docs/TESTING.md)
+check: lint
+	$(BIN)/python -m pytest -m "not build" --durations=5
 
 # docs/LINEAGE.md and docs/figures/lineage.png from dbt's manifest (`dbt parse`: no raw data needed)
 lineage: $(STAMP)

@@ -266,7 +266,7 @@ def features_materialize(
     end: str = typer.Option(
         None,
         "--end",
-        help="ISO time, or 'now'. Default: the data's latest window end (MIMIC-IV's dates lie in the future).",
+        help="ISO time, or 'now'. Default: the data's present, its latest hour (MIMIC-IV's dates lie in the future).",
     ),
     start: str = typer.Option(None, "--start", help="ISO time (default: the beginning of the data)."),
     incremental: bool = typer.Option(

@@ -24,6 +24,26 @@ from sepsis_fusion.pipelines.synth.generate import generate
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT.parent / "shared" / "mimic-iv-demo"
 
+# `make check` runs the tests that need no dbt build, Spark, server or install: the others are marked
+# `build`, by the session fixtures they use or, for the modules that build or serve by themselves, by module.
+BUILD_FIXTURES = {"synthetic_warehouse", "demo_warehouse", "feature_data", "synthetic_training_set", "trained_run"}
+BUILD_MODULES = {
+    "test_build",
+    "test_install",
+    "test_lineage",
+    "test_pipeline",
+    "test_point_in_time",
+    "test_sepsis3",
+    "test_spark",
+    "test_windows",
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if BUILD_FIXTURES & set(item.fixturenames) or item.module.__name__ in BUILD_MODULES:
+            item.add_marker(pytest.mark.build)
+
 
 @pytest.fixture(scope="session")
 def demo_dir() -> Path:

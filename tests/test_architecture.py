@@ -132,3 +132,20 @@ def test_the_runs_folder_is_named_once():
         if '/ "runs"' in p.read_text(encoding="utf-8") and p.name != "paths.py"
     ]
     assert not hand_built, hand_built
+
+
+def test_the_hourly_sequence_is_never_called_windows():
+    """One vocabulary: the lab and vital series is the "sequence" (its "steps", each step's "panel" features)
+    in Python, configs and report templates; "windows" is only the dbt mart windows_24h (24-hour aggregates)."""
+    files = sources() + sorted((ROOT / "model" / "configs").glob("*.yaml"))
+    files += sorted((ROOT / "model" / "templates").glob("*.j2"))
+    found = []
+    for path in files:
+        if path.name == "run_folder.py":  # names the old format it refuses
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if "window" in line.lower().replace("windows_24h", "").replace("sepsis-3 window", "").replace(
+                "in its window", ""
+            ):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)

@@ -28,8 +28,6 @@ from sepsis_fusion.pipelines.features.training import training_set
 from sepsis_fusion.pipelines.paths import DBT_PROJECT_DIR
 from sepsis_fusion.pipelines.synth.generate import generate
 
-pytestmark = pytest.mark.slow
-
 # Every mart written as Parquet, with its key; notes_to_embed is empty where MIMIC-IV-Note is absent.
 MARTS = {
     "sepsis3": ["stay_id"],

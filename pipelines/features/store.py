@@ -199,12 +199,12 @@ def apply(
     return feast_cli(["apply"], data, online, redis).stdout
 
 
-def latest_window_end(data: Path | None = None) -> datetime:
-    """The data's present: the end of the latest 24-hour window in the feature files."""
+def data_present(data: Path | None = None) -> datetime:
+    """The data's present: the latest hour of the 24-hour aggregates (windows_24h) in the feature files."""
     path = Path(data or paths.data_dir()) / "features" / "windows_24h.parquet"
     (latest,) = duckdb.sql(f"SELECT max(event_timestamp) FROM '{path}'").fetchall()[0]
     if latest is None:
-        raise FeatureStoreError(f"{path} has no windows: nothing to materialize")
+        raise FeatureStoreError(f"{path} has no rows: nothing to materialize")
     return latest
 
 
@@ -218,13 +218,13 @@ def materialize(
 ) -> datetime:
     """Load each view's latest row per stay, as of `end`, into the online store (Feast materialize).
 
-    `end` defaults to the data's present (latest_window_end): MIMIC-IV's dates are shifted into the
+    `end` defaults to the data's present (data_present): MIMIC-IV's dates are shifted into the
     future, so "now" would find nothing; pass the wall clock for live data. Incremental runs start
     where the previous one ended (`feast materialize-incremental`); full runs start at `start`, by default
     each view's ttl before `end`, as Feast's first incremental run does: an older row has expired by `end`
     and would never be served (at full MIMIC-IV scale, 94,000 stays' hourly steps against the few
     hundred stays in the ICU at `end`)."""
-    end = end or latest_window_end(data)
+    end = end or data_present(data)
     if incremental:
         store.materialize_incremental(end_date=end, feature_views=views)
         return end
