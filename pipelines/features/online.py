@@ -9,12 +9,13 @@ point-in-time join does: a row is served as of time t only if t - ttl <= its eve
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 
 from sepsis_fusion.model.inputs import FeatureArrays, arrays_from_columns
 
+from .. import utc
 from ..utc import naive_utc
 from .layout import layout_from_service
 from .store import SERVICE_NAME
@@ -41,7 +42,7 @@ class OnlineFeatures:
     def read(self, stay_ids, as_of: datetime | None = None) -> FeatureArrays:
         """Features of each stay as of `as_of` (default now, UTC): the online store's latest rows, except
         those past their view's ttl at that time (or, after a later materialization, not yet true then)."""
-        as_of = naive_utc(as_of or datetime.now(UTC))
+        as_of = naive_utc(as_of) if as_of is not None else utc.now()
         stay_ids = [int(s) for s in stay_ids]
         keys = [self._entity_key(join_keys=["stay_id"], entity_values=[self._value(int64_val=s)]) for s in stay_ids]
         held = self._held(keys)
