@@ -123,7 +123,7 @@ def historical(source: Path, stays: int, repeat: int) -> dict:
     cohort = duckdb.sql(f"""SELECT stay_id, prediction_time FROM '{data}/features/cohort.parquet'
                             ORDER BY stay_id LIMIT {stays}""").df()
     entities = entity_frame(cohort["stay_id"], cohort["prediction_time"])
-    windows = duckdb.sql(f"SELECT count(*) FROM '{data}/features/sequence_steps.parquet'").fetchall()[0][0]
+    step_rows = duckdb.sql(f"SELECT count(*) FROM '{data}/features/sequence_steps.parquet'").fetchall()[0][0]
     con = duckdb.connect()
     con.register("entities", entities)
     query = asof_query(layout, store, data / "features")
@@ -144,14 +144,14 @@ def historical(source: Path, stays: int, repeat: int) -> dict:
     result = {
         "cohort_stays": stays,
         "copies": copies,
-        "window_rows": windows,
+        "step_rows": step_rows,
         "features": floor.num_columns - 3,
         "feast_s": min(feast_s),
         "asof_s": min(floor_s),
         "ratio": min(feast_s) / min(floor_s),
     }
     print(
-        f"{stays:>7,} stays x S={layout.sequence_steps} ({windows:,} step rows, {result['features']} "
+        f"{stays:>7,} stays x S={layout.sequence_steps} ({step_rows:,} step rows, {result['features']} "
         f"features): Feast {result['feast_s']:.2f} s, ASOF JOIN {result['asof_s']:.2f} s, "
         f"ratio {result['ratio']:.2f} (target <= 2), identical results",
         flush=True,
