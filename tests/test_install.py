@@ -1,5 +1,5 @@
-"""The package as a wheel, not the repository: it carries dbt_project/, feature_repo/ and the configs, and its
-command line builds and applies the store from a folder outside the repository.
+"""The package as a wheel, not the repository: it carries dbt_project/, feature_repo/, the configs and the
+report templates, and its command line builds and applies the store from a folder outside the repository.
 
 The wheel is installed with --no-deps into a folder of its own and run with `python -S`, so that the
 repository's editable install is not on the path; the dependencies come from this environment's
@@ -47,6 +47,8 @@ def test_the_wheel_carries_the_project_files_and_no_data(wheel):
         "sepsis_fusion/feature_repo/feature_store.redis.yaml",
         "sepsis_fusion/model/configs/demo.yaml",
         "sepsis_fusion/model/configs/study.yaml",
+        "sepsis_fusion/model/templates/report.md.j2",
+        "sepsis_fusion/model/templates/model_card.md.j2",
         "sepsis_fusion/pipelines/cli.py",
         "sepsis_fusion/pipelines/synth/TRUTH.md",
     ):
