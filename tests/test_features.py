@@ -161,9 +161,9 @@ def test_retrieval_in_chunks_and_view_groups_equals_one_query(feature_data, stor
     assert len(picks) == 5
     ids, times = picks["stay_id"].to_numpy(), picks["prediction_time"]
     chunked = historical_features(store, layout, ids, times, chunk_rows=3)
-    assert len(training._query_groups(store, store.get_feature_service(SERVICE_NAME))) > 1
+    assert len(training._query_groups(store.get_feature_service(SERVICE_NAME))) > 1
     monkeypatch.setattr(training, "VIEWS_PER_QUERY", 10_000)
-    assert len(training._query_groups(store, store.get_feature_service(SERVICE_NAME))) == 1
+    assert len(training._query_groups(store.get_feature_service(SERVICE_NAME))) == 1
     whole = historical_features(store, layout, ids, times)
     assert not whole.note_mask[:3].any() and whole.note_mask[3:].any(axis=1).all()
     assert_same_arrays(chunked, whole)

@@ -64,11 +64,11 @@ def entity_frame(stay_ids, times) -> pd.DataFrame:
     return frame
 
 
-# Feature views per point-in-time query on the DuckDB offline store. Feast compiles one ibis expression
-# joining every view, at a cost that grows faster than the views joined and hardly with the rows: the
-# service's 33 views took 6.3 s for 8 entity rows and 7.3 s for 1,838 as one query, 3.1 s and 4.0 s in groups
-# of 3 (bench/bench_retrieval_groups.py on the 5,000-stay demo's data). Each view's join is independent, so
-# the groups' answers side by side are the one query's.
+# Feature views per point-in-time query. Feast compiles one query joining every view, at a cost that grows
+# faster than the views joined and hardly with the rows. On DuckDB (ibis) the service's 33 views took 6.3 s
+# for 8 entity rows and 7.3 s for 1,838 as one query, 3.1 s and 4.0 s in groups of 3; on Spark (Catalyst)
+# 44.6 s for the open demo's 41 rows as one query, 11.5 s in groups of 3 (bench/bench_retrieval_groups.py).
+# Each view's join is independent, so the groups' answers side by side are the one query's.
 VIEWS_PER_QUERY = 3
 
 
@@ -77,7 +77,7 @@ def _retrieve(store, features, stay_ids, times, filter_by_created_timestamp: boo
     `features`: a feature service or "view:feature" references."""
     entities = entity_frame(stay_ids, times)
     answers = []
-    for refs in _query_groups(store, features):
+    for refs in _query_groups(features):
         job = store.get_historical_features(
             entity_df=entities,
             features=refs,
@@ -91,11 +91,8 @@ def _retrieve(store, features, stay_ids, times, filter_by_created_timestamp: boo
     return pd.concat(answers, axis=1)
 
 
-def _query_groups(store, features) -> list:
-    """The queries a retrieval is made of: groups of VIEWS_PER_QUERY views on DuckDB, one query elsewhere
-    (a Spark query costs seconds to start)."""
-    if store.config.offline_store.type != "duckdb":
-        return [features]
+def _query_groups(features) -> list[list[str]]:
+    """The queries a retrieval is made of: "view:feature" references in groups of VIEWS_PER_QUERY views."""
     if isinstance(features, list):
         by_view: dict[str, list[str]] = {}
         for ref in features:
