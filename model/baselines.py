@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
-from .calibration import Calibrator, FoldCalibration, calibrate_folds, fit_calibrator
+from .calibration import Calibrator, EnsembleCalibration, calibrate_ensemble, fit_calibrator
 from .config import StudyConfig
 from .inputs import FeatureArrays
 from .metrics import auroc
@@ -66,7 +66,7 @@ class BaselineResult:
     name: str
     params: dict
     cv_auroc: dict[str, float]  # mean fold AUROC of every setting tried
-    calibration: FoldCalibration | Calibrator  # per fold model; SOFA: one map of the score
+    calibration: EnsembleCalibration | Calibrator  # fold models; SOFA: one map of the score
     threshold: float
     oof: np.ndarray  # calibrated out-of-fold predictions of the training part
     test: np.ndarray  # calibrated test predictions (the fold models' mean)
@@ -158,8 +158,8 @@ def tuned_baselines(
         oof_raw = np.empty(len(y))
         for (_, val), p in zip(folds, val_pred[best]):
             oof_raw[val] = p
-        calibration = calibrate_folds(oof_raw, y, fold)
-        oof = calibration.out_of_fold(oof_raw, fold)
+        fitted = calibrate_ensemble(oof_raw, y, fold)
+        calibration, oof = fitted.calibration, fitted.oof
         result = BaselineResult(
             name,
             params_of[best],

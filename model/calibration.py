@@ -6,11 +6,10 @@ monotone step function, linearly interpolated between its knots as scikit-learn'
 predicts). A calibrator is a few numbers, stored as JSON in the run folder and applied by plain NumPy, so
 training, evaluation, offline and online scoring all map probabilities the same way.
 
-`calibrate_folds` calibrates each cross-validation fold model on its own held-out rows (the rows it never
-saw), as scikit-learn's CalibratedClassifierCV does: fold models of a network differ in the spread of their
-raw probabilities (one early-stopped after an epoch is nearly flat, another is not), so one map fitted on
-the pooled out-of-fold predictions leaves each of them miscalibrated and their average too moderate. The
-method is chosen once, by cross-validated Brier score within each fold's rows.
+`calibrate_ensemble` fits one map for all the fold models of an ensemble on their pooled out-of-fold
+predictions, each member's logits first standardised by their own spread (EnsembleCalibration says why);
+the method is chosen by cross-fitted Brier score, and the out-of-fold predictions the threshold is chosen on
+are calibrated by maps that did not see them.
 
 The measures of calibration (calibration error over quantile bins, calibration slope and intercept) are
 here too, so that the report and its plot use the same bins.
@@ -92,63 +91,94 @@ def fit_calibrator(method: str, p: np.ndarray, y: np.ndarray) -> Calibrator:
 
 
 @dataclass
-class FoldCalibration:
-    """One calibrator per fold model, of one method; the ensemble's probability is the mean of its members'
-    calibrated probabilities."""
+class EnsembleCalibration:
+    """One map shared by every fold model of an ensemble, fitted on all their out-of-fold predictions.
+
+    Fold models of a network differ in the spread of their raw probabilities (one early-stopped after a few
+    epochs is nearly flat, another is not), so each member's logit is first standardised by the mean and
+    standard deviation of its own out-of-fold logits: statistics of the member's predictions, fitted without
+    a single outcome. The map (two Platt parameters, or an isotonic step function) is then fitted on the
+    pooled standardised predictions of the whole training part, never on one fold's few hundred stays. The
+    ensemble's probability is the mean of its members' calibrated probabilities.
+
+    A run of sepsis-fusion 0.2.0 stored one map per member on raw probabilities: read as `maps` with one
+    entry per member, centres 0 and scales 1, it scores as it did."""
 
     method: str
-    members: list[Calibrator]
-    cv_brier: dict[str, float] = field(default_factory=dict)  # how each method scored when it was chosen
+    maps: list[Calibrator]  # one shared by every member (or one per member, runs of 0.2.0)
+    centres: list[float]  # per member: the mean of its out-of-fold logits
+    scales: list[float]  # per member: their standard deviation
+    cv_brier: dict[str, float] = field(default_factory=dict)  # each method's cross-fitted Brier score
+
+    def standardise(self, member: int, p: np.ndarray) -> np.ndarray:
+        """A member's probabilities on the common scale the map reads: sigmoid of the standardised logit."""
+        return 1 / (1 + np.exp(-(logit(p) - self.centres[member]) / self.scales[member]))
+
+    def member(self, member: int, p: np.ndarray) -> np.ndarray:
+        """One member's calibrated probabilities."""
+        return self.maps[member if len(self.maps) > 1 else 0](self.standardise(member, p))
 
     def apply(self, member_probabilities: np.ndarray) -> np.ndarray:
         """(members, n) raw probabilities -> (n,) calibrated ensemble probabilities."""
-        if len(member_probabilities) != len(self.members):
-            raise StudyError(f"{len(member_probabilities)} member predictions for {len(self.members)} calibrators")
-        return np.mean([c(p) for c, p in zip(self.members, member_probabilities)], axis=0)
-
-    def out_of_fold(self, raw: np.ndarray, fold: np.ndarray) -> np.ndarray:
-        """Each training row's out-of-fold prediction, calibrated by the map of the fold model that made it."""
-        out = np.empty(len(raw))
-        for k, calibrator in enumerate(self.members):
-            out[fold == k] = calibrator(raw[fold == k])
-        return out
+        if len(member_probabilities) != len(self.centres):
+            raise StudyError(f"{len(member_probabilities)} member predictions for {len(self.centres)} members")
+        return np.mean([self.member(k, p) for k, p in enumerate(member_probabilities)], axis=0)
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "cv_brier": self.cv_brier, "members": [c.to_dict() for c in self.members]}
+        return {
+            "method": self.method,
+            "scope": "shared" if len(self.maps) == 1 else "per member",
+            "cv_brier": self.cv_brier,
+            "centres": self.centres,
+            "scales": self.scales,
+            "maps": [c.to_dict() for c in self.maps],
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> FoldCalibration:
-        return cls(d["method"], [Calibrator.from_dict(c) for c in d["members"]], d.get("cv_brier", {}))
+    def from_dict(cls, d: dict) -> EnsembleCalibration:
+        brier = d.get("cv_brier", {})
+        if "members" in d:  # sepsis-fusion 0.2.0: a map per member on its raw probabilities
+            n = len(d["members"])
+            return cls(d["method"], [Calibrator.from_dict(c) for c in d["members"]], [0.0] * n, [1.0] * n, brier)
+        return cls(d["method"], [Calibrator.from_dict(c) for c in d["maps"]], d["centres"], d["scales"], brier)
 
 
-def calibrate_folds(
-    raw: np.ndarray,
-    y: np.ndarray,
-    fold: np.ndarray,
-    methods: tuple[str, ...] = METHODS,
-    inner_folds: int = 5,
-    seed: int = 0,
-) -> FoldCalibration:
-    """A calibrator per fold model, fitted on the out-of-fold predictions that model made (fold k's rows).
-    The method is the one with the lowest Brier score when, within each fold's rows, every part is calibrated
-    by a map fitted on the others (`inner_folds` parts); then refitted on all of that fold's rows."""
+@dataclass
+class CrossFitted:
+    """The calibration of an ensemble and the training part's out-of-fold predictions calibrated by maps
+    that never saw them (fold k's rows by a map fitted on the other folds' rows): what the threshold is
+    chosen on and what the run's out-of-fold predictions file holds."""
+
+    calibration: EnsembleCalibration
+    oof: np.ndarray
+
+
+def calibrate_ensemble(
+    raw: np.ndarray, y: np.ndarray, fold: np.ndarray, methods: tuple[str, ...] = METHODS
+) -> CrossFitted:
+    """One map for every fold model (see EnsembleCalibration), of the method with the lowest cross-fitted
+    Brier score: each fold's out-of-fold rows calibrated by the map fitted on the other folds' rows. The
+    chosen method is then refitted on every row; its cross-fitted predictions are returned beside it."""
     raw, y, fold = np.asarray(raw, dtype=np.float64), np.asarray(y).astype(int), np.asarray(fold)
     folds = range(int(fold.max()) + 1)
-    parts = np.empty(len(raw), dtype=np.int64)
+    centres, scales = [], []
     for k in folds:
-        rows = np.flatnonzero(fold == k)
-        parts[rows] = np.random.default_rng(seed + k).permutation(len(rows)) % inner_folds
-    brier = {}
+        z = logit(raw[fold == k])
+        centres.append(float(z.mean()))
+        scales.append(float(max(z.std(), 1e-3)))  # a constant member stays constant, never divides by 0
+    scaled = EnsembleCalibration("none", [Calibrator("none")], centres, scales)
+    common = np.empty_like(raw)
+    for k in folds:
+        common[fold == k] = scaled.standardise(k, raw[fold == k])
+    crossfitted, brier = {}, {}
     for method in methods:
-        calibrated = np.empty_like(raw)
+        out = np.empty_like(raw)
         for k in folds:
-            for part in range(inner_folds):
-                fit_rows, out = (fold == k) & (parts != part), (fold == k) & (parts == part)
-                if out.any():
-                    calibrated[out] = fit_calibrator(method, raw[fit_rows], y[fit_rows])(raw[out])
-        brier[method] = float(np.mean((calibrated - y) ** 2))
+            out[fold == k] = fit_calibrator(method, common[fold != k], y[fold != k])(common[fold == k])
+        crossfitted[method], brier[method] = out, float(np.mean((out - y) ** 2))
     chosen = min(brier, key=brier.get)
-    return FoldCalibration(chosen, [fit_calibrator(chosen, raw[fold == k], y[fold == k]) for k in folds], brier)
+    calibration = EnsembleCalibration(chosen, [fit_calibrator(chosen, common, y)], centres, scales, brier)
+    return CrossFitted(calibration, crossfitted[chosen])
 
 
 def quantile_bins(p: np.ndarray, bins: int = 10) -> np.ndarray:
@@ -222,3 +252,50 @@ def _logistic(y: np.ndarray, z: np.ndarray, with_slope: bool) -> tuple[float, fl
         if np.abs(step).max() < 1e-9:
             return float(a), float(b)
     return float("nan"), float("nan")
+
+
+def smoothed_calibration(
+    y: np.ndarray, p: np.ndarray, grid: np.ndarray, resamples: int = 200, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The observed risk as a smooth function of the predicted one, with a 95% bootstrap band: a logistic
+    regression of the outcome on a natural cubic spline of logit(p) (knots at the 10th, 50th and 90th
+    percentiles of logit(p): a restricted cubic spline, as Harrell's `val.prob` and the calibration-curve
+    literature use), evaluated at `grid`. Returns (curve, low, high); NaN where it cannot be fitted."""
+    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=np.float64)
+    z, at = logit(p), logit(grid)
+    knots = np.percentile(z, [10, 50, 90])
+
+    def fit(yy: np.ndarray, zz: np.ndarray) -> np.ndarray:
+        if len(np.unique(yy)) < 2:
+            return np.full(len(at), np.nan)
+        model = LogisticRegression(C=1e4, max_iter=2000).fit(_spline_basis(zz, knots), yy)
+        return model.predict_proba(_spline_basis(at, knots))[:, 1]
+
+    curve = fit(y, z)
+    if resamples == 0:
+        return curve, np.full(len(at), np.nan), np.full(len(at), np.nan)
+    rng = np.random.default_rng(seed)
+    draws = np.array([fit(y[i], z[i]) for i in rng.integers(0, len(y), (resamples, len(y)))])
+    low, high = np.nanpercentile(draws, [2.5, 97.5], axis=0)
+    return curve, low, high
+
+
+def _spline_basis(z: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Restricted (natural) cubic spline basis of z with these knots: linear beyond the outer knots."""
+    k = np.asarray(knots, dtype=np.float64)
+    scale = (k[-1] - k[0]) ** 2 or 1.0
+
+    def cube(x: np.ndarray) -> np.ndarray:
+        return np.maximum(x, 0) ** 3
+
+    columns = [z]
+    for j in range(len(k) - 2):
+        columns.append(
+            (
+                cube(z - k[j])
+                - cube(z - k[-2]) * (k[-1] - k[j]) / (k[-1] - k[-2])
+                + cube(z - k[-1]) * (k[-2] - k[j]) / (k[-1] - k[-2])
+            )
+            / scale
+        )
+    return np.column_stack(columns)

@@ -1,11 +1,13 @@
 """The cohort as a clinical paper describes it: the characteristics table ("Table 1": survivors against
-non-survivors, with p-values, and the stays that ended before T) and the cohort flow (stays and deaths kept and
-removed by each criterion) as numbers and a diagram.
+non-survivors, with p-values; the training and test parts; the stays that ended before T) and the cohort
+flow (stays and deaths kept and removed by each criterion) as numbers and a diagram.
 
 Continuous variables: median [IQR], Mann-Whitney U test; categorical ones: n (%), chi-squared test (Fisher's
 exact test for a 2 x 2 table with an expected count under 5). The features are what the model could see at T
-(static features, the latest step of the sequence) and the clinical scores at T are from stored values; the
-retrospective SOFA at onset, the hours from onset and the outcomes describe the stays, known only later.
+(static features, physiology at T as the latest known value of the sequence's last step, whether any note or
+any lab or vital value was known by T) and the clinical scores at T are from stored values; the
+retrospective SOFA at onset, the hours from onset and the outcomes describe the stays, known only later. The
+outcomes are described, never tested: they define the survivor columns.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ COMORBIDITIES = (
 
 
 EXCLUDED = "excluded: ended before T"
+TRAINING, TEST = "training part", "test part"
 
 
 def _variables(ts: TrainingSet) -> tuple[dict[str, pd.Series], dict[str, pd.Series]]:
@@ -55,9 +58,14 @@ def _variables(ts: TrainingSet) -> tuple[dict[str, pd.Series], dict[str, pd.Seri
         continuous["age, years"] = static["age"]
     if "female" in static:
         categorical["female"] = static["female"].map({1: "yes", 0: "no"})
-    for name in ("admission_type", "race", "insurance"):
+    for name, label in (
+        ("admission_type", "admission type"),
+        ("first_careunit", "first care unit"),
+        ("race", "race"),
+        ("insurance", "insurance"),
+    ):
         if name in static:
-            categorical[name.replace("_", " ")] = static[name]
+            categorical[label] = static[name]
     if "charlson_comorbidity_index" in static:
         continuous["Charlson comorbidity index"] = static["charlson_comorbidity_index"]
     for name in COMORBIDITIES:
@@ -66,9 +74,16 @@ def _variables(ts: TrainingSet) -> tuple[dict[str, pd.Series], dict[str, pd.Seri
     for column, label in SCORES:
         if column in cohort:
             continuous[label] = cohort[column].astype(float)
-    if "lactate" in ts.features.layout.panel:
-        j = ts.features.layout.panel.index("lactate")
-        continuous["lactate, latest known before T, mmol/L"] = pd.Series(ts.features.sequence[:, -1, j])
+    f = ts.features
+    for name, label in PHYSIOLOGY:
+        if name in f.layout.panel:
+            continuous[f"{label}, latest known at T"] = pd.Series(f.sequence[:, -1, f.layout.panel.index(name)])
+    if len(f):
+        categorical["no lab or vital value known by T"] = pd.Series(
+            np.where(np.isnan(np.where(f.sequence_mask[:, :, None], f.sequence, np.nan)).all(axis=(1, 2)), "yes", "no")
+        )
+        if f.note_mask.shape[1]:
+            categorical["no note known by T"] = pd.Series(np.where(f.note_mask.any(axis=1), "no", "yes"))
     if {"onset_time", "prediction_time"} <= set(cohort):
         continuous["hours from onset to T"] = _hours(cohort["onset_time"], cohort["prediction_time"])
     for outcome in OUTCOMES:
@@ -77,6 +92,22 @@ def _variables(ts: TrainingSet) -> tuple[dict[str, pd.Series], dict[str, pd.Seri
     return continuous, categorical
 
 
+# Physiology at T: panel feature -> its row's label (units as the marts store them, docs/FEATURES.md)
+PHYSIOLOGY = (
+    ("lactate", "lactate, mmol/L"),
+    ("map", "mean arterial pressure, mmHg"),
+    ("heart_rate", "heart rate, /min"),
+    ("resp_rate", "respiratory rate, /min"),
+    ("spo2", "SpO2, %"),
+    ("temperature", "temperature, C"),
+    ("gcs", "GCS"),
+    ("creatinine", "creatinine, mg/dL"),
+    ("bilirubin", "bilirubin, mg/dL"),
+    ("platelets", "platelets, K/uL"),
+    ("wbc", "white cells, K/uL"),
+    ("urine_output", "urine output, mL"),
+    ("vasopressor_nee", "vasopressor, norepinephrine equivalent"),
+)
 SCORES = (
     ("sofa_score_at_onset", "SOFA at onset (retrospective)"),
     ("sofa_score_at_prediction", "SOFA at T"),
@@ -105,11 +136,13 @@ def _excluded_variables(excluded: pd.DataFrame) -> dict[str, pd.Series]:
     return out
 
 
-def characteristics(ts: TrainingSet, outcome: str) -> pd.DataFrame:
-    """Table 1: each variable overall and by outcome, with its p-value and how many values are missing, and,
-    where the build wrote them (cohort_excluded), the stays that reached Sepsis-3 but ended before T. The
-    outcomes are described, not tested (they define the columns)."""
+def characteristics(ts: TrainingSet, outcome: str, test: np.ndarray | None = None) -> pd.DataFrame:
+    """Table 1: each variable overall and by outcome, with its p-value and how many values are missing; with
+    `test` (a boolean per cohort stay), the training and test parts; where the build wrote them
+    (cohort_excluded), the stays that reached Sepsis-3 but ended before T. The outcomes are described, not
+    tested (they define the columns)."""
     died = ts.labels(outcome).astype(bool)
+    parts = {} if test is None else {TRAINING: ~np.asarray(test, dtype=bool), TEST: np.asarray(test, dtype=bool)}
     continuous, categorical = _variables(ts)
     excluded = _excluded_variables(ts.excluded) if ts.excluded is not None else None
     outcome_rows = {outcome_name(o, ts.cohort) for o in OUTCOMES}
@@ -121,6 +154,7 @@ def characteristics(ts: TrainingSet, outcome: str) -> pd.DataFrame:
             "non-survivors": f"{died.sum()}",
             "p": "",
             "missing": "",
+            **{part: f"{mask.sum()}" for part, mask in parts.items()},
         }
     ]
     if excluded is not None:
@@ -146,6 +180,7 @@ def characteristics(ts: TrainingSet, outcome: str) -> pd.DataFrame:
             "non-survivors": iqr(values[died]),
             "p": _p(p),
             "missing": f"{values.isna().sum()}",
+            **{part: iqr(values[mask]) for part, mask in parts.items()},
         }
         if excluded is not None:
             row[EXCLUDED] = iqr(excluded[name]) if name in excluded else ""
@@ -160,6 +195,7 @@ def characteristics(ts: TrainingSet, outcome: str) -> pd.DataFrame:
                 "non-survivors": "",
                 "p": "",
                 "missing": "",
+                **{part: "" for part in parts},
                 EXCLUDED: iqr(hours),
             }
         )
@@ -178,6 +214,7 @@ def characteristics(ts: TrainingSet, outcome: str) -> pd.DataFrame:
                 "non-survivors": share_of(values[died], level),
                 "p": _p(p) if i == 0 else "",
                 "missing": f"{(~present).sum()}" if i == 0 else "",
+                **{part: share_of(values[mask], level) for part, mask in parts.items()},
             }
             if excluded is not None:
                 row[EXCLUDED] = share_of(excluded[name], level) if name in excluded else ""

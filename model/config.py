@@ -71,6 +71,9 @@ class StudyConfig:
     test_size: float = 0.2
     folds: int = 5
     validation_size: float = 0.15  # of each fold's training rows, for early stopping only
+    # floors on that inner split: its share grows (up to half the rows) until it holds this many stays and events
+    min_validation_stays: int = 150
+    min_validation_events: int = 25
     seed: int = 0
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     model: ModelSettings = field(default_factory=ModelSettings)
@@ -78,6 +81,8 @@ class StudyConfig:
     grid: dict[str, list] = field(default_factory=dict)
     baselines: BaselineSettings = field(default_factory=BaselineSettings)
     experiments: bool = True  # the loss comparison (BCE vs focal) and the modality ablation, same folds
+    # each ablation variant tuned on the grid too (grid size x folds more models each), not the final model's setting
+    ablation_grid: bool = False
 
     @field_validator("grid")
     @classmethod

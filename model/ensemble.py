@@ -1,5 +1,6 @@
-"""The final model: the ensemble of a setting's cross-validation fold models, each calibrated on its own
-out-of-fold predictions, thresholded on the calibrated out-of-fold predictions.
+"""The final model: the ensemble of a setting's cross-validation fold models, calibrated by one map fitted on
+their pooled out-of-fold predictions (calibration.py), thresholded on out-of-fold predictions calibrated by
+maps that never saw them (cross-fitted).
 
 Why the fold models and not one model retrained on the whole training part: the calibration maps and the
 decision threshold are fitted on out-of-fold predictions, which only the fold models make honestly (each
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .calibration import calibrate_folds
+from .calibration import calibrate_ensemble
 from .predictor import Ensemble
 from .protocol import FoldResult, out_of_fold, youden_threshold
 
@@ -22,7 +23,7 @@ from .protocol import FoldResult, out_of_fold, youden_threshold
 @dataclass
 class CalibratedCV:
     """What a setting's cross-validation gives: the ensemble, and the out-of-fold predictions before and
-    after calibration with the threshold chosen on the calibrated ones."""
+    after (cross-fitted) calibration with the threshold chosen on the calibrated ones."""
 
     ensemble: Ensemble
     oof_uncalibrated: np.ndarray
@@ -31,10 +32,10 @@ class CalibratedCV:
 
 
 def calibrated_cv(results: list[FoldResult], y: np.ndarray, fold: np.ndarray) -> CalibratedCV:
-    """Each fold model calibrated on its out-of-fold predictions (Platt or isotonic, chosen by cross-validated
-    Brier), and the Youden threshold on the calibrated out-of-fold predictions."""
+    """The fold models under one calibration map (Platt or isotonic, chosen by cross-fitted Brier), and the
+    Youden threshold on the cross-fitted calibrated out-of-fold predictions."""
     results = sorted(results, key=lambda r: r.fold)
     raw = out_of_fold(results, len(y))
-    calibration = calibrate_folds(raw, y, fold)
-    oof = calibration.out_of_fold(raw, fold)
-    return CalibratedCV(Ensemble([r.member for r in results], calibration), raw, oof, youden_threshold(y, oof))
+    fitted = calibrate_ensemble(raw, y, fold)
+    ensemble = Ensemble([r.member for r in results], fitted.calibration)
+    return CalibratedCV(ensemble, raw, fitted.oof, youden_threshold(y, fitted.oof))

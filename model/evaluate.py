@@ -27,7 +27,8 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from . import run_folder as files  # noqa: E402
-from .calibration import calibration_curve, calibration_error_by_chance  # noqa: E402
+from . import subgroups as by_subgroup  # noqa: E402
+from .calibration import calibration_curve, calibration_error_by_chance, smoothed_calibration  # noqa: E402
 from .cohort_table import (  # noqa: E402
     characteristics,
     flow_diagram,
@@ -48,8 +49,12 @@ from .metrics import (  # noqa: E402
     bootstrap,
     bootstrap_metrics,
     calibration_metrics,
+    holm,
     net_benefit,
+    net_benefit_band,
+    operating_point_metrics,
     paired_difference,
+    resample_indices,
     test_metrics,
     treat_all_net_benefit,
 )
@@ -59,7 +64,15 @@ from .run_folder import RunFolder  # noqa: E402
 
 FUSION = "fusion model"
 CALIBRATED = f"{FUSION}, after calibration"
-DECISION_THRESHOLDS = np.round(np.arange(0.01, 0.81, 0.01), 2)
+# The decision curve's range of risk thresholds: from a 1-in-20 to a 1-in-2 risk of death, where an ICU team
+# would change what it does (escalation, a goals-of-care talk); below 5% nearly everyone is "treated", above 50%
+# only the sickest are
+DECISION_RANGE = (0.05, 0.50)
+DECISION_THRESHOLDS = np.round(np.arange(DECISION_RANGE[0], DECISION_RANGE[1] + 1e-9, 0.01), 2)
+# The common operating points every model is compared at: stated risk thresholds and a fixed sensitivity
+RISK_THRESHOLDS = (0.1, 0.2, 0.3)
+AT_SENSITIVITY = 0.8
+BAND_RESAMPLES = 200  # resamples for the bands of the calibration and decision curves
 # The loss comparison: each loss's column of the experiment predictions and its name; the metrics its table shows
 LOSSES = {"bce": "BCE (gamma 0, class-weighted)", "focal": "focal loss"}
 LOSS_METRICS = ("accuracy", "specificity", "f1", "sensitivity", "auroc", "brier")
@@ -104,6 +117,7 @@ class Model:
     cv_auroc: float
     folds: int  # fold models in the ensemble
     calibration: str  # the calibration method chosen
+    calibration_shared: bool  # one map for every member (False: a map per member, runs of 0.2.0)
     calibration_brier: dict[str, float]  # each method's cross-validated Brier score
     threshold: float
     settings: str  # the run's configuration (YAML) as written, without its final newline
@@ -154,6 +168,8 @@ class Variant:
     modalities: str
     metrics: dict  # bootstrapped auroc and auprc
     difference: dict | None  # the final model minus the variant; None for the variant that is the final model
+    setting: dict | None = None  # its hyperparameters (None: not recorded, a run of 0.2.0)
+    tuned: bool = False  # chosen by its own grid search, not the final model's setting
 
 
 @dataclass(frozen=True)
@@ -177,16 +193,28 @@ class Comparisons:
 
 
 @dataclass(frozen=True)
-class Subgroup:
-    """The fusion model on one subgroup of the test stays; without metrics when it is too small to score."""
+class DecisionCurve:
+    """Net benefit over DECISION_RANGE: the fusion model's band, its paired difference from the best baseline
+    on the same inputs, and the two sentences that read it."""
 
-    name: str
+    low: float
+    high: float
+    compared_with: str
+    reading: list[str]
+    curve: dict[str, list[float]]  # threshold, the fusion model's net benefit and its band, treat all
+
+    def to_json(self) -> dict:
+        return {"compared_with": self.compared_with, **self.curve}
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """On synthetic data: the generator's own probabilities of in-hospital death, scored on the test stays."""
+
     stays: int
     deaths: int
-    metrics: dict | None = None  # bootstrapped, at the model's threshold
-    calibration: dict | None = None  # point estimates
-    observed: float | None = None  # outcome rate
-    predicted: float | None = None  # mean predicted probability
+    ideal: float  # AUROC of the true probabilities
+    fusion: float  # AUROC of the fusion model's predictions against the same label
 
 
 @dataclass(frozen=True)
@@ -194,11 +222,14 @@ class Performance:
     """The held-out test set's metrics, each with its bootstrap interval: what the metrics file holds."""
 
     models: dict[str, dict]  # model -> METRICS at its own threshold
-    paired_differences: dict[str, dict]  # baseline -> the fusion model minus it
+    operating_points: dict[str, dict]  # model -> sensitivity/specificity/PPV at the common operating points
+    paired_differences: dict[str, dict]  # baseline -> the fusion model minus it (with p and Holm-adjusted p)
     calibration: dict[str, dict]  # model (the fusion model before and after calibration) -> CALIBRATION
     labels: list[Label]
     comparisons: Comparisons | None  # None for a run trained without the experiments
-    subgroups: list[Subgroup]
+    subgroups: list[by_subgroup.Subgroup]
+    decision: DecisionCurve
+    comparisons_in_family: int  # paired comparisons of the report, the family of Holm's adjustment
 
     @property
     def fusion(self) -> dict:
@@ -211,15 +242,13 @@ class Performance:
     def to_json(self) -> dict:
         return {
             "models": self.models,
+            "operating_points": self.operating_points,
             "paired_differences": self.paired_differences,
             "calibration": self.calibration,
             "comparisons": {} if self.comparisons is None else self.comparisons.to_json(),
-            "subgroups": {
-                s.name: {"metrics": s.metrics, "calibration": s.calibration, "stays": s.stays, "deaths": s.deaths}
-                for s in self.subgroups
-                if s.metrics is not None
-            },
+            "subgroups": {s.name: {"metrics": s.metrics, "stays": s.stays, "events": s.events} for s in self.subgroups},
             "outcomes": {label.outcome: label.models for label in self.labels},
+            "decision_curve": self.decision.to_json(),
         }
 
 
@@ -253,6 +282,11 @@ class Evaluation:
     characteristics: list[str]  # the cohort's characteristics, a Markdown table (cohort_table.markdown)
     flow: list[str] | None  # the cohort flow in Markdown (cohort_table.flow_lines); None without it
     plots: dict[str, str]  # run_folder.PLOTS name -> file name of each plot written
+    risk_thresholds: tuple[float, ...]
+    at_sensitivity: float
+    encoder: dict | None  # the note encoder (model, dim, layers, ...); None: trained without notes
+    ceiling: Ceiling | None  # on synthetic data with its truth; None otherwise
+    ablation_tuned: bool  # the ablation's variants tuned on their own grid
 
 
 def _ci(m: dict, digits: int = 3) -> str:
@@ -271,6 +305,18 @@ def _verdict(d: dict) -> str:
     return "no difference shown"
 
 
+def _holm(d: dict) -> str:
+    """Whether a difference called by its interval still holds after Holm's adjustment, with the adjusted p."""
+    if "p_holm" not in d:
+        return ""
+    called = d["low"] > 0 or d["high"] < 0
+    p = d["p_holm"]
+    text = "<0.001" if p < 0.001 else f"{p:.3f}"
+    if not called:
+        return f"p {text}"
+    return f"p {text}, " + ("holds after Holm" if p < 0.05 else "not after Holm")
+
+
 def _templates() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -279,23 +325,38 @@ def _templates() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(ci=_ci, pct=_pct, fmt=format, verdict=_verdict)
+    env.filters.update(ci=_ci, pct=_pct, fmt=format, verdict=_verdict, holm=_holm)
     env.globals.update(
         files=files,
         PRIMARY_OUTCOME=OUTCOMES[0],
         METRICS=METRICS,
         CALIBRATION=CALIBRATION,
         LOSS_METRICS=LOSS_METRICS,
+        MIN_PER_CLASS=by_subgroup.MIN_PER_CLASS,
+        BAND_RESAMPLES=BAND_RESAMPLES,
     )
     return env
 
 
-def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
+def evaluate(
+    ts: TrainingSet,
+    run_dir: Path,
+    resamples: int = 1000,
+    risk_thresholds: tuple[float, ...] = RISK_THRESHOLDS,
+    at_sensitivity: float = AT_SENSITIVITY,
+    truth: pd.Series | None = None,
+) -> Path:
     """Evaluate a trained run folder on its held-out test set: the metrics, plots and cohort tables, the report
-    (Markdown and HTML) and the model card. Returns the Markdown report's path."""
+    (Markdown and HTML) and the model card. Every model is also compared at the same `risk_thresholds` and at
+    the threshold that reaches `at_sensitivity`. `truth`: on synthetic data, the generator's probability of
+    in-hospital death by stay_id (its `_truth/`), scored beside the model as the data's ceiling. Returns the
+    Markdown report's path."""
     run_dir = Path(run_dir)
     if not (run_dir / files.PREDICTIONS).exists():
         raise StudyError(f"{run_dir} has no {files.PREDICTIONS}: train with `sepsis-fusion train` first")
+    for t in (*risk_thresholds, at_sensitivity):
+        if not 0 < t < 1:
+            raise StudyError(f"evaluate: {t} is not a risk threshold or sensitivity between 0 and 1")
     meta = json.loads((run_dir / files.MODEL).read_text())
     data = json.loads((run_dir / files.DATA).read_text())
     cv = json.loads((run_dir / files.CV).read_text())
@@ -313,6 +374,16 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
         for name, (p, t) in scored.items()
     }
     table = {name: {m: b[m] for m in METRICS} for name, b in scored_all.items()}
+    operating = {
+        name: bootstrap(
+            y,
+            p,
+            lambda y_, p_: operating_point_metrics(y_, p_, tuple(risk_thresholds), at_sensitivity),
+            resamples,
+            label=f"operating points: {name}",
+        )
+        for name, p in scores.items()
+    }
     differences = {
         name: paired_difference(y, scores[FUSION], p, resamples, label=f"{FUSION} - {name}")
         for name, p in scores.items()
@@ -327,15 +398,27 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
     )
     for name, p in zip(calibration, [uncalibrated, *scores.values()]):
         calibration[name]["calibration_error_by_chance"] = calibration_error_by_chance(p)
+    comparisons = _comparisons(run_dir, y, resamples)
+    family = _adjust_for_multiplicity(differences, comparisons)
+    static = ts.features.static.assign(stay_id=ts.features.stay_id).set_index("stay_id").loc[test["stay_id"]]
+    subgroups = by_subgroup.subgroups(static, y, scores[FUSION], threshold, resamples)
+    decision, plots = _decision_curve(run_dir, y, scores, baselines)
     performance = Performance(
         models=table,
+        operating_points=operating,
         paired_differences=differences,
         calibration=calibration,
         labels=_labels(ts, test, scores, meta["outcome"], resamples),
-        comparisons=_comparisons(run_dir, y, resamples),
-        subgroups=_subgroups(ts, test, threshold, resamples),
+        comparisons=comparisons,
+        subgroups=subgroups,
+        decision=decision,
+        comparisons_in_family=family,
     )
-    cohort_table, flow, plots = _cohort(ts, run_dir, meta["outcome"], data, test)
+    if any(s.metrics is not None for s in subgroups):
+        overall = {"auroc": table[FUSION]["auroc"]["value"], "observed_expected": y.sum() / scores[FUSION].sum()}
+        plots["subgroups"] = by_subgroup.plot(subgroups, overall, RunFolder(run_dir).plot("subgroups")).name
+    cohort_table, flow, cohort_plots = _cohort(ts, run_dir, meta["outcome"], data, test)
+    plots |= cohort_plots
     (run_dir / files.METRICS).write_text(json.dumps(performance.to_json(), indent=2))
     plots |= _plots(run_dir, y, scores, uncalibrated, cv)
     importance, plots["importance"] = _importance(ts, run_dir, test)
@@ -362,6 +445,7 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
             cv_auroc=cv["cv_auroc"],
             folds=len(meta["members"]),
             calibration=calibrator["method"],
+            calibration_shared=calibrator.get("scope") == "shared",
             calibration_brier=calibrator["cv_brier"],
             threshold=threshold,
             settings=(run_dir / files.CONFIG).read_text().rstrip(),
@@ -373,6 +457,12 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
         characteristics=cohort_table,
         flow=flow,
         plots=plots,
+        risk_thresholds=tuple(risk_thresholds),
+        at_sensitivity=at_sensitivity,
+        encoder=data.get("encoder"),
+        ceiling=_ceiling(ts, test, truth),
+        ablation_tuned=comparisons is not None
+        and any(v.tuned for v in comparisons.ablation if v.difference is not None),
     )
     templates = _templates()
     report = run_dir / files.REPORT
@@ -380,6 +470,113 @@ def evaluate(ts: TrainingSet, run_dir: Path, resamples: int = 1000) -> Path:
     write_html_report(report.read_text(), run_dir)  # report.html: the same report, plots embedded
     (run_dir / files.MODEL_CARD).write_text(templates.get_template("model_card.md.j2").render(vars(evaluation)))
     return report
+
+
+def _adjust_for_multiplicity(differences: dict[str, dict], comparisons: Comparisons | None) -> int:
+    """Holm's adjustment over every paired comparison of the report (the fusion model against each baseline,
+    focal loss against BCE, the final model against each ablation variant), AUROC and AUPRC each a family:
+    writes `p_holm` into each difference; returns the family's size."""
+    family = {f"baseline {name}": d for name, d in differences.items()}
+    if comparisons is not None:
+        family["focal - bce"] = comparisons.focal_minus_bce
+        family |= {f"ablation {v.modalities}": v.difference for v in comparisons.ablation if v.difference is not None}
+    for metric in ("auroc", "auprc"):
+        adjusted = holm({name: d[metric]["p"] for name, d in family.items()})
+        for name, d in family.items():
+            d[metric]["p_holm"] = adjusted[name]
+    return len(family)
+
+
+def _ceiling(ts: TrainingSet, test: pd.DataFrame, truth: pd.Series | None) -> Ceiling | None:
+    """The generator's true probabilities of in-hospital death scored on the test stays, beside the model's."""
+    if truth is None or "died_in_hospital" not in ts.cohort:
+        return None
+    known = test["stay_id"].isin(truth.index).to_numpy()
+    if not known.all():
+        return None  # a truth file of other data: no ceiling rather than a wrong one
+    y = ts.cohort.set_index("stay_id").loc[test["stay_id"], "died_in_hospital"].to_numpy(dtype=np.int64)
+    return Ceiling(
+        stays=len(y),
+        deaths=int(y.sum()),
+        ideal=auroc(y, truth.loc[test["stay_id"]].to_numpy(dtype=float)),
+        fusion=auroc(y, test["probability"].to_numpy()),
+    )
+
+
+def _decision_curve(
+    run_dir: Path, y: np.ndarray, scores: dict[str, np.ndarray], baselines: dict
+) -> tuple[DecisionCurve, dict[str, str]]:
+    """Decision curves over DECISION_RANGE, the fusion model's with its bootstrap band, and the paired band of
+    its difference from the tuned baseline with the best test AUROC; returns the reading and the plot."""
+    t = DECISION_THRESHOLDS
+    tuned = [name for name in baselines if baselines[name].get("params")] or [n for n in scores if n != FUSION]
+    rival = max(tuned, key=lambda name: auroc(y, scores[name]))
+    fusion, low, high = net_benefit_band(y, scores[FUSION], t, BAND_RESAMPLES)
+    everyone = treat_all_net_benefit(y, t)
+    draws = np.array(
+        [
+            net_benefit(y[i], scores[FUSION][i], t) - net_benefit(y[i], scores[rival][i], t)
+            for i in resample_indices(len(y), BAND_RESAMPLES)
+        ]
+    )
+    d_low, d_high = np.percentile(draws, [2.5, 97.5], axis=0)
+    difference = fusion - net_benefit(y, scores[rival], t)
+    useful = low > np.maximum(everyone, 0)
+    reading = [
+        (
+            f"Over risk thresholds {_pct(t[0], 0)} to {_pct(t[-1], 0)}, the fusion model's net benefit is above "
+            f"both treating every stay and treating none at {_ranges(t, fusion > np.maximum(everyone, 0))}; its "
+            f"95% band lies wholly above both at {_ranges(t, useful)}."
+        ),
+        (
+            f"Against {rival} (the tuned baseline with the best test AUROC) the paired difference in net benefit "
+            f"is at most {difference.max():+.3f} (at {_pct(t[int(np.argmax(difference))], 0)}; "
+            f"{1000 * difference.max():+.0f} true positives per 1,000 stays at the same false-positive cost) and "
+            + (
+                "its 95% band contains 0 at every threshold: no difference in clinical usefulness is shown."
+                if ((d_low <= 0) & (d_high >= 0)).all()
+                else f"its band excludes 0 at {_ranges(t, (d_low > 0) | (d_high < 0))}."
+            )
+        ),
+    ]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for name, p in scores.items():
+        if name != FUSION:
+            ax.plot(t, net_benefit(y, p, t), lw=1, alpha=0.8, label=name)
+    ax.fill_between(t, low, high, color="tab:blue", alpha=0.2, label=f"{FUSION}, 95% band")
+    ax.plot(t, fusion, color="tab:blue", lw=2, label=FUSION)
+    ax.plot(t, everyone, "k--", lw=0.8, label="treat all")
+    ax.axhline(0, color="k", lw=0.8, label="treat none")
+    ax.set(
+        xlabel="threshold probability (risk at which one would act)",
+        ylabel="net benefit",
+        xlim=(t[0], t[-1]),
+        ylim=(min(-0.02, float(low.min())), max(float(y.mean()) * 1.1, 0.05)),
+        title=f"Decision curves, held-out test set ({BAND_RESAMPLES} bootstrap resamples)",
+    )
+    ax.legend(fontsize=7)
+    plots = {"decision_curve": _save(fig, run_dir, "decision_curve")}
+    curve = {
+        "threshold": t.tolist(),
+        "net_benefit": fusion.tolist(),
+        "low": low.tolist(),
+        "high": high.tolist(),
+        "treat_all": everyone.tolist(),
+    }
+    return DecisionCurve(float(t[0]), float(t[-1]), rival, reading, curve), plots
+
+
+def _ranges(t: np.ndarray, mask: np.ndarray) -> str:
+    """The thresholds where `mask` holds, as ranges ('8% to 31%, 40%'); 'no threshold' when none."""
+    runs, start = [], None
+    for i, on in enumerate([*mask, False]):
+        if on and start is None:
+            start = i
+        elif not on and start is not None:
+            a, b = t[start], t[i - 1]
+            runs.append(_pct(a, 0) if start == i - 1 else f"{_pct(a, 0)} to {_pct(b, 0)}")
+            start = None
+    return ", ".join(runs) if runs else "no threshold"
 
 
 def _reach(ts: TrainingSet) -> Reach | None:
@@ -437,6 +634,8 @@ def _comparisons(run_dir: Path, y: np.ndarray, resamples: int) -> Comparisons | 
         )
         for column, name in LOSSES.items()
     ]
+    settings_path = run_dir / files.EXPERIMENT_SETTINGS
+    settings = json.loads(settings_path.read_text()) if settings_path.exists() else {}
     final = variants["focal"].to_numpy()
     focal_minus_bce = paired_difference(y, final, variants["bce"].to_numpy(), resamples, label="focal - bce")
     ablation = []
@@ -448,36 +647,11 @@ def _comparisons(run_dir: Path, y: np.ndarray, resamples: int) -> Comparisons | 
         # the variant with every modality is the final model (focal loss) itself: nothing to pair it with
         is_final = variants[column].equals(variants["focal"])
         difference = None if is_final else paired_difference(y, final, p, resamples, label=f"final - {column}")
-        ablation.append(Variant(modalities=column, metrics=metrics, difference=difference))
-    return Comparisons(losses=losses, focal_minus_bce=focal_minus_bce, ablation=ablation)
-
-
-def _subgroups(ts: TrainingSet, test: pd.DataFrame, threshold: float, resamples: int) -> list[Subgroup]:
-    """The fusion model by sex and age band; a subgroup under 10 stays or with one outcome only is not scored."""
-    static = ts.features.static.assign(stay_id=ts.features.stay_id).set_index("stay_id").loc[test["stay_id"]]
-    groups = {"female": static["female"].to_numpy() == 1, "male": static["female"].to_numpy() == 0}
-    age = static["age"].to_numpy()
-    for low, high in ((18, 50), (50, 65), (65, 80), (80, 200)):
-        groups[f"age {low}-{high - 1}" if high < 200 else f"age {low}+"] = (age >= low) & (age < high)
-    y, p = test["outcome"].to_numpy(), test["probability"].to_numpy()
-    subgroups = []
-    for name, mask in groups.items():
-        stays, deaths = int(mask.sum()), int(y[mask].sum())
-        if stays < 10 or len(np.unique(y[mask])) < 2:
-            subgroups.append(Subgroup(name=name, stays=stays, deaths=deaths))
-            continue
-        subgroups.append(
-            Subgroup(
-                name=name,
-                stays=stays,
-                deaths=deaths,
-                metrics=bootstrap_metrics(y[mask], p[mask], threshold, resamples, label=name),
-                calibration=calibration_metrics(y[mask], p[mask]),
-                observed=float(y[mask].mean()),
-                predicted=float(p[mask].mean()),
-            )
+        recorded = settings.get(column, {})
+        ablation.append(
+            Variant(column, metrics, difference, recorded.get("setting"), bool(recorded.get("tuned", False)))
         )
-    return subgroups
+    return Comparisons(losses=losses, focal_minus_bce=focal_minus_bce, ablation=ablation)
 
 
 def _cohort(
@@ -485,7 +659,7 @@ def _cohort(
 ) -> tuple[list[str], list[str] | None, dict[str, str]]:
     """The cohort's characteristics by outcome (written as a CSV file, returned as Markdown), and its flow as
     Markdown and a diagram (None and no plot for a cohort without its flow)."""
-    table = characteristics(ts, outcome)
+    table = characteristics(ts, outcome, ts.cohort["stay_id"].isin(test["stay_id"]).to_numpy())
     table.to_csv(run_dir / files.COHORT_CHARACTERISTICS, index=False)
     if ts.flow is None:
         return markdown(table), None, {}
@@ -539,37 +713,7 @@ def _plots(
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, held-out test set")
     ax.legend(fontsize=8)
     plots["pr"] = _save(fig, run_dir, "pr")
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for label, p, style in (
-        ("fusion model, before calibration", uncalibrated, "s--"),
-        ("fusion model, calibrated", scores[FUSION], "o-"),
-    ):
-        predicted, observed, _ = calibration_curve(y, p, bins=10)
-        ax.plot(predicted, observed, style, label=label)
-    top = max(0.05, float(np.max([np.quantile(uncalibrated, 0.99), np.quantile(scores[FUSION], 0.99), y.mean() * 2])))
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(
-        xlabel="mean predicted probability",
-        ylabel="observed rate",
-        xlim=(0, min(1, top * 1.1)),
-        ylim=(0, min(1, top * 1.1)),
-        title="Calibration, held-out test set (10 quantile bins)",
-    )
-    ax.legend(fontsize=8)
-    plots["calibration"] = _save(fig, run_dir, "calibration")
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name, p in scores.items():
-        ax.plot(DECISION_THRESHOLDS, net_benefit(y, p, DECISION_THRESHOLDS), label=name)
-    ax.plot(DECISION_THRESHOLDS, treat_all_net_benefit(y, DECISION_THRESHOLDS), "k--", lw=0.8, label="treat all")
-    ax.axhline(0, color="k", lw=0.8, label="treat none")
-    ax.set(
-        xlabel="threshold probability",
-        ylabel="net benefit",
-        ylim=(-0.05, max(y.mean() * 1.1, 0.05)),
-        title="Decision curves, held-out test set",
-    )
-    ax.legend(fontsize=8)
-    plots["decision_curve"] = _save(fig, run_dir, "decision_curve")
+    plots["calibration"] = _calibration_plot(run_dir, y, scores[FUSION], uncalibrated)
     # learning curves of the chosen setting's cross-validation folds: training loss and the loss and AUROC on
     # each fold's inner validation split (the one early stopping reads), per epoch
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -585,6 +729,35 @@ def _plots(
     ax2.set(xlabel="epoch", ylabel="inner validation AUROC", title="Early stopping (dot: the epoch kept)")
     plots["learning_curve"] = _save(fig, run_dir, "learning_curve")
     return plots
+
+
+def _calibration_plot(run_dir: Path, y: np.ndarray, calibrated: np.ndarray, uncalibrated: np.ndarray) -> str:
+    """The fusion model's smoothed calibration curve (restricted cubic spline) with its bootstrap band and
+    its 10 quantile bins, the curve before calibration, and the spread of the calibrated predictions."""
+    top = float(min(1, max(0.1, np.quantile(calibrated, 0.99), np.quantile(uncalibrated, 0.99)) * 1.1))
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(5.5, 6.2), sharex=True, gridspec_kw={"height_ratios": [4, 1]})
+    for p, label, color, band in (
+        (uncalibrated, "before calibration", "tab:gray", False),
+        (calibrated, "calibrated", "tab:blue", True),
+    ):
+        grid = np.linspace(max(np.quantile(p, 0.01), 1e-3), min(np.quantile(p, 0.99), 1 - 1e-3), 60)
+        curve, low, high = smoothed_calibration(y, p, grid, BAND_RESAMPLES if band else 0)
+        if band:
+            ax.fill_between(grid, low, high, color=color, alpha=0.2, label=f"{label}: 95% band")
+        ax.plot(grid, curve, color=color, lw=2 if band else 1, ls="-" if band else "--", label=f"{label}: smoothed")
+    predicted, observed, _ = calibration_curve(y, calibrated, bins=10)
+    ax.plot(predicted, observed, "o", color="tab:blue", ms=4, label="calibrated: 10 quantile bins")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(
+        ylabel="observed rate",
+        xlim=(0, top),
+        ylim=(0, top),
+        title="Calibration, held-out test set",
+    )
+    ax.legend(fontsize=7, loc="upper left")
+    hist.hist(calibrated, bins=40, range=(0, top), color="tab:blue", alpha=0.6)
+    hist.set(xlabel="predicted probability", ylabel="stays")
+    return _save(fig, run_dir, "calibration")
 
 
 def _importance(ts: TrainingSet, run_dir: Path, test: pd.DataFrame, plotted: int = 20) -> tuple[Importance, str]:

@@ -243,6 +243,7 @@ class TrainingSet:
     cohort: pd.DataFrame  # the cohort mart, row-aligned with features (stay_id, subject_id, labels, ...)
     flow: pd.DataFrame | None = None  # the cohort_flow mart: stays removed by each cohort criterion
     excluded: pd.DataFrame | None = None  # the cohort_excluded mart: first Sepsis-3 stays not in the cohort
+    encoder: dict | None = None  # the encoder that embedded the notes (model, dim, ...); None without notes
 
     def labels(self, outcome: str = OUTCOMES[0]) -> np.ndarray:
         if outcome not in OUTCOMES:

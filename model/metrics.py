@@ -14,6 +14,10 @@ from tqdm import tqdm
 
 from .calibration import calibration_error, calibration_slope_intercept
 
+# Binned calibration error is biased upwards, and more so on a resample (duplicated stays add noise to every
+# bin): its percentile interval can lie wholly above the estimate. Its interval is bias-corrected: the bootstrap
+# distribution shifted by its mean's excess over the estimate (never below 0).
+BIAS_CORRECTED = ("calibration_error",)
 METRICS = ("accuracy", "specificity", "sensitivity", "precision", "f1", "auroc", "auprc", "brier", "calibration_error")
 CALIBRATION = ("brier", "calibration_error", "calibration_slope", "calibration_intercept")
 
@@ -85,11 +89,34 @@ def resample_indices(n: int, resamples: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, (resamples, n))
 
 
-def _interval(point: float, draws: list[float]) -> dict[str, float]:
+def _interval(point: float, draws: list[float], bias_corrected: bool = False) -> dict[str, float]:
     values = np.asarray(draws, dtype=float)
     values = values[~np.isnan(values)]
     low, high = np.percentile(values, [2.5, 97.5]) if len(values) else (np.nan, np.nan)
+    if bias_corrected and len(values):
+        bias = values.mean() - point
+        low, high = max(low - bias, 0.0), max(high - bias, 0.0)
     return {"value": float(point), "low": float(low), "high": float(high)}
+
+
+def _p_value(draws: list[float]) -> float:
+    """Two-sided bootstrap p-value of a difference being 0: twice the smaller share of resamples on either
+    side of 0 (at least one resample's worth, never 0)."""
+    values = np.asarray(draws, dtype=float)
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return float("nan")
+    return float(min(1.0, max(2 * min((values <= 0).mean(), (values >= 0).mean()), 1 / len(values))))
+
+
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjustment of a family of p-values (controls the family-wise error rate)."""
+    names = sorted((n for n in p_values if not np.isnan(p_values[n])), key=lambda n: p_values[n])
+    adjusted, running = {}, 0.0
+    for i, name in enumerate(names):
+        running = max(running, min(1.0, (len(names) - i) * p_values[name]))
+        adjusted[name] = running
+    return {n: adjusted.get(n, float("nan")) for n in p_values}
 
 
 def bootstrap(
@@ -97,13 +124,18 @@ def bootstrap(
 ) -> dict[str, dict[str, float]]:
     """Each value of `measure(y, p) -> {name: value}` with its 95% bootstrap interval: {name: {value, low,
     high}}. A progress bar named `label` shows while the resamples run."""
+    point, draws = _resampled(y, p, measure, resamples, seed, label)
+    return {m: _interval(point[m], draws[m], m in BIAS_CORRECTED) for m in point}
+
+
+def _resampled(y, p, measure, resamples: int, seed: int, label: str) -> tuple[dict, dict[str, list[float]]]:
     y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
     point = measure(y, p)
     draws = {m: [] for m in point}
     for i in tqdm(resample_indices(len(y), resamples, seed), desc=label, unit="resample", leave=False, mininterval=1.0):
         for m, v in measure(y[i], p[i]).items():
             draws[m].append(v)
-    return {m: _interval(point[m], draws[m]) for m in point}
+    return point, draws
 
 
 def bootstrap_metrics(
@@ -117,12 +149,36 @@ def paired_difference(
     y: np.ndarray, a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed: int = 0, label: str = "paired"
 ) -> dict[str, dict[str, float]]:
     """AUROC and AUPRC of model a minus model b on the same stays, with the 95% interval of the difference
-    over the same resamples."""
+    over the same resamples and its two-sided bootstrap p-value (`p`, for a multiplicity adjustment)."""
 
     def measure(y_: np.ndarray, ab: np.ndarray) -> dict[str, float]:
         return {"auroc": auroc(y_, ab[:, 0]) - auroc(y_, ab[:, 1]), "auprc": auprc(y_, ab[:, 0]) - auprc(y_, ab[:, 1])}
 
-    return bootstrap(y, np.column_stack([a, b]), measure, resamples, seed, label)
+    point, draws = _resampled(y, np.column_stack([a, b]), measure, resamples, seed, label)
+    return {m: _interval(point[m], draws[m]) | {"p": _p_value(draws[m])} for m in point}
+
+
+def operating_point_metrics(
+    y: np.ndarray, p: np.ndarray, thresholds: tuple[float, ...], sensitivity: float
+) -> dict[str, float]:
+    """Sensitivity, specificity and PPV at each stated risk threshold (`<metric>@<t>`), and the specificity
+    and PPV at the highest threshold that still flags `sensitivity` of the positives (`<metric>@sens`)."""
+    y, p = np.asarray(y).astype(bool), np.asarray(p, dtype=float)
+    out = {}
+    for t in thresholds:
+        m = point_metrics(y, p, t)
+        out |= {f"sensitivity@{t:g}": m["sensitivity"], f"specificity@{t:g}": m["specificity"]}
+        out[f"ppv@{t:g}"] = m["precision"]
+        out[f"flagged@{t:g}"] = float((p >= t).mean())
+    positives = np.sort(p[y])[::-1]
+    if len(positives) and (~y).any():
+        cut = positives[max(int(np.ceil(sensitivity * len(positives))) - 1, 0)]
+        m = point_metrics(y, p, cut)
+        out |= {"sensitivity@sens": m["sensitivity"], "specificity@sens": m["specificity"], "ppv@sens": m["precision"]}
+        out["threshold@sens"] = float(cut)
+    else:
+        out |= {k: float("nan") for k in ("sensitivity@sens", "specificity@sens", "ppv@sens", "threshold@sens")}
+    return out
 
 
 def net_benefit(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -140,3 +196,14 @@ def net_benefit(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray) -> np.ndar
 def treat_all_net_benefit(y: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     prevalence = float(np.mean(y))
     return prevalence - (1 - prevalence) * thresholds / (1 - thresholds)
+
+
+def net_benefit_band(
+    y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, resamples: int = 200, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Net benefit at each threshold with its 95% bootstrap band (the same resamples as every bootstrap here):
+    (estimate, low, high)."""
+    y, p = np.asarray(y).astype(bool), np.asarray(p, dtype=float)
+    draws = np.array([net_benefit(y[i], p[i], thresholds) for i in resample_indices(len(y), resamples, seed)])
+    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    return net_benefit(y, p, thresholds), low, high

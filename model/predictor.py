@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from . import run_folder
-from .calibration import FoldCalibration
+from .calibration import EnsembleCalibration
 from .errors import StudyError
 from .explain import Explanation, explain
 from .fusion import FusionModel
@@ -64,11 +64,11 @@ class Member:
 
 @dataclass
 class Ensemble:
-    """The final model: fold models whose probabilities are calibrated each by its own map, then averaged
-    (why the fold models: model/ensemble.py)."""
+    """The final model: fold models whose probabilities are calibrated by one shared map, then averaged
+    (why the fold models: model/ensemble.py; the map: calibration.py)."""
 
     members: list[Member]
-    calibration: FoldCalibration
+    calibration: EnsembleCalibration
 
     def predict_members(self, features: FeatureArrays) -> np.ndarray:
         """(members, n) uncalibrated probabilities."""
@@ -119,7 +119,7 @@ class Predictor:
     def _ensemble(self, meta: dict) -> Ensemble:
         states = self.folder.read_json(run_folder.PREPROCESS).get("members", [])
         pairs = run_folder.load_members(self.folder.file(run_folder.WEIGHTS), meta["members"], states)
-        calibration = FoldCalibration.from_dict(self.folder.read_json(run_folder.CALIBRATION))
+        calibration = EnsembleCalibration.from_dict(self.folder.read_json(run_folder.CALIBRATION))
         return Ensemble([Member(pre, model) for pre, model in pairs], calibration)
 
     def _check(self, features: FeatureArrays) -> None:

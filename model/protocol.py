@@ -5,10 +5,12 @@
 - Cross-validation on the training part: stratified folds grouped by patient, the same folds for every
   setting, every comparison and every baseline (`cv_folds`).
 - One fusion model per fold (`fit_member`): preprocessing fitted on the fold's own training rows, early
-  stopping on an inner validation split of those rows (grouped by patient), never on the fold's held-out
-  rows, so a fold's out-of-fold predictions are scored on an epoch chosen without them.
+  stopping on an inner validation split of those rows (grouped by patient, with a floor on its stays and
+  events), never on the fold's held-out rows, so a fold's out-of-fold predictions are scored on an epoch
+  chosen without them.
 - A grid search over settings by mean fold AUROC; the chosen setting's fold models are the final model
-  (an ensemble, see ensemble.py), calibrated and thresholded on their own out-of-fold predictions.
+  (an ensemble, see ensemble.py), calibrated by one map on their pooled out-of-fold predictions and
+  thresholded on out-of-fold predictions its map did not see (calibration.py).
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ from .train import History, auroc, fit
 
 
 def patient_split(y: np.ndarray, groups: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the training and test parts: stratified by outcome, no patient in both."""
-    splitter = StratifiedGroupKFold(n_splits=round(1 / test_size), shuffle=True, random_state=seed)
+    """Indices of the training and test parts: stratified by outcome, no patient in both; the test part
+    is one of floor(1 / test_size) stratified groups of patients, so at least `test_size` of them (1/6 for
+    0.15)."""
+    splitter = StratifiedGroupKFold(n_splits=max(2, int(1 / test_size + 1e-9)), shuffle=True, random_state=seed)
     train, test = next(splitter.split(np.zeros(len(y)), y, groups))
     return np.sort(train), np.sort(test)
 
@@ -58,6 +62,18 @@ def temporal_split(year_group: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         )
     latest = start == start.max()
     return np.flatnonzero(~latest.to_numpy()), np.flatnonzero(latest.to_numpy())
+
+
+def validation_share(config: StudyConfig, y: np.ndarray) -> float:
+    """The inner validation split's share of a fold's training rows: `validation_size`, raised until the
+    split holds `min_validation_stays` stays and `min_validation_events` events (an AUROC on a few dozen
+    stays stops training at a chance epoch), at most one half."""
+    need = max(
+        config.validation_size,
+        config.min_validation_stays / max(len(y), 1),
+        config.min_validation_events / max(int(np.sum(y)), 1),
+    )
+    return float(min(need, 0.5))
 
 
 def cv_folds(y: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -100,7 +116,7 @@ def fit_member(
 ) -> tuple[Member, History]:
     """A model on these rows: an inner validation split (grouped by patient) for early stopping, the
     preprocessing fitted on the rest, the network trained on the rest."""
-    inner_train, inner_val = patient_split(y, groups, config.validation_size, config.seed)
+    inner_train, inner_val = patient_split(y, groups, validation_share(config, y), config.seed)
     tr, va = subset(features, inner_train), subset(features, inner_val)
     pre = Preprocessor(config.preprocess).fit(tr, y[inner_train])
     inputs_tr, inputs_va = pre.transform(tr), pre.transform(va)

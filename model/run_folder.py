@@ -54,6 +54,7 @@ BASELINE_PREDICTIONS = "baseline_predictions.csv"
 BASELINES = "baselines.json"
 EXPERIMENT_PREDICTIONS = "experiment_predictions.csv"
 EXPERIMENT_THRESHOLDS = "experiment_thresholds.json"
+EXPERIMENT_SETTINGS = "experiment_settings.json"
 METRICS = "metrics.json"
 REPORT = "report.md"
 REPORT_HTML = "report.html"
@@ -68,6 +69,7 @@ PLOTS = {
     "learning_curve": "learning_curve.png",
     "importance": "importance.png",
     "cohort_flow": "cohort_flow.png",
+    "subgroups": "subgroups.png",
 }
 
 # What decides a score; the model version digests them in this order

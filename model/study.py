@@ -110,8 +110,12 @@ def models_to_train(config: StudyConfig, y: np.ndarray, has_notes: bool) -> str:
     text = f"{len(config.settings())} setting(s) x {config.folds} folds = {grid} fusion models for the grid"
     if not config.experiments:
         return text + " (experiments: false)"
-    comparisons = len(comparison_variants(config, y, has_notes)[1])
-    return text + f", {comparisons} comparisons x {config.folds} folds = {comparisons * config.folds} more"
+    variants = comparison_variants(config, y, has_notes)[1]
+    if config.ablation_grid and len(config.settings()) > 1:
+        ablations = sum("modalities" in v for v in variants.values())
+        more = (len(variants) - ablations + ablations * len(config.settings())) * config.folds
+        return text + (f", {len(variants)} comparisons ({ablations} ablation variants tuned on the grid) = {more} more")
+    return text + f", {len(variants)} comparisons x {config.folds} folds = {len(variants) * config.folds} more"
 
 
 def split(ts: TrainingSet, config: StudyConfig, y: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -227,7 +231,7 @@ def run_study(
     )
     out.write_json(run_folder.BASELINES, {b.name: b.summary() for b in baselines})
     if config.experiments:
-        variants, thresholds = experiments(
+        variants, thresholds, variant_settings = experiments(
             config,
             features_train,
             y_train,
@@ -243,6 +247,7 @@ def run_study(
         variants.insert(0, "stay_id", ts.features.stay_id[test_idx])
         out.write_csv(run_folder.EXPERIMENT_PREDICTIONS, variants)
         out.write_json(run_folder.EXPERIMENT_THRESHOLDS, thresholds)
+        out.write_json(run_folder.EXPERIMENT_SETTINGS, variant_settings)
     out.write_json(
         run_folder.DATA,
         {
@@ -255,6 +260,7 @@ def run_study(
             "prevalence": float(y.mean()),
             "prevalence_train": float(y_train.mean()),
             "prevalence_test": float(y_test.mean()),
+            "encoder": ts.encoder if ts.features.notes.shape[2] > 0 else None,
         },
     )
     run_folder.publish(work, run_dir)
@@ -296,21 +302,43 @@ def experiments(
     p_test: np.ndarray,
     checkpoint: Path,
     progress: Callable[[str], None],
-) -> tuple[pd.DataFrame, dict]:
-    """Test-set probabilities and thresholds of the study's comparisons, each trained exactly like the final
-    model (the chosen setting on the same folds, a calibrated ensemble of the fold models): the loss
-    comparison (class-weighted BCE, i.e. gamma = 0 with alpha = the negative share, against focal loss) and
-    the modality ablation (each modality, each pair; the final model is the one with all of them)."""
+) -> tuple[pd.DataFrame, dict, dict]:
+    """Test-set probabilities, thresholds and settings of the study's comparisons, each trained exactly like
+    the final model (on the same folds, a calibrated ensemble of the fold models): the loss comparison
+    (class-weighted BCE, i.e. gamma = 0 with alpha = the negative share, against focal loss) and the modality
+    ablation (each modality, each pair; the final model is the one with all of them). A variant uses the final
+    model's setting, or, with `ablation_grid`, the best setting of its own grid search."""
     fold = fold_of(folds, len(y))
     full, variants = comparison_variants(config, y, has_notes=features.notes.shape[2] > 0)
     out, thresholds = {"focal": p_test, full: p_test}, {"focal": final.threshold, full: final.threshold}
+    settings = {"focal": {"setting": setting, "tuned": True}, full: {"setting": setting, "tuned": True}}
     for name, overrides in variants.items():
-        results = cross_validate(
-            config, {**setting, **overrides}, features, y, groups, folds, f"comparison {name}", progress, checkpoint
-        )
+        tuned = config.ablation_grid and "modalities" in overrides and len(config.settings()) > 1
+        if tuned:
+            results = []
+            for s, candidate in enumerate(config.settings()):
+                results += cross_validate(
+                    config,
+                    {**candidate, **overrides},
+                    features,
+                    y,
+                    groups,
+                    folds,
+                    f"comparison {name}, setting {s + 1}/{len(config.settings())}",
+                    progress,
+                    checkpoint,
+                )
+            chosen, cv = best_setting(results)
+            results = of_setting(results, chosen)
+        else:
+            results = cross_validate(
+                config, {**setting, **overrides}, features, y, groups, folds, f"comparison {name}", progress, checkpoint
+            )
+            chosen, cv = {**setting, **overrides}, float(np.mean([r.auroc for r in results]))
         variant = calibrated_cv(results, y, fold)
         out[name], thresholds[name] = variant.ensemble.predict(test), variant.threshold
-    return pd.DataFrame(out), thresholds
+        settings[name] = {"setting": chosen, "tuned": tuned, "cv_auroc": cv}
+    return pd.DataFrame(out), thresholds, settings
 
 
 def save_run(

@@ -249,6 +249,17 @@ def contract_failures(output: list[str]) -> list[str]:
     ]
 
 
+def built_from(warehouse: Path | None = None) -> Path | None:
+    """The MIMIC-IV folder the data folder's marts were last built from (DuckDB's build, else Spark's);
+    None before a complete build."""
+    warehouse = Path(warehouse or paths.warehouse_path())
+    for target in (warehouse.parent / f"{warehouse.stem}_dbt", warehouse.parent / "spark_dbt"):
+        stamp = _read_stamp(target / "last_build.json")
+        if stamp and stamp.get("mimic_dir"):
+            return Path(stamp["mimic_dir"])
+    return None
+
+
 def inputs_fingerprint(mimic_dir: Path, project: Path) -> dict[str, str]:
     """What a build depends on: the raw files (path, size, modification time) and the project's files."""
     raw = hashlib.sha256()

@@ -339,12 +339,20 @@ def evaluate(
     resamples: int = typer.Option(
         workflow.DEFAULT_RESAMPLES, "--resamples", help="Bootstrap resamples for the 95% intervals."
     ),
+    risk_threshold: list[float] = typer.Option(
+        list(workflow.RISK_THRESHOLDS),
+        "--risk-threshold",
+        help="A risk at which every model is compared (repeat the option for several).",
+    ),
+    at_sensitivity: float = typer.Option(
+        workflow.AT_SENSITIVITY, "--at-sensitivity", help="Compare every model's specificity at this sensitivity."
+    ),
     track: bool = TRACK,
     experiment: str | None = EXPERIMENT,
 ) -> None:
     """Evaluate a run on its held-out test set: metrics with CIs, baselines, plots, report.md and report.html."""
     tracking(track, experiment)
-    evaluated = workflow.evaluate(run, resamples)
+    evaluated = workflow.evaluate(run, resamples, risk_thresholds=tuple(risk_threshold), at_sensitivity=at_sensitivity)
     say(f"report: {evaluated.report}")
     say(f"html report: {evaluated.html}")
     if track:

@@ -26,6 +26,8 @@ DEFAULT_ENCODER = "emilyalsentzer/Bio_ClinicalBERT"
 DEMO_ENCODER = "minilm"
 DEFAULT_ONLINE_STORE = "sqlite"
 DEFAULT_RESAMPLES = 1000
+RISK_THRESHOLDS = (0.1, 0.2, 0.3)  # every model compared at these risks (evaluate.py)
+AT_SENSITIVITY = 0.8  # and at the threshold that reaches this sensitivity
 DEMO_STAYS = 5000
 SYNTH_STAYS = 2000
 DEFAULT_EXPERIMENT = "sepsis-fusion"
@@ -347,13 +349,24 @@ def latest_run() -> Path:
     return newest(paths.runs_dir())
 
 
-def evaluate(run: Path | None = None, resamples: int = DEFAULT_RESAMPLES, reuse: bool = False, ts=None) -> EvaluateStep:
-    """Metrics with bootstrap intervals on the run's held-out test set, baselines, plots, report.md and report.html."""
+def evaluate(
+    run: Path | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    reuse: bool = False,
+    ts=None,
+    risk_thresholds: tuple[float, ...] = RISK_THRESHOLDS,
+    at_sensitivity: float = AT_SENSITIVITY,
+) -> EvaluateStep:
+    """Metrics with bootstrap intervals on the run's held-out test set, baselines, plots, report.md and
+    report.html; every model also at `risk_thresholds` and at `at_sensitivity`. On data built from a synthetic
+    MIMIC-IV, the generator's own probabilities are scored beside the model (the data's ceiling)."""
     from sepsis_fusion.model import run_folder
     from sepsis_fusion.model.evaluate import evaluate as evaluate_run
     from sepsis_fusion.model.report_html import write_html_report
 
+    from .build import built_from
     from .features.training import training_set
+    from .synth.truth import read_truth
 
     run = Path(run or latest_run())
     folder = run_folder.RunFolder(run)
@@ -362,7 +375,9 @@ def evaluate(run: Path | None = None, resamples: int = DEFAULT_RESAMPLES, reuse:
         if not html.exists():  # a run evaluated before report.html existed: rendering it needs no re-evaluation
             write_html_report(folder.read_text(run_folder.REPORT), run)
         return EvaluateStep(folder.file(run_folder.REPORT), html, folder.file(run_folder.MODEL_CARD), reused=True)
-    report = evaluate_run(ts or training_set(), run, resamples)
+    mimic = built_from()
+    truth = read_truth(mimic) if mimic is not None else None
+    report = evaluate_run(ts or training_set(), run, resamples, risk_thresholds, at_sensitivity, truth)
     return EvaluateStep(report, folder.file(run_folder.REPORT_HTML), folder.file(run_folder.MODEL_CARD), reused=False)
 
 

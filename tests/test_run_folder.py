@@ -12,7 +12,7 @@ import torch
 from test_model import LAYOUT, synthetic_arrays
 
 from sepsis_fusion.model import run_folder
-from sepsis_fusion.model.calibration import calibrate_folds
+from sepsis_fusion.model.calibration import calibrate_ensemble
 from sepsis_fusion.model.config import StudyConfig
 from sepsis_fusion.model.errors import StudyError
 from sepsis_fusion.model.fusion import FusionConfig, FusionModel
@@ -36,7 +36,7 @@ def saved(tmp_path_factory):
         members.append(Member(pre, FusionModel(config).eval()))
     fold = np.arange(len(y)) % 2
     raw = np.stack([m.predict(arrays) for m in members]).mean(axis=0)
-    ensemble = Ensemble(members, calibrate_folds(raw, y, fold))
+    ensemble = Ensemble(members, calibrate_ensemble(raw, y, fold).calibration)
     folder = tmp_path_factory.mktemp("runs") / "run"
     save_run(folder, ensemble, LAYOUT, StudyConfig(), 0.3, {"dropout": 0.2})
     return folder, ensemble, arrays

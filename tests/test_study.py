@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,10 @@ from sepsis_fusion.model.inputs import OUTCOMES
 from sepsis_fusion.model.metrics import auroc, bootstrap
 from sepsis_fusion.model.predictor import Predictor
 from sepsis_fusion.model.study import run_study
+from sepsis_fusion.model.subgroups import MIN_PER_CLASS
+from sepsis_fusion.pipelines.synth.truth import read_truth
+
+INTERVAL = re.compile(r"(-?\d+\.\d+) \((-?\d+\.\d+) to (-?\d+\.\d+)\)")
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +32,12 @@ def ts(synthetic_training_set):
 @pytest.fixture(scope="module")
 def run_dir(trained_run):
     return trained_run
+
+
+@pytest.fixture(scope="module")
+def report(ts, run_dir, synthetic):
+    """The run evaluated once, with the generator's truth (the synthetic data's ceiling)."""
+    return evaluate(ts, run_dir, resamples=50, truth=read_truth(synthetic))
 
 
 def test_run_folder_holds_everything_to_reload_and_rescore(ts, run_dir):
@@ -72,8 +83,7 @@ def test_run_folder_holds_everything_to_reload_and_rescore(ts, run_dir):
     assert len(baselines["gradient boosting"]["cv_auroc"]) == 2 * 2 * 2
 
 
-def test_evaluation_report_with_intervals_baselines_and_plots(ts, run_dir):
-    report = evaluate(ts, run_dir, resamples=50)
+def test_evaluation_report_with_intervals_baselines_and_plots(ts, run_dir, report):
     text = report.read_text()
     for name in (
         "fusion model",
@@ -149,6 +159,84 @@ def test_evaluation_report_with_intervals_baselines_and_plots(ts, run_dir):
         importance["mean_abs_contribution"].is_monotonic_decreasing and importance["mean_abs_contribution"].iloc[0] > 0
     )
     assert "## What the model relied on" in text and f"| {importance['input'].iloc[0]} |" in text
+
+
+def intervals(node, path=""):
+    """Every {value, low, high} in a metrics.json tree, with its path."""
+    if isinstance(node, dict):
+        if {"value", "low", "high"} <= set(node):
+            yield path, node
+        for key, child in node.items():
+            yield from intervals(child, f"{path}/{key}")
+
+
+def test_the_report_a_reviewer_asks_for(ts, run_dir, report):
+    """Every interval contains its estimate (metrics.json and the Markdown); no subgroup with too few events
+    shows a metric; every model at the same operating points; Table 1 by training/test part with physiology
+    at T and no outcome p-value; a decision curve with a band; the model card's headline; the data's ceiling."""
+    text, card = report.read_text(), (run_dir / "model_card.md").read_text()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    checked = 0
+    for path, m in intervals(metrics):
+        if not np.isnan([m["value"], m["low"], m["high"]]).any():
+            assert m["low"] - 1e-9 <= m["value"] <= m["high"] + 1e-9, (path, m)
+            checked += 1
+    assert checked > 300
+    for document in (text, card):
+        for value, low, high in INTERVAL.findall(document):
+            assert float(low) <= float(value) <= float(high), (value, low, high)
+    # the calibration error: estimate, chance level, and a (bias-corrected) interval around the estimate
+    fused = metrics["calibration"]["fusion model, after calibration"]
+    ce = fused["calibration_error"]
+    assert ce["low"] <= ce["value"] <= ce["high"]
+    assert 0 < fused["calibration_error_by_chance"] < 1
+    # subgroups: sex, age, race, insurance, first care unit, admission type; "too few" below the floor
+    rows = [line.split(" | ") for line in text.split("## Subgroups")[1].split("\n\n")[1].splitlines()[2:]]
+    assert {row[0].lstrip("| ").split(":")[0] for row in rows} == {
+        "sex",
+        "age",
+        "race",
+        "insurance",
+        "first care unit",
+        "admission type",
+    }
+    for row in rows:
+        stays, deaths = int(row[1]), int(row[2])
+        too_few = deaths < MIN_PER_CLASS or stays - deaths < MIN_PER_CLASS
+        assert (row[3] == "too few") == too_few, row
+    assert any(row[3] == "too few" for row in rows) and any(row[3] != "too few" for row in rows)
+    scored = [s for s in metrics["subgroups"].values() if s["metrics"] is not None]
+    assert all(s["events"] >= MIN_PER_CLASS for s in scored)
+    assert all("observed_expected" in s["metrics"] for s in scored)
+    # every model at the same risk thresholds and at 80% sensitivity
+    for point in ("| risk >= 10% | fusion model |", "| risk >= 30% |", "| sensitivity 80% | fusion model (risk >= "):
+        assert point in text, point
+    for model, points in metrics["operating_points"].items():
+        assert {"sensitivity@0.2", "specificity@0.2", "ppv@0.2", "specificity@sens"} <= set(points), model
+        assert points["sensitivity@sens"]["value"] >= 0.8
+    # verdicts on AUROC and AUPRC, Holm-adjusted over every paired comparison
+    assert "| baseline | AUROC difference | AUROC verdict | AUPRC difference | AUPRC verdict |" in text
+    assert "Holm" in text and all("p_holm" in d["auprc"] for d in metrics["paired_differences"].values())
+    # Table 1: training/test/excluded columns, physiology at T, no note / no lab rows, no outcome p-value
+    table = pd.read_csv(run_dir / "cohort_characteristics.csv").set_index("variable")
+    assert {"training part", "test part", "excluded: ended before T"} <= set(table.columns)
+    assert table.loc["stays", "test part"] == str(len(pd.read_csv(run_dir / "predictions.csv")))
+    for row in ("lactate, mmol/L, latest known at T", "mean arterial pressure", "creatinine", "no note known by T"):
+        assert table.index.str.startswith(row).any(), row
+    assert table.index.str.startswith("race:").any() and table.index.str.startswith("insurance:").any()
+    assert table[table.index.str.contains("death")]["p"].isna().all()
+    # the decision curve: a band over the stated range, and its reading
+    curve = metrics["decision_curve"]
+    assert curve["threshold"][0] == 0.05 and curve["threshold"][-1] == 0.5
+    assert all(lo <= nb <= hi for lo, nb, hi in zip(curve["low"], curve["net_benefit"], curve["high"]))
+    assert any(hi - lo > 0.01 for lo, hi in zip(curve["low"], curve["high"]))
+    assert "## Decision curves\n\nOver risk thresholds 5% to 50%, the fusion model's net benefit" in text
+    # the model card: headline table, ablation, encoder, fingerprint, ceiling
+    assert "| **fusion model** |" in card and "| logistic regression |" in card and "| OASIS at T |" in card
+    assert "Modality ablation" in card and "Note encoder: `" in card and str(ts.encoder["dim"]) in card
+    assert json.loads((run_dir / "data.json").read_text())["fingerprint"] in card
+    assert "the generator's true probabilities of in-hospital death reach AUROC" in card
+    assert "The data's own ceiling" in text
 
 
 def test_a_model_refuses_features_it_was_not_trained_on(ts, run_dir):

@@ -13,6 +13,7 @@ never appears in logs or errors.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,9 +193,34 @@ def embed_feature_folder(
                     after_part(part)
                 part += 1
     _write_outputs(con, notes, hashes, cache, features, slots)
+    write_encoder_record(features, enc, stride)
     (stays,) = con.execute(f"SELECT count(DISTINCT stay_id) FROM {notes}").fetchone()
     (count,) = con.execute(f"SELECT count(*) FROM {notes}").fetchone()
     return EmbedResult(notes=count, embedded=embedded, stays_with_notes=stays, slots=slots, seconds_encoding=spent)
+
+
+ENCODER_RECORD = "note_encoder.json"  # beside the embeddings: which encoder made them (the model card names it)
+
+
+def write_encoder_record(features: Path, enc: Encoder, stride: int) -> None:
+    record = {
+        "model": enc.model_id,
+        "dim": enc.dim,
+        "layers": int(getattr(enc.model.config, "num_hidden_layers", 0)) or None,
+        "pooling": enc.pooling,
+        "max_length": enc.max_length,
+        "stride": stride,
+        "fingerprint": model_fingerprint(enc, stride),
+    }
+    tmp = features / f".{ENCODER_RECORD}.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(features / ENCODER_RECORD)
+
+
+def read_encoder_record(features: Path) -> dict | None:
+    """The encoder that embedded the feature folder's notes; None before a run of `embed`."""
+    path = Path(features) / ENCODER_RECORD
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _note_batches(con, notes: str):

@@ -153,7 +153,10 @@ def training_set(data: Path | None = None, store=None, service: str = SERVICE_NA
     cohort = read_cohort(data)
     layout = layout_from_service(store, service)
     features = historical_features(store, layout, cohort["stay_id"], cohort["prediction_time"])
-    return TrainingSet(features, cohort, read_cohort_flow(data), read_cohort_excluded(data))
+    from ..embed.run import read_encoder_record
+
+    encoder = read_encoder_record(data / "features")
+    return TrainingSet(features, cohort, read_cohort_flow(data), read_cohort_excluded(data), encoder)
 
 
 AGGREGATES_VIEW = "windows_24h"

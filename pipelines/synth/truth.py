@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from . import physiology as P
@@ -48,6 +51,16 @@ def sofa_24h_max_near(chunk: Chunk, suspected: np.ndarray) -> np.ndarray:
         near = (t >= suspected[i] - 48 * 3600) & (t <= suspected[i] + 24 * 3600) & (hours >= 0)
         out[i] = total[near].max() if near.any() else 0.0
     return out
+
+
+def read_truth(mimic_dir: Path) -> pd.Series | None:
+    """The generator's probability of in-hospital death by stay_id, from a synthetic MIMIC-IV folder's
+    _truth/stays.csv; None for a folder without it (real MIMIC-IV)."""
+    path = Path(mimic_dir) / "_truth" / "stays.csv"
+    if not path.exists():
+        return None
+    truth = pd.read_csv(path, usecols=["stay_id", "p_death_in_hospital"])
+    return truth.set_index("stay_id")["p_death_in_hospital"]
 
 
 def stay_truth(chunk: Chunk, suspected: np.ndarray) -> pa.Table:
