@@ -9,6 +9,12 @@ generator knows the true probability of in-hospital death only, so the ideal AUR
 the same test stays) is printed for in-hospital death, beside the same predictions scored against it.
 
     python bench/bench_model.py [--data data] [--mimic data/synthetic] [--config model/configs/demo.yaml]
+    python bench/bench_model.py --seeds 3 [--resamples 1000]
+
+With `--seeds N`, the study is repeated with seeds 0..N-1 (`seed` moves the train/test split, the
+cross-validation folds, the inner validation splits and the networks' initialisation): each model's test
+AUROC and each paired difference per seed, with their mean and range, and how many seeds' paired intervals
+exclude 0. A figure from one split is one draw of this spread.
 
 Beside the ideal, a known-at-T reference: each part of the true death logit (static, course, note finding)
 estimated from the model's own preprocessed inputs with the generator's latent values as training targets
@@ -82,11 +88,16 @@ def main() -> None:
     )
     parser.add_argument("--config", type=Path, default=ROOT / "model" / "configs" / "demo.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--seeds", type=int, default=1, help="repeat the study with seeds 0..N-1")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of each evaluation")
     args = parser.parse_args()
     truth_path = (args.mimic or args.data / "synthetic") / "_truth" / "stays.csv"
     if not truth_path.exists():
         sys.exit(f"{truth_path} not found: the benchmark needs synthetic data with its truth (make demo)")
     ts = training_set(args.data)
+    if args.seeds > 1:
+        seeds(ts, args, truth_path)
+        return
     config = load_config(args.config, args.overrides)
     run_dir = ROOT / "bench" / "results" / f"model_{len(ts.cohort)}"
     start = time.perf_counter()
@@ -155,6 +166,51 @@ def main() -> None:
             indent=2,
         )
     )
+
+
+def seeds(ts, args, truth_path: Path) -> None:
+    """The study once per seed; each model's AUROC and each paired difference: per seed, mean and range."""
+    truth = pd.read_csv(truth_path).set_index("stay_id")["p_death_in_hospital"]
+    aurocs: dict[str, list[float]] = {}
+    differences: dict[str, list[dict]] = {}
+    times = []
+    for seed in range(args.seeds):
+        config = load_config(args.config, [*args.overrides, f"seed={seed}"])
+        run_dir = ROOT / "bench" / "results" / f"model_{len(ts.cohort)}_seed{seed}"
+        start = time.perf_counter()
+        run_study(ts, config, run_dir, progress=lambda line: print(line, flush=True))
+        times.append(time.perf_counter() - start)
+        evaluate(ts, run_dir, resamples=args.resamples, truth=truth)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        for name, m in metrics["models"].items():
+            aurocs.setdefault(name, []).append(m["auroc"]["value"])
+        for name, d in metrics["paired_differences"].items():
+            differences.setdefault(name, []).append(d["auroc"])
+        fusion = aurocs["fusion model"][-1]
+        print(f"seed {seed}: fusion model AUROC {fusion:.3f} ({times[-1] / 60:.1f} min)", flush=True)
+    n = args.seeds
+    print(f"\n{len(ts.cohort):,} cohort stays, {n} seeds (split, folds, initialisation); test AUROC per seed")
+    print("| model | " + " | ".join(f"seed {k}" for k in range(n)) + " | mean | range |")
+    print("|---|" + "---:|" * (n + 2))
+    for name, values in aurocs.items():
+        cells = " | ".join(f"{v:.3f}" for v in values)
+        print(f"| {name} | {cells} | {np.mean(values):.3f} | {min(values):.3f} to {max(values):.3f} |")
+    columns = " | ".join(f"seed {k}" for k in range(n))
+    print(f"\n| fusion minus | {columns} | mean | range | intervals excluding 0 |")
+    print("|---|" + "---:|" * (n + 3))
+    for name, ds in differences.items():
+        values = [d["value"] for d in ds]
+        cells = " | ".join(f"{d['value']:+.3f} ({d['low']:+.3f} to {d['high']:+.3f})" for d in ds)
+        excluding = sum(d["low"] > 0 or d["high"] < 0 for d in ds)
+        print(
+            f"| {name} | {cells} | {np.mean(values):+.3f} | {min(values):+.3f} to {max(values):+.3f} | "
+            f"{excluding} of {n} |"
+        )
+    out = ROOT / "bench" / "results" / f"model_{len(ts.cohort)}_seeds.json"
+    out.write_text(
+        json.dumps({"stays": len(ts.cohort), "train_s": times, "auroc": aurocs, "paired_auroc": differences}, indent=2)
+    )
+    print(f"\n{out}")
 
 
 if __name__ == "__main__":
