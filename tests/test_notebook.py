@@ -37,7 +37,9 @@ def test_the_walkthrough_notebook_runs_from_the_cohort_to_the_fusion_runs_evalua
         "stays,",
         "died within 28 days of T",
         "logistic regression on the frame: test AUROC",
-        "fusion minus logistic",
+        "fusion minus this plain logistic regression",
+        "not the fair comparison",
+        "fusion minus the report's tuned logistic regression (the fair comparison)",
     ):
         assert line in text, line
     assert "fusion run demo@" in text
