@@ -171,9 +171,9 @@ def run_study(
     test_auroc = auroc(y_test, p_test)
     progress(
         f"best setting {setting or '(defaults)'}: mean CV AUROC {cv_auroc:.3f}; final model: the ensemble of "
-        f"its {len(folds)} fold models, calibration {final.ensemble.calibration.method} (cross-validated Brier "
+        f"its {len(folds)} fold models, one calibration map, {final.ensemble.calibration.method} (cross-fitted Brier "
         + ", ".join(f"{m} {b:.4f}" for m, b in final.ensemble.calibration.cv_brier.items())
-        + f"), threshold {final.threshold:.3f} (Youden on calibrated out-of-fold predictions)"
+        + f"), threshold {final.threshold:.3f} (Youden on cross-fitted calibrated out-of-fold predictions)"
     )
     save_run(work, final.ensemble, ts.features.layout, config, final.threshold, setting)
     out.write_json(
