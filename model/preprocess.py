@@ -1,8 +1,9 @@
 """The study's preprocessing, fitted on training rows only and stored with the model.
 
-Static baseline: features missing in more than `max_missing` (20%) of the training stays are dropped (the
-paper drops patients with more than 20% missing instead; here no stay is dropped: docs/PAPER.md); categoricals are one-hot encoded (categories seen in training; mode
-imputation), continuous variables mean-imputed, clipped at mean +- `clip_sigma` standard deviations, then
+Static baseline: features missing in more than `max_missing` (20%) of the training stays are dropped
+(the paper drops patients with more than 20% missing instead; here no stay is dropped: docs/PAPER.md);
+categoricals are one-hot encoded (categories seen in training; mode imputation), continuous variables
+mean-imputed, clipped at mean +- `clip_sigma` standard deviations, then
 Min-Max scaled when bounded (binary, or integer-valued with few levels: flags and scores) and z-scored
 otherwise. Missing-value flags join the candidates where a kept feature is missing often enough to carry
 signal. Every candidate is ranked by a weighted mix of mutual information and absolute correlation with the

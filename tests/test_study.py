@@ -315,8 +315,14 @@ def test_no_notes_at_all_trains_without_the_note_branch(ts, tmp_path):
         ),
     )
     lines = []
-    run_study(no_notes, load_config(None, ["folds=2", "train.max_epochs=2"]), tmp_path / "run", progress=lines.append)
+    # with the ablation variants each tuned on the grid (ablation_grid), as a reviewer may ask
+    overrides = ["folds=2", "train.max_epochs=2", "ablation_grid=true", "grid={dropout: [0.1, 0.3]}"]
+    run_study(no_notes, load_config(None, overrides), tmp_path / "run", progress=lines.append)
     assert any("trained without its note branch" in line for line in lines)
+    assert any("2 ablation variants tuned on the grid" in line for line in lines)
+    settings = json.loads((tmp_path / "run" / "experiment_settings.json").read_text())
+    assert settings["static"]["tuned"] and settings["static"]["setting"]["dropout"] in (0.1, 0.3)
+    assert settings["static"]["setting"]["modalities"] == ["static"] and not settings["bce"]["tuned"]
     trained = Predictor(tmp_path / "run")
     assert all(m.model.config.modalities == ("static", "sequence") for m in trained.ensemble.members)
     assert np.isfinite(trained.predict(no_notes.features)).all()
