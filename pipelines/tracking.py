@@ -168,7 +168,8 @@ def _log(client, experiment_id: str, run_dir: Path, version: str) -> tuple[str, 
         "run_folder": run_dir.name,
         "run_dir": str(run_dir),
         "calibration": meta.get("calibration"),
-        **{f"data.{k}": v for k, v in data.items()},
+        **{f"data.{k}": v for k, v in data.items() if k != "encoder"},
+        "encoder": (data.get("encoder") or {}).get("model"),
         **{f"version.{k}": v for k, v in versions.items()},
         "mlflow.note.content": (
             f"Run folder `{run_dir}` ({version}), outcome {config.get('outcome')}: test AUROC "
