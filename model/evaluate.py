@@ -284,7 +284,8 @@ class Evaluation:
     plots: dict[str, str]  # run_folder.PLOTS name -> file name of each plot written
     risk_thresholds: tuple[float, ...]
     at_sensitivity: float
-    encoder: dict | None  # the note encoder (model, dim, layers, ...); None: trained without notes
+    encoder: dict | None  # the note encoder (model, dim, layers, ...); None: without notes, or not recorded
+    notes_used: bool  # the model reads note embeddings
     ceiling: Ceiling | None  # on synthetic data with its truth; None otherwise
     ablation_tuned: bool  # the ablation's variants tuned on their own grid
 
@@ -460,6 +461,7 @@ def evaluate(
         risk_thresholds=tuple(risk_thresholds),
         at_sensitivity=at_sensitivity,
         encoder=data.get("encoder"),
+        notes_used=bool(meta["members"][0].get("use_notes")) and meta["members"][0].get("note_dim", 0) > 0,
         ceiling=_ceiling(ts, test, truth),
         ablation_tuned=comparisons is not None
         and any(v.tuned for v in comparisons.ablation if v.difference is not None),

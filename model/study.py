@@ -260,7 +260,7 @@ def run_study(
             "prevalence": float(y.mean()),
             "prevalence_train": float(y_train.mean()),
             "prevalence_test": float(y_test.mean()),
-            "encoder": ts.encoder if ts.features.notes.shape[2] > 0 else None,
+            "encoder": ts.encoder if ts.features.notes.shape[2] > 0 else None,  # None: no notes, or not recorded
         },
     )
     run_folder.publish(work, run_dir)
