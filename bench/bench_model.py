@@ -104,9 +104,9 @@ def main() -> None:
     run_study(ts, config, run_dir, progress=lambda line: print(line, flush=True))
     train_s = time.perf_counter() - start
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    evaluate(ts, run_dir, resamples=1000)
-    test = pd.read_csv(run_dir / "predictions.csv")
     truth = pd.read_csv(truth_path).set_index("stay_id")
+    evaluate(ts, run_dir, resamples=1000, truth=truth["p_death_in_hospital"])
+    test = pd.read_csv(run_dir / "predictions.csv")
     in_hospital = ts.cohort.set_index("stay_id").loc[test["stay_id"], "died_in_hospital"].to_numpy(dtype=int)
     ideal = roc_auc_score(in_hospital, truth.loc[test["stay_id"], "p_death_in_hospital"].to_numpy())
     reference = known_at_t_reference(ts, run_dir, truth, in_hospital)
