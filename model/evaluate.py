@@ -352,12 +352,12 @@ def evaluate(
     the threshold that reaches `at_sensitivity`. `truth`: on synthetic data, the generator's probability of
     in-hospital death by stay_id (its `_truth/`), scored beside the model as the data's ceiling. Returns the
     Markdown report's path."""
+    for t in (*risk_thresholds, at_sensitivity):
+        if not 0 < t < 1:
+            raise StudyError(f"evaluate: {t} is not a risk threshold or sensitivity between 0 and 1 (exclusive)")
     run_dir = Path(run_dir)
     if not (run_dir / files.PREDICTIONS).exists():
         raise StudyError(f"{run_dir} has no {files.PREDICTIONS}: train with `sepsis-fusion train` first")
-    for t in (*risk_thresholds, at_sensitivity):
-        if not 0 < t < 1:
-            raise StudyError(f"evaluate: {t} is not a risk threshold or sensitivity between 0 and 1")
     meta = json.loads((run_dir / files.MODEL).read_text())
     data = json.loads((run_dir / files.DATA).read_text())
     cv = json.loads((run_dir / files.CV).read_text())

@@ -23,6 +23,8 @@ from sepsis_fusion.model.calibration import (
     smoothed_calibration,
 )
 from sepsis_fusion.model.config import StudyConfig
+from sepsis_fusion.model.errors import StudyError
+from sepsis_fusion.model.evaluate import evaluate
 from sepsis_fusion.model.metrics import (
     auprc,
     auroc,
@@ -308,3 +310,10 @@ def test_the_smoothed_calibration_curve_follows_a_known_distortion():
     truth = 1 / (1 + np.exp(-2 * logit(grid)))  # squeezed p at grid -> true risk sigmoid(2 logit p)
     assert np.all(low <= curve) and np.all(curve <= high)
     np.testing.assert_allclose(curve, truth, atol=0.04)
+
+
+def test_evaluate_refuses_an_operating_point_outside_0_to_1(tmp_path):
+    with pytest.raises(StudyError, match="evaluate: 20 is not a risk threshold"):
+        evaluate(None, tmp_path, risk_thresholds=(0.1, 20))
+    with pytest.raises(StudyError, match="evaluate: 1.0 is not a risk threshold or sensitivity"):
+        evaluate(None, tmp_path, at_sensitivity=1.0)

@@ -167,15 +167,25 @@ def test_the_default_store_is_a_sqlite_file_under_the_data_folder(tmp_path, monk
     assert artifact_location("http://127.0.0.1:5000", "sepsis-fusion") is None  # the server's own
 
 
-def test_evaluate_track_on_the_command_line(feature_data, trained_run, tmp_path, monkeypatch):
-    """`sepsis-fusion evaluate --track` with the default store: data/mlflow/mlflow.db under the data folder."""
+def test_evaluate_track_on_the_command_line(feature_data, trained_run, synthetic_warehouse, tmp_path, monkeypatch):
+    """`sepsis-fusion evaluate --track` with the default store: data/mlflow/mlflow.db under the data folder;
+    the operating points as asked; on data built from a synthetic MIMIC-IV, the generator's ceiling."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     data = tmp_path / "data"
     shutil.copytree(feature_data, data)
+    # the build's own record of what it was built from, as `build` leaves it beside the data folder's warehouse
+    stamp = synthetic_warehouse.parent / f"{synthetic_warehouse.stem}_dbt" / "last_build.json"
+    (data / "warehouse_dbt").mkdir()
+    shutil.copy(stamp, data / "warehouse_dbt" / "last_build.json")
     run = Path(shutil.copytree(trained_run, data / "runs" / "demo"))
-    result = invoke(["evaluate", "--run", run, "--resamples", 50, "--track"], data=data)
+    options = ["--risk-threshold", 0.15, "--risk-threshold", 0.25, "--at-sensitivity", 0.9]
+    result = invoke(["evaluate", "--run", run, "--resamples", 50, *options, "--track"], data=data)
     assert_exit(result, 0)
+    report = (run / "report.md").read_text()
+    assert "| risk >= 15% | fusion model |" in report and "| risk >= 25% |" in report
+    assert "| risk >= 10% |" not in report and "| sensitivity 90% | fusion model (risk >= " in report
+    assert "The data's own ceiling" in report
     uri = f"sqlite:///{data}/mlflow/mlflow.db"
     assert f"tracking URI: {uri}" in result.stderr
     assert f"browse it: mlflow ui --backend-store-uri {uri}" in result.stderr
