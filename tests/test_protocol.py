@@ -317,3 +317,11 @@ def test_evaluate_refuses_an_operating_point_outside_0_to_1(tmp_path):
         evaluate(None, tmp_path, risk_thresholds=(0.1, 20))
     with pytest.raises(StudyError, match="evaluate: 1.0 is not a risk threshold or sensitivity"):
         evaluate(None, tmp_path, at_sensitivity=1.0)
+
+
+def test_the_command_lines_operating_points_are_evaluates_defaults():
+    from sepsis_fusion.model import evaluate as evaluation
+    from sepsis_fusion.pipelines import workflow
+
+    assert workflow.RISK_THRESHOLDS == evaluation.RISK_THRESHOLDS
+    assert workflow.AT_SENSITIVITY == evaluation.AT_SENSITIVITY
