@@ -233,6 +233,21 @@ def latest_run(runs: Path) -> Path:
     return found[-1]
 
 
+def find_run(runs: Path, name: str | Path | None = None) -> Path:
+    """A run folder by name under `runs` (looked for first), by any other path, or (None) the newest; a name
+    that is neither is refused with the runs that exist."""
+    if name is None:
+        return latest_run(runs)
+    under_runs = Path(runs) / name
+    if RunFolder(under_runs).has(MODEL):
+        return under_runs
+    if Path(name).is_dir():
+        return Path(name)
+    names = [p.name for p in run_folders(runs)]
+    listed = ", ".join(names) if names else "none: train one with `sepsis-fusion train`"
+    raise StudyError(f"no run {str(name)!r}: not a run under {runs} nor a folder. Runs under {runs}: {listed}")
+
+
 # --- the work folder a run is written into, and publishing it ------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from sepsis_fusion.model.errors import StudyError
 from sepsis_fusion.model.explain import TOP_INPUTS
 from sepsis_fusion.model.inputs import FeatureArrays, TrainingSet
 from sepsis_fusion.model.predictor import known_rows
-from sepsis_fusion.model.run_folder import latest_run, run_folders
+from sepsis_fusion.model.run_folder import run_folders
 
 from . import paths, utc
 from .features import training
@@ -95,10 +95,7 @@ class Project:
 
     def run(self, name: str | Path | None = None) -> Run:
         """A run folder: a name under runs/ (looked for first), any other path, or (None) the newest."""
-        if name is None:
-            return Run(latest_run(self.data / paths.RUNS), self)
-        under_runs = self.data / paths.RUNS / name
-        return Run(under_runs if run_folder.RunFolder(under_runs).has(run_folder.MODEL) else Path(name), self)
+        return Run(run_folder.find_run(self.data / paths.RUNS, name), self)
 
 
 class Run:

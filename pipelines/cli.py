@@ -134,7 +134,9 @@ ONLINE_STORE = typer.Option(
     "(embedded, the default) or 'redis' (feature_store.redis.yaml; set "
     "SEPSIS_FUSION_REDIS, e.g. 127.0.0.1:6379).",
 )
-RUN = typer.Option(None, "--run", help="Run folder from `sepsis-fusion train` (default: the newest under data/runs).")
+RUN = typer.Option(
+    None, "--run", help="A run: its name under data/runs, or its folder (default: the newest under data/runs)."
+)
 ENCODER_HELP = "Note encoder: hub id, local folder, or 'minilm' (the packaged all-MiniLM-L6-v2, no hub needed)."
 CONFIG_HELP = "Study settings (YAML); default the packaged {}.yaml (see `model/configs/`)."
 TRACK = typer.Option(
@@ -449,7 +451,7 @@ def serve(
     """HTTP scoring service on the online store: POST /score; GET /readyz, /livez, /metrics, /health (docs at /docs)."""
     from .serving.service import run_service
 
-    run = Path(run or workflow.latest_run()).resolve()
+    run = workflow.find_run(run).resolve()
     settings = ServiceSettings(
         run=str(run),
         online_store=online_store,

@@ -343,10 +343,11 @@ def train_command(config: Path | None, overrides, run_dir: Path) -> str:
     )
 
 
-def latest_run() -> Path:
-    from sepsis_fusion.model.run_folder import latest_run as newest
+def find_run(run: str | Path | None = None) -> Path:
+    """A run by name under the data folder's runs/, by path, or (None) the newest (run_folder.find_run)."""
+    from sepsis_fusion.model.run_folder import find_run as find
 
-    return newest(paths.runs_dir())
+    return find(paths.runs_dir(), run)
 
 
 def evaluate(
@@ -368,7 +369,7 @@ def evaluate(
     from .features.training import training_set
     from .synth.truth import read_truth
 
-    run = Path(run or latest_run())
+    run = find_run(run)
     folder = run_folder.RunFolder(run)
     if reuse and folder.evaluated:
         html = folder.file(run_folder.REPORT_HTML)
@@ -391,7 +392,7 @@ def track_run(run: Path | None = None, experiment: str | None = None, tracking_u
     Default experiment: $MLFLOW_EXPERIMENT_NAME, else DEFAULT_EXPERIMENT."""
     from .tracking import log_run
 
-    run = Path(run or latest_run())
+    run = find_run(run)
     uri = tracking_uri or default_tracking_uri()
     name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
     t = log_run(run, uri, name)
@@ -419,7 +420,7 @@ def score(
     if as_of is None and not online:
         raise StudyError("offline scoring needs a time to score as of (--as-of), or use --online")
     if scorer is None:
-        scorer = Scorer(Path(run or latest_run()), open_store(online=online_store))
+        scorer = Scorer(find_run(run), open_store(online=online_store))
     when = as_of or online_store_time(scorer.store)
     ids = list(stays) if stays else in_icu(read_cohort(), when)
     if not ids:

@@ -5,6 +5,8 @@ version follows what decides a score. Part of `make check`."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +111,21 @@ def test_publish_replaces_the_old_run_only_when_the_new_one_is_complete(tmp_path
     (work / "marker").write_text("new")
     run_folder.publish(work, run)
     assert (run / "marker").read_text() == "new" and not work.exists()
+
+
+def test_a_run_is_found_by_name_or_path_and_a_missing_one_lists_the_runs(saved, tmp_path):
+    import shutil
+
+    runs = tmp_path / "runs"
+    for name in ("demo", "other"):
+        shutil.copytree(saved[0], runs / name)
+    elsewhere = Path(shutil.copytree(saved[0], tmp_path / "elsewhere"))
+    newer = (runs / "demo" / run_folder.MODEL).stat().st_mtime + 60
+    os.utime(runs / "other" / run_folder.MODEL, (newer, newer))  # copies keep their time: "other" written last
+    assert run_folder.find_run(runs, "demo") == runs / "demo"  # a name, as the Python API takes it
+    assert run_folder.find_run(runs, elsewhere) == elsewhere  # any folder
+    assert run_folder.find_run(runs) == runs / "other"  # none: the newest
+    with pytest.raises(StudyError, match=r"no run 'nosuch': .* Runs under .*runs: demo, other"):
+        run_folder.find_run(runs, "nosuch")
+    with pytest.raises(StudyError, match="Runs under .*: none: train one"):
+        run_folder.find_run(tmp_path / "empty", "nosuch")

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -336,4 +337,15 @@ def test_a_damaged_or_unfinished_run_folder_is_refused_at_start_up(trained_run, 
             Predictor(folder)
     result = run_cli(["serve", "--run", truncated, "--port", free_port()], data, timeout=120)
     assert result.returncode == 1 and "model.safetensors cannot be read" in result.stderr
+    assert "Traceback" not in result.stderr
+    # a run name that is no run: the error lists the runs there are
+    result = run_cli(["serve", "--run", "nosuch", "--port", free_port()], data, timeout=120)
+    assert result.returncode == 1 and "no run 'nosuch'" in result.stderr and "Runs under" in result.stderr
+    # a busy port: a runtime error naming it (not exit 3, a skipped chain step's status)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        result = run_cli(["serve", "--run", trained_run, "--host", "127.0.0.1", "--port", busy], data, timeout=120)
+    assert result.returncode == 1 and f"cannot serve on 127.0.0.1:{busy}" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr

@@ -28,6 +28,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import tempfile
 import threading
@@ -44,6 +45,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sepsis_fusion.model.errors import SepsisFusionError
 from sepsis_fusion.model.explain import TOP_INPUTS as EXPLAIN_TOP
 from sepsis_fusion.model.predictor import known_rows
 
@@ -266,6 +268,7 @@ def run_service(
     store fails before the server starts, with its message; more workers each build their own."""
     import uvicorn
 
+    check_port(host, port)
     os.environ.update(settings.to_env())
     # The workers' metric files go to a folder of this service alone: an inherited PROMETHEUS_MULTIPROC_DIR
     # (Feast's import sets one for its own server) would mix in the counts of every process sharing it.
@@ -287,6 +290,24 @@ def run_service(
         log_config=log_config(settings.log_format, settings.log_level),
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
+
+
+class PortInUse(SepsisFusionError):
+    """The service's port cannot be bound."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a port another process holds before any work (uvicorn would exit 3, the status of a skipped
+    chain step, after building the app)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PortInUse(
+                f"cannot serve on {host}:{port}: {exc.strerror or exc} (another process holds port {port}? "
+                "stop it or pass --port)"
+            ) from None
 
 
 def app_from_env() -> FastAPI:
