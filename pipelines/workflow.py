@@ -226,11 +226,15 @@ def embed(
     stride: int = 64,
     batch_tokens: int = 16384,
 ) -> EmbedStep:
-    """Embed the notes of notes_to_embed (new or changed ones only) and write the note-sequence slots."""
+    """Embed the notes of notes_to_embed (new or changed ones only) and write the note-sequence slots. Data
+    without notes (the open demo) writes empty slots without loading the encoder (no hub, no download)."""
     from .embed.encoder import load_encoder
-    from .embed.run import embed_feature_folder
+    from .embed.run import embed_feature_folder, notes_to_embed
 
-    enc = load_encoder(encoder, pooling=pooling, device=device, max_length=max_length)
+    if notes_to_embed(paths.features_dir()):
+        enc = load_encoder(encoder, pooling=pooling, device=device, max_length=max_length)
+    else:
+        enc = None
     result = embed_feature_folder(
         enc,
         paths.features_dir(),

@@ -138,8 +138,18 @@ class EmbeddingCache:
         self.keys.update(keys)
 
 
+def notes_to_embed(features: Path) -> int:
+    """How many notes notes_to_embed.parquet holds (0 for data without notes: no encoder is needed)."""
+    source = Path(features) / "notes_to_embed.parquet"
+    if not source.exists():
+        raise EmbedError(f"{source} not found: run `sepsis-fusion build` first")
+    with duckdb.connect() as con:
+        (count,) = con.execute(f"SELECT count(*) FROM '{source}' WHERE note_id IS NOT NULL").fetchone()
+    return int(count)
+
+
 def embed_feature_folder(
-    enc: Encoder,
+    enc: Encoder | None,
     features: Path,
     cache_root: Path,
     stride: int = 64,
@@ -150,6 +160,8 @@ def embed_feature_folder(
     slots: int = 16,
 ) -> EmbedResult:
     """Embed every note of notes_to_embed (cache misses only) and write the per-note and per-slot files.
+    `enc` None: the data has no notes (`notes_to_embed` is 0); the slot files are written empty, no encoder
+    loaded.
 
     Streams: the notes are read READ_ROWS at a time (once to find the cache misses, once to embed them),
     and DuckDB writes the output files from the cache's parts, so neither the note texts nor the vectors
@@ -169,6 +181,12 @@ def embed_feature_folder(
             f"{source}: note {beyond[0]} has sequence_slot {beyond[1]}, but the note sequence has {slots} "
             "slots: dbt's note_sequence_length differs from the embedder's; rebuild with the same length"
         )
+    if enc is None:
+        if notes_to_embed(features):
+            raise EmbedError(f"{source} has notes to embed: an encoder is needed")
+        _write_outputs(con, notes, {}, None, features, slots)
+        (features / ENCODER_RECORD).unlink(missing_ok=True)  # no notes, no encoder behind them
+        return EmbedResult(notes=0, embedded=0, stays_with_notes=0, slots=slots, seconds_encoding=0.0)
     cache = EmbeddingCache(cache_root, model_fingerprint(enc, stride))
     hashes: dict[str, str] = {}
     for ids, texts in _note_batches(con, notes):
@@ -231,13 +249,15 @@ def _note_batches(con, notes: str):
         yield batch.column(0).to_pylist(), batch.column(1).to_pylist()
 
 
-def _write_outputs(con, notes: str, hashes: dict[str, str], cache: EmbeddingCache, features: Path, slots: int) -> None:
+def _write_outputs(
+    con, notes: str, hashes: dict[str, str], cache: EmbeddingCache | None, features: Path, slots: int
+) -> None:
     """note_embeddings.parquet (every note, in note_id order) and note_slot_<j>.parquet for every slot j < N
     (empty files too, so every Feast view has its source): stay_id, event_timestamp = created_timestamp =
     available_at, the note's charttime (seconds since 1970, for its age at serving time) and its vector."""
     keys = {"note_id": pa.array(list(hashes), pa.string()), "text_sha256": pa.array(list(hashes.values()), pa.string())}
     con.register("note_keys", pa.table(keys))
-    parts = cache.parts()
+    parts = cache.parts() if cache is not None else []
     if parts:
         listed = ", ".join(f"'{p}'" for p in parts)
         vectors = f"(SELECT DISTINCT ON (note_id, text_sha256) * FROM read_parquet([{listed}]))"
