@@ -51,10 +51,9 @@ from .metrics import (  # noqa: E402
     calibration_metrics,
     holm,
     net_benefit,
-    net_benefit_band,
     operating_point_metrics,
     paired_difference,
-    resample_indices,
+    paired_net_benefit,
     test_metrics,
     treat_all_net_benefit,
 )
@@ -513,15 +512,10 @@ def _decision_curve(
     t = DECISION_THRESHOLDS
     tuned = [name for name in baselines if baselines[name].get("params")] or [n for n in scores if n != FUSION]
     rival = max(tuned, key=lambda name: auroc(y, scores[name]))
-    fusion, low, high = net_benefit_band(y, scores[FUSION], t, BAND_RESAMPLES)
-    everyone = treat_all_net_benefit(y, t)
-    draws = np.array(
-        [
-            net_benefit(y[i], scores[FUSION][i], t) - net_benefit(y[i], scores[rival][i], t)
-            for i in resample_indices(len(y), BAND_RESAMPLES)
-        ]
-    )
-    d_low, d_high = np.percentile(draws, [2.5, 97.5], axis=0)
+    fusion_draws, rival_draws = paired_net_benefit(y, scores[FUSION], scores[rival], t, BAND_RESAMPLES)
+    low, high = np.percentile(fusion_draws, [2.5, 97.5], axis=0)
+    d_low, d_high = np.percentile(fusion_draws - rival_draws, [2.5, 97.5], axis=0)
+    fusion, everyone = net_benefit(y, scores[FUSION], t), treat_all_net_benefit(y, t)
     difference = fusion - net_benefit(y, scores[rival], t)
     useful = low > np.maximum(everyone, 0)
     reading = [

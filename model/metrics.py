@@ -48,7 +48,9 @@ def auprc(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def point_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+def threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    """The confusion-matrix metrics of flagging p >= threshold: accuracy, specificity, sensitivity,
+    precision, F1 (cheap: what a bootstrap of operating points needs)."""
     y = np.asarray(y).astype(int)
     decision = p >= threshold
     tp, fp = int((decision & (y == 1)).sum()), int((decision & (y == 0)).sum())
@@ -61,6 +63,13 @@ def point_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, f
         "sensitivity": sensitivity,
         "precision": precision,
         "f1": ratio(2 * precision * sensitivity, precision + sensitivity) if tp else 0.0,
+    }
+
+
+def point_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    y = np.asarray(y).astype(int)
+    return {
+        **threshold_metrics(y, p, threshold),
         "auroc": auroc(y, p),
         "auprc": auprc(y, p),
         "brier": float(np.mean((p - y) ** 2)),
@@ -166,14 +175,14 @@ def operating_point_metrics(
     y, p = np.asarray(y).astype(bool), np.asarray(p, dtype=float)
     out = {}
     for t in thresholds:
-        m = point_metrics(y, p, t)
+        m = threshold_metrics(y, p, t)
         out |= {f"sensitivity@{t:g}": m["sensitivity"], f"specificity@{t:g}": m["specificity"]}
         out[f"ppv@{t:g}"] = m["precision"]
         out[f"flagged@{t:g}"] = float((p >= t).mean())
     positives = np.sort(p[y])[::-1]
     if len(positives) and (~y).any():
         cut = positives[max(int(np.ceil(sensitivity * len(positives))) - 1, 0)]
-        m = point_metrics(y, p, cut)
+        m = threshold_metrics(y, p, cut)
         out |= {"sensitivity@sens": m["sensitivity"], "specificity@sens": m["specificity"], "ppv@sens": m["precision"]}
         out["threshold@sens"] = float(cut)
     else:
@@ -198,12 +207,14 @@ def treat_all_net_benefit(y: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return prevalence - (1 - prevalence) * thresholds / (1 - thresholds)
 
 
-def net_benefit_band(
-    y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, resamples: int = 200, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Net benefit at each threshold with its 95% bootstrap band (the same resamples as every bootstrap here):
-    (estimate, low, high)."""
-    y, p = np.asarray(y).astype(bool), np.asarray(p, dtype=float)
-    draws = np.array([net_benefit(y[i], p[i], thresholds) for i in resample_indices(len(y), resamples, seed)])
-    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
-    return net_benefit(y, p, thresholds), low, high
+def paired_net_benefit(
+    y: np.ndarray, a: np.ndarray, b: np.ndarray, thresholds: np.ndarray, resamples: int = 200, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Net benefit of model a and of model b at each threshold on the same bootstrap resamples (those of every
+    bootstrap here): two (resamples, thresholds) arrays, for a's band and the band of a - b."""
+    y, a, b = np.asarray(y).astype(bool), np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    draws = [
+        (net_benefit(y[i], a[i], thresholds), net_benefit(y[i], b[i], thresholds))
+        for i in resample_indices(len(y), resamples, seed)
+    ]
+    return np.array([d[0] for d in draws]), np.array([d[1] for d in draws])

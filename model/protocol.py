@@ -180,19 +180,23 @@ def grid_search(
     folds: list[tuple[np.ndarray, np.ndarray]],
     progress: Callable[[str], None] | None = None,
     checkpoint: Path | None = None,
+    overrides: dict | None = None,
+    name: str = "",
 ) -> list[FoldResult]:
-    """Every setting of the grid on every fold."""
+    """Every setting of the grid on every fold; with `overrides` (a comparison's), each setting with them,
+    its progress lines prefixed by `name`."""
     settings = config.settings()
     results = []
     for s, setting in enumerate(settings):
+        label = f"setting {s + 1}/{len(settings)} {setting or '(defaults)'}"
         results += cross_validate(
             config,
-            setting,
+            {**setting, **(overrides or {})},
             features,
             y,
             groups,
             folds,
-            f"setting {s + 1}/{len(settings)} {setting or '(defaults)'}",
+            f"{name}, {label}" if name else label,
             progress,
             checkpoint,
         )

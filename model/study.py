@@ -315,19 +315,9 @@ def experiments(
     for name, overrides in variants.items():
         tuned = config.ablation_grid and "modalities" in overrides and len(config.settings()) > 1
         if tuned:
-            results = []
-            for s, candidate in enumerate(config.settings()):
-                results += cross_validate(
-                    config,
-                    {**candidate, **overrides},
-                    features,
-                    y,
-                    groups,
-                    folds,
-                    f"comparison {name}, setting {s + 1}/{len(config.settings())}",
-                    progress,
-                    checkpoint,
-                )
+            results = grid_search(
+                config, features, y, groups, folds, progress, checkpoint, overrides, f"comparison {name}"
+            )
             chosen, cv = best_setting(results)
             results = of_setting(results, chosen)
         else:

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .metrics import auroc, bootstrap, point_metrics  # noqa: E402
+from .metrics import auroc, bootstrap, threshold_metrics  # noqa: E402
 
 MIN_PER_CLASS = 10
 AGE_BANDS = ((18, 50), (50, 65), (65, 80), (80, 200))
@@ -70,7 +70,7 @@ def subgroups(static: pd.DataFrame, y: np.ndarray, p: np.ndarray, threshold: flo
     """Each subgroup of the test stays (`static` row-aligned with y and p)."""
 
     def measure(y_: np.ndarray, p_: np.ndarray) -> dict[str, float]:
-        m = point_metrics(y_, p_, threshold)
+        m = threshold_metrics(y_, p_, threshold)
         return {
             "auroc": auroc(y_, p_),
             "sensitivity": m["sensitivity"],
