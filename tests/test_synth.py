@@ -74,8 +74,9 @@ def test_exact_stay_count_and_several_stays_per_patient(synthetic):
     adm = read(synthetic / "hosp/admissions.csv.gz", "hosp/admissions")
     assert adm.hadm_id.is_unique and set(stays.hadm_id) <= set(adm.hadm_id)
     assert len(adm) > len(stays)  # earlier admissions without an ICU stay carry the comorbidity history
-    assert (stays.outtime > stays.intime).all()
-    merged = stays.merge(adm, on=["subject_id", "hadm_id"])
+    ended = stays.dropna(subset=["outtime"])  # the live ward's stays are still open (test below)
+    assert (ended.outtime > ended.intime).all()
+    merged = ended.merge(adm, on=["subject_id", "hadm_id"])
     assert (merged.intime >= merged.admittime).all() and (merged.outtime <= merged.dischtime).all()
 
 
@@ -156,8 +157,9 @@ def test_real_data_mess_is_present(synthetic):
 def test_culture_results_are_stored_hours_to_weeks_after_the_draw(synthetic):
     """MIMIC-IV per specimen: 10% of results within 5 h, 25% within 24 h, median ~52 h, a long tail."""
     micro = read(synthetic / "hosp/microbiologyevents.csv.gz", "hosp/microbiologyevents")
-    assert (micro.groupby("micro_specimen_id").storetime.nunique() == 1).all()  # one report time per specimen
-    spec = micro.dropna(subset=["charttime"]).groupby("micro_specimen_id").first()
+    # one report time per specimen (none yet for a pending culture of the live ward)
+    assert (micro.groupby("micro_specimen_id").storetime.nunique() <= 1).all()
+    spec = micro.dropna(subset=["charttime", "storetime"]).groupby("micro_specimen_id").first()
     hours = (spec.storetime - spec.charttime).dt.total_seconds() / 3600
     assert len(hours) > 500 and (hours > 0).all()
     assert 0.07 <= (hours <= 5).mean() <= 0.13
@@ -169,9 +171,11 @@ def test_culture_results_are_stored_hours_to_weeks_after_the_draw(synthetic):
 
 @pytest.fixture(scope="module")
 def outcomes(synthetic, truth) -> pd.DataFrame:
-    """One row per ICU stay: truth, its admission, whether it is the patient's last, days from discharge to dod."""
+    """One row per ICU stay: truth, its admission, whether it is the patient's last, days from discharge to dod.
+    Patients of the live ward are left out: their files stop at the present, the truth goes on."""
     adm = read(synthetic / "hosp/admissions.csv.gz", "hosp/admissions")
-    df = truth.merge(adm, on=["subject_id", "hadm_id"], suffixes=("_truth", ""))
+    live = truth.loc[truth.in_icu_at_present, "subject_id"]
+    df = truth[~truth.subject_id.isin(live)].merge(adm, on=["subject_id", "hadm_id"], suffixes=("_truth", ""))
     df["dod"] = pd.to_datetime(df.dod)
     df["last"] = df.groupby("subject_id").admittime.transform("max") == df.admittime
     df["days"] = (df.dod - df.dischtime.dt.normalize()).dt.days
@@ -222,7 +226,7 @@ def test_services_start_at_admission_and_follow_the_admission_type(synthetic):
     assert first.hadm_id.is_unique and len(first) == len(adm)
     assert (first.transfertime == first.admittime).all()
     assert set(stays.hadm_id) <= set(first.hadm_id)
-    assert df.transfertime.between(df.admittime, df.dischtime).all()
+    assert df.transfertime.between(df.admittime, df.dischtime.fillna(df.transfertime.max())).all()
     df = df.sort_values(["hadm_id", "transfertime"])
     later = df.hadm_id.duplicated()
     assert later.mean() > 0.05
@@ -302,3 +306,47 @@ def test_a_table_writer_holds_at_most_one_chunk_behind_the_generator(tmp_path):
         writer.close()
     with gzip.open(tmp_path / "hosp" / "patients.csv.gz", "rt") as f:
         assert len(f.read().splitlines()) == 3 and writer.rows == 2
+
+
+def test_the_data_end_at_a_present_with_a_live_ward(synthetic):
+    """Every table is cut at now: the live ward's stays are open, nothing is charted or stored after now,
+    open admissions have no discharge, death or diagnosis codes yet, and no death after now is known."""
+    import json
+
+    now = pd.Timestamp(json.loads((synthetic / "_truth/arguments.json").read_text())["now"])
+    truth = pd.read_csv(synthetic / "_truth/stays.csv")
+    stays = read(synthetic / "icu/icustays.csv.gz", "icu/icustays")
+    live = set(truth.loc[truth.in_icu_at_present, "stay_id"])
+    assert 40 <= len(live) <= 120  # about 5% of 1,500 stays' patients
+    open_ = stays[stays.outtime.isna()]
+    assert set(open_.stay_id) == live and (open_.intime <= now).all()
+    assert (stays.outtime.dropna() <= now).all()
+    adm = read(synthetic / "hosp/admissions.csv.gz", "hosp/admissions")
+    open_adm = adm[adm.hadm_id.isin(open_.hadm_id)]
+    assert open_adm.dischtime.isna().all() and open_adm.deathtime.isna().all()
+    assert (open_adm.hospital_expire_flag == 0).all() and open_adm.discharge_location.isna().all()
+    assert (adm[["admittime", "dischtime", "deathtime"]].max() <= now).all()
+    diagnoses = read(synthetic / "hosp/diagnoses_icd.csv.gz", "hosp/diagnoses_icd")
+    assert not diagnoses.hadm_id.isin(open_adm.hadm_id).any()  # coded after discharge
+    assert (pd.to_datetime(read(synthetic / "hosp/patients.csv.gz", "hosp/patients").dod.dropna()) < now).all()
+    # the truth keeps the course after now: some of the live ward die after it
+    assert truth.loc[truth.in_icu_at_present, "died_in_hospital"].any()
+    for table, columns in (
+        ("icu/chartevents", ("charttime", "storetime")),
+        ("hosp/labevents", ("charttime", "storetime")),
+        ("icu/inputevents", ("starttime", "endtime", "storetime")),
+        ("note/radiology", ("charttime", "storetime")),
+    ):
+        source = read_csv_sql(str(synthetic / table) + ".csv.gz", table)
+        (latest,) = duckdb.sql(f"SELECT {', '.join(f'max({c})' for c in columns)} FROM {source}").fetchall()
+        assert all(t <= now for t in latest if t is not None), table
+    micro = read(synthetic / "hosp/microbiologyevents.csv.gz", "hosp/microbiologyevents")
+    pending = micro[micro.storedate.isna() & micro.storetime.isna()]
+    assert len(pending) > 0 and pending.org_name.isna().all() and (pending.chartdate <= now).all()
+
+
+def test_no_live_ward_gives_a_retrospective_extract(tmp_path):
+    generate(60, 3, tmp_path, density="light", progress=False, live_share=0)
+    stays = read(tmp_path / "icu/icustays.csv.gz", "icu/icustays")
+    assert stays.outtime.notna().all()
+    assert "now" not in (tmp_path / "_truth/arguments.json").read_text()

@@ -54,9 +54,10 @@ class Plan:
     patients: dict[str, np.ndarray]
     stays: dict[str, np.ndarray]  # one row per ICU stay (= one admission with an ICU stay)
     prior_admissions: dict[str, np.ndarray]  # earlier admissions without an ICU stay
+    now: int | None = None  # the data's present (seconds), with the live ward in the ICU; None: all in the past
 
 
-def plan(n_stays: int, seed: int) -> Plan:
+def plan(n_stays: int, seed: int, live_share: float = 0.0) -> Plan:
     rng = np.random.default_rng([seed, 0])
     n_pat = n_stays  # an upper bound: every patient has at least one stay
     planned = rng.choice([1, 2, 3], size=n_pat, p=[0.82, 0.14, 0.04])
@@ -109,11 +110,13 @@ def plan(n_stays: int, seed: int) -> Plan:
     }
     s["female"] = patients["gender"][s["patient"]] == "F"
     s["wobble_phase"] = rng.uniform(0, 2 * np.pi, (s["patient"].size, 3))
+    s["live"] = np.zeros(s["patient"].size, dtype=bool)
     _place_in_time(rng, patients, s)
+    now = _place_live_ward(np.random.default_rng([seed, 0, 2]), patients, s, live_share) if live_share > 0 else None
     prior = _prior_admissions(rng, patients, s)
     _assign_ids(rng, patients, s, prior)
     _after_discharge(np.random.default_rng([seed, 0, 1]), patients, s)
-    return Plan(patients=patients, stays=s, prior_admissions=prior)
+    return Plan(patients=patients, stays=s, prior_admissions=prior, now=now)
 
 
 def _draw_stay_latents(
@@ -220,6 +223,33 @@ def _place_in_time(rng: np.random.Generator, patients: dict, s: dict) -> None:
     first_intime = np.full(patients["anchor_year"].size, np.iinfo(np.int64).max)
     np.minimum.at(first_intime, s["patient"], s["intime"])
     patients["first_intime"] = first_intime
+
+
+def _place_live_ward(rng: np.random.Generator, patients: dict, s: dict, share: float) -> int:
+    """Choose the present ("now") and the live ward: about `share` of the patients, each moved in time
+    (every stay and the anchor year together) so that now falls inside the ICU stay of their last admission,
+    at a uniform point of it. Every other patient's stays, and a year of follow-up after them, lie before
+    now. Returns now (seconds, on the hour)."""
+    n_pat = patients["anchor_year"].size
+    live = np.flatnonzero(rng.random(n_pat) < share)
+    last = np.full(n_pat, -1)
+    np.maximum.at(last, s["patient"], np.arange(s["patient"].size))
+    is_live = np.isin(s["patient"], live)
+    # a year after the last discharge: dod (state death records) is known up to then
+    now = int((s["dischtime"][~is_live].max() + 366 * DAY) // HOUR * HOUR + HOUR)
+    rows = last[live]
+    at = s["intime"][rows] + rng.uniform(0.02, 0.98, rows.size) * (s["outtime"][rows] - s["intime"][rows])
+    offset = ((now - at) // 60 * 60).astype(np.int64)
+    shift = np.zeros(n_pat, dtype=np.int64)
+    shift[live] = offset
+    for key in ("intime", "admittime", "outtime", "dischtime"):
+        s[key] = s[key] + shift[s["patient"]]
+    s["deathtime"] = np.where(s["deathtime"] >= 0, s["deathtime"] + shift[s["patient"]], -1)
+    patients["first_intime"] = patients["first_intime"] + shift
+    patients["anchor_year"] = patients["anchor_year"] + np.round(shift / (365.2425 * DAY)).astype(np.int64)
+    s["live"] = np.zeros(s["patient"].size, dtype=bool)
+    s["live"][rows] = True
+    return now
 
 
 def _prior_admissions(rng: np.random.Generator, patients: dict, s: dict) -> dict[str, np.ndarray]:

@@ -23,10 +23,11 @@ from sepsis_fusion.model.errors import SepsisFusionError
 from . import events, hospital, infection, notes, truth
 from .cohort import plan as make_plan
 from .events import Chunk
+from .present import LIVE_SHARE, Present
 from .writer import TableWriter
 
 # Bump when a change alters the files a seed gives, so that reused folders are regenerated.
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 CHUNK_STAYS = 200
 # Nursing documentation every ~1.6 h per routine item gives MIMIC-IV's ~3,000 chart rows per stay.
 ROUTINE_EVERY_H = {"full": 0.55, "light": 12.0}
@@ -71,14 +72,28 @@ def check_arguments(stays: int, out: Path) -> None:
 
 
 def generate(
-    stays: int, seed: int, out: Path, density: str = "full", level: int = 3, progress: bool = True
+    stays: int,
+    seed: int,
+    out: Path,
+    density: str = "full",
+    level: int = 3,
+    progress: bool = True,
+    live_share: float = LIVE_SHARE,
 ) -> SynthResult:
-    """Write a synthetic MIMIC-IV with `stays` ICU stays to `out` (hosp/, icu/, note/, _truth/)."""
+    """Write a synthetic MIMIC-IV with `stays` ICU stays to `out` (hosp/, icu/, note/, _truth/). With
+    `live_share` > 0 the data end at a present with that share of the patients in the ICU (present.py);
+    0 gives a retrospective extract like MIMIC-IV's, every stay ended."""
     out = Path(out)
     check_arguments(stays, out)
     if density not in ROUTINE_EVERY_H:
         raise SynthError(f"--density must be one of {sorted(ROUTINE_EVERY_H)} (got {density!r})")
-    plan = make_plan(stays, seed)
+    if not 0 <= live_share < 0.5:
+        raise SynthError(f"--live-share must be at least 0 and below 0.5 (got {live_share})")
+    plan = make_plan(stays, seed, live_share)
+    present = None
+    if plan.now is not None:
+        open_ = plan.stays["dischtime"] > plan.now
+        present = Present(plan.now, frozenset(int(h) for h in plan.stays["hadm_id"][open_]))
     rows: dict[str, int] = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
         # Small tables in one go.
@@ -96,12 +111,12 @@ def generate(
             ("icu/icustays", hospital.icustays(plan)),
             ("icu/d_items", hospital.d_items()),
         ):
-            w = TableWriter(out, name, level, pool)
+            w = TableWriter(out, name, level, pool, present)
             w.write(tbl)
             w.close()
             rows[name] = w.rows
 
-        writers = {name: TableWriter(out, name, level, pool) for name in CHUNKED_TABLES}
+        writers = {name: TableWriter(out, name, level, pool, present) for name in CHUNKED_TABLES}
         truth_parts = []
         bounds = _chunk_bounds(plan.stays["patient"], CHUNK_STAYS)
         try:
@@ -123,19 +138,28 @@ def generate(
     pacsv.write_csv(pa.concat_tables(truth_parts), truth_dir / "stays.csv")
     shutil.copyfile(Path(__file__).with_name("TRUTH.md"), truth_dir / "README.md")
     # Written last: its presence says the folder is complete for these arguments.
-    (truth_dir / "arguments.json").write_text(json.dumps(_arguments(stays, seed, density)) + "\n")
+    arguments = _arguments(stays, seed, density, live_share)
+    if plan.now is not None:
+        arguments["now"] = _iso(plan.now)
+    (truth_dir / "arguments.json").write_text(json.dumps(arguments) + "\n")
     return SynthResult(out=out, stays=stays, rows=rows)
 
 
-def _arguments(stays: int, seed: int, density: str) -> dict:
-    return {"stays": stays, "seed": seed, "density": density, "generator": GENERATOR_VERSION}
+def _arguments(stays: int, seed: int, density: str, live_share: float) -> dict:
+    return {"stays": stays, "seed": seed, "density": density, "live_share": live_share, "generator": GENERATOR_VERSION}
 
 
-def matches(out: Path, stays: int, seed: int, density: str) -> bool:
+def _iso(seconds: int) -> str:
+    return np.datetime64(seconds, "s").astype(str)
+
+
+def matches(out: Path, stays: int, seed: int, density: str, live_share: float = LIVE_SHARE) -> bool:
     """Whether `out` already holds a complete data set generated with these arguments."""
     stamp = Path(out) / "_truth" / "arguments.json"
     try:
-        return json.loads(stamp.read_text()) == _arguments(stays, seed, density)
+        recorded = json.loads(stamp.read_text())
+        recorded.pop("now", None)
+        return recorded == _arguments(stays, seed, density, live_share)
     except (OSError, ValueError):
         return False
 

@@ -86,6 +86,7 @@ def stay_truth(chunk: Chunk, suspected: np.ndarray) -> pa.Table:
             "died_in_hospital": s["died"],
             "deathtime": seconds(np.where(s["died"], s["dischtime"], NAT)),
             "discharged_to_hospice": s["hospice"],
+            "in_icu_at_present": s["live"],
             "dod": seconds(s["dod"]).cast(pa.date32()),
         }
     )

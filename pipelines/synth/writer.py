@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from .present import Present
 from .schema import column_names
 
 # MIMIC-IV quotes a value only where it holds a comma, quote or line break. Arrow cannot decide that per
@@ -26,7 +27,8 @@ class TableWriter:
     and compression run on a background thread (both release the GIL), at most one chunk behind the caller.
     """
 
-    def __init__(self, root: Path, table: str, level: int, pool: ThreadPoolExecutor):
+    def __init__(self, root: Path, table: str, level: int, pool: ThreadPoolExecutor, present: Present | None = None):
+        self.table, self.present = table, present
         self.path = root / f"{table}.csv.gz"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(self.path.name + ".part")
@@ -43,6 +45,8 @@ class TableWriter:
         previous = self._pending
         if previous is not None:
             previous.result()
+        if self.present is not None:
+            table = self.present.cut(self.table, table)
         self.rows += table.num_rows
         self._pending = self._pool.submit(self._write, table)
 
