@@ -306,10 +306,11 @@ def reach(flow: pd.DataFrame) -> tuple[int, int, int, int] | None:
     )
 
 
-def flow_lines(flow: pd.DataFrame, hours: float) -> list[str]:
+def flow_lines(flow: pd.DataFrame, hours: float, studied: int | None = None) -> list[str]:
     """The cohort flow as a table with the in-hospital deaths at each step, what the last step removed and
-    why, the share of first Sepsis-3 stays and deaths that reach the cohort, and how many stays the
-    recognition-time rule moved or removed."""
+    why, the share of first Sepsis-3 stays and deaths that reach the cohort, how many stays the
+    recognition-time rule moved or removed, and (`studied`: the cohort stays trained on and evaluated) how
+    many cohort stays of a live extract have no known outcome yet."""
     deaths = "in_hospital_deaths" in flow
     lines = [
         "| step | criterion | stays | in-hospital deaths | removed | removed deaths |"
@@ -343,6 +344,13 @@ def flow_lines(flow: pd.DataFrame, hours: float) -> list[str]:
             "",
             f"Of the {stays} first Sepsis-3 stays, {kept} ({kept / max(stays, 1):.0%}) reach the cohort; of their "
             f"{died} in-hospital deaths, {kept_died} ({kept_died / max(died, 1):.0%}) do.",
+        ]
+    if studied is not None and int(last["stays"]) > studied:
+        lines += [
+            "",
+            f"Of the {last['stays']} cohort stays, {int(last['stays']) - studied} have no known outcome at the data's "
+            "end (a live extract: still in the hospital, or discharged less than the outcome's horizon before "
+            f"it): they are scored online but neither trained on nor evaluated; {studied} are.",
         ]
     if "prediction_time_moved" in flow and pd.notna(last.get("prediction_time_moved")):
         lines += [

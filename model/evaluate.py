@@ -666,7 +666,11 @@ def _cohort(
         "held-out test": (data["test"], int(y_test.sum())),
     }
     diagram = flow_diagram(ts.flow, split, RunFolder(run_dir).plot("cohort_flow"))
-    return markdown(table), flow_lines(ts.flow, prediction_hours(ts.cohort)), {"cohort_flow": diagram.name}
+    return (
+        markdown(table),
+        flow_lines(ts.flow, prediction_hours(ts.cohort), len(ts.cohort)),
+        {"cohort_flow": diagram.name},
+    )
 
 
 def _predictors(ts: TrainingSet, run_dir: Path, meta: dict) -> Predictors:

@@ -43,7 +43,8 @@ def layout(store) -> FeatureLayout:
 
 @pytest.fixture(scope="session")
 def cohort(feature_data) -> pd.DataFrame:
-    return read_cohort(feature_data)
+    """The cohort stays with a known outcome (the training set's); the live ward's open stays are tested apart."""
+    return read_cohort(feature_data, outcome_known=True)
 
 
 class Plants:
@@ -123,7 +124,7 @@ def test_training_set_equals_a_direct_lookup_of_the_feature_files(feature_data, 
                      LEFT JOIN '{files}/sequence_steps.parquet' w ON w.stay_id = c.stay_id
                        AND w.event_timestamp = date_trunc('hour', c.prediction_time)
                                                - INTERVAL {STRIDE * (S - 1 - j)} HOUR
-                     WHERE c.stay_id IS NOT NULL ORDER BY c.stay_id"""
+                     WHERE c.stay_id IS NOT NULL AND c.outcome_known ORDER BY c.stay_id"""
         expected = duckdb.sql(lookup).df()
         np.testing.assert_array_equal(f.sequence_mask[:, j], expected["present"])
         got = np.where(f.sequence_mask[:, j, None], f.sequence[:, j], np.nan)
@@ -144,6 +145,7 @@ def test_training_set_equals_a_direct_lookup_of_the_feature_files(feature_data, 
         ].any()  # oldest first, padded in front
     assert (f.notes[~f.note_mask] == 0).all()
     static = duckdb.sql(f"SELECT * FROM '{files}/static_baseline.parquet' ORDER BY stay_id").df()
+    static = static[static["stay_id"].isin(cohort["stay_id"])].reset_index(drop=True)
     pd.testing.assert_frame_equal(f.static, static[list(f.layout.static)], check_dtype=False)
     assert f.sequence_mask[:, -1].all()  # every cohort stay is in the ICU at T
     assert f.note_mask.sum(axis=1).max() > 1  # a sequence, not one note
@@ -398,16 +400,43 @@ def test_a_store_that_was_never_applied_says_so(tmp_path):
         open_store(tmp_path)
 
 
-def test_plain_feast_plan_works_in_the_feature_repo_with_its_default_data_folder(tmp_path):
-    """`cd feature_repo && feast plan`, no environment variable: the shipped yaml points at ../data."""
+def test_plain_feast_plan_reads_one_data_folder(tmp_path):
+    """`cd feature_repo && feast plan`: registry, online store and Parquet sources all come from
+    $SEPSIS_FUSION_DATA; without it, a clear error and nothing written."""
     root = Path(__file__).resolve().parents[1]
     shutil.copytree(root / "feature_repo", tmp_path / "feature_repo", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(root / "dbt_project" / "models" / "marts", tmp_path / "dbt_project" / "models" / "marts")
     shutil.copy(root / "dbt_project" / "dbt_project.yml", tmp_path / "dbt_project" / "dbt_project.yml")
-    (tmp_path / "data").mkdir()  # a clone has data/ (data/README.md is tracked)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEPSIS_FUSION_")}
     feast = Path(sys.executable).with_name("feast")
-    proc = subprocess.run([str(feast), "plan"], cwd=tmp_path / "feature_repo", env=env, capture_output=True, text=True)
+    repo = tmp_path / "feature_repo"
+    proc = subprocess.run([str(feast), "plan"], cwd=repo, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0 and "export SEPSIS_FUSION_DATA=" in proc.stdout + proc.stderr
+    assert not any(p.name == "registry.db" for p in tmp_path.rglob("*"))
+    data = tmp_path / "elsewhere"
+    data.mkdir()
+    env["SEPSIS_FUSION_DATA"] = str(data)
+    proc = subprocess.run([str(feast), "plan"], cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sepsis_fusion_model" in proc.stdout + proc.stderr
-    assert (tmp_path / "data" / "feast" / "registry.db").is_file()
+    assert (data / "feast" / "registry.db").is_file()
+    assert str(data / "features" / "static_baseline.parquet") in proc.stdout + proc.stderr
+
+
+def test_open_stays_are_in_the_cohort_but_never_trained_on(feature_data, synthetic_training_set):
+    """The live ward's cohort stays have null labels (outcome not known at the data's end): the training
+    set, and so training and evaluation, leave them out; the training frame too."""
+    from sepsis_fusion.pipelines.features.training import training_frame
+
+    cohort = read_cohort(feature_data)
+    open_ = cohort[~cohort["outcome_known"]]
+    assert len(open_) >= 5 and open_["outtime"].isna().mean() > 0.5
+    assert (
+        open_["died_within_horizon"].isna().all()
+        and cohort.loc[cohort["outcome_known"], "died_in_hospital"].notna().all()
+    )
+    trained = set(synthetic_training_set.cohort["stay_id"])
+    assert trained == set(cohort.loc[cohort["outcome_known"], "stay_id"]) and not trained & set(open_["stay_id"])
+    assert synthetic_training_set.labels().dtype == np.int64
+    frame = training_frame(feature_data, open_store(feature_data))
+    assert set(frame["stay_id"]) == trained

@@ -1,6 +1,6 @@
 {#-
   windows_24h has, for every ICU stay, one row per whole hour after intime up to the last whole hour at
-  or before outtime, and none outside that span. Returns the stays where the rows disagree.
+  or before outtime (for a stay still open in a live extract, the extract's time), and none outside that span. Returns the stays where the rows disagree.
 -#}
 
 with
@@ -9,8 +9,8 @@ expected as (
     select
         stay_id,
         {{ dbt.dateadd('hour', 1, dbt.date_trunc('hour', 'intime')) }} as first_end,
-        {{ dbt.date_trunc('hour', 'outtime') }} as last_end
-    from {{ ref('stg_icu_icustays') }}
+        {{ dbt.date_trunc('hour', 'ends_at') }} as last_end
+    from {{ ref('int_icu_stay_spans') }}
 ),
 
 expected_rows as (

@@ -15,20 +15,33 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from sepsis_fusion.model.inputs import FeatureArrays, FeatureLayout, TrainingSet, arrays_from_columns, as_vector
+from sepsis_fusion.model.inputs import (
+    OUTCOMES,
+    FeatureArrays,
+    FeatureLayout,
+    TrainingSet,
+    arrays_from_columns,
+    as_vector,
+)
 
 from .. import paths
 from .layout import full_name, layout_from_service
 from .store import SERVICE_NAME, FeatureStoreError, open_store
 
 
-def read_cohort(data: Path | None = None) -> pd.DataFrame:
+def read_cohort(data: Path | None = None, outcome_known: bool = False) -> pd.DataFrame:
+    """The cohort mart; with `outcome_known`, only the stays whose labels are known (what training and
+    evaluation read: a live extract's open stays are left out)."""
     path = Path(data or paths.data_dir()) / "features" / "cohort.parquet"
     if not path.exists():
         raise FeatureStoreError(f"{path} not found: run `sepsis-fusion build` first")
     # dbt writes one all-NULL row into an empty external model to keep its schema
     cohort = duckdb.sql(f"SELECT * FROM '{path}' WHERE stay_id IS NOT NULL ORDER BY stay_id").df()
     cohort["prediction_time"] = cohort["prediction_time"].astype("datetime64[us]")
+    if outcome_known and "outcome_known" in cohort:  # a build from before 0.3 knows every outcome
+        cohort = cohort.loc[cohort["outcome_known"].astype(bool)].reset_index(drop=True)
+        for label in OUTCOMES:
+            cohort[label] = cohort[label].astype(bool)
     return cohort
 
 
@@ -147,10 +160,11 @@ def _chunks(n: int, size: int, what: str):
 
 
 def training_set(data: Path | None = None, store=None, service: str = SERVICE_NAME) -> TrainingSet:
-    """Every cohort stay at its prediction time, with its labels (cohort mart) and its features (Feast)."""
+    """Every cohort stay whose outcome is known, at its prediction time, with its labels (cohort mart) and its
+    features (Feast)."""
     data = Path(data or paths.data_dir())
     store = store or open_store(data)
-    cohort = read_cohort(data)
+    cohort = read_cohort(data, outcome_known=True)
     layout = layout_from_service(store, service)
     features = historical_features(store, layout, cohort["stay_id"], cohort["prediction_time"])
     from ..embed.run import read_encoder_record
@@ -170,10 +184,11 @@ def training_frame(
     feature ending at the last whole hour before T (`<feature>_<min|max|mean|std|count|last>_24h`) and,
     with `notes`, how many notes were available at T and the mean of their embeddings
     (`note_embedding_<k>`). One point-in-time retrieval from Feast, created-timestamp filtered, as the
-    training set's. A cohort column that is also a static feature (age) comes once, from the static view."""
+    training set's. A cohort column that is also a static feature (age) comes once, from the static view.
+    Only stays whose outcome is known, as the training set."""
     data = Path(data or paths.data_dir())
     store = store or open_store(data)
-    cohort = read_cohort(data)
+    cohort = read_cohort(data, outcome_known=True)
     layout = layout_from_service(store, service)
     aggregates = [f.name for f in store.get_feature_view(AGGREGATES_VIEW).features]
     refs = [f"{layout.static_view}:{f}" for f in layout.static] + [f"{AGGREGATES_VIEW}:{f}" for f in aggregates]

@@ -4,6 +4,8 @@
 -- stay's Sepsis-3 pairs was first complete from stored rows; prediction time T = recognition +
 -- {{ var('prediction_hours') }} h; stays that ended before T are left out (counted in cohort_flow, described in
 -- cohort_excluded). Labels are about what happens after T; SOFA and OASIS at T are the clinical comparators.
+-- A live extract's open stays are here too, for scoring; their labels are null until outcome_known (training
+-- and evaluation read only stays whose outcome is known).
 select
     cast(c.stay_id as {{ dbt.type_bigint() }}) as stay_id,
     cast(c.subject_id as {{ dbt.type_bigint() }}) as subject_id,
@@ -14,11 +16,12 @@ select
     c.onset_time,
     c.prediction_time,
     c.sofa_score_at_onset,
-    c.died_within_horizon,
-    c.died_in_hospital,
-    c.died_or_hospice_within_horizon,
-    c.died_in_icu,
+    case when c.outcome_known then c.died_within_horizon end as died_within_horizon,
+    case when c.outcome_known then c.died_in_hospital end as died_in_hospital,
+    case when c.outcome_known then c.died_or_hospice_within_horizon end as died_or_hospice_within_horizon,
+    case when c.outcome_known then c.died_in_icu end as died_in_icu,
     c.deathtime,
+    c.outcome_known,
     c.recognition_time,
     c.sofa_score_at_prediction,
     o.oasis as oasis_at_prediction,

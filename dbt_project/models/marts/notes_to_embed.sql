@@ -26,7 +26,7 @@ notes as (
 ),
 
 stays as (
-    select stay_id, hadm_id, intime, outtime from {{ ref('stg_icu_icustays') }}
+    select stay_id, hadm_id, intime, ends_at from {{ ref('int_icu_stay_spans') }}
 )
 
 select
@@ -50,5 +50,5 @@ from notes as n
 inner join stays as s
     on s.hadm_id = n.hadm_id
     and n.charttime >= s.intime
-    and n.charttime <= s.outtime
+    and n.charttime <= s.ends_at
 order by stay_id, available_at, n.note_id

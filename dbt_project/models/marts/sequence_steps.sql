@@ -49,9 +49,9 @@ stays as (
         h.history_start,
         {{ dbt.dateadd('hour', -lead_hours, dbt.dateadd('hour', 1, dbt.date_trunc('hour', 'h.intime'))) }}
             as first_step,
-        {{ dbt.date_trunc('hour', 'h.outtime') }} as last_step
+        {{ dbt.date_trunc('hour', 'h.ends_at') }} as last_step
     from {{ ref('int_stay_history') }} as h
-    where h.outtime is not null and {{ in_stay_bucket('h.stay_id') }}
+    where {{ in_stay_bucket('h.stay_id') }}
 ),
 
 -- the last offset computed once per stay (as int_window_ends)

@@ -8,6 +8,11 @@
   Labels, for the stays alive and in the ICU at T: death within var mortality_horizon_days after T
   (deathtime, else patients.dod, a date: compared by date), the same counting a discharge to hospice within
   the horizon as a death, in-hospital death and ICU death.
+
+  A live extract (docs/COHORT.md) holds stays still open at the time it was taken (extract_time,
+  int_icu_stay_spans):
+  their outcome is known only once the patient died in hospital, or was discharged and the horizon has
+  passed by extract_time (outcome_known). A retrospective extract such as MIMIC-IV knows every outcome.
 -#}
 with stays as (
     select
@@ -27,8 +32,10 @@ with stays as (
         s.sofa_time,
         s.sofa_score as sofa_score_at_onset,
         r.recognition_time,
-        r.sofa_time as recognised_sofa_time
+        r.sofa_time as recognised_sofa_time,
+        x.extract_time
     from {{ ref('stg_icu_icustays') }} as ie
+    inner join {{ ref('int_icu_stay_spans') }} as x on x.stay_id = ie.stay_id
     inner join {{ ref('stg_hosp_patients') }} as p on p.subject_id = ie.subject_id
     inner join {{ ref('stg_hosp_admissions') }} as a on a.hadm_id = ie.hadm_id
     left join {{ ref('sepsis3') }} as s on s.stay_id = ie.stay_id
@@ -87,5 +94,7 @@ labelled as (
 select
     *,
     died_within_horizon or coalesce(discharge_location = 'HOSPICE' and dischtime <= horizon_end, false)
-        as died_or_hospice_within_horizon
+        as died_or_hospice_within_horizon,
+    extract_time is null or deathtime is not null or (dischtime is not null and horizon_end <= extract_time)
+        as outcome_known
 from labelled

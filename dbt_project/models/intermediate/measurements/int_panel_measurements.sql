@@ -22,11 +22,11 @@ items as (
 ),
 
 stays as (
-    select stay_id, subject_id, history_start, outtime from {{ ref('int_stay_history') }}
+    select stay_id, subject_id, history_start, ends_at from {{ ref('int_stay_history') }}
 ),
 
 -- Labs belong to the patient, not the stay (hadm_id may be NULL): a result attaches to every ICU stay
--- of its patient whose [history_start, outtime] holds its charttime: ward labs of the hospital
+-- of its patient whose [history_start, ends_at] holds its charttime: ward labs of the hospital
 -- admission before the ICU count (int_stay_history).
 labs as (
     select
@@ -42,7 +42,7 @@ labs as (
     inner join stays as s
         on s.subject_id = l.subject_id
         and l.charttime >= s.history_start
-        and l.charttime <= s.outtime
+        and l.charttime <= s.ends_at
     where l.valuenum is not null
 ),
 

@@ -25,5 +25,5 @@ select
     pr.stoptime
 from {{ ref('stg_hosp_prescriptions') }} as pr
 inner join antibiotic_drugs as a on a.drug = pr.drug and a.route = pr.route
-left join {{ ref('stg_icu_icustays') }} as ie
-    on ie.hadm_id = pr.hadm_id and pr.starttime >= ie.intime and pr.starttime < ie.outtime
+left join {{ ref('int_icu_stay_spans') }} as ie
+    on ie.hadm_id = pr.hadm_id and pr.starttime >= ie.intime and pr.starttime < ie.ends_at

@@ -13,10 +13,10 @@ with urine as (
 ),
 heart_rate_span as (
     select ie.stay_id, min(ce.charttime) as intime_hr
-    from {{ ref('stg_icu_icustays') }} as ie
+    from {{ ref('int_icu_stay_spans') }} as ie
     inner join {{ ref('stg_icu_chartevents') }} as ce
         on ce.stay_id = ie.stay_id and ce.itemid = 220045
-        and ce.charttime > {{ dbt.dateadd('month', -1, 'ie.intime') }} and ce.charttime < {{ dbt.dateadd('month', 1, 'ie.outtime') }}
+        and ce.charttime > {{ dbt.dateadd('month', -1, 'ie.intime') }} and ce.charttime < {{ dbt.dateadd('month', 1, 'ie.ends_at') }}
     group by ie.stay_id
 ),
 timed as (
