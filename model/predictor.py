@@ -93,6 +93,10 @@ class Score:
     decision: bool | None
     missing: dict[str, list[str]]
     explanation: list[dict] | None = None  # the inputs that contributed most (`explain` > 0)
+    # set by a scorer that knows the intended population (pipelines/serving/scorer.py): "scored" or why not
+    status: str | None = None
+    reason: str | None = None
+    in_population: bool | None = None
 
 
 class Predictor:
@@ -183,9 +187,18 @@ class Predictor:
                 "missing": [
                     "; ".join(f"{k}: {', '.join(v)}" for k, v in s.missing.items() if v)
                     if s.known
-                    else "no features at this time"
+                    else (None if s.status else "no features at this time")
                     for s in scores
                 ],
+                **(
+                    {
+                        "status": [s.status for s in scores],
+                        "in_population": [s.in_population for s in scores],
+                        "reason": [s.reason for s in scores],
+                    }
+                    if any(s.status is not None for s in scores)
+                    else {}
+                ),
                 **(
                     {"top_inputs": [_contributions(s.explanation) for s in scores]}
                     if any(s.explanation is not None for s in scores)

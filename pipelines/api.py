@@ -5,6 +5,7 @@
     project = Project("data")                  # the data folder `make demo` or `sepsis-fusion pipeline` fills
     cohort = project.cohort()                  # the cohort mart: one row per stay, labels, prediction time
     frame = project.training_frame()           # + static baseline and 24-hour aggregates, as of each T
+    live = project.live_stays()                # who is in the ICU now, with T and population status
     run = project.run("demo")                  # data/runs/demo
     scores = run.predict(frame)                # probability and decision per row, point-in-time
 
@@ -14,6 +15,7 @@ rows are (stay_id, prediction_time) pairs, and a run scores each with only what 
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,6 +65,15 @@ class Project:
         prediction_time and the labels (died_in_hospital, died_in_icu, died_within_horizon)."""
         return training.read_cohort(self.data)
 
+    def live_stays(self, as_of: str | dt.datetime | None = None) -> pd.DataFrame:
+        """The stays in the ICU at `as_of` (default: the time the online store is materialized to, else the
+        data's present), each with its intime, prediction time T, hours in the ICU and status in the intended
+        population ('in_population' is what `score` and the service score then), as `sepsis-fusion stays`."""
+        from .workflow import live_stays
+
+        when = utc.parse(as_of) if isinstance(as_of, str) else as_of
+        return live_stays(when, self.data).table
+
     def cohort_flow(self) -> pd.DataFrame | None:
         """How many stays each cohort criterion removed, in order."""
         return training.read_cohort_flow(self.data)
@@ -102,11 +113,12 @@ class Run:
     """A trained run folder bound to a project's store: predicts and explains rows of a frame."""
 
     def __init__(self, path: str | Path, project: Project):
+        from .features.population import Population
         from .serving.scorer import Scorer
 
         self.path = Path(path)
         self.project = project
-        self._scorer = Scorer(self.path, project.store)
+        self._scorer = Scorer(self.path, project.store, population=Population(project.data))
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, version={self.version!r})"

@@ -137,6 +137,13 @@ ONLINE_STORE = typer.Option(
 RUN = typer.Option(
     None, "--run", help="A run: its name under data/runs, or its folder (default: the newest under data/runs)."
 )
+ALLOW_OUTSIDE = typer.Option(
+    False,
+    "--allow-outside-population",
+    help="Also score stays outside the intended population at that time (before T, out of the ICU, not an "
+    "adult's first recognised Sepsis-3 stay), flagged in_population=false. A stay with no static input "
+    "served is refused either way.",
+)
 ENCODER_HELP = "Note encoder: hub id, local folder, or 'minilm' (the packaged all-MiniLM-L6-v2, no hub needed)."
 CONFIG_HELP = "Study settings (YAML); default the packaged {}.yaml (see `model/configs/`)."
 TRACK = typer.Option(
@@ -166,12 +173,18 @@ def synth(
         help="'full': MIMIC-IV's density (about 3,000 chart rows per "
         "stay); 'light': fewer nursing rows, for quick tests.",
     ),
+    live_share: float = typer.Option(
+        workflow.LIVE_SHARE,
+        "--live-share",
+        help="Share of the patients in the ICU at the data's present (the live ward, scored online); "
+        "0: every stay in the past, as in MIMIC-IV.",
+    ),
 ) -> None:
     """Generate a synthetic MIMIC-IV (v2.2 layout, gzip CSV) with known outcome probabilities."""
     import time
 
     start = time.perf_counter()
-    result = workflow.synthesize(stays, seed, out, density)
+    result = workflow.synthesize(stays, seed, out, density, live_share=live_share)
     counts = ", ".join(
         f"{name.split('/')[1]} {result.rows[name]:,}"
         for name in ("icu/chartevents", "hosp/labevents", "note/radiology")
@@ -398,14 +411,90 @@ def score(
         help=f"Name the {workflow.EXPLAIN_TOP} inputs that contributed most to each score "
         "(integrated gradients; column top_inputs, logit units).",
     ),
+    allow_outside: bool = ALLOW_OUTSIDE,
 ) -> None:
-    """Score stays with only what was known at a time: probability, decision, model version, missing inputs."""
-    result = workflow.score(parse_time(as_of), online, parse_stays(stays), run, out, online_store, explain=explain)
+    """Score stays with only what was known at a time: probability, decision, model version, missing inputs.
+    A stay outside the intended population at that time gets its status and the reason instead."""
+    result = workflow.score(
+        parse_time(as_of),
+        online,
+        parse_stays(stays),
+        run,
+        out,
+        online_store,
+        explain=explain,
+        allow_outside=allow_outside,
+    )
+    print_scores(result)
     say(
         f"{result.mode} scores as of {result.as_of} by {result.model_version}: {result.scored} stays scored, "
         f"{result.above_threshold} above the threshold {result.threshold:.3f}"
-        + (f", {result.unknown} with no features at that time" if result.unknown else "")
+        + (f", {result.not_scored} not scored (status column)" if result.not_scored else "")
         + f"\n{result.csv}"
+    )
+
+
+def print_scores(result: workflow.ScoreStep, limit: int = 40) -> None:
+    """The scores as a table on the terminal (the CSV has every column)."""
+    from rich.table import Table
+
+    frame = result.table
+    table = Table(title=f"{result.mode} scores as of {result.as_of}", show_lines=False)
+    for column in ("stay", "status", "probability", "decision", "why not scored / flag"):
+        table.add_column(column, overflow="fold")
+    for row in frame.head(limit).itertuples():
+        probability = "" if row.probability is None or row.probability != row.probability else f"{row.probability:.3f}"
+        decision = "" if probability == "" else ("above" if row.decision else "below")
+        table.add_row(
+            str(row.stay_id),
+            getattr(row, "status", "scored") or "",
+            probability,
+            decision,
+            getattr(row, "reason", "") or "",
+        )
+    console.print(table)
+    if len(frame) > limit:
+        say(f"... {len(frame) - limit} more in {result.csv}")
+
+
+@app.command()
+@reports_errors
+def stays(
+    as_of: str = typer.Option(
+        None,
+        "--as-of",
+        help="ISO time (default: the time the online store is materialized to, else the data's present).",
+    ),
+    ids: bool = typer.Option(
+        False, "--ids", help="Print only the ids of the stays in the intended population, one per line (scripts)."
+    ),
+) -> None:
+    """The stays in the ICU at a time, with their prediction time T and their status in the intended
+    population (who `score` and the service will score then)."""
+    import pandas as pd
+    from rich.table import Table
+
+    result = workflow.live_stays(parse_time(as_of))
+    if ids:
+        for stay in result.table.loc[result.table["status"] == "in_population", "stay_id"]:
+            typer.echo(stay)
+        return
+    table = Table(title=f"in the ICU at {result.as_of}", show_lines=False)
+    for column in ("stay", "in ICU since", "hours", "T", "status", "reason"):
+        table.add_column(column, overflow="fold")
+    for row in result.table.itertuples():
+        table.add_row(
+            str(row.stay_id),
+            f"{row.intime:%Y-%m-%d %H:%M}",
+            f"{row.hours_in_icu:.1f}",
+            "" if pd.isna(row.prediction_time) else f"{row.prediction_time:%Y-%m-%d %H:%M}",
+            row.status,
+            row.reason or "",
+        )
+    console.print(table)
+    say(
+        f"{len(result.table)} stays in the ICU at {result.as_of}, {result.in_population} in the intended population "
+        f"(scored by `sepsis-fusion score --online` and POST /score)"
     )
 
 
@@ -447,6 +536,7 @@ def serve(
         min=0,
         help="Seconds between re-reads of Feast's registry (materializations).",
     ),
+    allow_outside: bool = ALLOW_OUTSIDE,
 ) -> None:
     """HTTP scoring service on the online store: POST /score; GET /readyz, /livez, /metrics, /health (docs at /docs)."""
     from .serving.service import run_service
@@ -461,6 +551,7 @@ def serve(
         log_level=log_level,
         shutdown_timeout_s=shutdown_timeout,
         registry_refresh_s=registry_refresh,
+        allow_outside_population=allow_outside,
     )
     run_service(run, host, port, workers, settings, announce=say)
 
@@ -483,7 +574,7 @@ def demo(
     and materialize the Feast store, train, evaluate, (with --track, log the run to MLflow) and score
     offline and online."""
     tracking(track, experiment)
-    summary(workflow.demo(stays, seed, out, RichReporter(), track, experiment))
+    summary(chain(workflow.demo, stays, seed, out, RichReporter(), track, experiment))
 
 
 @app.command()
@@ -508,7 +599,16 @@ def pipeline(
     skipped and why. Exit status 0: every step ran; 3: a step was skipped (e.g. too few stays to train);
     1: a step failed (the message says which and why)."""
     tracking(track, experiment)
-    summary(workflow.pipeline(mimic, encoder, config, run_name, RichReporter(), track, experiment))
+    summary(chain(workflow.pipeline, mimic, encoder, config, run_name, RichReporter(), track, experiment))
+
+
+def chain(run, *args) -> list[workflow.StepResult]:
+    """Run a chain; when a step fails, the table of what ran prints before the error (exit 1)."""
+    try:
+        return run(*args)
+    except workflow.ChainFailed as exc:
+        summary(exc.steps, failed=True)
+        raise
 
 
 def describe(result: object) -> str:
@@ -547,22 +647,24 @@ def describe(result: object) -> str:
         case workflow.ScoreStep():
             return f"{result.mode} as of {result.as_of}: {result.scored} stays -> {result.csv}"
         case workflow.NobodyToScore():
-            return f"{result.mode}: no cohort stay in the ICU at {result.as_of}"
+            return f"{result.mode}: no stay in the intended population in the ICU at {result.as_of}"
     return str(result)
 
 
-def summary(steps: list[workflow.StepResult]) -> None:
-    """The table of what ran; exit 3 when a step was skipped."""
+def summary(steps: list[workflow.StepResult], failed: bool = False) -> None:
+    """The table of what ran; exit 3 when a step was skipped (`failed`: the caller reports the error)."""
     from rich.table import Table
 
     table = Table(title="what ran", show_lines=False)
     for column in ("step", "status", "detail"):
         table.add_column(column, overflow="fold")
-    colours = {"done": "green", "reused": "cyan", "degraded": "yellow", "skipped": "red"}
+    colours = {"done": "green", "reused": "cyan", "degraded": "yellow", "skipped": "red", "failed": "red"}
     for step in steps:
         table.add_row(step.step, f"[{colours[step.status]}]{step.status}[/]", step.reason or describe(step.result))
-    console.rule("done")
+    console.rule("failed" if failed else "done")
     console.print(table)
+    if failed:
+        return
     say(
         f"warehouse: {paths.warehouse_path()}\nfeature tables (Parquet): {paths.features_dir()}\n"
         f"scores: {paths.data_dir() / 'scores'}"

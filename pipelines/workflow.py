@@ -21,6 +21,7 @@ from sepsis_fusion.model.errors import SepsisFusionError, StudyError
 from sepsis_fusion.model.explain import TOP_INPUTS as EXPLAIN_TOP
 
 from . import paths
+from .synth.present import LIVE_SHARE
 
 DEFAULT_ENCODER = "emilyalsentzer/Bio_ClinicalBERT"
 DEMO_ENCODER = "minilm"
@@ -32,7 +33,7 @@ DEMO_STAYS = 5000
 SYNTH_STAYS = 2000
 DEFAULT_EXPERIMENT = "sepsis-fusion"
 
-Status = Literal["done", "reused", "degraded", "skipped"]
+Status = Literal["done", "reused", "degraded", "skipped", "failed"]
 
 
 class Reporter(Protocol):
@@ -72,6 +73,14 @@ class StepResult:
     status: Status
     result: object = None  # SynthStep, BuildStep, EmbedStep, ApplyStep, TrainStep, EvaluateStep, TrackStep, ...
     reason: str = ""
+
+
+class ChainFailed(SepsisFusionError):
+    """A chain step failed: the message is the step's error; `steps` what ran, the failed step last."""
+
+    def __init__(self, message: str, steps: list[StepResult]):
+        super().__init__(message)
+        self.steps = steps
 
 
 @dataclass(frozen=True)
@@ -180,8 +189,18 @@ class ScoreStep:
         return int(self.table["decision"].eq(True).sum())
 
     @property
-    def unknown(self) -> int:
+    def not_scored(self) -> int:
         return int(self.table["probability"].isna().sum())
+
+
+@dataclass(frozen=True)
+class StaysStep:
+    as_of: dt.datetime
+    table: pd.DataFrame = field(repr=False)  # stay_id, intime, prediction_time, hours_in_icu, status, reason
+
+    @property
+    def in_population(self) -> int:
+        return int(self.table["status"].eq("in_population").sum())
 
 
 def default_mimic() -> Path:
@@ -189,15 +208,20 @@ def default_mimic() -> Path:
 
 
 def synthesize(
-    stays: int = SYNTH_STAYS, seed: int = 0, out: Path | None = None, density: str = "full", reuse: bool = False
+    stays: int = SYNTH_STAYS,
+    seed: int = 0,
+    out: Path | None = None,
+    density: str = "full",
+    reuse: bool = False,
+    live_share: float = LIVE_SHARE,
 ) -> SynthStep:
     """Generate a synthetic MIMIC-IV; with `reuse`, keep a folder generated with the same arguments."""
     from .synth.generate import generate, matches
 
     out = Path(out or paths.data_dir() / "synthetic")
-    if reuse and matches(out, stays, seed, density):
+    if reuse and matches(out, stays, seed, density, live_share):
         return SynthStep(out.resolve(), stays, seed, {}, reused=True)
-    result = generate(stays, seed, out, density=density)
+    result = generate(stays, seed, out, density=density, live_share=live_share)
     return SynthStep(Path(result.out).resolve(), result.stays, seed, dict(result.rows), reused=False)
 
 
@@ -225,16 +249,17 @@ def embed(
     max_length: int = 512,
     stride: int = 64,
     batch_tokens: int = 16384,
+    loaded=None,
 ) -> EmbedStep:
     """Embed the notes of notes_to_embed (new or changed ones only) and write the note-sequence slots. Data
-    without notes (the open demo) writes empty slots without loading the encoder (no hub, no download)."""
+    without notes (the open demo) writes empty slots without loading the encoder (no hub, no download).
+    `loaded`: the encoder, already loaded (run_chain loads it before the build when the data have notes)."""
     from .embed.encoder import load_encoder
     from .embed.run import embed_feature_folder, notes_to_embed
 
+    enc = None
     if notes_to_embed(paths.features_dir()):
-        enc = load_encoder(encoder, pooling=pooling, device=device, max_length=max_length)
-    else:
-        enc = None
+        enc = loaded or load_encoder(encoder, pooling=pooling, device=device, max_length=max_length)
     result = embed_feature_folder(
         enc,
         paths.features_dir(),
@@ -407,18 +432,19 @@ def score(
     as_of: dt.datetime | None = None,
     online: bool = False,
     stays: list[int] | None = None,
-    run: Path | None = None,
+    run: Path | str | None = None,
     out: Path | None = None,
     online_store: str = DEFAULT_ONLINE_STORE,
     scorer=None,
     explain: bool = False,
+    allow_outside: bool = False,
 ) -> ScoreStep:
     """Score stays with only what was known at `as_of`: offline (point-in-time historical retrieval; needs
-    `as_of`) or online (the online store; default `as_of` its materialization time). Default stays: the
-    cohort stays in the ICU at that time. With `explain`, each score names the EXPLAIN_TOP inputs that
+    `as_of`) or online (the online store; default `as_of` the time it is materialized to). Default stays:
+    those in the intended population at that time. A stay outside it gets its status and the reason, not a
+    probability, unless `allow_outside`. With `explain`, each score names the EXPLAIN_TOP inputs that
     contributed most (column top_inputs). The scores are written as CSV (default data/scores/)."""
     from .features.store import online_store_time, open_store
-    from .features.training import in_icu, read_cohort
     from .serving.scorer import Scorer
 
     if as_of is None and not online:
@@ -426,16 +452,51 @@ def score(
     if scorer is None:
         scorer = Scorer(find_run(run), open_store(online=online_store))
     when = as_of or online_store_time(scorer.store)
-    ids = list(stays) if stays else in_icu(read_cohort(), when)
-    if not ids:
-        raise StudyError(f"no cohort stay was in the ICU at {when}: pass --stays or another --as-of")
+    if stays:
+        ids = list(stays)
+        statuses = scorer.population.status(ids, when)
+        if all(s.status == "unknown_stay" for s in statuses):
+            raise UnknownStays(
+                f"no such ICU stay in the data: {', '.join(str(i) for i in ids[:20])}"
+                f"{' ...' if len(ids) > 20 else ''} (`sepsis-fusion stays --as-of {when:%Y-%m-%dT%H:%M}` lists "
+                "the stays in the ICU then)"
+            )
+    else:
+        present = scorer.population.in_icu(when)
+        ids = present.loc[present["status"] == "in_population", "stay_id"].tolist()
+        if not ids:
+            raise StudyError(
+                f"no stay in the ICU at {when} is in the intended population ({len(present)} in the ICU): pass "
+                f"--stays, another --as-of, or see `sepsis-fusion stays --as-of {when:%Y-%m-%dT%H:%M}`"
+            )
     mode = "online" if online else "offline"
     top = EXPLAIN_TOP if explain else 0
-    table = scorer.frame(scorer.online(ids, when, top) if online else scorer.offline(ids, when, top))
+    scores = scorer.online(ids, when, top, allow_outside) if online else scorer.offline(ids, when, top, allow_outside)
+    table = scorer.frame(scores)
     out = Path(out or paths.data_dir() / "scores" / f"{mode}-{when:%Y%m%dT%H%M%S}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     return ScoreStep(mode, when, scorer.version, scorer.threshold, table, out)
+
+
+class UnknownStays(SepsisFusionError):
+    """Every stay asked for is unknown to the data."""
+
+
+def live_stays(as_of: dt.datetime | None = None, data: Path | None = None) -> StaysStep:
+    """The stays in the ICU at `as_of` (default: the online store's time, else the data's present), each with
+    its T and its status in the intended population."""
+    from .features.population import Population
+    from .features.store import data_present, materialized_until, open_store
+
+    population = Population(data)
+    if as_of is None:
+        try:
+            as_of = materialized_until(open_store(data))
+        except SepsisFusionError:
+            as_of = None
+        as_of = as_of or population.extract_time() or data_present(data)
+    return StaysStep(as_of, population.in_icu(as_of))
 
 
 def run_chain(
@@ -451,31 +512,49 @@ def run_chain(
     """build -> embed -> Feast apply and materialize -> train -> evaluate -> (with `track`) log the run to
     MLflow -> score offline and online. Each step is reused when its inputs are unchanged; training is
     skipped, with the reason, when the cohort cannot support it. Returns the summary, one StepResult per
-    step (failures raise)."""
-    from sepsis_fusion.model.errors import TooFewStays
-
-    from .features.training import training_set
-
+    step; a failure raises ChainFailed with the summary so far, the failed step last."""
     steps = list(steps or [])
     if track:  # before the chain's minutes of work, not after them
         from .tracking import require_mlflow
 
         require_mlflow()
 
-    def start(title: str) -> None:
+    current = ["dbt build"]
+
+    def start(title: str, step: str) -> None:
+        current[0] = step
         reporter.step(f"{len(steps) + 1}. {title}")
 
-    start("dbt build")
+    try:
+        return _chain(mimic, encoder, config, run_dir, reporter, steps, track, experiment, start)
+    except SepsisFusionError as exc:
+        if isinstance(exc, TrainingInterrupted):
+            raise
+        raise ChainFailed(str(exc), steps + [StepResult(current[0], "failed", reason=str(exc))]) from exc
+
+
+def _chain(mimic, encoder, config, run_dir, reporter, steps, track, experiment, start) -> list[StepResult]:
+    from sepsis_fusion.model.errors import TooFewStays
+
+    from .features.training import training_set
+
+    loaded = None
+    if has_notes(mimic):  # an encoder that cannot be loaded fails here, before minutes of build
+        start(f"note encoder ({encoder})", "note embeddings")
+        from .embed.encoder import load_encoder
+
+        loaded = load_encoder(encoder)
+    start("dbt build", "dbt build")
     built = build(mimic)
     steps.append(StepResult("dbt build", "reused" if built.reused else "done", built))
-    start(f"note embeddings ({encoder})")
-    notes = embed(encoder)
+    start(f"note embeddings ({encoder})", "note embeddings")
+    notes = embed(encoder, loaded=loaded)
     steps.append(StepResult("note embeddings", "done" if notes.notes else "degraded", notes))
-    start("Feast: apply and materialize (SQLite online store)")
+    start("Feast: apply and materialize (SQLite online store)", "Feast")
     applied = apply_store()
     materialize_store()
     steps.append(StepResult("Feast", "done", applied))
-    start(f"train ({config.name})")
+    start(f"train ({config.name})", "train")
     ts = training_set()
     try:
         trained = train(config, out=run_dir, reporter=reporter, reuse=True, resume_hint="the same command", ts=ts)
@@ -492,7 +571,7 @@ def run_chain(
     if trained.reused:
         reporter.line(f"reusing {run_dir}: trained with this config on this training set")
     steps.append(StepResult("train", "reused" if trained.reused else "done", trained))
-    start("evaluate on the held-out test set")
+    start("evaluate on the held-out test set", "evaluate")
     reporter.line(
         f"metrics with {DEFAULT_RESAMPLES:,} bootstrap resamples, baselines (logistic regression, "
         "gradient boosting, SOFA and OASIS at T), plots, report and model card"
@@ -500,18 +579,24 @@ def run_chain(
     evaluated = evaluate(run_dir, reuse=trained.reused, ts=ts)
     steps.append(StepResult("evaluate", "reused" if evaluated.reused else "done", evaluated))
     if track:
-        start("track the run in MLflow")
+        start("track the run in MLflow", "track")
         tracked = track_run(run_dir, experiment)
         steps.append(StepResult("track", "done", tracked))
-    start("score offline (as of a past time) and online (as of the online store's time)")
+    start("score offline (as of a past time) and online (as of the online store's time)", "score")
     steps.append(StepResult("score", "done", _score_both(run_dir, ts.cohort, reporter)))
     return steps
 
 
+def has_notes(mimic: Path) -> bool:
+    """Whether a MIMIC-IV folder has MIMIC-IV-Note's reports (note/radiology or note/discharge, any format)."""
+    folder = Path(mimic) / "note"
+    return folder.is_dir() and any(p.name.startswith(("radiology", "discharge")) for p in folder.iterdir())
+
+
 def _score_both(run_dir: Path, cohort: pd.DataFrame, reporter: Reporter) -> list[ScoreStep | NobodyToScore]:
-    """Score the cohort stays in the ICU at the median prediction time (offline) and at the online store's time."""
+    """Score the stays in the intended population at the median prediction time (offline) and at the online
+    store's time (online)."""
     from .features.store import online_store_time, open_store
-    from .features.training import in_icu
     from .serving.scorer import Scorer
 
     scorer = Scorer(run_dir, open_store())
@@ -520,12 +605,20 @@ def _score_both(run_dir: Path, cohort: pd.DataFrame, reporter: Reporter) -> list
     done = []
     for online, when in ((False, past), (True, online_store_time(scorer.store))):
         mode = "online" if online else "offline"
-        stays = in_icu(cohort, when)
+        present = scorer.population.in_icu(when)
+        stays = present.loc[present["status"] == "in_population", "stay_id"].tolist()
         if not stays:
             done.append(NobodyToScore(mode, when))
             continue
         done.append(score(when, online=online, stays=stays, scorer=scorer))
         reporter.line(f"{mode} as of {when}: {done[-1].scored} stays -> {done[-1].csv}")
+        if online:  # the live ward, as a deployer would see it
+            table = done[-1].table.merge(present[["stay_id", "prediction_time"]], on="stay_id")
+            for row in table.sort_values("probability", ascending=False).itertuples():
+                reporter.line(
+                    f"  stay {row.stay_id}  T {row.prediction_time:%Y-%m-%d %H:%M}  risk {row.probability:.3f}  "
+                    f"{'above' if row.decision else 'below'} the threshold {scorer.threshold:.3f}"
+                )
     return done
 
 

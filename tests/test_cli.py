@@ -46,3 +46,18 @@ def test_ctrl_c_in_train_exits_130_with_the_command_that_resumes(feature_data, t
     assert_exit(result, 130)
     assert "interrupted: 0 finished cross-validation fold(s) are kept in" in result.stderr
     assert result.stderr.rstrip().endswith(f"to resume, run again: sepsis-fusion train --set folds=3 --out {out}")
+
+
+def test_an_encoder_that_cannot_be_loaded_fails_before_the_build_with_the_table_of_what_ran(tmp_path, monkeypatch):
+    """A MIMIC-IV folder with notes: the encoder is loaded first, so a missing one fails before minutes of
+    build, and the table of what ran still prints, the failed step last (exit 1)."""
+    from sepsis_fusion.pipelines.synth.generate import generate
+
+    generate(60, 3, tmp_path / "mimic", density="light", progress=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a hub id is then looked for in the local cache only
+    result = invoke(["pipeline", "--mimic", tmp_path / "mimic", "--encoder", "no-org/no-such-encoder"], tmp_path / "d")
+    assert_exit(result, 1)
+    assert "what ran" in result.stderr and "failed" in result.stderr
+    assert "note embeddings" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("error: cannot load the encoder 'no-org/no-such-encoder'")
+    assert not (tmp_path / "d" / "warehouse.duckdb").exists()  # the build never started

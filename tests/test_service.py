@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 import shutil
 import signal
@@ -22,7 +23,8 @@ from helpers import copy_feature_store, http, run_cli, start_cli, wait_for_servi
 from sepsis_fusion.model.errors import StudyError
 from sepsis_fusion.model.predictor import Predictor
 from sepsis_fusion.pipelines.features.local_redis import LocalRedis, free_port
-from sepsis_fusion.pipelines.features.store import apply, materialize, open_store
+from sepsis_fusion.pipelines.features.population import Population
+from sepsis_fusion.pipelines.features.store import apply, data_present, materialize, open_store
 from sepsis_fusion.pipelines.serving.scorer import Scorer
 from sepsis_fusion.pipelines.serving.service import PROBE_TIMEOUT_S, RECENT_READ_S
 
@@ -43,10 +45,11 @@ def metric(text: str, name: str, **labels) -> float:
     raise AssertionError(f"no sample {name}{labels} in /metrics")
 
 
-def known_stays(scorer: Scorer, cohort, t: dt.datetime, limit: int) -> list[int]:
-    """Stays past their prediction time at t (a static row) and known online then."""
-    past = cohort.loc[cohort["prediction_time"] <= t, "stay_id"]
-    return [s.stay_id for s in scorer.online(past, t) if s.known][:limit]
+def live_stays(scorer: Scorer, data: Path, t: dt.datetime, limit: int) -> list[int]:
+    """Stays of the live ward in the intended population at t, scored online then."""
+    listed = Population(data).in_icu(t)
+    ids = listed.loc[listed["status"] == "in_population", "stay_id"]
+    return [s.stay_id for s in scorer.online(ids, t) if s.status == "scored"][:limit]
 
 
 def test_the_service_contract_readiness_metrics_logs_and_graceful_shutdown(
@@ -54,11 +57,10 @@ def test_the_service_contract_readiness_metrics_logs_and_graceful_shutdown(
 ):
     store = open_store(data)
     scorer = Scorer(trained_run, store)
-    cohort = synthetic_training_set.cohort.sort_values("prediction_time")
-    filled = cohort["prediction_time"].iloc[len(cohort) // 2].to_pydatetime()
+    filled = data_present(data) - dt.timedelta(hours=2)  # the live ward, two hours before the data's end
     materialize(store, data, end=filled)
     clock = filled + dt.timedelta(hours=2)  # a fixed clock two hours past the store: stale at 1 hour
-    stays = known_stays(scorer, cohort, clock, 10)  # stays span a century of shifted dates: a few at a time
+    stays = live_stays(scorer, data, clock, 10)
     assert len(stays) >= 2
     expected = {s.stay_id: s.probability for s in scorer.online(stays, clock)}
     port, log_file = free_port(), tmp_path / "service.log"
@@ -91,7 +93,12 @@ def test_the_service_contract_readiness_metrics_logs_and_graceful_shutdown(
         answer_refs = json.dumps(score_op["200"]["content"]["application/json"]["schema"])
         assert "#/components/schemas/SingleScore" in answer_refs and "#/components/schemas/BatchScore" in answer_refs
         assert {"404", "422", "503"} <= set(score_op)
-        assert components["StayScore"]["properties"]["probability"]["type"] == "number"
+        stay_score = components["StayScore"]["properties"]
+        assert {"type": "number"} in stay_score["probability"]["anyOf"]  # or null: a stay not scored
+        assert (
+            "unknown_stay" in stay_score["status"]["enum"] and "before_prediction_time" in stay_score["status"]["enum"]
+        )
+        assert "in_population" in components["StayScore"]["required"]
 
         # scores, with the caller's request id echoed
         status, one, headers = http(port, "/score", {"stay_id": stays[0]}, {"X-Request-ID": "ward-7.req-42"})
@@ -195,11 +202,10 @@ def test_redis_outage_recovery_and_incremental_materialization_while_serving(
         apply(data, online="redis", redis=server.connection)
         store = open_store(data, online="redis", redis=server.connection)
         scorer = Scorer(trained_run, store)
-        cohort = synthetic_training_set.cohort.sort_values("prediction_time")
-        t1 = cohort["prediction_time"].iloc[len(cohort) // 3].to_pydatetime()
+        t1 = data_present(data) - dt.timedelta(hours=6)
         t2, t3 = t1 + dt.timedelta(hours=3), t1 + dt.timedelta(hours=6)
         materialize(store, data, end=t1)
-        stays = known_stays(scorer, cohort, t1, 8)
+        stays = live_stays(scorer, data, t1, 8)
         assert len(stays) >= 2
         port, log_file = free_port(), tmp_path / "service.log"
         proc = start_cli(
@@ -228,7 +234,9 @@ def test_redis_outage_recovery_and_incremental_materialization_while_serving(
             return answer
 
         assert http(port, "/readyz")[0] == 200
-        status, unknown, _ = score({"stay_ids": [stays[0], 1, 2]})  # not in Redis at all
+        status, mixed, _ = score({"stay_ids": [stays[0], 1, 2]})  # 1 and 2: no such stay
+        assert status == 200 and [a["status"] for a in mixed["scores"]] == ["scored", "unknown_stay", "unknown_stay"]
+        status, unknown, _ = score({"stay_ids": [1, 2]})
         assert status == 404 and unknown["detail"].startswith("unknown stays [1, 2]")
 
         # a reader scores the same stays throughout while materialization runs in other processes
@@ -349,3 +357,27 @@ def test_a_damaged_or_unfinished_run_folder_is_refused_at_start_up(trained_run, 
         result = run_cli(["serve", "--run", trained_run, "--host", "127.0.0.1", "--port", busy], data, timeout=120)
     assert result.returncode == 1 and f"cannot serve on 127.0.0.1:{busy}" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_clock_before_the_store_is_not_ready_and_staleness_is_never_negative(
+    trained_run, data, synthetic_training_set
+):
+    """The store filled to t, the service's clock two hours before t: it would serve rows from after its
+    own time, so /readyz is 503 naming both times, with no (negative) staleness."""
+    store = open_store(data)
+    filled = data_present(data)
+    materialize(store, data, end=filled)
+    clock = filled - dt.timedelta(hours=2)
+    port = free_port()
+    proc = start_cli(["serve", "--run", trained_run, "--port", port, "--clock", clock.isoformat()], data=data)
+    try:
+        wait_for_service(proc, port, "/livez")
+        status, ready, _ = http(port, "/readyz")
+        assert status == 503 and ready["status"] == "not ready" and ready.get("staleness_seconds") is None
+        assert ready["checks"]["freshness"].startswith(f"the clock ({clock.isoformat()}) is before")
+        assert filled.isoformat() in ready["checks"]["freshness"]
+        exposition = http(port, "/metrics")[1]["text"]
+        assert math.isnan(metric(exposition, "sepsis_fusion_online_store_staleness_seconds"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

@@ -1,9 +1,9 @@
 """The project's Feast store (feature_repo/): open it, and run Feast's own CLI on it.
 
 Every file of the store is under the data folder (paths.data_dir()). feature_repo/feature_store.yaml
-points at the repository's data/ (`../data`, so plain `feast plan` works in that folder); for any data
-folder these helpers write the same configuration with that folder's paths to <data>/feast/ and hand
-it to Feast, and set $SEPSIS_FUSION_DATA, which definitions.py reads for the Parquet sources. Two online
+puts the registry and online store under $SEPSIS_FUSION_DATA, the folder definitions.py reads the Parquet
+sources from (plain `feast` in that folder needs it exported); these helpers write the same configuration
+with the data folder's resolved paths to <data>/feast/, hand it to Feast and set $SEPSIS_FUSION_DATA. Two online
 stores share the definitions: the embedded SQLite default and Redis (feature_store.redis.yaml,
 $SEPSIS_FUSION_REDIS).
 """
@@ -153,6 +153,13 @@ def open_store(data: Path | None = None, online: str = "sqlite", redis: str | No
         return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=store_yaml(online, data))
 
 
+def store_data_dir(store) -> Path:
+    """The data folder a store opened by open_store belongs to (its registry is <data>/feast/<file>)."""
+    registry = store.config.registry
+    path = registry.path if hasattr(registry, "path") else registry
+    return Path(path).resolve().parent.parent
+
+
 def feast_cli(
     args: list[str], data: Path | None = None, online: str = "sqlite", redis: str | None = None
 ) -> subprocess.CompletedProcess:
@@ -220,15 +227,28 @@ def materialize(
 
     `end` defaults to the data's present (data_present): MIMIC-IV's dates are shifted into the
     future, so "now" would find nothing; pass the wall clock for live data. Incremental runs start
-    where the previous one ended (`feast materialize-incremental`); full runs start at `start`, by default
-    each view's ttl before `end`, as Feast's first incremental run does: an older row has expired by `end`
-    and would never be served (at full MIMIC-IV scale, 94,000 stays' hourly steps against the few
-    hundred stays in the ICU at `end`)."""
-    end = end or data_present(data)
-    if incremental:
-        store.materialize_incremental(end_date=end, feature_views=views)
-        return end
+    where the previous one ended; full runs start at `start`, by default each view's ttl before `end`, as
+    Feast's first incremental run does: an older row has expired by `end` and would never be served (at full
+    MIMIC-IV scale, 94,000 stays' hourly steps against the few hundred stays in the ICU at `end`).
+
+    A full run to an `end` before the store's present rewinds the store (a replay of an earlier time): the
+    online tables are emptied first, since Feast's Redis store keeps a newer row over an older one, and the
+    store's present becomes `end` (materialized_until), where `serve` and `score --online` then score."""
+    end = naive_utc(end or data_present(data))
     online = [v for v in store.list_feature_views() if v.online and (views is None or v.name in views)]
+    previous = {v.name: _last_end(v) for v in online}
+    if incremental:
+        for view in online:
+            first = previous[view.name] or (end - view.ttl if view.ttl else datetime(1900, 1, 1))
+            if first < end:
+                store.materialize(start_date=first, end_date=end, feature_views=[view.name])
+        return end
+    if any(last is not None and end < last for last in previous.values()):
+        if views is not None:
+            raise FeatureStoreError(
+                f"materializing to {end}, before the store's present, rewinds every view: leave out the view list"
+            )
+        _empty_online_store(store, online)
     by_start: dict[datetime, list[str]] = {}
     for view in online:
         first = start or (end - view.ttl if view.ttl else datetime(1900, 1, 1))
@@ -238,14 +258,29 @@ def materialize(
     return end
 
 
+def _last_end(view) -> datetime | None:
+    """The end of the view's most recent materialization (Feast keeps them in the order they ran; its
+    most_recent_end_time is the latest end ever, which a rewind would not move back)."""
+    intervals = view.materialization_intervals
+    return naive_utc(intervals[-1][1]) if intervals else None
+
+
+def _empty_online_store(store, views) -> None:
+    """Remove every row of the online store and create its tables again (SQLite: the file; Redis: the keys of
+    the entity)."""
+    online = store._get_provider().online_store  # no public accessor in Feast 0.67
+    entities = store.list_entities()
+    online.teardown(store.config, views, entities)
+    online.update(store.config, [], views, [], entities, partial=False)
+
+
 def materialized_until(store, service: str = SERVICE_NAME) -> datetime | None:
     """How far the online store is filled for the service: the time every one of its views has been
-    materialized to (Feast's most recent end time, naive UTC), or None if a view never was."""
+    materialized to by its most recent run (naive UTC), or None if a view never was."""
     ends = [
-        store.get_feature_view(p.name).most_recent_end_time
-        for p in store.get_feature_service(service).feature_view_projections
+        _last_end(store.get_feature_view(p.name)) for p in store.get_feature_service(service).feature_view_projections
     ]
-    return None if any(end is None for end in ends) else naive_utc(min(ends))
+    return None if any(end is None for end in ends) else min(ends)
 
 
 def online_store_time(store, service: str = SERVICE_NAME) -> datetime:

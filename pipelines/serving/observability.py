@@ -82,15 +82,17 @@ class Metrics:
         )
         self.staleness = Gauge(
             "sepsis_fusion_online_store_staleness_seconds",
-            "The service clock's time minus where the online store is filled to",
+            "The service clock's time minus where the online store is filled to (NaN while the clock is before it)",
             registry=r,
             multiprocess_mode="mostrecent",
         )
 
     def observe_store(self, as_of: datetime, materialized_until: datetime) -> float:
+        """Sets the gauges; returns the staleness in seconds, negative when the clock is before the store's time
+        (then the staleness gauge is NaN: /readyz says not ready)."""
         staleness = (as_of - materialized_until).total_seconds()
         self.materialized.set(materialized_until.replace(tzinfo=UTC).timestamp())
-        self.staleness.set(staleness)
+        self.staleness.set(staleness if staleness >= 0 else float("nan"))
         return staleness
 
     def exposition(self) -> bytes:

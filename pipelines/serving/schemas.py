@@ -43,11 +43,33 @@ class Contribution(BaseModel):
     hours_before: float | None = Field(None, description="for a note: hours from its charting to as_of")
 
 
+Status = Literal[
+    "scored",
+    "before_prediction_time",
+    "outside_population",
+    "not_in_icu",
+    "not_admitted",
+    "unknown_stay",
+    "no_static_inputs",
+]
+
+
 class StayScore(BaseModel):
     stay_id: int
-    probability: float = Field(description="calibrated risk of the outcome")
-    decision: bool = Field(description="probability >= threshold")
-    missing: MissingInputs
+    status: Status = Field(
+        description="'scored', or why not: before_prediction_time (Sepsis-3 recognised, T not reached), "
+        "outside_population (not an adult's first Sepsis-3 ICU stay recognised by as_of), not_in_icu (left the "
+        "ICU or died), not_admitted (admitted after as_of), unknown_stay (no such ICU stay in the data), "
+        "no_static_inputs (none of the static inputs served)"
+    )
+    in_population: bool = Field(
+        description="in the intended population at as_of; false with a probability only under "
+        "--allow-outside-population (a flagged score)"
+    )
+    reason: str | None = Field(None, description="why the stay was not scored, or why its score is flagged")
+    probability: float | None = Field(None, description="calibrated risk of the outcome (status 'scored' only)")
+    decision: bool | None = Field(None, description="probability >= threshold (status 'scored' only)")
+    missing: MissingInputs | None = Field(None, description="the inputs with no value (status 'scored' only)")
     explanation: list[Contribution] | None = Field(None, description="with ?explain=true: the largest contributions")
 
 
@@ -62,7 +84,8 @@ class SingleScore(StayScore, ServedBy):
 
 
 class BatchScore(ServedBy):
-    """The answer to {"stay_ids": [...]}, in the order asked."""
+    """The answer to {"stay_ids": [...]}, in the order asked: every stay with its status, scored or not (a
+    batch is refused whole, 404, only when none of its stays is known to the data)."""
 
     scores: list[StayScore]
 

@@ -1,9 +1,10 @@
 """`sepsis-fusion serve`: the trained model behind HTTP, on the Feast online store.
 
-POST /score with {"stay_id": 123} or {"stay_ids": [123, 456]} answers each stay's probability, the
-decision at the model's threshold, the model version and the inputs that were missing (with
-`?explain=true`, also the inputs that contributed most). Unknown stays (no feature in the online store at
-the service's clock) get 404 naming them; malformed requests 422 naming the field; an online store that
+POST /score with {"stay_id": 123} or {"stay_ids": [123, 456]} answers each stay's status in the intended
+population at the service's clock and, for the stays in it, the probability, the decision at the model's
+threshold and the inputs that were missing (with `?explain=true`, also the inputs that contributed most),
+with the model version. Other stays get their status and the reason; a request whose stays are all unknown
+to the data gets 404 naming them; malformed requests 422 naming the field; an online store that
 cannot be read 503, and the service answers again when it is back. GET /livez says the process answers,
 GET /readyz whether it can score (model loaded, online store reachable, features not stale), GET /metrics
 gives Prometheus metrics, GET /health what is served. Answers and logs carry ids, numbers and feature
@@ -47,7 +48,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sepsis_fusion.model.errors import SepsisFusionError
 from sepsis_fusion.model.explain import TOP_INPUTS as EXPLAIN_TOP
-from sepsis_fusion.model.predictor import known_rows
 
 from .. import utc
 from ..features.store import FeatureStoreError, materialized_until, require_materialized
@@ -115,21 +115,19 @@ def create_app(
             raise HTTPException(503, str(exc)) from None
 
     def score_now(ids: list[int], explain: int) -> tuple[datetime, list]:
-        """A request's whole scoring, on the scoring thread: the clock, the online store's features, the
-        refusal of unknown stays (before any model runs: a batch of unknown ids costs only the read), the scores."""
+        """A request's whole scoring, on the scoring thread: the clock, each stay's status in the intended
+        population, the online store's features of those to score, the scores. A request none of whose stays
+        the data knows is refused (404) before any read."""
         as_of = now()
-        features = scorer.online_features(ids, as_of)
-        known = known_rows(features)
-        if not known.all():
-            last_read["ok_at"] = time.monotonic()  # the store answered
-            unknown = [stay for stay, k in zip(ids, known) if not k]
+        statuses = scorer.population.status(ids, as_of)
+        unknown = [s.stay_id for s in statuses if s.status == "unknown_stay"]
+        if len(unknown) == len(ids):
             raise HTTPException(
                 404,
-                f"unknown stays {unknown[:20]}{' ...' if len(unknown) > 20 else ''}: no "
-                f"features in the online store as of {as_of.isoformat()} (not a stay, not "
-                f"admitted yet, or not materialized)",
+                f"unknown stays {unknown[:20]}{' ...' if len(unknown) > 20 else ''}: no such ICU stay in the data "
+                "(`sepsis-fusion stays` lists the stays in the ICU)",
             )
-        return as_of, scorer.score(features, explain, known)
+        return as_of, scorer.online(ids, as_of, explain, settings.allow_outside_population)
 
     def open_connection() -> None:
         try:
@@ -180,8 +178,9 @@ def create_app(
 
     @app.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
     async def readyz() -> JSONResponse:
-        """Ready to score: the model is loaded, the online store answers a read within 2 s, and the features
-        are no staler than --max-staleness at the service's clock. Send traffic only while this is 200."""
+        """Ready to score: the model is loaded, the online store answers a read within 2 s, and the service's
+        clock is at or after the time the online store is filled to, by at most --max-staleness. Send traffic
+        only while this is 200."""
         checks = {"model": "ok"}  # the app exists only once its run folder has loaded
         as_of = staleness = None
         try:
@@ -197,12 +196,20 @@ def create_app(
             until = require_materialized(await asyncio.to_thread(fill))
             as_of = await asyncio.to_thread(clock)
             staleness = metrics.observe_store(as_of, until)
-            checks["freshness"] = (
-                "ok"
-                if staleness <= settings.max_staleness_s
-                else f"the features end {staleness:.0f} s before the clock (more than --max-staleness "
-                f"{settings.max_staleness_s:.0f})"
-            )
+            if staleness < 0:
+                checks["freshness"] = (
+                    f"the clock ({as_of.isoformat()}) is before the time the online store is filled to "
+                    f"({until.isoformat()}): it would serve rows from after the clock's time; materialize to "
+                    "the clock's time or use --clock materialized"
+                )
+                staleness = None
+            elif staleness > settings.max_staleness_s:
+                checks["freshness"] = (
+                    f"the features end {staleness:.0f} s before the clock (more than --max-staleness "
+                    f"{settings.max_staleness_s:.0f})"
+                )
+            else:
+                checks["freshness"] = "ok"
         except FeatureStoreError as exc:
             checks["freshness"] = str(exc)
         ready = all(v == "ok" for v in checks.values())
@@ -238,20 +245,33 @@ def create_app(
         request: ScoreRequest,
         explain: bool = Query(False, description=f"name the {EXPLAIN_TOP} inputs that contributed most to each score"),
     ) -> dict:
-        """Each stay's calibrated probability as of the service's clock, from the online store's features."""
+        """Each stay's status in the intended population as of the service's clock and, for those in it, the
+        calibrated probability from the online store's features. A stay outside the population (before its T,
+        out of the ICU, not an adult's first recognised Sepsis-3 stay), not admitted by then, unknown to the
+        data, or with no static input served gets its status and the reason instead of a probability. A
+        single stay unknown to the data, or a batch of only such stays, is 404."""
         ids = request.ids
         if explain and len(ids) > MAX_EXPLAINED:
             # an explanation is ~32 forward and backward passes per fold model and stay
             raise HTTPException(422, f"explain=true takes at most {MAX_EXPLAINED} stays per request, got {len(ids)}")
         as_of, scores = await on_scoring_thread(score_now, ids, EXPLAIN_TOP if explain else 0)
-        metrics.stays.inc(len(ids))
+        metrics.stays.inc(sum(s.status == "scored" for s in scores))
         answers = [
             {
                 "stay_id": s.stay_id,
-                "probability": s.probability,
-                "decision": s.decision,
-                "missing": s.missing,
-                **({"explanation": s.explanation} if explain else {}),
+                "status": s.status,
+                "in_population": s.in_population,
+                "reason": s.reason,
+                **(
+                    {
+                        "probability": s.probability,
+                        "decision": s.decision,
+                        "missing": s.missing,
+                        **({"explanation": s.explanation} if explain else {}),
+                    }
+                    if s.status == "scored"
+                    else {}
+                ),
             }
             for s in scores
         ]

@@ -22,6 +22,7 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_timeout_s: float = Field(30.0, ge=0)
     registry_refresh_s: float = Field(10.0, ge=0)  # how soon a materialization by another process is seen
+    allow_outside_population: bool = False  # also score stays outside the intended population, flagged
 
     def to_env(self) -> dict[str, str]:
         return {SETTINGS_ENV + k.upper(): str(v) for k, v in self.model_dump().items()}
