@@ -27,9 +27,15 @@ import yaml
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String
 
-# The data folder: $SEPSIS_FUSION_DATA (set by `sepsis-fusion features ...`), else the repository's data/,
-# the folder feature_store.yaml points at.
-DATA = Path(os.environ.get("SEPSIS_FUSION_DATA") or Path(__file__).resolve().parents[1] / "data").resolve()
+# The data folder: $SEPSIS_FUSION_DATA, the folder feature_store.yaml's registry and online store are in
+# (`sepsis-fusion features ...` sets it; plain `feast` needs it exported), so sources and registry agree.
+if not os.environ.get("SEPSIS_FUSION_DATA"):
+    raise RuntimeError(
+        "feature_repo/ reads its data folder from $SEPSIS_FUSION_DATA, for the registry and online store "
+        "(feature_store.yaml) and the Parquet sources alike: export SEPSIS_FUSION_DATA=$(realpath ../data) (the folder "
+        "`make demo` fills) or the folder you built, then run feast again"
+    )
+DATA = Path(os.environ["SEPSIS_FUSION_DATA"]).resolve()
 FEATURES = DATA / "features"
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 DBT_MARTS = DBT_PROJECT / "models" / "marts"
@@ -86,8 +92,47 @@ def parquet_source(name: str, file: str, timestamp_field: str = "event_timestamp
     if OFFLINE == "spark":
         from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 
-        return SparkSource(file_format="parquet", **common)
-    return FileSource(**common)
+        source = SparkSource(file_format="parquet", **common)
+    else:
+        source = FileSource(**common)
+    return source
+
+
+def _plan_ignores_source_stamps() -> None:
+    """Feast (0.67) compares a feature view's copy of its source with the copy in the registry, creation and
+    update times included; a new source is stamped when built and a materialization restamps the registry's,
+    so `feast plan` listed every view as updated on a store nobody had changed. Its comparison (imported with
+    these definitions by `feast plan` and `apply`) here disregards those two times of a view's source."""
+    from feast.diff import registry_diff
+
+    compare = registry_diff.diff_registry_objects
+    if getattr(compare, "ignores_source_stamps", False):
+        return
+
+    def unstamped(value):
+        if hasattr(value, "meta") and hasattr(value, "data_source_class_type"):
+            value = type(value).FromString(value.SerializeToString())
+            value.ClearField("meta")
+        return value
+
+    def diff_registry_objects(current, new, object_type):
+        diff = compare(current, new, object_type)
+        kept = [
+            d
+            for d in diff.feast_object_property_diffs
+            if d.property_name not in ("batch_source", "stream_source")
+            or unstamped(d.val_existing) != unstamped(d.val_declared)
+        ]
+        if diff.feast_object_property_diffs and not kept:
+            diff.feast_object_property_diffs = []
+            diff.transition_type = registry_diff.TransitionType.UNCHANGED
+        return diff
+
+    diff_registry_objects.ignores_source_stamps = True
+    registry_diff.diff_registry_objects = diff_registry_objects
+
+
+_plan_ignores_source_stamps()
 
 
 static_baseline = FeatureView(
