@@ -55,7 +55,8 @@ def tile(source: Path, out: Path, cohort_stays: int) -> int:
     per_copy = duckdb.sql(f"SELECT count(stay_id) FROM '{source}/features/cohort.parquet'").fetchall()[0][0]
     copies = math.ceil(cohort_stays / per_copy)
     (out / "features").mkdir(parents=True, exist_ok=True)
-    for name in (*FILES, "windows_24h"):  # windows_24h: registered offline-only, but `feast apply` reads it
+    # windows_24h: registered offline-only, but `feast apply` reads it; stay_population: whom the scorer scores
+    for name in (*FILES, "windows_24h", "stay_population"):
         target = out / "features" / f"{name}.parquet"
         if target.exists():
             continue
@@ -171,7 +172,8 @@ def icu_snapshot(source: Path, out: Path) -> datetime:
     real moment almost no stay of the data is in the ICU.)"""
     now = datetime(2150, 1, 1, 12, 0)
     (out / "features").mkdir(parents=True, exist_ok=True)
-    for name in (*FILES, "windows_24h"):  # windows_24h: registered offline-only, but `feast apply` reads it
+    # windows_24h: registered offline-only, but `feast apply` reads it; stay_population: whom the scorer scores
+    for name in (*FILES, "windows_24h", "stay_population"):
         target = out / "features" / f"{name}.parquet"
         if target.exists():
             continue

@@ -62,7 +62,8 @@ class Project:
 
     def cohort(self) -> pd.DataFrame:
         """The cohort mart: stay, subject and admission ids, intime/outtime, Sepsis-3 recognition,
-        prediction_time and the labels (died_in_hospital, died_in_icu, died_within_horizon)."""
+        prediction_time and the labels (died_in_hospital, died_in_icu, died_within_horizon), null where
+        outcome_known is false (a live extract's open stays; training_frame and training_set leave them out)."""
         return training.read_cohort(self.data)
 
     def live_stays(self, as_of: str | dt.datetime | None = None) -> pd.DataFrame:

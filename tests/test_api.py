@@ -38,10 +38,14 @@ def test_the_package_top_names_the_api():
 
 
 def test_the_training_frame_is_the_cohort_with_readable_features_as_of_each_prediction_time(project, frame):
-    cohort = project.cohort()
+    everyone = project.cohort()
+    assert (~everyone["outcome_known"]).sum() > 0  # the live ward's open stays: no labels yet, not in the frame
+    cohort = everyone[everyone["outcome_known"]].reset_index(drop=True)
     assert len(frame) == len(cohort) and frame["stay_id"].tolist() == cohort["stay_id"].tolist()
-    for column in ("subject_id", "prediction_time", *OUTCOMES):
+    for column in ("subject_id", "prediction_time"):
         assert frame[column].equals(cohort[column]), column
+    for column in OUTCOMES:
+        assert frame[column].tolist() == cohort[column].astype(bool).tolist(), column
     static = pd.read_parquet(project.data / "features" / "static_baseline.parquet").set_index("stay_id")
     age = static.loc[frame["stay_id"], "age"].to_numpy()
     np.testing.assert_array_equal(frame["age"].to_numpy(dtype=float), age.astype(float))
@@ -63,6 +67,18 @@ def test_the_training_frame_is_the_cohort_with_readable_features_as_of_each_pred
     last_hour = windows[(windows["stay_id"] == row["stay_id"]) & (windows["event_timestamp"] <= row["prediction_time"])]
     expected = last_hour.sort_values("event_timestamp").iloc[-1]["heart_rate_mean"]
     assert row["heart_rate_mean_24h"] == pytest.approx(expected)
+
+
+def test_live_stays_lists_the_ward_at_a_time_with_t_and_status(project):
+    from sepsis_fusion.pipelines.features.store import data_present
+
+    present = data_present(project.data)
+    live = project.live_stays(present)
+    assert {"stay_id", "intime", "prediction_time", "hours_in_icu", "status", "reason"} <= set(live)
+    assert (live["status"] == "in_population").sum() >= 2 and (live["intime"] <= present).all()
+    assert project.live_stays(present.isoformat())["stay_id"].tolist() == live["stay_id"].tolist()
+    earlier = project.live_stays("2100-01-01T00:00")  # before anyone was admitted
+    assert earlier.empty
 
 
 def test_rows_stored_after_the_prediction_time_never_reach_the_training_frame(feature_data, project, tmp_path):

@@ -22,6 +22,7 @@ from sepsis_fusion.pipelines.features.local_redis import LocalRedis, free_port
 from sepsis_fusion.pipelines.features.store import data_present
 
 ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 DEMO_PRESENT = "2203-08-06T15:00"  # the demo's data present, as the docs write it
 DEMO_OFFLINE = "2203-08-05T12:00"
 
@@ -108,3 +109,20 @@ def test_feast_commands_run_as_written(repo, tmp_path):
     names = answer["metadata"]["feature_names"]
     assert {"static_baseline__age", "sequence_steps__lactate_value", "sequence_steps_lag1__lactate_value"} <= set(names)
     assert answer["results"][names.index("static_baseline__age")]["values"][0] is not None
+
+
+def test_readmes_online_commands_run_as_written(repo):
+    """README's block: the demo's stay id becomes one of this data's stays in the population."""
+    (block,) = re.findall(r"## Online, on the demo's live ward.*?```bash\n(.*?)```", README.read_text(), flags=re.S)
+    port = free_port()
+    script = (
+        block.replace(".venv/bin/", "")
+        .replace("localhost:8000", f"localhost:{port}")
+        .replace("sepsis-fusion serve &", f"sepsis-fusion serve --port {port} &")
+    )
+    script = re.sub(r"""-d '\{"stay_ids": \[\d+, 123\]\}'""", """-d "{\\"stay_ids\\": [$STAY, 123]}" """, script)
+    assert "$STAY" in script, "README's curl asks for one demo stay and 123"
+    result = run_bash("STAY=$(sepsis-fusion stays --ids | head -n 1)\n" + script, repo)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (batch,) = json_answers(result.stdout)
+    assert [a["status"] for a in batch["scores"]] == ["scored", "unknown_stay"]

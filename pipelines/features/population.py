@@ -25,6 +25,16 @@ POPULATION_FILE = "stay_population.parquet"
 Status = Literal[
     "in_population", "before_prediction_time", "outside_population", "not_in_icu", "not_admitted", "unknown_stay"
 ]
+FACTS = (
+    "intime",
+    "outtime",
+    "deathtime",
+    "age",
+    "is_adult",
+    "is_first_sepsis3_stay",
+    "recognition_time",
+    "prediction_time",
+)
 # The statuses a stay outside the population may still be scored under with --allow-outside-population:
 # a stay the data knows and that was admitted by t.
 OVERRIDABLE = ("before_prediction_time", "outside_population", "not_in_icu")
@@ -49,9 +59,14 @@ class Population:
         self.path = Path(data or paths.data_dir()) / "features" / POPULATION_FILE
         self._stamp: tuple[int, int] | None = None
         self._stays = pd.DataFrame()
+        self._records: dict[int, tuple] = {}
 
     @property
     def stays(self) -> pd.DataFrame:
+        """Every ICU stay's facts, indexed by stay_id."""
+        return self._load()
+
+    def _load(self) -> pd.DataFrame:
         try:
             info = self.path.stat()
         except FileNotFoundError:
@@ -62,18 +77,22 @@ class Population:
         if stamp != self._stamp:
             frame = duckdb.sql(f"SELECT * FROM '{self.path}' WHERE stay_id IS NOT NULL").df()
             self._stays, self._stamp = frame.set_index(frame["stay_id"].rename(None)), stamp
+            # one plain record per stay: a request's statuses are dictionary lookups, not pandas indexing
+            records = frame[list(FACTS)].astype(object).where(frame[list(FACTS)].notna(), None)
+            self._records = dict(zip(frame["stay_id"].astype(int), records.itertuples(index=False, name="Facts")))
         return self._stays
 
     def status(self, stay_ids, as_of: dt.datetime) -> list[StayStatus]:
         """Each stay's status as of `as_of`, in the order given."""
         t = pd.Timestamp(naive_utc(as_of))
-        stays = self.stays
+        self._load()  # again when the file changed
         out = []
         for stay in (int(s) for s in stay_ids):
-            if stay not in stays.index:
+            facts = self._records.get(stay)
+            if facts is None:
                 out.append(StayStatus(stay, "unknown_stay", f"stay {stay} is not in the data (no such ICU stay)", None))
                 continue
-            out.append(_status(stays.loc[stay], t))
+            out.append(_status(stay, facts, t))
         return out
 
     def in_icu(self, as_of: dt.datetime) -> pd.DataFrame:
@@ -101,26 +120,25 @@ class Population:
         return None if values.empty else values.iloc[0].to_pydatetime()
 
 
-def _status(row: pd.Series, t: pd.Timestamp) -> StayStatus:
-    stay = int(row["stay_id"])
-    recognised = pd.notna(row["recognition_time"]) and row["recognition_time"] <= t
-    prediction_time = row["prediction_time"].to_pydatetime() if recognised else None
-    if row["intime"] > t:
-        return StayStatus(stay, "not_admitted", f"admitted to the ICU at {row['intime']}, after {t}", None)
-    for column, what in (("deathtime", "died"), ("outtime", "left the ICU")):
-        if pd.notna(row[column]) and row[column] <= t:
-            return StayStatus(stay, "not_in_icu", f"{what} at {row[column]}, before {t}", prediction_time)
-    if not row["is_adult"]:
-        return StayStatus(stay, "outside_population", f"age {row['age']} at ICU admission: not an adult", None)
+def _status(stay: int, row, t: pd.Timestamp) -> StayStatus:
+    recognised = row.recognition_time is not None and row.recognition_time <= t
+    prediction_time = row.prediction_time.to_pydatetime() if recognised else None
+    if row.intime > t:
+        return StayStatus(stay, "not_admitted", f"admitted to the ICU at {row.intime}, after {t}", None)
+    for value, what in ((row.deathtime, "died"), (row.outtime, "left the ICU")):
+        if value is not None and value <= t:
+            return StayStatus(stay, "not_in_icu", f"{what} at {value}, before {t}", prediction_time)
+    if not row.is_adult:
+        return StayStatus(stay, "outside_population", f"age {row.age} at ICU admission: not an adult", None)
     if not recognised:
         return StayStatus(stay, "outside_population", f"Sepsis-3 not recognised from stored rows by {t}", None)
-    if not row["is_first_sepsis3_stay"]:
+    if not row.is_first_sepsis3_stay:
         return StayStatus(stay, "outside_population", "not the patient's first Sepsis-3 ICU stay", prediction_time)
-    if row["prediction_time"] > t:
+    if row.prediction_time > t:
         return StayStatus(
             stay,
             "before_prediction_time",
-            f"Sepsis-3 recognised at {row['recognition_time']}; scored from T = {row['prediction_time']}",
+            f"Sepsis-3 recognised at {row.recognition_time}; scored from T = {row.prediction_time}",
             prediction_time,
         )
     return StayStatus(stay, "in_population", None, prediction_time)
