@@ -85,7 +85,10 @@ def fit_calibrator(method: str, p: np.ndarray, y: np.ndarray) -> Calibrator:
             intercept, _ = _logistic(y.astype(np.float64), slope * logit(p), with_slope=False)
         return Calibrator("platt", slope=slope, intercept=intercept)
     if method == "isotonic":
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
+        # a step with no event (or no survivor) in a finite sample is not a risk of exactly 0 (or 1): bounded
+        # at half an event of the sample, so that a logit (calibration slope, the report's curves) stays finite
+        bound = 0.5 / max(len(y), 1)
+        iso = IsotonicRegression(y_min=bound, y_max=1.0 - bound, out_of_bounds="clip").fit(p, y)
         return Calibrator("isotonic", knots_x=iso.X_thresholds_.tolist(), knots_y=iso.y_thresholds_.tolist())
     raise StudyError(f"unknown calibration method {method!r}: use one of {METHODS}")
 

@@ -77,8 +77,10 @@ def test_platt_and_isotonic_maps_fitted_on_predictions_restore_calibration():
     slope, intercept = calibration_slope_intercept(fresh_y, platt(fresh))
     assert slope == pytest.approx(1, abs=0.08) and abs(intercept) < 0.08
     isotonic = fit_calibrator("isotonic", squeezed, y)
-    reference = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(squeezed, y)
+    bound = 0.5 / len(y)  # never a risk of exactly 0 or 1: half an event of the sample
+    reference = IsotonicRegression(y_min=bound, y_max=1 - bound, out_of_bounds="clip").fit(squeezed, y)
     np.testing.assert_allclose(isotonic(fresh), reference.predict(fresh), atol=1e-12)
+    assert isotonic(fresh).min() == bound and reference.predict(fresh).min() == bound
     assert calibration_error(fresh_y, isotonic(fresh)) < 0.02
     with pytest.raises(ValueError, match="unknown calibration method 'beta'"):
         fit_calibrator("beta", squeezed, y)

@@ -364,7 +364,14 @@ def test_parquet_files_match_the_warehouse(built):
     windows, notes = built.features / "windows_24h.parquet", built.features / "notes_to_embed.parquet"
     assert windows.is_file() and notes.is_file()
     stays = pd.read_csv(built.mimic / "icu/icustays.csv.gz", parse_dates=["intime", "outtime"])
-    hours = ((stays.outtime.dt.floor("h") - (stays.intime.dt.floor("h") + HOUR)) / HOUR + 1).clip(lower=0)
+    # a stay still open at the data's present runs to the extract's time: the latest time the files hold
+    admissions = pd.read_csv(built.mimic / "hosp/admissions.csv.gz", parse_dates=["admittime", "dischtime"])
+    charted = pd.read_csv(built.mimic / "icu/chartevents.csv.gz", usecols=["charttime"], parse_dates=["charttime"])
+    extract = max(stays[["intime", "outtime"]].max().max(), admissions[["admittime", "dischtime"]].max().max())
+    extract = max(extract, charted.charttime.max())
+    assert stays.outtime.isna().any()  # the live ward
+    ends = stays.outtime.fillna(extract)
+    hours = ((ends.dt.floor("h") - (stays.intime.dt.floor("h") + HOUR)) / HOUR + 1).clip(lower=0)
     with duckdb.connect(str(built.warehouse), read_only=True) as con:
         n = lambda sql: con.sql(sql).fetchall()[0][0]  # noqa: E731
         in_file = n(f"SELECT count(*) FROM read_parquet('{windows}')")
