@@ -59,11 +59,6 @@ def read_cohort_excluded(data: Path | None = None) -> pd.DataFrame | None:
     return duckdb.sql(f"SELECT * FROM '{path}' WHERE stay_id IS NOT NULL ORDER BY stay_id").df()
 
 
-def in_icu(cohort: pd.DataFrame, when) -> list[int]:
-    """The cohort stays in the ICU at `when` (admitted by then, not yet out)."""
-    return cohort.loc[(cohort["intime"] <= when) & (cohort["outtime"] >= when), "stay_id"].tolist()
-
-
 def entity_frame(stay_ids, times) -> pd.DataFrame:
     """Feast's entity dataframe: one row per (stay, time)."""
     times = pd.Series(pd.to_datetime(times)).dt.floor("us").astype("datetime64[us]")
