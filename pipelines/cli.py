@@ -537,6 +537,15 @@ def serve(
         help="Seconds between re-reads of Feast's registry (materializations).",
     ),
     allow_outside: bool = ALLOW_OUTSIDE,
+    api_key_file: Path = typer.Option(
+        None,
+        "--api-key-file",
+        help="File of API keys, one per line: /score, /metrics and /health then require 'Authorization: Bearer "
+        "<key>' (401 otherwise); $SEPSIS_FUSION_API_KEY adds one. /livez and /readyz stay open.",
+    ),
+    max_body_bytes: int = typer.Option(
+        serve_default("max_body_bytes"), "--max-body-bytes", min=1024, help="Larger request bodies get 413."
+    ),
 ) -> None:
     """HTTP scoring service on the online store: POST /score; GET /readyz, /livez, /metrics, /health (docs at /docs)."""
     from .serving.service import run_service
@@ -552,6 +561,8 @@ def serve(
         shutdown_timeout_s=shutdown_timeout,
         registry_refresh_s=registry_refresh,
         allow_outside_population=allow_outside,
+        api_key_file=str(api_key_file.resolve()) if api_key_file else None,
+        max_body_bytes=max_body_bytes,
     )
     run_service(run, host, port, workers, settings, announce=say)
 

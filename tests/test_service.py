@@ -381,3 +381,42 @@ def test_a_clock_before_the_store_is_not_ready_and_staleness_is_never_negative(
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_api_keys_guard_scoring_and_metrics_and_big_bodies_get_413(trained_run, data, tmp_path):
+    """With --api-key-file, /score, /metrics and /health need 'Authorization: Bearer <key>' (401 otherwise,
+    logged without what was sent); /livez and /readyz stay open; a body over --max-body-bytes is 413."""
+    store = open_store(data)
+    materialize(store, data)  # the data's present: the live ward
+    stays = live_stays(Scorer(trained_run, store), data, data_present(data), 2)
+    key, wrong = "k" * 8 + "3f9a1c7e5b2d4f60", "w" * 8 + "guessed-but-wrong"
+    keys = tmp_path / "keys.txt"
+    keys.write_text(f"# rotated monthly\n{key}\n")
+    (tmp_path / "short.txt").write_text("tooshort\n")
+    refused = run_cli(["serve", "--run", trained_run, "--api-key-file", tmp_path / "short.txt"], data, timeout=120)
+    assert refused.returncode == 1 and "shorter than 16 characters" in refused.stderr
+    port, log_file = free_port(), tmp_path / "service.log"
+    proc = start_cli(
+        ["serve", "--run", trained_run, "--port", port, "--api-key-file", keys, "--max-body-bytes", 2048],
+        data=data,
+        stdout=log_file.open("w"),
+    )
+    try:
+        wait_for_service(proc, port, "/livez")
+        bearer = {"Authorization": f"Bearer {key}"}
+        assert http(port, "/readyz")[0] == 200 and http(port, "/livez")[0] == 200
+        status, answer, headers = http(port, "/score", {"stay_id": stays[0]})
+        assert status == 401 and headers["www-authenticate"] == "Bearer" and "Bearer" in answer["detail"]
+        assert http(port, "/score", {"stay_id": stays[0]}, {"Authorization": f"Bearer {wrong}"})[0] == 401
+        assert http(port, "/score", {"stay_id": stays[0]}, {"Authorization": key})[0] == 401  # no scheme
+        status, answer, _ = http(port, "/score", {"stay_id": stays[0]}, bearer)
+        assert status == 200 and answer["status"] == "scored"
+        assert http(port, "/metrics")[0] == 401 and http(port, "/metrics", headers=bearer)[0] == 200
+        assert http(port, "/health")[0] == 401
+        status, answer, _ = http(port, "/score", {"stay_ids": list(range(1, 1000))}, bearer)  # ~5 KB
+        assert status == 413 and "2048 bytes" in answer["detail"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    log = log_file.read_text()
+    assert "refused POST /score: no accepted API key" in log and wrong not in log and key not in log

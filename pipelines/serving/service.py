@@ -51,6 +51,7 @@ from sepsis_fusion.model.explain import TOP_INPUTS as EXPLAIN_TOP
 
 from .. import utc
 from ..features.store import FeatureStoreError, materialized_until, require_materialized
+from .access import access_middleware, load_api_keys
 from .observability import LOGGER, Metrics, configure_logging, log_config, request_middleware
 from .schemas import MAX_BATCH, BatchScore, Health, Problem, Readiness, ScoreRequest, SingleScore
 from .scorer import Scorer
@@ -59,7 +60,14 @@ from .settings import ServiceSettings
 MAX_EXPLAINED = 100  # stays per request with explain=true
 PROBE_TIMEOUT_S = 2.0  # /readyz: an online store slower than this to answer one read is not ready
 RECENT_READ_S = 5.0  # /readyz: a read answered this recently stands for the probe
-ERRORS = {404: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}}
+ERRORS = {
+    401: {"model": Problem},
+    404: {"model": Problem},
+    411: {"model": Problem},
+    413: {"model": Problem},
+    422: {"model": Problem},
+    503: {"model": Problem},
+}
 
 __all__ = ["MAX_BATCH", "ServiceSettings", "create_app", "run_service"]
 
@@ -152,6 +160,9 @@ def create_app(
         description=__doc__.split("\n\n")[1],
         lifespan=lifespan,
     )
+    # the access check inside the request middleware, so that a refusal is logged and counted with its id
+    keys = load_api_keys(settings.api_key_file)
+    app.middleware("http")(access_middleware(keys, settings.max_body_bytes, logger))
     app.middleware("http")(request_middleware(metrics, logger))
     base = {"model_version": scorer.version, "threshold": scorer.threshold}
 

@@ -23,9 +23,11 @@ class ServiceSettings(BaseSettings):
     shutdown_timeout_s: float = Field(30.0, ge=0)
     registry_refresh_s: float = Field(10.0, ge=0)  # how soon a materialization by another process is seen
     allow_outside_population: bool = False  # also score stays outside the intended population, flagged
+    api_key_file: str | None = None  # keys that /score, /metrics and /health require (access.py)
+    max_body_bytes: int = Field(65536, ge=1024)  # a larger request body is refused with 413
 
     def to_env(self) -> dict[str, str]:
-        return {SETTINGS_ENV + k.upper(): str(v) for k, v in self.model_dump().items()}
+        return {SETTINGS_ENV + k.upper(): str(v) for k, v in self.model_dump().items() if v is not None}
 
 
 def default(field: str):
