@@ -39,6 +39,7 @@ class Client:
 
     def __init__(self, port: int, timeout_s: float = 30):
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+        self.headers = {"Content-Type": "application/json", **auth_headers()}
         self.opened = 0  # connections opened (stays 1 while keep-alive holds)
         self.sent = False  # whether the last request was sent in full (if it failed: lost, or not)
 
@@ -51,7 +52,7 @@ class Client:
         self.opened += self.connection.sock is None
         start = time.perf_counter()
         try:
-            self.connection.request("POST", "/score", body, {"Content-Type": "application/json"})
+            self.connection.request("POST", "/score", body, self.headers)
             self.sent = True
             answer = self.connection.getresponse()
             payload = answer.read()
@@ -73,10 +74,16 @@ def scored(payload: bytes) -> bool:
         return False
 
 
+def auth_headers() -> dict[str, str]:
+    """With $SEPSIS_FUSION_API_KEY set, the service started here requires that key, and the clients send it."""
+    key = os.environ.get("SEPSIS_FUSION_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 def get(port: int, path: str, timeout_s: float = 5) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
     try:
-        connection.request("GET", path)
+        connection.request("GET", path, headers=auth_headers())
         answer = connection.getresponse()
         return answer.status, answer.read()
     finally:

@@ -25,6 +25,10 @@ of this machine under that contention, not of the service alone.
 
     python bench/bench_service_load.py [--source data] [--run data/runs/demo] [--seconds 20] [--workers 1]
     python bench/bench_service_load.py --quick
+    SEPSIS_FUSION_API_KEY=<a key of 16+ characters> python bench/bench_service_load.py   # with an API key
+
+With $SEPSIS_FUSION_API_KEY set, the service requires the key (pipelines/serving/access.py) and every client
+request sends it.
 """
 
 from __future__ import annotations
