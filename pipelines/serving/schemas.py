@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .scorer import ScoreStatus
+
 MAX_BATCH = 1000
 # Feast keys stays as 64-bit integers; JSON integers only (no strings, floats or booleans)
 StayId = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1, description="an ICU stay (MIMIC-IV stay_id)")]
@@ -43,20 +45,9 @@ class Contribution(BaseModel):
     hours_before: float | None = Field(None, description="for a note: hours from its charting to as_of")
 
 
-Status = Literal[
-    "scored",
-    "before_prediction_time",
-    "outside_population",
-    "not_in_icu",
-    "not_admitted",
-    "unknown_stay",
-    "no_static_inputs",
-]
-
-
 class StayScore(BaseModel):
     stay_id: int
-    status: Status = Field(
+    status: ScoreStatus = Field(
         description="'scored', or why not: before_prediction_time (Sepsis-3 recognised, T not reached), "
         "outside_population (not an adult's first Sepsis-3 ICU stay recognised by as_of), not_in_icu (left the "
         "ICU or died), not_admitted (admitted after as_of), unknown_stay (no such ICU stay in the data), "

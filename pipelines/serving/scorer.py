@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -24,7 +25,8 @@ from ..features.population import OVERRIDABLE, Population, StayStatus
 from ..features.store import SERVICE_NAME, store_data_dir
 from ..utc import naive_utc
 
-STATUSES = (
+# what a scored or refused stay's `status` is (the service's schema reads it from here)
+ScoreStatus = Literal[
     "scored",
     "before_prediction_time",
     "outside_population",
@@ -32,7 +34,7 @@ STATUSES = (
     "not_admitted",
     "unknown_stay",
     "no_static_inputs",
-)
+]
 
 
 class Scorer(Predictor):
