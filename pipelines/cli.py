@@ -179,12 +179,18 @@ def synth(
         help="Share of the patients in the ICU at the data's present (the live ward, scored online); "
         "0: every stay in the past, as in MIMIC-IV.",
     ),
+    site: Literal["a", "b"] = typer.Option(
+        "a",
+        "--site",
+        help="The hospital: 'a', the default; 'b', a second site for external validation (older, sicker "
+        "case mix, higher death rate, other lab analysers, briefer notes) in the same tables.",
+    ),
 ) -> None:
     """Generate a synthetic MIMIC-IV (v2.2 layout, gzip CSV) with known outcome probabilities."""
     import time
 
     start = time.perf_counter()
-    result = workflow.synthesize(stays, seed, out, density, live_share=live_share)
+    result = workflow.synthesize(stays, seed, out, density, live_share=live_share, site=site)
     counts = ", ".join(
         f"{name.split('/')[1]} {result.rows[name]:,}"
         for name in ("icu/chartevents", "hosp/labevents", "note/radiology")

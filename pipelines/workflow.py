@@ -214,14 +214,16 @@ def synthesize(
     density: str = "full",
     reuse: bool = False,
     live_share: float = LIVE_SHARE,
+    site: str = "a",
 ) -> SynthStep:
-    """Generate a synthetic MIMIC-IV; with `reuse`, keep a folder generated with the same arguments."""
+    """Generate a synthetic MIMIC-IV; with `reuse`, keep a folder generated with the same arguments. `site`:
+    the hospital, "a" (default) or "b" (another case mix, death rate, labs and notes; synth/site.py)."""
     from .synth.generate import generate, matches
 
     out = Path(out or paths.data_dir() / "synthetic")
-    if reuse and matches(out, stays, seed, density, live_share):
+    if reuse and matches(out, stays, seed, density, live_share, site):
         return SynthStep(out.resolve(), stays, seed, {}, reused=True)
-    result = generate(stays, seed, out, density=density, live_share=live_share)
+    result = generate(stays, seed, out, density=density, live_share=live_share, site=site)
     return SynthStep(Path(result.out).resolve(), result.stays, seed, dict(result.rows), reused=False)
 
 

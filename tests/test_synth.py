@@ -350,3 +350,154 @@ def test_no_live_ward_gives_a_retrospective_extract(tmp_path):
     stays = read(tmp_path / "icu/icustays.csv.gz", "icu/icustays")
     assert stays.outtime.notna().all()
     assert "now" not in (tmp_path / "_truth/arguments.json").read_text()
+
+
+# ----------------------------------------------------------------------------------------- a second site
+
+
+def test_site_a_is_the_generator_without_the_option_byte_for_byte(tmp_path):
+    generate(60, 3, tmp_path / "default", density="light", progress=False)
+    generate(60, 3, tmp_path / "a", density="light", progress=False, site="a")
+    generate(60, 3, tmp_path / "b", density="light", progress=False, site="b")
+    assert digest(tmp_path / "default") == digest(tmp_path / "a")
+    assert "site" not in (tmp_path / "a/_truth/arguments.json").read_text()  # as written before sites existed
+    b = digest(tmp_path / "b")
+    assert b.keys() == digest(tmp_path / "a").keys()
+    assert b["hosp/labevents.csv.gz"] != digest(tmp_path / "a")["hosp/labevents.csv.gz"]
+
+
+def test_an_unknown_site_is_refused(tmp_path):
+    with pytest.raises(SynthError, match="--site must be one of"):
+        generate(5, 0, tmp_path, density="light", progress=False, site="c")
+    result = invoke(["synth", "--stays", "5", "--site", "c", "--out", tmp_path / "x"])
+    assert_exit(result, 2)
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory) -> dict[str, Path]:
+    """The same seed at site a and site b (`sepsis-fusion synth --site b`), 600 stays each."""
+    root = tmp_path_factory.mktemp("sites")
+    assert_exit(
+        invoke(["synth", "--stays", 600, "--seed", 11, "--density", "light", "--site", "b", "--out", root / "b"]), 0
+    )
+    generate(600, 11, root / "a", density="light", progress=False)
+    return {"a": root / "a", "b": root / "b"}
+
+
+def test_site_b_is_recorded_with_its_arguments_and_truth(sites):
+    import json
+
+    arguments = json.loads((sites["b"] / "_truth/arguments.json").read_text())
+    assert arguments["site"] == "b" and arguments["stays"] == 600
+    assert "## Site b" in (sites["b"] / "_truth/README.md").read_text()
+    assert "## Site" not in (sites["a"] / "_truth/README.md").read_text()
+
+
+def test_site_b_has_the_same_tables_columns_and_vocabulary(sites):
+    files = {name: sorted(p.relative_to(sites[name]) for p in sites[name].rglob("*.csv.gz")) for name in sites}
+    assert files["a"] == files["b"] and len(files["a"]) == len(MIMIC_TABLES)
+    for table in MIMIC_TABLES:
+        assert header(sites["b"] / f"{table}.csv.gz") == header(sites["a"] / f"{table}.csv.gz"), table
+    for table in ("hosp/d_labitems", "icu/d_items"):  # same itemids, labels and units
+        assert (sites["a"] / f"{table}.csv.gz").read_bytes() == (sites["b"] / f"{table}.csv.gz").read_bytes()
+
+    def distinct(name: str, table: str, column: str) -> set:
+        source = read_csv_sql(str(sites[name] / table) + ".csv.gz", table)
+        return {row[0] for row in duckdb.sql(f"SELECT DISTINCT {column} FROM {source}").fetchall()}
+
+    for table, column in (
+        ("hosp/labevents", "itemid"),
+        ("hosp/labevents", "valueuom"),
+        ("icu/chartevents", "itemid"),
+        ("icu/inputevents", "itemid"),
+        ("icu/outputevents", "itemid"),
+        ("icu/icustays", "first_careunit"),
+        ("hosp/admissions", "admission_type"),
+        ("hosp/services", "curr_service"),
+    ):
+        assert distinct("b", table, column) == distinct("a", table, column), (table, column)
+
+
+@pytest.fixture(scope="module")
+def site_frames(sites) -> dict[str, dict[str, pd.DataFrame]]:
+    frames = {}
+    for name, root in sites.items():
+        stays = read(root / "icu/icustays.csv.gz", "icu/icustays")
+        admissions = read(root / "hosp/admissions.csv.gz", "hosp/admissions")
+        frames[name] = {
+            "truth": pd.read_csv(root / "_truth/stays.csv"),
+            "icu_admissions": admissions[admissions.hadm_id.isin(stays.hadm_id)],
+            "patients": read(root / "hosp/patients.csv.gz", "hosp/patients"),
+        }
+    return frames
+
+
+def test_site_b_dies_more_often_at_the_same_physiology(site_frames):
+    """Higher mortality in the truth and in the admissions' hospital_expire_flag; the truth's probability
+    carries the site's shift of the log-odds beside the three parts, and without it site b's deaths
+    outnumber what site a's formula expects by a third or more."""
+    import numpy as np
+
+    from sepsis_fusion.pipelines.synth.cohort import DEATH_INTERCEPT
+    from sepsis_fusion.pipelines.synth.site import SITE_B
+
+    a, b = site_frames["a"], site_frames["b"]
+    assert b["truth"].p_death_in_hospital.mean() > 1.3 * a["truth"].p_death_in_hospital.mean()
+    assert b["truth"].died_in_hospital.mean() > 1.3 * a["truth"].died_in_hospital.mean()
+    assert b["icu_admissions"].hospital_expire_flag.mean() > 1.3 * a["icu_admissions"].hospital_expire_flag.mean()
+    for name, shift in (("a", 0.0), ("b", SITE_B.death_logit_shift)):
+        t = site_frames[name]["truth"]
+        logit = np.log(t.p_death_in_hospital / (1 - t.p_death_in_hospital))
+        rest = logit - t.logit_static - t.logit_course - t.logit_note
+        assert np.allclose(rest, DEATH_INTERCEPT + shift, atol=1e-6), name
+    known = {name: f["truth"][~f["truth"].in_icu_at_present] for name, f in site_frames.items()}
+    logit_b = np.log(known["b"].p_death_in_hospital / (1 - known["b"].p_death_in_hospital))
+    expected_at_a = 1 / (1 + np.exp(-(logit_b - SITE_B.death_logit_shift)))
+    observed_to_expected = known["b"].died_in_hospital.sum() / expected_at_a.sum()
+    at_a = known["a"].died_in_hospital.sum() / known["a"].p_death_in_hospital.sum()
+    assert observed_to_expected > 1.25 and observed_to_expected > at_a + 0.2
+
+
+def test_site_b_is_an_older_emergency_case_mix(site_frames):
+    a, b = site_frames["a"], site_frames["b"]
+    assert b["patients"].anchor_age.mean() > a["patients"].anchor_age.mean() + 4
+    assert (b["patients"].gender == "F").mean() > (a["patients"].gender == "F").mean()
+    emergency = ["EW EMER.", "DIRECT EMER."]
+    assert (
+        b["icu_admissions"].admission_type.isin(emergency).mean()
+        > a["icu_admissions"].admission_type.isin(emergency).mean() + 0.08
+    )
+
+
+def test_site_b_labs_read_differently_and_less_often(sites):
+    lactate, creatinine, sodium, potassium, hemoglobin = 50813, 50912, 50983, 50971, 51222
+
+    def labs(name: str) -> pd.DataFrame:
+        """Mean (without the hundredfold entry errors) and count of rows per lab item."""
+        source = read_csv_sql(str(sites[name] / "hosp/labevents") + ".csv.gz", "hosp/labevents")
+        rows = duckdb.sql(
+            f"SELECT itemid, valuenum FROM {source} "
+            f"WHERE itemid IN ({lactate}, {creatinine}, {sodium}, {potassium}, {hemoglobin})"
+        ).df()
+        typical = rows.valuenum < 10 * rows.groupby("itemid").valuenum.transform("median")
+        return rows[typical].groupby("itemid").valuenum.agg(["mean", "size"])
+
+    a, b = labs("a"), labs("b")
+    assert b.at[lactate, "mean"] > 1.2 * a.at[lactate, "mean"]
+    assert b.at[creatinine, "mean"] > 1.15 * a.at[creatinine, "mean"]
+    assert b.at[sodium, "mean"] < a.at[sodium, "mean"] - 1.5
+    for unshifted in (potassium, hemoglobin):  # the other analysers agree
+        assert b.at[unshifted, "mean"] == pytest.approx(a.at[unshifted, "mean"], rel=0.03)
+    assert b.at[creatinine, "size"] < 0.8 * a.at[creatinine, "size"]  # chemistry drawn less often
+
+
+def test_site_b_writes_fewer_and_briefer_notes_that_still_state_the_finding(sites, site_frames):
+    for table in ("note/radiology", "note/discharge"):
+        notes = {name: read(sites[name] / f"{table}.csv.gz", table) for name in sites}
+        assert notes["b"].text.str.len().mean() < 0.5 * notes["a"].text.str.len().mean(), table
+        if table == "note/radiology":
+            assert len(notes["b"]) < 0.9 * len(notes["a"])
+            truth = site_frames["b"]["truth"]
+            finding = set(truth.loc[truth.note_finding, "hadm_id"])
+            stated = set(notes["b"].loc[notes["b"].text.str.contains("mets|carcinomatosis"), "hadm_id"])
+            assert stated <= finding and len(stated) > 0.6 * len(finding)

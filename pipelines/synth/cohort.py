@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import vocabulary as V
+from .site import SITE_A, Site
 from .tablekit import NAT
 
 HOUR = 3600
@@ -57,20 +58,21 @@ class Plan:
     now: int | None = None  # the data's present (seconds), with the live ward in the ICU; None: all in the past
 
 
-def plan(n_stays: int, seed: int, live_share: float = 0.0) -> Plan:
+def plan(n_stays: int, seed: int, live_share: float = 0.0, site: Site = SITE_A) -> Plan:
     rng = np.random.default_rng([seed, 0])
     n_pat = n_stays  # an upper bound: every patient has at least one stay
     planned = rng.choice([1, 2, 3], size=n_pat, p=[0.82, 0.14, 0.04])
 
-    gender = np.where(rng.random(n_pat) < 0.44, "F", "M")
-    age_first = np.clip(np.round(rng.normal(64, 16, n_pat)), 18, 91).astype(np.int64)
+    gender = np.where(rng.random(n_pat) < site.female_share, "F", "M")
+    age_first = np.clip(np.round(rng.normal(site.age_mean, site.age_sd, n_pat)), 18, 91).astype(np.int64)
     anchor_year = rng.integers(2110, 2200, n_pat)
     # Comorbidities: each Charlson code with an age-dependent chance; known to the outcome model
     # whether or not an earlier admission recorded it.
     age_factor = np.clip((age_first - 18) / 50, 0.2, 1.6)
     n_codes = len(V.CHARLSON_CODES)
-    base_rate = np.array(
-        [0.06, 0.1, 0.05, 0.04, 0.03, 0.1, 0.02, 0.02, 0.03, 0.16, 0.06, 0.01, 0.07, 0.03, 0.01, 0.025, 0.005]
+    base_rate = (
+        np.array([0.06, 0.1, 0.05, 0.04, 0.03, 0.1, 0.02, 0.02, 0.03, 0.16, 0.06, 0.01, 0.07, 0.03, 0.01, 0.025, 0.005])
+        * site.comorbidity_scale
     )
     comorb = rng.random((n_pat, n_codes)) < np.clip(base_rate[None, :] * age_factor[:, None], 0, 0.5)
     weights = np.array([w for _, _, w in V.CHARLSON_CODES])
@@ -81,7 +83,7 @@ def plan(n_stays: int, seed: int, live_share: float = 0.0) -> Plan:
     pat_of = np.repeat(np.arange(n_pat), planned)
     k_of = np.arange(pat_of.size) - np.repeat(np.cumsum(planned) - planned, planned)
     n = pat_of.size
-    s = _draw_stay_latents(rng, n, age_first[pat_of], charlson[pat_of], comorb[pat_of])
+    s = _draw_stay_latents(rng, n, age_first[pat_of], charlson[pat_of], comorb[pat_of], site)
     s["patient"] = pat_of
     s["stay_number"] = k_of
     died_before = np.zeros(n, dtype=bool)
@@ -120,11 +122,11 @@ def plan(n_stays: int, seed: int, live_share: float = 0.0) -> Plan:
 
 
 def _draw_stay_latents(
-    rng: np.random.Generator, n: int, age: np.ndarray, charlson: np.ndarray, comorb: np.ndarray
+    rng: np.random.Generator, n: int, age: np.ndarray, charlson: np.ndarray, comorb: np.ndarray, site: Site = SITE_A
 ) -> dict[str, np.ndarray]:
     s: dict[str, np.ndarray] = {}
     s["age"] = age
-    s["admission_type"] = rng.choice(len(V.ADMISSION_TYPES_ICU), size=n, p=V.ADMISSION_TYPES_WEIGHTS)
+    s["admission_type"] = rng.choice(len(V.ADMISSION_TYPES_ICU), size=n, p=site.admission_type_weights)
     emergency = np.isin(s["admission_type"], [0, 3])
     s["infected"] = rng.random(n) < INFECTION_RATE
     s["baseline_illness"] = rng.gamma(2.0, 0.25, n)
@@ -148,9 +150,11 @@ def _draw_stay_latents(
     s["careunit"] = rng.integers(0, len(V.CAREUNITS), n)
 
     # The course's severity one day after infection; it is what labs and vitals show around onset.
+    # The site's shift moves every stay's log-odds alike (site a: 0).
     effective = s["baseline_illness"] * 0.8 + s["peak"]
     logit = (
         DEATH_INTERCEPT
+        + site.death_logit_shift
         + DEATH_WEIGHTS["age"] * (s["age"] - 65) / 15
         + DEATH_WEIGHTS["charlson"] * charlson
         + DEATH_WEIGHTS["emergency"] * emergency

@@ -7,7 +7,7 @@ are since the stay's ICU admission (intime).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from . import physiology as P
 from . import vocabulary as V
+from .site import SITE_A, Site
 from .tablekit import NAT, choice_text, grid, number_text, table
 
 MINUTE = 60
@@ -25,6 +26,7 @@ MINUTE = 60
 class Chunk:
     index: int
     stays: dict[str, np.ndarray]
+    site: Site = field(default=SITE_A)
 
     @property
     def n(self) -> int:
@@ -231,6 +233,7 @@ def _lab_schedule(chunk: Chunk, rng: np.random.Generator) -> list[tuple[str, np.
     n = chunk.n
     zero = np.zeros(n)
     adm, los, end = -s["pre_icu_h"], s["los_h"], s["hosp_end_h"]
+    every_factor = chunk.site.lab_every_factor
     draws = []
     for panel, icu_every, ward_every in (
         ("chemistry", 3.0, 5.0),
@@ -239,6 +242,7 @@ def _lab_schedule(chunk: Chunk, rng: np.random.Generator) -> list[tuple[str, np.
         ("liver", 12.0, 24.0),
         ("differential", 12.0, 24.0),
     ):
+        icu_every, ward_every = icu_every * every_factor, ward_every * every_factor
         for lo, hi, every in ((zero, los, icu_every), (adm, np.minimum(zero, end), ward_every), (los, end, ward_every)):
             pos, h = grid(rng, lo, hi, every, keep=0.85, jitter_h=0.5)
             draws.append((panel, pos, h))
@@ -268,7 +272,7 @@ def labevents(chunk: Chunk, rng: np.random.Generator) -> pa.Table:
         if pos.size == 0:
             continue
         st = P.state(s, pos, hours)
-        values = P.lab_values(rng, st, s, [i.name for i in items])
+        values = chunk.site.analyse(rng, P.lab_values(rng, st, s, [i.name for i in items]))
         specimen = specimen_counter + np.arange(pos.size)
         specimen_counter += pos.size
         # Results exist some time after the draw: minutes for gases, an hour or two for panels, and

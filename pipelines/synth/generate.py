@@ -8,7 +8,6 @@ gzip CSV in MIMIC-IV v2.2's layout. The same seed gives byte-identical files.
 from __future__ import annotations
 
 import json
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sepsis_fusion.model.errors import SepsisFusionError
 
 from . import events, hospital, infection, notes, truth
+from .cohort import DEATH_INTERCEPT
 from .cohort import plan as make_plan
 from .events import Chunk
 from .present import LIVE_SHARE, Present
+from .site import DEFAULT_SITE, SITES, Site
 from .writer import TableWriter
 
 # Bump when a change alters the files a seed gives, so that reused folders are regenerated.
@@ -79,17 +80,23 @@ def generate(
     level: int = 3,
     progress: bool = True,
     live_share: float = LIVE_SHARE,
+    site: str = DEFAULT_SITE,
 ) -> SynthResult:
     """Write a synthetic MIMIC-IV with `stays` ICU stays to `out` (hosp/, icu/, note/, _truth/). With
     `live_share` > 0 the data end at a present with that share of the patients in the ICU (present.py);
-    0 gives a retrospective extract like MIMIC-IV's, every stay ended."""
+    0 gives a retrospective extract like MIMIC-IV's, every stay ended. `site` names the hospital (site.py):
+    "a", the default, or "b", another case mix, death rate, lab analysers and note habits in the same
+    tables."""
     out = Path(out)
     check_arguments(stays, out)
     if density not in ROUTINE_EVERY_H:
         raise SynthError(f"--density must be one of {sorted(ROUTINE_EVERY_H)} (got {density!r})")
     if not 0 <= live_share < 0.5:
         raise SynthError(f"--live-share must be at least 0 and below 0.5 (got {live_share})")
-    plan = make_plan(stays, seed, live_share)
+    if site not in SITES:
+        raise SynthError(f"--site must be one of {sorted(SITES)} (got {site!r})")
+    hospital_site = SITES[site]
+    plan = make_plan(stays, seed, live_share, hospital_site)
     present = None
     if plan.now is not None:
         open_ = plan.stays["dischtime"] > plan.now
@@ -123,7 +130,7 @@ def generate(
             with _progress(progress) as bar:
                 task = bar.add_task("synthetic MIMIC-IV", total=stays)
                 for index, (lo, hi) in enumerate(bounds):
-                    chunk = Chunk(index, {k: v[lo:hi] for k, v in plan.stays.items()})
+                    chunk = Chunk(index, {k: v[lo:hi] for k, v in plan.stays.items()}, hospital_site)
                     truth_parts.append(_write_chunk(chunk, seed, density, writers))
                     bar.update(task, advance=hi - lo)
             for w in writers.values():
@@ -136,30 +143,50 @@ def generate(
     truth_dir = out / "_truth"
     truth_dir.mkdir(exist_ok=True)
     pacsv.write_csv(pa.concat_tables(truth_parts), truth_dir / "stays.csv")
-    shutil.copyfile(Path(__file__).with_name("TRUTH.md"), truth_dir / "README.md")
+    _write_truth_readme(truth_dir / "README.md", hospital_site)
     # Written last: its presence says the folder is complete for these arguments.
-    arguments = _arguments(stays, seed, density, live_share)
+    arguments = _arguments(stays, seed, density, live_share, site)
     if plan.now is not None:
         arguments["now"] = _iso(plan.now)
     (truth_dir / "arguments.json").write_text(json.dumps(arguments) + "\n")
     return SynthResult(out=out, stays=stays, rows=rows)
 
 
-def _arguments(stays: int, seed: int, density: str, live_share: float) -> dict:
-    return {"stays": stays, "seed": seed, "density": density, "live_share": live_share, "generator": GENERATOR_VERSION}
+def _arguments(stays: int, seed: int, density: str, live_share: float, site: str = DEFAULT_SITE) -> dict:
+    arguments = {"stays": stays, "seed": seed, "density": density, "live_share": live_share}
+    if site != DEFAULT_SITE:  # site a's folders stay as they were before sites existed, byte for byte
+        arguments["site"] = site
+    return arguments | {"generator": GENERATOR_VERSION}
+
+
+def _write_truth_readme(path: Path, site: Site) -> None:
+    """TRUTH.md as it is; a site other than a appends what differs there (so site a's copy is unchanged)."""
+    text = Path(__file__).with_name("TRUTH.md").read_bytes()
+    if site.name != DEFAULT_SITE:
+        text += (
+            f"\n## Site {site.name}\n\nThese files come from site {site.name} (`site` in `arguments.json`; "
+            f"pipelines/synth/site.py): {site.description}. `p_death_in_hospital` includes the site's shift of "
+            f"the death log-odds, {site.death_logit_shift:+g}, which is in none of the three parts: "
+            f"p = sigmoid({DEATH_INTERCEPT:g} {site.death_logit_shift:+g} + logit_static + logit_course + "
+            "logit_note). `sofa_near_suspicion_expected` reads creatinine as the site's analyser reports it "
+            "(without its noise).\n"
+        ).encode()
+    path.write_bytes(text)
 
 
 def _iso(seconds: int) -> str:
     return np.datetime64(seconds, "s").astype(str)
 
 
-def matches(out: Path, stays: int, seed: int, density: str, live_share: float = LIVE_SHARE) -> bool:
+def matches(
+    out: Path, stays: int, seed: int, density: str, live_share: float = LIVE_SHARE, site: str = DEFAULT_SITE
+) -> bool:
     """Whether `out` already holds a complete data set generated with these arguments."""
     stamp = Path(out) / "_truth" / "arguments.json"
     try:
         recorded = json.loads(stamp.read_text())
         recorded.pop("now", None)
-        return recorded == _arguments(stays, seed, density, live_share)
+        return recorded == _arguments(stays, seed, density, live_share, site)
     except (OSError, ValueError):
         return False
 

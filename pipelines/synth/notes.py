@@ -50,6 +50,20 @@ BENIGN_EXTRA = (
     "Surgical clips in the right upper quadrant.",
 )
 COMPARISON = ("Comparison: ___.", "Comparison: Radiograph from ___.", "Comparison: None.")
+# A second site's radiologists (site.py, note_style "brief"): the same findings in short, abbreviated lines.
+CXR_FINDINGS_BRIEF = {
+    0: ("Lungs clear.", "No effusion or PTX.", "Heart size nl."),
+    1: ("Bibasilar atelectasis vs early PNA.", "Small b/l effusions.", "Mild vasc congestion."),
+    2: ("New multifocal opacities, c/w PNA.", "RLL consolidation, worse.", "Mod b/l effusions."),
+    3: ("Diffuse b/l opacities, c/w ARDS.", "Extensive b/l consolidation.", "Severe pulm edema."),
+}
+METASTATIC_BRIEF = (
+    "Multiple new pulm nodules up to 2.1 cm, c/f mets.",
+    "Numerous hepatic lesions c/w mets.",
+    "Diffuse lytic bone lesions c/f mets.",
+    "Peritoneal carcinomatosis, omental caking.",
+)
+BENIGN_EXTRA_BRIEF = ("No acute osseous abn.", "DJD T-spine.", "Stable upper abd.", "RUQ surgical clips.")
 
 
 def _lung_grade(resp: float) -> int:
@@ -61,8 +75,9 @@ def radiology(chunk: Chunk, rng: np.random.Generator, note_seq: dict[int, int]) 
     zero = np.zeros(chunk.n)
     # A chest film soon after admission, then daily films in sicker stays; a CT in some stays, more
     # often where the (hidden) finding is there to be seen.
-    pos_a, h_a = grid(rng, zero, np.minimum(s["los_h"], 4.0), 4.0, keep=0.85)
-    pos_b, h_b = grid(rng, zero + 8, s["los_h"], 24.0, keep=0.45, jitter_h=3)
+    site = chunk.site
+    pos_a, h_a = grid(rng, zero, np.minimum(s["los_h"], 4.0), 4.0, keep=site.first_film_keep)
+    pos_b, h_b = grid(rng, zero + 8, s["los_h"], 24.0, keep=site.daily_film_keep, jitter_h=3)
     ct = rng.random(chunk.n) < np.where(s["note_finding"], 0.85, 0.3)
     ct_pos = np.flatnonzero(ct)
     ct_h = rng.uniform(0.5, np.clip(np.nan_to_num(s["infection_hour"][ct_pos], nan=12.0) + 20, 2, 40))
@@ -73,10 +88,11 @@ def radiology(chunk: Chunk, rng: np.random.Generator, note_seq: dict[int, int]) 
     order = np.lexsort((hours, pos))
     pos, hours, is_ct = pos[order], hours[order], is_ct[order]
     st = P.state(s, pos, hours)
+    write = RADIOLOGY_STYLES[site.note_style]
     texts = []
     for i in range(pos.size):
         texts.append(
-            _radiology_text(
+            write(
                 rng, bool(is_ct[i]), float(st.organ[i, P.RESP]), bool(st.ventilated[i]), bool(s["note_finding"][pos[i]])
             )
         )
@@ -130,8 +146,9 @@ def discharge(chunk: Chunk, rng: np.random.Generator, note_seq: dict[int, int]) 
     pos = np.arange(chunk.n)
     subj = s["subject_id"]
     seq = _next_seq(note_seq, subj)
+    write = DISCHARGE_STYLES[chunk.site.note_style]
     texts = [
-        _discharge_text(
+        write(
             rng,
             bool(s["died"][i]),
             bool(s["infected"][i]),
@@ -189,6 +206,46 @@ def _discharge_text(
         f"Chief Complaint:\nfever, hypotension\n\nBrief Hospital Course:\n___ was {course}. {ending}\n\n"
         f"Discharge Disposition:\n{dispo}\n\nDischarge Diagnosis:\n{dx}\n\nDischarge Condition:\n{condition}\n"
     )
+
+
+def _radiology_text_brief(rng: np.random.Generator, is_ct: bool, resp: float, vent: bool, finding: bool) -> str:
+    grade = _lung_grade(resp + 0.3 * rng.standard_normal())
+    lines = CXR_FINDINGS_BRIEF[max(grade, 0)]
+    picked = [lines[j] for j in sorted(rng.choice(3, size=2, replace=False))]
+    if vent:
+        picked.insert(0, "ETT 4 cm above carina.")
+    if finding:
+        picked.append(METASTATIC_BRIEF[int(rng.integers(0, len(METASTATIC_BRIEF)))])
+    elif rng.random() < 0.3:
+        picked.append(BENIGN_EXTRA_BRIEF[int(rng.integers(0, len(BENIGN_EXTRA_BRIEF)))])
+    exam = "CT C/A/P W/ CONTRAST" if is_ct else "CXR PORT"
+    indication = "Fever, hypotn, ?source." if grade >= 2 else "SOB, ?interval change."
+    return f"{exam}\nHx: {indication}\nIMP: {' '.join(picked)}\n"
+
+
+def _discharge_text_brief(
+    rng: np.random.Generator, died: bool, infected: bool, female: bool, finding: bool, hospice: bool = False
+) -> str:
+    course = "ICU for sepsis, tx w/ broad-spectrum abx + IVF" if infected else "ICU for monitoring"
+    if finding:
+        course += "; imaging: new metastatic dz"
+    if died:
+        ending = "Deteriorated despite max support; CMO after family mtg, expired ___."
+        dispo, dx = "Expired", "Septic shock" if infected else "MOF"
+    else:
+        ending = "Improved, to floor, d/c'd stable."
+        dispo = ("Home", "Home w/ services", "ECF")[int(rng.integers(0, 3))]
+        dx = "Sepsis" if infected else "Acute resp failure"
+        if hospice:  # the admission's discharge_location is HOSPICE
+            ending = "Poor prognosis; GOC w/ pt and family, comfort care, d/c to hospice."
+            dispo = "Hospice"
+    sex = "F" if female else "M"
+    return f"Sex: {sex}  Svc: MED\nCC: fever, hypotn\nHC: {course}. {ending}\nDispo: {dispo}\nDx: {dx}\n"
+
+
+# Report wording by a site's note_style (site.py).
+RADIOLOGY_STYLES = {"full": _radiology_text, "brief": _radiology_text_brief}
+DISCHARGE_STYLES = {"full": _discharge_text, "brief": _discharge_text_brief}
 
 
 def _next_seq(note_seq: dict[int, int], subjects: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ def sofa_24h_max_near(chunk: Chunk, suspected: np.ndarray) -> np.ndarray:
         gcs = np.clip(np.round(15 - 2.3 * np.maximum(o[:, P.CNS] - 0.3, 0)), 3, 15)
         cns = np.where(st.ventilated, 0, np.select([gcs < 6, gcs < 10, gcs < 13, gcs < 15], [4, 3, 2, 1], 0))
         creat0 = (0.75 if s["female"][i] else 0.95) * (2.2 if s["organ_chronic"][i, P.RENAL] > 0 else 1.0)
-        cr = creat0 * np.exp(0.6 * o[:, P.RENAL])
+        cr = chunk.site.expected_lab("creatinine", creat0 * np.exp(0.6 * o[:, P.RENAL]))  # as its analyser reads
         urine24 = 24 * s["weight_kg"][i] * np.exp(-0.95 * o[:, P.RENAL])
         renal = np.maximum(
             np.select([cr >= 5, cr >= 3.5, cr >= 2, cr >= 1.2], [4, 3, 2, 1], 0),
