@@ -14,6 +14,8 @@ Files (FORMAT 2):
 - predictions: predictions.csv (held-out test stays, calibrated and not), oof_predictions.csv (the training
   part's out-of-fold predictions), baseline_predictions.csv and baselines.json (the tuned baselines),
   experiment_predictions.csv and experiment_thresholds.json (loss comparison and modality ablation);
+- what monitoring compares served stays with: reference.json (the training part's inputs on fixed decile
+  bins and its calibrated out-of-fold probabilities; model/reference.py; a run without it still serves);
 - what `evaluate` adds: metrics.json, report.md, report.html, model_card.md, cohort_characteristics.csv,
   importance.csv and the plots (*.png).
 """
@@ -61,6 +63,7 @@ REPORT_HTML = "report.html"
 MODEL_CARD = "model_card.md"
 COHORT_CHARACTERISTICS = "cohort_characteristics.csv"
 IMPORTANCE = "importance.csv"
+REFERENCE = "reference.json"
 PLOTS = {
     "roc": "roc.png",
     "pr": "pr.png",

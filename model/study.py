@@ -38,7 +38,8 @@ from .protocol import (
     subset,
     temporal_split,
 )
-from .run_folder import RunFolder, save_members
+from .reference import write_reference
+from .run_folder import RunFolder, cohort_digest, save_members
 from .train import auroc
 
 MIN_PER_CLASS = 10
@@ -176,6 +177,7 @@ def run_study(
         + f"), threshold {final.threshold:.3f} (Youden on cross-fitted calibrated out-of-fold predictions)"
     )
     save_run(work, final.ensemble, ts.features.layout, config, final.threshold, setting)
+    write_reference(work, features_train, final.oof)  # what monitoring compares served stays with
     out.write_json(
         run_folder.CV,
         {

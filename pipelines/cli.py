@@ -552,11 +552,26 @@ def serve(
     max_body_bytes: int = typer.Option(
         serve_default("max_body_bytes"), "--max-body-bytes", min=1024, help="Larger request bodies get 413."
     ),
+    monitor_stays: int = typer.Option(
+        serve_default("monitor_stays"),
+        "--monitor-stays",
+        min=1,
+        help="/metrics' PSI gauges compare the last N stays scored with the run's training reference.",
+    ),
+    monitor_inputs: int = typer.Option(
+        serve_default("monitor_inputs"),
+        "--monitor-inputs",
+        min=1,
+        help="Inputs with a PSI gauge: the N most important (importance.csv; every input without it).",
+    ),
 ) -> None:
     """HTTP scoring service on the online store: POST /score; GET /readyz, /livez, /metrics, /health (docs at /docs)."""
     from .serving.service import run_service
 
     run = workflow.find_run(run).resolve()
+    warning = workflow.data_mismatch(run)
+    if warning:
+        say(f"warning: {warning}")
     settings = ServiceSettings(
         run=str(run),
         online_store=online_store,
@@ -569,8 +584,54 @@ def serve(
         allow_outside_population=allow_outside,
         api_key_file=str(api_key_file.resolve()) if api_key_file else None,
         max_body_bytes=max_body_bytes,
+        monitor_stays=monitor_stays,
+        monitor_inputs=monitor_inputs,
     )
     run_service(run, host, port, workers, settings, announce=say)
+
+
+@app.command()
+@reports_errors
+def monitor(
+    run: str = RUN_OR_MODEL,
+    since: str = typer.Option(..., "--since", help="Start of the period (ISO time, UTC; the time served)."),
+    until: str = typer.Option(None, "--until", help="End of the period, exclusive (default: now)."),
+    out: Path = typer.Option(None, "--out", help="Report folder (default: data/monitoring/report-<since>-<until>/)."),
+    inputs: int = typer.Option(
+        serve_default("monitor_inputs"),
+        "--inputs",
+        min=1,
+        help="Inputs compared: the N most important (importance.csv; every input without it).",
+    ),
+) -> None:
+    """Drift report of the scores served in a period (the data folder's served-score log): monitor.html,
+    monitor.md, monitor.json and PNGs (probabilities served vs training, PSI per input, statuses over
+    time, missing inputs by modality)."""
+    from .serving.drift_report import write_report
+
+    run = workflow.find_run(run).resolve()
+    report = write_report(run, paths.data_dir(), parse_time(since), parse_time(until) or utc.now(), out, inputs)
+    _monitor_summary(report)
+
+
+def _monitor_summary(report: dict) -> None:
+    from rich.table import Table
+
+    say(
+        f"{report['stays']} stays answered, {report['scored']} scored, {report['period']['since']} to "
+        f"{report['period']['until']} ({report['model_version']})"
+    )
+    if report["psi"] is None:
+        say(f"no PSI: {report['psi_note']}")
+    else:
+        table = Table(title=f"PSI against the training reference ({report['psi_note']})")
+        table.add_column("input")
+        table.add_column("PSI", justify="right")
+        table.add_column("reading")
+        for row in report["psi"]:
+            table.add_row(row["input"], "-" if row["psi"] is None else f"{row['psi']:.3f}", row["reading"])
+        console.print(table)
+    say(f"report: {report['files']['html']}")
 
 
 def _iso_clock(value: str) -> str:

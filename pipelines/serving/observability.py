@@ -20,16 +20,23 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import get_args
 
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client import multiprocess as prometheus_multiprocess
+
+from .scorer import ScoreStatus
 
 LOGGER = "sepsis_fusion.service"
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # Latency buckets (seconds) around the service's range: a few ms for one stay, up to seconds for explained batches
 BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+PROBABILITY_BUCKETS = tuple(round(0.05 * k, 2) for k in range(1, 21))  # served probabilities, 0.05 wide
+DECISIONS = ("positive", "negative")
+STATUSES = get_args(ScoreStatus)
+MODALITIES = ("static", "sequence", "notes")
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -86,6 +93,52 @@ class Metrics:
             registry=r,
             multiprocess_mode="mostrecent",
         )
+        # what is served (monitoring.py): probabilities, decisions, statuses, missing inputs, input shift
+        self.probability = Histogram(
+            "sepsis_fusion_probability", "Calibrated probabilities served", buckets=PROBABILITY_BUCKETS, registry=r
+        )
+        self.decisions = Counter(
+            "sepsis_fusion_decisions", "Decisions served at the model's threshold, by class", ["decision"], registry=r
+        )
+        self.statuses = Counter(
+            "sepsis_fusion_stays_served",
+            "Stays answered, by status in the intended population ('scored' or why not)",
+            ["status"],
+            registry=r,
+        )
+        self.missing = Counter(
+            "sepsis_fusion_missing_inputs",
+            "Inputs missing in the stays scored, by modality (static features, panel features, notes)",
+            ["modality"],
+            registry=r,
+        )
+        self.input_psi = Gauge(
+            "sepsis_fusion_input_psi",
+            "Population stability index of a monitored input over the last served stays against the training "
+            "reference (<0.1 stable, 0.1-0.25 moderate, >0.25 major shift)",
+            ["input"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.probability_psi = Gauge(
+            "sepsis_fusion_probability_psi",
+            "Population stability index of the probabilities served over the last served stays against the "
+            "training part's out-of-fold probabilities",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.psi_stays = Gauge(
+            "sepsis_fusion_psi_stays",
+            "Stays scored that the PSI gauges are computed over (at most --monitor-stays)",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        for decision in DECISIONS:
+            self.decisions.labels(decision)
+        for status in STATUSES:
+            self.statuses.labels(status)
+        for modality in MODALITIES:
+            self.missing.labels(modality)
 
     def observe_store(self, as_of: datetime, materialized_until: datetime) -> float:
         """Sets the gauges; returns the staleness in seconds, negative when the clock is before the store's time

@@ -10,6 +10,7 @@ whose static inputs is served is refused either way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -75,15 +76,26 @@ class Scorer(Predictor):
         return historical_features(self.store, self.layout, np.asarray(stay_ids, dtype=np.int64), times)
 
     def online(
-        self, stay_ids, as_of: datetime | None = None, explain: int = 0, allow_outside: bool = False
+        self,
+        stay_ids,
+        as_of: datetime | None = None,
+        explain: int = 0,
+        allow_outside: bool = False,
+        observe: Callable[[FeatureArrays], None] | None = None,
     ) -> list[Score]:
-        """Each stay from the online store as of `as_of` (default: now); rows past their ttl are dropped."""
+        """Each stay from the online store as of `as_of` (default: now); rows past their ttl are dropped.
+        `observe` is given the features read (the service's monitoring records the inputs it served)."""
         from .. import utc
 
         as_of = naive_utc(as_of) if as_of is not None else utc.now()
-        return self._score_population(
-            stay_ids, as_of, lambda ids: self.online_features(ids, as_of), explain, allow_outside
-        )
+
+        def read(ids):
+            features = self.online_features(ids, as_of)
+            if observe is not None:
+                observe(features)
+            return features
+
+        return self._score_population(stay_ids, as_of, read, explain, allow_outside)
 
     def online_features(self, stay_ids, as_of: datetime | None = None) -> FeatureArrays:
         """The online store's features of each stay as of `as_of` (default: now), as the model reads them."""

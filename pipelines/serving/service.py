@@ -50,8 +50,9 @@ from sepsis_fusion.model.errors import SepsisFusionError
 from sepsis_fusion.model.explain import TOP_INPUTS as EXPLAIN_TOP
 
 from .. import utc
-from ..features.store import FeatureStoreError, materialized_until, require_materialized
+from ..features.store import FeatureStoreError, materialized_until, require_materialized, store_data_dir
 from .access import access_middleware, load_api_keys
+from .monitoring import Monitor
 from .observability import LOGGER, Metrics, configure_logging, log_config, request_middleware
 from .schemas import MAX_BATCH, BatchScore, Health, Problem, Readiness, ScoreRequest, SingleScore
 from .scorer import Scorer
@@ -96,6 +97,7 @@ def create_app(
     logger = logging.getLogger(LOGGER)
     store_type = scorer.store.config.online_store.type
     metrics = Metrics(scorer.version, store_type)
+    monitor = Monitor(scorer, metrics, store_data_dir(scorer.store), settings.monitor_stays, settings.monitor_inputs)
     store_errors = online_store_errors()
     scoring = ThreadPoolExecutor(1, thread_name_prefix="scoring")
     last_read = {"ok_at": float("-inf")}  # when the online store last answered a read (monotonic)
@@ -135,7 +137,9 @@ def create_app(
                 f"unknown stays {unknown[:20]}{' ...' if len(unknown) > 20 else ''}: no such ICU stay in the data "
                 "(`sepsis-fusion stays` lists the stays in the ICU)",
             )
-        return as_of, scorer.online(ids, as_of, explain, settings.allow_outside_population)
+        seen: list = []
+        scores = scorer.online(ids, as_of, explain, settings.allow_outside_population, observe=seen.append)
+        return as_of, scores, monitor.inputs(seen[0] if seen else None)
 
     def open_connection() -> None:
         try:
@@ -150,6 +154,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         logger.info("serving %s on the %s online store (clock %s)", scorer.version, store_type, settings.clock)
+        logger.info("monitoring: served stays logged to %s; PSI of %s", monitor.log.folder, monitor.chosen)
         yield
         logger.info("stopping: requests in flight are done")
         await asyncio.to_thread(scoring.shutdown, wait=True, cancel_futures=True)
@@ -238,6 +243,7 @@ def create_app(
                 metrics.observe_store(as_of, until)
         except (OnlineStoreUnavailable, FeatureStoreError):
             pass  # the gauges keep their last values; /readyz says what is wrong
+        await asyncio.to_thread(monitor.refresh)  # the PSI gauges, from the served-score log
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     @app.get("/health", response_model=Health, responses=ERRORS)
@@ -265,8 +271,9 @@ def create_app(
         if explain and len(ids) > MAX_EXPLAINED:
             # an explanation is ~32 forward and backward passes per fold model and stay
             raise HTTPException(422, f"explain=true takes at most {MAX_EXPLAINED} stays per request, got {len(ids)}")
-        as_of, scores = await on_scoring_thread(score_now, ids, EXPLAIN_TOP if explain else 0)
+        as_of, scores, inputs = await on_scoring_thread(score_now, ids, EXPLAIN_TOP if explain else 0)
         metrics.stays.inc(sum(s.status == "scored" for s in scores))
+        await asyncio.to_thread(monitor.record, scores, as_of, inputs)
         answers = [
             {
                 "stay_id": s.stay_id,

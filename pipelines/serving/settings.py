@@ -25,6 +25,8 @@ class ServiceSettings(BaseSettings):
     allow_outside_population: bool = False  # also score stays outside the intended population, flagged
     api_key_file: str | None = None  # keys that /score, /metrics and /health require (access.py)
     max_body_bytes: int = Field(65536, ge=1024)  # a larger request body is refused with 413
+    monitor_stays: int = Field(500, ge=1)  # the PSI gauges of /metrics: over the last N stays scored (monitoring.py)
+    monitor_inputs: int = Field(10, ge=1)  # the most important inputs with a PSI gauge (importance.csv)
 
     def to_env(self) -> dict[str, str]:
         return {SETTINGS_ENV + k.upper(): str(v) for k, v in self.model_dump().items() if v is not None}
