@@ -106,7 +106,13 @@ class Project:
         return run_folders(self.data / paths.RUNS)
 
     def run(self, name: str | Path | None = None) -> Run:
-        """A run folder: a name under runs/ (looked for first), any other path, or (None) the newest."""
+        """A run folder: a name under runs/ (looked for first), any other path, or (None) the newest; or a
+        registered model's version in MLflow, `models:/NAME@ALIAS` or `models:/NAME/VERSION` (the store of
+        $MLFLOW_TRACKING_URI, else <data>/mlflow/mlflow.db; downloaded once into <data>/registry/)."""
+        if name is not None and str(name).startswith("models:/"):
+            from .tracking import resolve_model_uri, store_uri
+
+            return Run(resolve_model_uri(str(name), store_uri(self.data), self.data / "registry"), self)
         return Run(run_folder.find_run(self.data / paths.RUNS, name), self)
 
 

@@ -137,6 +137,13 @@ ONLINE_STORE = typer.Option(
 RUN = typer.Option(
     None, "--run", help="A run: its name under data/runs, or its folder (default: the newest under data/runs)."
 )
+RUN_OR_MODEL = typer.Option(
+    None,
+    "--run",
+    help="A run: its name under data/runs, its folder, or a registered model's version in MLflow, "
+    "models:/NAME@ALIAS or models:/NAME/VERSION (docs/TRACKING.md; downloaded once into data/registry/) "
+    "(default: the newest under data/runs).",
+)
 ALLOW_OUTSIDE = typer.Option(
     False,
     "--allow-outside-population",
@@ -156,6 +163,10 @@ EXPERIMENT = typer.Option(
     None,
     "--experiment",
     help=f"MLflow experiment for --track (default: $MLFLOW_EXPERIMENT_NAME, else {workflow.DEFAULT_EXPERIMENT}).",
+)
+REGISTERED_MODEL_HELP = (
+    "MLflow registered model that the run folder is a version of (default: $SEPSIS_FUSION_REGISTERED_MODEL, "
+    "else sepsis-fusion)."
 )
 
 
@@ -370,24 +381,123 @@ def evaluate(
     ),
     track: bool = TRACK,
     experiment: str | None = EXPERIMENT,
+    registered_model: str | None = typer.Option(
+        None, "--registered-model", help="With --track: the " + REGISTERED_MODEL_HELP
+    ),
 ) -> None:
     """Evaluate a run on its held-out test set: metrics with CIs, baselines, plots, report.md and report.html."""
-    tracking(track, experiment)
+    tracking(track, experiment, registered_model)
     evaluated = workflow.evaluate(run, resamples, risk_thresholds=tuple(risk_threshold), at_sensitivity=at_sensitivity)
     say(f"report: {evaluated.report}")
     say(f"html report: {evaluated.html}")
     if track:
-        tracked = workflow.track_run(evaluated.report.parent, experiment)
+        _say_tracked(workflow.track_run(evaluated.report.parent, experiment, registered_model=registered_model))
+
+
+def _say_tracked(tracked: workflow.TrackStep) -> None:
+    say(
+        f"MLflow run {tracked.run_id} in experiment {tracked.experiment} ({tracked.settings} grid setting(s) as "
+        f"child runs{'; replaced the earlier run of this run folder' if tracked.replaced else ''})\n"
+        f"tracking URI: {tracked.tracking_uri}\nbrowse it: {tracked.browse}"
+    )
+    if tracked.registered_version:
         say(
-            f"MLflow run {tracked.run_id} in experiment {tracked.experiment} ({tracked.settings} grid setting(s) as "
-            f"child runs{'; replaced the earlier run of this run folder' if tracked.replaced else ''})\n"
-            f"tracking URI: {tracked.tracking_uri}\nbrowse it: {tracked.browse}"
+            f"registered model {tracked.registered_model} version {tracked.registered_version} "
+            f"({tracked.model_uri}); make it the champion: sepsis-fusion promote {tracked.run_dir} --alias "
+            f"champion{_registered_option(tracked.registered_model)}"
         )
 
 
-def tracking(track: bool, experiment: str | None) -> None:
+@app.command()
+@reports_errors
+def promote(
+    run: str = typer.Argument(..., help="The run: its name under data/runs, or its folder (as `evaluate --run`)."),
+    alias: str = typer.Option(..., "--alias", help="The alias to set on its registered version, e.g. champion."),
+    registered_model: str | None = typer.Option(None, "--registered-model", help=REGISTERED_MODEL_HELP),
+) -> None:
+    """Set an alias of the MLflow registered model (e.g. champion) on the version that is this run folder, as
+    `evaluate --track` registered it; `serve --run models:/NAME@ALIAS` then serves it (docs/TRACKING.md)."""
+    result = workflow.promote(run, alias, registered_model)
+    moved = (
+        f" (moved from version {result.previous})"
+        if result.previous not in (None, result.registered_version)
+        else " (it named this version already)"
+        if result.previous
+        else ""
+    )
+    say(
+        f"{result.model_uri} is version {result.registered_version} of {result.registered_model}, the run folder "
+        f"{result.run_dir} ({result.model_version}){moved}\ntracking URI: {result.tracking_uri}"
+    )
+
+
+def tracking(track: bool, experiment: str | None, registered_model: str | None = None) -> None:
     if experiment is not None and not track:
         raise typer.BadParameter("--experiment names the MLflow experiment of --track: add --track")
+    if registered_model is not None and not track:
+        raise typer.BadParameter("--registered-model names the registered model of --track: add --track")
+
+
+def _registered_option(name: str | None) -> str:
+    """`promote`'s --registered-model for a name other than its default."""
+    from shlex import quote
+
+    from .tracking import registered_model_name
+
+    return "" if name in (None, registered_model_name()) else f" --registered-model {quote(name)}"
+
+
+@app.command()
+@reports_errors
+def validate(
+    run: str = RUN_OR_MODEL,
+    recalibrate: bool = typer.Option(
+        False,
+        "--recalibrate",
+        help="Also fit a new calibration map on these data (cross-fitted for its report) and write it as a new "
+        "run version with the same weights.",
+    ),
+    to: Path = typer.Option(
+        None, "--to", help="Folder of the recalibrated run version (default: data/runs/<run>-recalibrated)."
+    ),
+    out: Path = typer.Option(None, "--out", help="Report folder (default: data/validations/<run>)."),
+    resamples: int = typer.Option(
+        workflow.DEFAULT_RESAMPLES, "--resamples", help="Bootstrap resamples for the 95% intervals."
+    ),
+    track: bool = typer.Option(
+        False,
+        "--track",
+        help="With --recalibrate: log the recalibrated run version to MLflow and register it (as evaluate --track).",
+    ),
+    experiment: str | None = EXPERIMENT,
+    registered_model: str | None = typer.Option(
+        None, "--registered-model", help="With --track: the " + REGISTERED_MODEL_HELP
+    ),
+) -> None:
+    """External validation: a trained run scored on this data folder (another site or period), every
+    outcome-known cohort stay at its prediction time; its own report, the run itself untouched."""
+    if to is not None and not recalibrate:
+        raise typer.BadParameter("--to names the recalibrated run version: add --recalibrate")
+    if track and not recalibrate:
+        raise typer.BadParameter(
+            "--track registers the recalibrated run version: add --recalibrate (a run as trained is "
+            "tracked by `evaluate --track`)"
+        )
+    tracking(track, experiment, registered_model)
+    result = workflow.validate(run, out, recalibrate, to, resamples)
+    v = result.validation
+    for name, m in v.models.items():
+        say(
+            f"{name}: AUROC {m['auroc']['value']:.3f} ({m['auroc']['low']:.3f} to {m['auroc']['high']:.3f}), "
+            f"calibration intercept {m['calibration_intercept']['value']:+.2f} "
+            f"({m['calibration_intercept']['low']:+.2f} to {m['calibration_intercept']['high']:+.2f}), "
+            f"slope {m['calibration_slope']['value']:.2f} on {v.stays} stays"
+        )
+    say(f"report: {result.report}\nhtml report: {result.html}")
+    if result.recalibrated_run:
+        say(f"recalibrated run version: {result.recalibrated_run} (parent {v.version})")
+    if track:
+        _say_tracked(workflow.track_run(result.recalibrated_run, experiment, registered_model=registered_model))
 
 
 @app.command()
@@ -408,7 +518,7 @@ def score(
     stays: str = typer.Option(
         None, "--stays", help="Comma-separated stay ids (default: the cohort stays in the ICU at that time)."
     ),
-    run: Path = RUN,
+    run: str = RUN_OR_MODEL,
     out: Path = typer.Option(None, "--out", help="CSV to write (default: data/scores/<mode>-<time>.csv)."),
     online_store: OnlineStore = ONLINE_STORE,
     explain: bool = typer.Option(
@@ -507,7 +617,7 @@ def stays(
 @app.command()
 @reports_errors
 def serve(
-    run: Path = RUN,
+    run: str = RUN_OR_MODEL,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told otherwise)."),
     port: int = typer.Option(8000, "--port"),
     clock: str = typer.Option(
@@ -719,8 +829,9 @@ def describe(result: object) -> str:
             return f"{result.report}, {result.html}, plots {result.report.parent}/*.png, model card {result.model_card}"
         case workflow.TrackStep():
             return (
-                f"MLflow run {result.run_id} in experiment {result.experiment} at {result.tracking_uri}; "
-                f"browse it: {result.browse}"
+                f"MLflow run {result.run_id} in experiment {result.experiment} at {result.tracking_uri}"
+                + (f", registered as {result.model_uri}" if result.model_uri else "")
+                + f"; browse it: {result.browse}"
             )
         case workflow.ScoreStep():
             return f"{result.mode} as of {result.as_of}: {result.scored} stays -> {result.csv}"

@@ -16,17 +16,27 @@ logs a fresh run and then deletes the earlier one and its child runs (MLflow kee
 `mlflow gc`), so a re-evaluated folder leaves exactly its latest evaluation, with no stale metric and no
 doubled learning curve. A folder retrained in place has another model version, hence its own MLflow run.
 
-MLflow is an optional dependency (`pip install 'sepsis-fusion[track]'`), imported only here, when a run
-is logged.
+The run folder is also logged as the run's MLflow pyfunc model (`model`; pipelines/serving/mlflow_model.py
+writes it: its artifacts are the run folder) and registered as a version of a registered model (default
+`sepsis-fusion`), tagged with the folder's model version; tracking the folder again registers a new version
+and deletes the earlier one, its aliases moved to the new one. `promote` sets an alias (`champion`) on a run
+folder's version, and `resolve_model_uri` turns `models:/NAME@ALIAS` or `models:/NAME/VERSION` into a local
+run folder (downloaded once into a cache folder), which `serve`, `score` and `Project.run` then use as any
+run folder.
+
+MLflow is an optional dependency (`pip install 'sepsis-fusion[track]'`), imported only here and in the
+pyfunc model's module, when a run is logged or a registered model is resolved.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +47,11 @@ from sepsis_fusion.model.evaluate import FUSION
 from sepsis_fusion.model.run_folder import RunFolder
 
 VERSION_TAG = "model_version"
+MODEL_ARTIFACT = "model"  # the pyfunc model's folder among the MLflow run's artifacts
+DEFAULT_REGISTERED_MODEL = "sepsis-fusion"
+REGISTERED_MODEL_ENV = "SEPSIS_FUSION_REGISTERED_MODEL"
+PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # MLflow's own setting
+MODELS_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<number>[0-9]+))/?")
 
 
 class TrackingError(SepsisFusionError):
@@ -54,6 +69,34 @@ class TrackedRun:
     model_version: str
     settings: int  # child runs, one per grid setting
     replaced: int  # earlier MLflow runs of this run folder (parents and children) deleted
+    registered_model: str | None = None  # the registered model the run folder's pyfunc model is a version of
+    registered_version: str | None = None  # its version number there
+
+
+@dataclass(frozen=True)
+class Promoted:
+    registered_model: str
+    registered_version: str
+    alias: str
+    model_version: str  # the run folder's
+    previous: str | None  # the version the alias named before, if any
+
+
+def registered_model_name(name: str | None = None) -> str:
+    """The registered model of `--track` and `promote`: `name`, else $SEPSIS_FUSION_REGISTERED_MODEL, else
+    DEFAULT_REGISTERED_MODEL; a name that a models:/ URI cannot spell is refused."""
+    name = name or os.environ.get(REGISTERED_MODEL_ENV) or DEFAULT_REGISTERED_MODEL
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", name):
+        raise TrackingError(
+            f"{name!r} cannot name a registered model: letters, digits, '_', '-' and '.' only "
+            "(models:/NAME@ALIAS must spell it)"
+        )
+    return name
+
+
+def store_uri(data: Path) -> str:
+    """MLflow's store for a data folder: $MLFLOW_TRACKING_URI, else the SQLite file <data>/mlflow/mlflow.db."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(data) / 'mlflow' / 'mlflow.db'}"
 
 
 def sqlite_file(tracking_uri: str) -> Path | None:
@@ -69,9 +112,17 @@ def artifact_location(tracking_uri: str, experiment: str) -> str | None:
     return (database.parent / "artifacts" / _name(experiment)).as_uri() if database else None
 
 
-def log_run(run_dir: Path, tracking_uri: str, experiment: str) -> TrackedRun:
+def log_run(
+    run_dir: Path,
+    tracking_uri: str,
+    experiment: str,
+    save_model: Callable[[Path, Path], None] | None = None,
+    registered_model: str | None = None,
+) -> TrackedRun:
     """Log an evaluated run folder to the MLflow store at `tracking_uri` in `experiment` (created when
-    missing), replacing the MLflow run this folder had there."""
+    missing), replacing the MLflow run this folder had there. With `save_model` (serving.mlflow_model's,
+    which writes the folder's pyfunc model to a path), the run's `model` too, and with `registered_model`
+    that model registered as a version of it (created when missing), tagged with the folder's model version."""
     run_dir = Path(run_dir).resolve()
     folder = RunFolder(run_dir)
     if not folder.has(files.MODEL):
@@ -98,12 +149,176 @@ def log_run(run_dir: Path, tracking_uri: str, experiment: str) -> TrackedRun:
             digest = version.rsplit("@", 1)[1]
             found = client.search_runs([experiment_id], f"tags.{VERSION_TAG} LIKE '%@{digest}'", max_results=1000)
             earlier = [r.info.run_id for r in found if r.data.tags.get(VERSION_TAG) == version]
-            run_id, settings = _log(client, experiment_id, run_dir, version)
+            run_id, settings = _log(client, experiment_id, run_dir, version, save_model)
+            registered = None
+            if save_model is not None and registered_model:
+                registered = str(_register(client, registered_model, run_id, run_dir, version).version)
             for old in earlier:
                 client.delete_run(old)
         except MlflowException as exc:
             raise TrackingError(f"MLflow ({tracking_uri}): {exc.message}") from None
-    return TrackedRun(run_id, experiment_id, version, settings, len(earlier))
+    name = registered_model if registered else None
+    return TrackedRun(run_id, experiment_id, version, settings, len(earlier), name, registered)
+
+
+def promote(run_dir: Path, alias: str, tracking_uri: str, registered_model: str) -> Promoted:
+    """Set `alias` of the registered model on the version that is this run folder (its model version tag),
+    moving it from the version it named before."""
+    run_dir = Path(run_dir)
+    folder = RunFolder(run_dir)
+    if not folder.has(*files.SCORE_FILES):
+        raise TrackingError(f"{run_dir} is not a complete run folder: train one with `sepsis-fusion train`")
+    version = folder.version()
+    client = _registry(tracking_uri)
+    from mlflow.exceptions import MlflowException
+
+    again = f"sepsis-fusion evaluate --run {run_dir} --track" + (
+        f" --registered-model {_quote(registered_model)}" if registered_model != DEFAULT_REGISTERED_MODEL else ""
+    )
+    with _quiet():
+        model = _registered(client, registered_model, tracking_uri, f"track the run first: {again}")
+        found = _versions_of(client, registered_model, version)
+        if not found:
+            raise TrackingError(
+                f"the run folder {run_dir} ({version}) is no version of the registered model {registered_model!r} "
+                f"in {tracking_uri}: it was never tracked there, or was retrained since; track it: {again}"
+            )
+        chosen = max(found, key=lambda v: int(v.version))
+        try:
+            client.set_registered_model_alias(registered_model, alias, chosen.version)
+        except MlflowException as exc:
+            raise TrackingError(f"MLflow ({tracking_uri}): {exc.message}") from None
+    previous = (model.aliases or {}).get(alias)
+    return Promoted(registered_model, str(chosen.version), alias, version, None if previous is None else str(previous))
+
+
+def resolve_model_uri(uri: str, tracking_uri: str, cache: Path) -> Path:
+    """The run folder of a registered model's version, `models:/NAME@ALIAS` or `models:/NAME/VERSION`: its
+    pyfunc model downloaded once into `cache`/NAME/VERSION/ (again when the cached folder is not that
+    version's run folder), the run folder inside it returned, with the model version it was registered with."""
+    match = MODELS_URI.fullmatch(uri)
+    if not match:
+        raise TrackingError(
+            f"{uri!r} is not a registered model's URI: models:/NAME@ALIAS or models:/NAME/VERSION "
+            "(`sepsis-fusion promote RUN --alias ALIAS` sets an alias)"
+        )
+    name, alias, number = match["name"], match["alias"], match["number"]
+    client = _registry(tracking_uri)
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    with _quiet():
+        model = _registered(client, name, tracking_uri, "`sepsis-fusion evaluate --run RUN --track` registers one")
+        aliases = model.aliases or {}
+        if alias is not None and alias not in aliases:
+            named = ", ".join(f"{a} (version {v})" for a, v in sorted(aliases.items())) or "none"
+            raise TrackingError(
+                f"the registered model {name!r} has no alias {alias!r} in {tracking_uri} (its aliases: {named}): "
+                f"set it with `sepsis-fusion promote RUN --alias {alias}`, or use models:/{name}/VERSION"
+            )
+        try:
+            found = client.get_model_version(name, str(aliases[alias]) if alias is not None else number)
+        except MlflowException:
+            versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+            raise TrackingError(
+                f"the registered model {name!r} has no version {number} in {tracking_uri} "
+                f"(its versions: {', '.join(map(str, versions)) or 'none'})"
+            ) from None
+        expected = found.tags.get(VERSION_TAG)
+        target = Path(cache) / name / str(found.version)
+        folder = _cached_run(target, expected)
+        if folder is None:
+            work = target.parent / f".{found.version}.download-{os.getpid()}"
+            shutil.rmtree(work, ignore_errors=True)
+            try:
+                local = download_artifacts(artifact_uri=found.source, dst_path=str(work), tracking_uri=tracking_uri)
+                shutil.rmtree(target, ignore_errors=True)
+                Path(local).rename(target)  # the model's folder: MLmodel, artifacts/<run folder>/
+            except MlflowException as exc:
+                raise TrackingError(f"MLflow ({tracking_uri}): {uri}: {exc.message}") from None
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            folder = _cached_run(target, expected)
+        if folder is None:
+            raise TrackingError(
+                f"{uri} (version {found.version} of {name!r}) holds no run folder of model version {expected}: "
+                "it was not registered by `sepsis-fusion evaluate --track`"
+            )
+    return folder
+
+
+def _registry(tracking_uri: str):
+    """A client of the store's model registry; a SQLite store that does not exist yet is refused."""
+    require_mlflow()
+    from mlflow import MlflowClient
+
+    database = sqlite_file(tracking_uri)
+    if database is not None and not database.exists():
+        raise TrackingError(
+            f"no MLflow store at {tracking_uri}: nothing was tracked there yet (`sepsis-fusion evaluate --run RUN "
+            "--track` logs and registers a run; $MLFLOW_TRACKING_URI names another store)"
+        )
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _registered(client, name: str, tracking_uri: str, hint: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(name)
+    except MlflowException:
+        names = sorted(m.name for m in client.search_registered_models())
+        listed = f"registered models there: {', '.join(names)}" if names else "none is registered there"
+        raise TrackingError(f"no registered model {name!r} in {tracking_uri} ({listed}): {hint}") from None
+
+
+def _versions_of(client, name: str, version: str) -> list:
+    """The versions of a registered model that are a run folder of this model version."""
+    return [v for v in client.search_model_versions(f"name = '{name}'") if (v.tags or {}).get(VERSION_TAG) == version]
+
+
+def _register(client, name: str, run_id: str, run_dir: Path, version: str):
+    """A new version of the registered model from the run's `model`; the earlier versions of this run folder
+    are deleted, their aliases moved to the new one."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(
+            name, description="Sepsis Fusion run folders (`sepsis-fusion evaluate --track`), one version each"
+        )
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    earlier = _versions_of(client, name, version)
+    source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT}"
+    created = client.create_model_version(
+        name,
+        source,
+        run_id=run_id,
+        tags={VERSION_TAG: version, "run_folder": run_dir.name, "run_dir": str(run_dir)},
+        description=f"Run folder `{run_dir}` ({version})",
+        await_creation_for=0,
+    )
+    for old in earlier:
+        for alias in client.get_model_version(name, old.version).aliases or []:
+            client.set_registered_model_alias(name, alias, created.version)
+        client.delete_model_version(name, old.version)
+    return created
+
+
+def _cached_run(target: Path, expected: str | None) -> Path | None:
+    """The run folder among a downloaded pyfunc model's artifacts, if it is the expected model version."""
+    for candidate in sorted(target.glob("artifacts/*")):
+        folder = RunFolder(candidate)
+        if folder.has(*files.SCORE_FILES) and (expected is None or folder.version() == expected):
+            return candidate
+    return None
+
+
+def _quote(text: str) -> str:
+    from shlex import quote
+
+    return quote(text)
 
 
 def require_mlflow() -> None:
@@ -118,16 +333,21 @@ def require_mlflow() -> None:
 
 @contextmanager
 def _quiet() -> Iterator[None]:
-    """MLflow announces at INFO that it creates and migrates its SQLite tables (alembic too): noise to a user."""
+    """MLflow announces at INFO that it creates and migrates its SQLite tables (alembic too), and draws a
+    progress bar for every copy of a few local files: noise to a user."""
     loggers = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "alembic")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    bar = os.environ.get(PROGRESS_BAR)
+    os.environ.setdefault(PROGRESS_BAR, "false")
     try:
         yield
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+        if bar is None:
+            os.environ.pop(PROGRESS_BAR, None)
 
 
 def _experiment(client, tracking_uri: str, name: str) -> str:
@@ -142,7 +362,7 @@ def _experiment(client, tracking_uri: str, name: str) -> str:
     return found.experiment_id
 
 
-def _log(client, experiment_id: str, run_dir: Path, version: str) -> tuple[str, int]:
+def _log(client, experiment_id: str, run_dir: Path, version: str, save_model=None) -> tuple[str, int]:
     """The parent run and its child runs; a run that fails half-way is marked FAILED (and replaced next time)."""
     from mlflow.entities import Metric, Param
 
@@ -187,6 +407,12 @@ def _log(client, experiment_id: str, run_dir: Path, version: str) -> tuple[str, 
         )
         for path in folder.artifacts():
             client.log_artifact(parent, str(path))
+        if save_model is not None:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as work:
+                save_model(Path(work) / MODEL_ARTIFACT, run_dir)
+                client.log_artifacts(parent, str(Path(work) / MODEL_ARTIFACT), MODEL_ARTIFACT)
         settings = _settings(cv)
         for setting, folds in settings.items():
             _child(client, experiment_id, parent, version, json.loads(setting), folds, chosen, now)

@@ -160,6 +160,13 @@ class TrackStep:
     model_version: str
     settings: int  # child runs, one per grid setting
     replaced: int  # earlier MLflow runs of this run folder deleted (parent and child runs)
+    registered_model: str | None = None  # the run folder's pyfunc model is a version of it
+    registered_version: str | None = None
+
+    @property
+    def model_uri(self) -> str | None:
+        """The registered version's URI, as `serve --run` and mlflow.pyfunc.load_model take it."""
+        return f"models:/{self.registered_model}/{self.registered_version}" if self.registered_version else None
 
     @property
     def browse(self) -> str:
@@ -169,6 +176,21 @@ class TrackStep:
         from shlex import quote
 
         return f"mlflow ui --backend-store-uri {quote(self.tracking_uri)}"
+
+
+@dataclass(frozen=True)
+class PromoteStep:
+    run_dir: Path
+    registered_model: str
+    registered_version: str
+    alias: str
+    model_version: str  # the run folder's
+    previous: str | None  # the version the alias named before
+    tracking_uri: str
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.registered_model}@{self.alias}"
 
 
 @dataclass(frozen=True)
@@ -375,9 +397,15 @@ def train_command(config: Path | None, overrides, run_dir: Path) -> str:
 
 
 def find_run(run: str | Path | None = None) -> Path:
-    """A run by name under the data folder's runs/, by path, or (None) the newest (run_folder.find_run)."""
+    """A run by name under the data folder's runs/, by path, or (None) the newest (run_folder.find_run); or a
+    registered model's version, models:/NAME@ALIAS or models:/NAME/VERSION, in MLflow's store (default
+    default_tracking_uri()): its run folder, downloaded once into <data>/registry/NAME/VERSION/."""
     from sepsis_fusion.model.run_folder import find_run as find
 
+    if run is not None and str(run).startswith("models:/"):
+        from .tracking import resolve_model_uri
+
+        return resolve_model_uri(str(run), default_tracking_uri(), paths.data_dir() / "registry")
     return find(paths.runs_dir(), run)
 
 
@@ -418,16 +446,52 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paths.data_dir() / 'mlflow' / 'mlflow.db'}"
 
 
-def track_run(run: Path | None = None, experiment: str | None = None, tracking_uri: str | None = None) -> TrackStep:
-    """Log an evaluated run folder as one MLflow run (pipelines/tracking.py), replacing the one it had there.
-    Default experiment: $MLFLOW_EXPERIMENT_NAME, else DEFAULT_EXPERIMENT."""
-    from .tracking import log_run
+def track_run(
+    run: Path | None = None,
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+    registered_model: str | None = None,
+) -> TrackStep:
+    """Log an evaluated run folder as one MLflow run (pipelines/tracking.py), replacing the one it had there,
+    with the folder as the run's pyfunc model (serving/mlflow_model.py), registered as a version of
+    `registered_model`. Default experiment: $MLFLOW_EXPERIMENT_NAME, else DEFAULT_EXPERIMENT; default
+    registered model: $SEPSIS_FUSION_REGISTERED_MODEL, else tracking.DEFAULT_REGISTERED_MODEL."""
+    from .tracking import log_run, registered_model_name, require_mlflow
 
     run = find_run(run)
     uri = tracking_uri or default_tracking_uri()
     name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-    t = log_run(run, uri, name)
-    return TrackStep(run, t.run_id, name, t.experiment_id, uri, t.model_version, t.settings, t.replaced)
+    registered = registered_model_name(registered_model)
+    require_mlflow()  # before the pyfunc model's module, which imports MLflow
+    from .serving.mlflow_model import save_model
+
+    t = log_run(run, uri, name, save_model, registered)
+    return TrackStep(
+        run,
+        t.run_id,
+        name,
+        t.experiment_id,
+        uri,
+        t.model_version,
+        t.settings,
+        t.replaced,
+        t.registered_model,
+        t.registered_version,
+    )
+
+
+def promote(
+    run: str | Path, alias: str, registered_model: str | None = None, tracking_uri: str | None = None
+) -> PromoteStep:
+    """Set `alias` (e.g. champion) of the registered model on the version that is this run folder
+    (`track_run` registered it), so that models:/NAME@ALIAS serves it."""
+    from .tracking import promote as set_alias
+    from .tracking import registered_model_name
+
+    run = find_run(run)
+    uri = tracking_uri or default_tracking_uri()
+    p = set_alias(run, alias, uri, registered_model_name(registered_model))
+    return PromoteStep(run, p.registered_model, p.registered_version, p.alias, p.model_version, p.previous, uri)
 
 
 def score(

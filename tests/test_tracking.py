@@ -194,6 +194,11 @@ def test_evaluate_track_on_the_command_line(feature_data, trained_run, synthetic
     (logged,) = parents(client, experiment.experiment_id)
     assert f"MLflow run {logged.info.run_id} in experiment sepsis-fusion" in result.stderr
     assert logged.data.tags["model_version"] == RunFolder(run).version()
+    # the run folder's pyfunc model, registered (tests/test_registry.py tests it)
+    registered_line = "registered model sepsis-fusion version 1 (models:/sepsis-fusion/1); make it the champion: "
+    assert registered_line in result.stderr
+    (registered,) = client.search_model_versions("name = 'sepsis-fusion'")
+    assert registered.run_id == logged.info.run_id and registered.tags["model_version"] == RunFolder(run).version()
     artifacts = data / "mlflow" / "artifacts" / "sepsis-fusion"
     assert experiment.artifact_location == artifacts.as_uri()
     assert (artifacts / logged.info.run_id / "artifacts" / "report.md").read_text() == (run / "report.md").read_text()
