@@ -215,6 +215,19 @@ class RunFolder:
         return meta
 
 
+def cohort_digest(stay_ids, prediction_times) -> str:
+    """A digest of the stays a run was trained on and their prediction times: what `score` and `serve`
+    compare with the data they read (computing the training set's own fingerprint would need the whole
+    point-in-time retrieval). Another site, or another extract of the same one, has another digest."""
+    frame = pd.DataFrame(
+        {"stay_id": pd.Series(stay_ids).to_numpy(dtype="int64"), "t": pd.Series(prediction_times).to_numpy()}
+    )
+    frame = frame.sort_values("stay_id")
+    h = hashlib.sha256(frame["stay_id"].to_numpy(dtype="int64").tobytes())
+    h.update(frame["t"].to_numpy(dtype="datetime64[us]").astype("int64").tobytes())
+    return h.hexdigest()
+
+
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)

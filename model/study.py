@@ -254,6 +254,7 @@ def run_study(
         run_folder.DATA,
         {
             "fingerprint": data_fingerprint,
+            "cohort_digest": cohort_digest(ts.cohort["stay_id"], ts.cohort["prediction_time"]),
             "stays": len(y),
             "train": len(train_idx),
             "test": len(test_idx),

@@ -542,6 +542,8 @@ def score(
         allow_outside=allow_outside,
     )
     print_scores(result)
+    if result.data_warning:
+        say(f"warning: {result.data_warning}")
     say(
         f"{result.mode} scores as of {result.as_of} by {result.model_version}: {result.scored} stays scored, "
         f"{result.above_threshold} above the threshold {result.threshold:.3f}"

@@ -201,6 +201,7 @@ class ScoreStep:
     threshold: float
     table: pd.DataFrame = field(repr=False)
     csv: Path
+    data_warning: str | None = None  # the data are not what the run was trained on (data_mismatch)
 
     @property
     def scored(self) -> int:
@@ -213,6 +214,14 @@ class ScoreStep:
     @property
     def not_scored(self) -> int:
         return int(self.table["probability"].isna().sum())
+
+
+@dataclass(frozen=True)
+class ValidateStep:
+    report: Path
+    html: Path
+    validation: object = field(repr=False)  # model.validation.Validation
+    recalibrated_run: Path | None
 
 
 @dataclass(frozen=True)
@@ -510,7 +519,7 @@ def score(
     those in the intended population at that time. A stay outside it gets its status and the reason, not a
     probability, unless `allow_outside`. With `explain`, each score names the EXPLAIN_TOP inputs that
     contributed most (column top_inputs). The scores are written as CSV (default data/scores/)."""
-    from .features.store import online_store_time, open_store
+    from .features.store import online_store_time, open_store, store_data_dir
     from .serving.scorer import Scorer
 
     if as_of is None and not online:
@@ -542,7 +551,59 @@ def score(
     out = Path(out or paths.data_dir() / "scores" / f"{mode}-{when:%Y%m%dT%H%M%S}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
-    return ScoreStep(mode, when, scorer.version, scorer.threshold, table, out)
+    warning = data_mismatch(scorer.run_dir, store_data_dir(scorer.store))
+    return ScoreStep(mode, when, scorer.version, scorer.threshold, table, out, warning)
+
+
+def data_mismatch(run: Path, data: Path | None = None) -> str | None:
+    """Why the data folder is not what the run was trained on (the cohort's stays and prediction times
+    differ from the training data's, data.json's `cohort_digest`); None when they match, or when the run
+    does not record them (runs trained before 0.3)."""
+    from sepsis_fusion.model.run_folder import DATA, RunFolder, cohort_digest
+
+    from .features.training import read_cohort
+
+    folder = RunFolder(run)
+    trained = folder.read_json(DATA).get("cohort_digest") if folder.has(DATA) else None
+    if trained is None:
+        return None
+    data = Path(data or paths.data_dir())
+    try:
+        cohort = read_cohort(data, outcome_known=True)
+    except SepsisFusionError:
+        return None
+    if cohort_digest(cohort["stay_id"], cohort["prediction_time"]) == trained:
+        return None
+    return (
+        f"the run {folder.path.name} was not trained on the data in {data} (its cohort's stays and prediction times "
+        f"differ): before using it on other data, validate it there: sepsis-fusion validate --run {folder.path} "
+        "(add --recalibrate to fit its calibration to these data)"
+    )
+
+
+def validate(
+    run: Path | str | None = None,
+    out: Path | None = None,
+    recalibrate: bool = False,
+    recalibrated_run: Path | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    ts=None,
+) -> ValidateStep:
+    """External validation of a run on the current data folder (model/validation.py): the report into `out`
+    (default <data>/validations/<run>/); with `recalibrate`, a new run version with a map fitted on these
+    data (default <data>/runs/<run>-recalibrated)."""
+    from sepsis_fusion.model.validation import validate as validate_run
+
+    from .features.training import training_set
+
+    run = find_run(run)
+    data = paths.data_dir()
+    out = Path(out or data / "validations" / run.name)
+    target = None
+    if recalibrate:
+        target = Path(recalibrated_run or paths.runs_dir() / f"{run.name}-recalibrated")
+    result = validate_run(ts or training_set(data), run, out, data, resamples, target)
+    return ValidateStep(out / "report.md", out / "report.html", result, target)
 
 
 class UnknownStays(SepsisFusionError):

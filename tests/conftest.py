@@ -26,7 +26,15 @@ DEMO = ROOT.parent / "shared" / "mimic-iv-demo"
 
 # `make check` runs the tests that need no dbt build, Spark, server or install: the others are marked
 # `build`, by the session fixtures they use or, for the modules that build or serve by themselves, by module.
-BUILD_FIXTURES = {"synthetic_warehouse", "demo_warehouse", "feature_data", "synthetic_training_set", "trained_run"}
+BUILD_FIXTURES = {
+    "synthetic_warehouse",
+    "demo_warehouse",
+    "feature_data",
+    "synthetic_training_set",
+    "trained_run",
+    "second_site",
+    "second_site_training_set",
+}
 BUILD_MODULES = {
     "test_build",
     "test_install",
@@ -145,3 +153,23 @@ def trained_run(synthetic_training_set, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "run"
     run_study(synthetic_training_set, config, out, progress=lambda line: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def second_site(tiny_bert, tmp_path_factory) -> Path:
+    """Another hospital (`synth --site b`): built, its notes embedded by the same encoder, its store applied."""
+    source = tmp_path_factory.mktemp("site_b")
+    generate(1500, 11, source, density="light", progress=False, site="b")
+    warehouse = tmp_path_factory.mktemp("site_b_warehouse") / "warehouse.duckdb"
+    dbt_build(source, warehouse=warehouse)
+    data = tmp_path_factory.mktemp("site_b_data")
+    shutil.copytree(warehouse.parent / "features", data / "features")
+    enc = load_encoder(str(tiny_bert), pooling="mean", device="cpu", max_length=64)
+    embed_feature_folder(enc, data / "features", data / "embedding_cache", stride=16, progress=False)
+    apply(data)
+    return data
+
+
+@pytest.fixture(scope="session")
+def second_site_training_set(second_site) -> TrainingSet:
+    return training_set(second_site, open_store(second_site))

@@ -23,6 +23,7 @@ from sepsis_fusion.pipelines.features.store import data_present
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DEPLOYMENT = ROOT / "docs" / "DEPLOYMENT.md"
 DEMO_PRESENT = "2203-08-06T15:00"  # the demo's data present, as the docs write it
 DEMO_OFFLINE = "2203-08-05T12:00"
 
@@ -45,7 +46,7 @@ def repo(feature_data, trained_run, tmp_path_factory) -> Path:
 
 
 def run_bash(script: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("SEPSIS_FUSION_")}
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SEPSIS_FUSION_", "MLFLOW_"))}
     environment["PATH"] = f"{Path(sys.executable).parent}:{environment['PATH']}"
     environment.update(env or {})
     # the background servers of a block are stopped when it ends
@@ -126,3 +127,28 @@ def test_readmes_online_commands_run_as_written(repo):
     assert result.returncode == 0, result.stderr[-3000:]
     (batch,) = json_answers(result.stdout)
     assert [a["status"] for a in batch["scores"]] == ["scored", "unknown_stay"]
+
+
+def test_deployment_walk_runs_as_written(repo, second_site):
+    """DEPLOYMENT.md's walk, validate -> recalibrate -> register -> promote -> serve -> monitor, on the second
+    synthetic hospital's data folder (laid out as its first block builds it) with the first hospital's run."""
+    from sepsis_fusion.model.run_folder import RunFolder
+
+    walk = r"## From a study to another hospital.*?```bash\n(.*?)```"
+    (block,) = re.findall(walk, DEPLOYMENT.read_text(), flags=re.S)
+    site = copy_feature_store(second_site, repo / "data" / "site_b")
+    assert invoke(["features", "materialize"], data=site).exit_code == 0
+    port = free_port()
+    script = block.replace("localhost:8000", f"localhost:{port}").replace(" &   # 5.", f" --port {port} &")
+    assert f"--port {port}" in script
+    result = run_bash(script, repo)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (site / "validations" / "demo" / "report.html").exists()
+    recalibrated = RunFolder(site / "runs" / "demo-recalibrated")
+    parent = RunFolder(repo / "data" / "runs" / "demo").version()
+    assert recalibrated.read_json("model.json")["parent"]["version"] == parent
+    (batch,) = json_answers(result.stdout)
+    assert batch["model_version"] == recalibrated.version()
+    assert any(s["status"] == "scored" for s in batch["scores"])
+    assert "calibration intercept" in result.stderr and "registered model sepsis-fusion" in result.stderr
+    assert list((site / "monitoring").glob("report-*/monitor.html"))
