@@ -16,6 +16,7 @@ rows are (stay_id, prediction_time) pairs, and a run scores each with only what 
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -122,10 +123,14 @@ class Run:
     def __init__(self, path: str | Path, project: Project):
         from .features.population import Population
         from .serving.scorer import Scorer
+        from .workflow import data_mismatch
 
         self.path = Path(path)
         self.project = project
         self._scorer = Scorer(self.path, project.store, population=Population(project.data))
+        mismatch = data_mismatch(self.path, project.data)
+        if mismatch:
+            warnings.warn(mismatch, UserWarning, stacklevel=3)
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, version={self.version!r})"

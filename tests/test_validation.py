@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sepsis_fusion import Project
 from sepsis_fusion.model.calibration import Calibrator, EnsembleCalibration, calibration_slope_intercept, logit
 from sepsis_fusion.model.errors import StudyError
 from sepsis_fusion.model.inputs import TrainingSet
@@ -120,3 +121,5 @@ def test_scoring_other_data_warns_and_names_validate(trained_run, feature_data, 
     assert data_mismatch(trained_run, feature_data) is None
     warning = data_mismatch(trained_run, second_site)
     assert warning and "sepsis-fusion validate --run" in warning and str(second_site) in warning
+    with pytest.warns(UserWarning, match="sepsis-fusion validate --run"):
+        Project(second_site).run(trained_run)
