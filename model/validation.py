@@ -136,6 +136,11 @@ def recalibrate(
 def check_layout(predictor: Predictor, ts: TrainingSet, data: Path) -> None:
     """Refuse data whose features are not the ones the run was trained on, naming the difference."""
     differences = predictor.layout.differences(ts.features.layout)
+    trained = predictor.folder.read_json(files.DATA) if predictor.folder.has(files.DATA) else {}
+    encoders = ((trained.get("encoder") or {}).get("model"), (ts.encoder or {}).get("model"))
+    if ts.features.notes.shape[2] > 0 and None not in encoders and encoders[0] != encoders[1]:
+        # the same layout, other vectors: the note branch would read embeddings of another encoder's space
+        differences.append(f"notes embedded by {encoders[1]}, the run's by {encoders[0]} (run `embed` with it)")
     if differences:
         raise StudyError(
             f"the run {predictor.run_dir} was trained on other features than the data folder {data} serves, so it "

@@ -113,6 +113,10 @@ def test_a_run_whose_features_differ_is_refused_naming_the_difference(trained_ru
     with pytest.raises(StudyError, match=features.layout.static[-1]):
         validate(other, trained_run, tmp_path / "validation", tmp_path, resamples=10)
     assert not (tmp_path / "validation" / "report.md").exists()
+    # the same layout, notes embedded by another encoder: refused too
+    other = replace(second_site_training_set, encoder={**second_site_training_set.encoder, "model": "another/encoder"})
+    with pytest.raises(StudyError, match="notes embedded by another/encoder"):
+        validate(other, trained_run, tmp_path / "validation", tmp_path, resamples=10)
 
 
 def test_scoring_other_data_warns_and_names_validate(trained_run, feature_data, second_site):
