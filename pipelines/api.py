@@ -151,17 +151,9 @@ class Run:
         """Each row's calibrated probability and decision at the run's threshold, from what the store held
         at the row's time (`time_column`); index aligned with `frame`. A row with no feature at its time
         gets NaN and known=False."""
-        scores = self._scorer.at(*_rows(frame, time_column))
-        return pd.DataFrame(
-            {
-                "stay_id": [s.stay_id for s in scores],
-                time_column: [s.as_of for s in scores],
-                "known": [s.known for s in scores],
-                "probability": [np.nan if s.probability is None else s.probability for s in scores],
-                "decision": [s.decision for s in scores],
-            },
-            index=frame.index,
-        )
+        from .serving.scorer import prediction_frame
+
+        return prediction_frame(self._scorer.at(*_rows(frame, time_column)), time_column, frame.index)
 
     def explain(self, frame: pd.DataFrame, top: int = TOP_INPUTS, time_column: str = TIME) -> pd.DataFrame:
         """Each row's `top` inputs of largest contribution (integrated gradients; logit units), long format:

@@ -72,17 +72,10 @@ class RunFolderModel(mlflow.pyfunc.PythonModel):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         times = pd.to_datetime(frame[TIME])
         times = times.dt.tz_convert("UTC").dt.tz_localize(None) if times.dt.tz is not None else times
+        from .scorer import prediction_frame
+
         scores = self.scorer.at(frame["stay_id"].to_numpy(dtype=np.int64), list(times))
-        return pd.DataFrame(
-            {
-                "stay_id": [s.stay_id for s in scores],
-                TIME: [s.as_of for s in scores],
-                "known": [s.known for s in scores],
-                "probability": [np.nan if s.probability is None else s.probability for s in scores],
-                "decision": [s.decision for s in scores],
-            },
-            index=frame.index,
-        )
+        return prediction_frame(scores, TIME, frame.index)
 
 
 def save_model(path: Path, run_dir: Path) -> None:

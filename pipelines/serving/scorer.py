@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from sepsis_fusion.model.errors import StudyError
 from sepsis_fusion.model.inputs import FeatureArrays
@@ -150,4 +151,19 @@ def _not_scored(status: StayStatus, as_of: datetime) -> Score:
         status=status.status,
         reason=status.reason,
         in_population=False,
+    )
+
+
+def prediction_frame(scores: list[Score], time_column: str, index) -> pd.DataFrame:
+    """Scores of (stay, time) rows as `Run.predict` and the MLflow model answer them: stay_id, the time,
+    known, the calibrated probability (NaN unscored) and the decision; `index` aligned with the input frame."""
+    return pd.DataFrame(
+        {
+            "stay_id": [s.stay_id for s in scores],
+            time_column: [s.as_of for s in scores],
+            "known": [s.known for s in scores],
+            "probability": [np.nan if s.probability is None else s.probability for s in scores],
+            "decision": [s.decision for s in scores],
+        },
+        index=index,
     )
