@@ -40,6 +40,8 @@ features_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(features_app, name="features")
+export_app = typer.Typer(help="Write the data in another format: `export meds` (docs/MEDS.md).", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 console = Console(stderr=True)
 
 RUNTIME_ERROR, USAGE_ERROR, SKIPPED, INTERRUPTED = 1, 2, 3, 130
@@ -498,6 +500,25 @@ def validate(
         say(f"recalibrated run version: {result.recalibrated_run} (parent {v.version})")
     if track:
         _say_tracked(workflow.track_run(result.recalibrated_run, experiment, registered_model=registered_model))
+
+
+@export_app.command("meds")
+@reports_errors
+def export_meds(
+    run: str = RUN_OR_MODEL,
+    out: Path = typer.Option(None, "--out", help="The MEDS dataset's folder (default: data/meds/<run>)."),
+) -> None:
+    """The cohort's patients as a MEDS dataset, split as the run was (train/tuning: its training part, tuning
+    its CV fold 0; held_out: its test part), with the task's labels and an ACES task config."""
+    from tqdm import tqdm
+
+    result = workflow.export_meds(run, out, progress=tqdm)
+    subjects = ", ".join(f"{split} {n:,}" for split, n in result.subjects.items())
+    say(
+        f"MEDS dataset: {result.root}\n  subjects: {subjects}; {result.events:,} events, {result.codes:,} codes, "
+        f"{result.shards} shard(s), {result.bytes / 2**20:,.1f} MiB in {result.seconds:,.1f} s"
+    )
+    say(f"  labels: {result.labels}\n  ACES task config: {result.aces_config}")
 
 
 @app.command()

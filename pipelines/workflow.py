@@ -606,6 +606,23 @@ def validate(
     return ValidateStep(out / "report.md", out / "report.html", result, target)
 
 
+def meds_dir(run: Path) -> Path:
+    """Where a run's MEDS export goes by default: <data>/meds/<run>/."""
+    return paths.data_dir() / "meds" / Path(run).name
+
+
+def export_meds(run: Path | str | None = None, out: Path | None = None, progress=None):
+    """The data folder's cohort as a MEDS dataset split as `run` was (pipelines/meds/export.py), with the
+    task's labels and ACES config; default `out`: <data>/meds/<run>/."""
+    from .meds.export import export_meds as export
+
+    run = find_run(run)
+    mismatch = data_mismatch(run)
+    if mismatch:
+        raise SepsisFusionError(f"export meds: {mismatch}")
+    return export(run, Path(out or meds_dir(run)), paths.data_dir(), progress=progress)
+
+
 class UnknownStays(SepsisFusionError):
     """Every stay asked for is unknown to the data."""
 
