@@ -276,6 +276,7 @@ class Evaluation:
     model: Model
     predictors: Predictors
     baselines: dict[str, dict]  # the tuned hyperparameters of each baseline that has any
+    external_baselines: dict[str, dict]  # peer baselines fitted outside the study: description, chosen params
     performance: Performance
     importance: Importance
     characteristics: list[str]  # the cohort's characteristics, a Markdown table (cohort_table.markdown)
@@ -367,6 +368,8 @@ def evaluate(
     y, threshold = test["outcome"].to_numpy(), meta["threshold"]
     scored = {FUSION: (test["probability"].to_numpy(), threshold)}
     scored.update({name: (base[name].to_numpy(), baselines[name]["threshold"]) for name in baselines})
+    external, external_p = RunFolder(run_dir).read_external_baselines(test["stay_id"])
+    scored.update({name: (external_p[name].to_numpy(), external[name]["threshold"]) for name in external})
     scores = {name: p for name, (p, _) in scored.items()}
 
     scored_all = {
@@ -402,7 +405,7 @@ def evaluate(
     family = _adjust_for_multiplicity(differences, comparisons)
     static = ts.features.static.assign(stay_id=ts.features.stay_id).set_index("stay_id").loc[test["stay_id"]]
     subgroups = by_subgroup.subgroups(static, y, scores[FUSION], threshold, resamples)
-    decision, plots = _decision_curve(run_dir, y, scores, baselines)
+    decision, plots = _decision_curve(run_dir, y, scores, baselines | external)
     performance = Performance(
         models=table,
         operating_points=operating,
@@ -452,6 +455,9 @@ def evaluate(
         ),
         predictors=_predictors(ts, run_dir, meta),
         baselines={name: b["params"] for name, b in baselines.items() if b["params"]},
+        external_baselines={
+            name: {"description": b["description"], "params": b.get("params") or {}} for name, b in external.items()
+        },
         performance=performance,
         importance=importance,
         characteristics=cohort_table,

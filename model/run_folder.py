@@ -64,6 +64,10 @@ MODEL_CARD = "model_card.md"
 COHORT_CHARACTERISTICS = "cohort_characteristics.csv"
 IMPORTANCE = "importance.csv"
 REFERENCE = "reference.json"
+# Peer baselines fitted outside the study on the same split (`sepsis-fusion baseline meds-tab`): their held-out
+# probabilities by stay, and for each its threshold, chosen settings and description; evaluate adds them
+EXTERNAL_PREDICTIONS = "external_baseline_predictions.csv"
+EXTERNAL_BASELINES = "external_baselines.json"
 PLOTS = {
     "roc": "roc.png",
     "pr": "pr.png",
@@ -90,6 +94,7 @@ ARTIFACTS = (
     MODEL,
     CALIBRATION,
     BASELINES,
+    EXTERNAL_BASELINES,
     COHORT_CHARACTERISTICS,
     IMPORTANCE,
 )
@@ -155,6 +160,39 @@ class RunFolder:
         path = self.path / name
         frame.to_csv(path, index=False)
         return path
+
+    def write_external_baseline(self, name: str, probabilities: pd.Series, summary: dict) -> None:
+        """Add (or replace) a peer baseline: `probabilities` by stay_id for every held-out stay, `summary` with
+        at least its `threshold`, `params` and `description`."""
+        test = self.read_csv(PREDICTIONS)["stay_id"]
+        missing = sorted(set(test) - set(probabilities.index))
+        if missing:
+            raise StudyError(
+                f"{name}: no prediction for {len(missing)} held-out stay(s) of {self.path} (e.g. {missing[:5]})"
+            )
+        predictions = (
+            self.read_csv(EXTERNAL_PREDICTIONS) if self.has(EXTERNAL_PREDICTIONS) else pd.DataFrame({"stay_id": test})
+        )
+        predictions = predictions.set_index("stay_id").reindex(test)
+        predictions[name] = probabilities.reindex(test).to_numpy()
+        summaries = self.read_json(EXTERNAL_BASELINES) if self.has(EXTERNAL_BASELINES) else {}
+        summaries[name] = summary
+        self.write_csv(EXTERNAL_PREDICTIONS, predictions.reset_index())
+        self.write_json(EXTERNAL_BASELINES, summaries)
+
+    def read_external_baselines(self, stay_ids) -> tuple[dict, pd.DataFrame]:
+        """The peer baselines' summaries and their probabilities for `stay_ids` (none: {} and an empty frame)."""
+        if not self.has(EXTERNAL_BASELINES):
+            return {}, pd.DataFrame(index=pd.Index(stay_ids, name="stay_id"))
+        summaries = self.read_json(EXTERNAL_BASELINES)
+        predictions = self.read_csv(EXTERNAL_PREDICTIONS).set_index("stay_id")
+        missing = sorted(set(stay_ids) - set(predictions.index))
+        if missing:
+            raise StudyError(
+                f"{self.path / EXTERNAL_PREDICTIONS} has no prediction for {len(missing)} test stay(s) "
+                f"(e.g. {missing[:5]}): rerun the baseline that wrote it"
+            )
+        return summaries, predictions.loc[list(stay_ids), list(summaries)]
 
     def read_config(self) -> dict:
         return yaml.safe_load((self.path / CONFIG).read_text(encoding="utf-8"))

@@ -42,6 +42,11 @@ features_app = typer.Typer(
 app.add_typer(features_app, name="features")
 export_app = typer.Typer(help="Write the data in another format: `export meds` (docs/MEDS.md).", no_args_is_help=True)
 app.add_typer(export_app, name="export")
+baseline_app = typer.Typer(
+    help="Peer baselines from other toolkits on a run's split: `baseline meds-tab` (docs/MEDS.md).",
+    no_args_is_help=True,
+)
+app.add_typer(baseline_app, name="baseline")
 console = Console(stderr=True)
 
 RUNTIME_ERROR, USAGE_ERROR, SKIPPED, INTERRUPTED = 1, 2, 3, 130
@@ -519,6 +524,38 @@ def export_meds(
         f"{result.shards} shard(s), {result.bytes / 2**20:,.1f} MiB in {result.seconds:,.1f} s"
     )
     say(f"  labels: {result.labels}\n  ACES task config: {result.aces_config}")
+
+
+@baseline_app.command("meds-tab")
+@reports_errors
+def baseline_medstab(
+    run: Path = RUN,
+    trials: int = typer.Option(20, "--trials", help="Trials of MEDS-Tab's optuna sweep over XGBoost's settings."),
+    seed: int = typer.Option(0, "--seed", help="The sweep's sampler seed."),
+    resamples: int = typer.Option(
+        workflow.DEFAULT_RESAMPLES, "--resamples", help="Bootstrap resamples of the run's report."
+    ),
+) -> None:
+    """MEDS-Tab's XGBoost on the run's MEDS export (train/tuning/held_out as the run split its stays), through
+    MEDS-Tab's own steps; its held-out predictions join the run's report as a peer baseline, beside
+    meds-evaluation's figures for them."""
+    result = workflow.medstab_baseline(run, trials, seed, resamples, say=say)
+    m, d = result.metrics, result.difference
+    ours = result.medstab.meds_evaluation["samples_equally_weighted"]
+    say(
+        f"{len(result.medstab.predictions):,} held-out stays. MEDS-Tab XGBoost: AUROC {_ci_text(m['auroc'])}, "
+        f"AUPRC {_ci_text(m['auprc'])}; fusion model minus it: AUROC {_ci_text(d['auroc'], '+.3f')}, "
+        f"AUPRC {_ci_text(d['auprc'], '+.3f')}"
+    )
+    say(
+        f"meds-evaluation on the same predictions: AUROC {ours['roc_auc_score']:.3f}, "
+        f"AUPRC (average precision) {ours['average_precision_score']:.3f}"
+    )
+    say(f"report: {result.evaluated.report}\nhtml report: {result.evaluated.html}")
+
+
+def _ci_text(m: dict, spec: str = ".3f") -> str:
+    return f"{m['value']:{spec}} ({m['low']:{spec}} to {m['high']:{spec}})"
 
 
 @app.command()

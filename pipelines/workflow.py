@@ -623,6 +623,54 @@ def export_meds(run: Path | str | None = None, out: Path | None = None, progress
     return export(run, Path(out or meds_dir(run)), paths.data_dir(), progress=progress)
 
 
+@dataclass
+class MedsTabStep:
+    export: object  # meds.export.MedsExport
+    medstab: object  # meds.medstab.MedsTab
+    evaluated: EvaluateStep
+    metrics: dict  # the report's figures for the baseline: auroc, auprc, ... each {value, low, high}
+    difference: dict  # the fusion model minus the baseline, paired (auroc, auprc: {value, low, high, ...})
+
+
+def medstab_baseline(
+    run: Path | str | None = None,
+    trials: int | None = None,
+    seed: int = 0,
+    resamples: int = DEFAULT_RESAMPLES,
+    say=print,
+) -> MedsTabStep:
+    """MEDS-Tab's XGBoost on the run's MEDS export (exported anew into <data>/meds/<run>/; MEDS-Tab's files
+    in <data>/meds-tab/<run>/), its held-out predictions added to the run as a peer baseline, and the run
+    evaluated again so that its report compares the fusion model with it."""
+    from sepsis_fusion.model.run_folder import METRICS, RunFolder
+
+    from .meds import medstab
+    from .meds.export import subject_splits
+
+    run = find_run(run)
+    exported = export_meds(run)
+    result = medstab.run_medstab(
+        exported.root, paths.data_dir() / "meds-tab" / run.name, trials or medstab.TRIALS, seed, say=say
+    )
+    stays = subject_splits(run).set_index("subject_id")["stay_id"]
+    held_out = result.predictions.assign(stay_id=lambda f: stays.loc[f["subject_id"]].to_numpy())
+    folder = RunFolder(run)
+    folder.write_external_baseline(
+        medstab.NAME,
+        held_out.set_index("stay_id")["probability"],
+        medstab.summary(result, trials or medstab.TRIALS),
+    )
+    evaluated = evaluate(run, resamples)
+    metrics = folder.read_json(METRICS)
+    return MedsTabStep(
+        exported,
+        result,
+        evaluated,
+        metrics["models"][medstab.NAME],
+        metrics["paired_differences"][medstab.NAME],
+    )
+
+
 class UnknownStays(SepsisFusionError):
     """Every stay asked for is unknown to the data."""
 

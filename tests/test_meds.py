@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -138,3 +139,147 @@ def test_an_export_names_a_warehouse_built_before_the_meds_models(trained_run, f
     with pytest.raises(MedsError, match="sepsis-fusion build"):
         export_meds(trained_run, tmp_path / "meds", feature_data, warehouse)
     assert not (tmp_path / "meds").exists()
+
+
+# MEDS-Tab: the three mended functions against MEDS-Tab's own, then the whole baseline on the export.
+
+
+def _stock_and_mended():
+    import importlib
+
+    from MEDS_tabular_automl import generate_summarized_reps as reps
+    from MEDS_tabular_automl import generate_ts_features as ts
+
+    from sepsis_fusion.pipelines.meds import medstab_patches
+
+    importlib.reload(reps), importlib.reload(ts)  # MEDS-Tab's own functions, whatever a test applied before
+    stock = {"values": ts.get_long_value_df, "agg": reps.compute_agg, "matrix": reps.aggregate_matrix}
+    return stock, medstab_patches
+
+
+def _events_frame():
+    import polars as pl
+
+    return pl.DataFrame(
+        {
+            "subject_id": [1, 1, 1, 1, 2],
+            "time": pd.to_datetime(
+                ["2100-01-01 00:00", "2100-01-01 00:00", "2100-01-01 06:00", "2100-01-02 00:00", "2100-01-01 00:00"]
+            ),
+            "code": [
+                "LAB//50813//mmol/L",
+                "CHART//220045//bpm",
+                "LAB//50813//mmol/L",
+                "CHART//220045//bpm",
+                "LAB//50813//mmol/L",
+            ],
+            "numeric_value": [2.5, 90.0, 4.0, 110.0, 1.2],
+        }
+    ).lazy()
+
+
+def test_medstab_0_2_0_drops_every_value_feature_and_the_mended_function_keeps_them():
+    stock, mended = _stock_and_mended()
+    names = ["LAB//50813//mmol/L/value", "CHART//220045//bpm/value"]
+    data, _ = stock["values"](_events_frame(), names)
+    assert len(data) == 0  # the defect, as released
+    data, (rows, cols) = mended.get_long_value_df(_events_frame(), names)
+    assert sorted(data.tolist()) == [1.2, 2.5, 4.0, 90.0, 110.0]
+    assert cols.tolist() == [0, 1, 0, 1, 0] and rows.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_medstab_0_2_0_loses_the_last_row_of_each_time_and_the_mended_one_counts_every_row():
+    import polars as pl
+    from scipy.sparse import csr_array
+
+    stock, mended = _stock_and_mended()
+    index = pl.DataFrame(
+        {
+            "subject_id": [1, 1, 1, 2],
+            "time": pd.to_datetime(
+                format="ISO8601", arg=["2100-01-01", "2100-01-01", "2100-01-02 00:00", "2100-01-01 00:00"]
+            ),
+        }
+    ).lazy()
+    counts = csr_array(np.array([[1, 0], [0, 1], [1, 0], [1, 0]]))
+    as_released = stock["agg"](index, counts, "full", "code/count", 2).toarray()
+    assert as_released.tolist() == [[1, 0], [1, 0], [0, 0]]  # subject 1's second row and subject 2 lost
+    assert mended.compute_agg(index, counts, "full", "code/count", 2).toarray().tolist() == [[1, 1], [2, 1], [1, 0]]
+
+
+@pytest.mark.parametrize("agg", ["value/sum", "value/sum_sqd", "value/count", "value/min", "value/max"])
+def test_the_vectorised_aggregation_equals_medstabs_loop(agg):
+    import polars as pl
+    from scipy.sparse import csr_array
+    from scipy.sparse import random as sparse_random
+
+    stock, mended = _stock_and_mended()
+    mended.apply()  # MEDS-Tab's aggregate_matrix with the mended min and max
+    rng = np.random.default_rng(0)
+    matrix = csr_array(sparse_random(400, 9, density=0.3, random_state=1))
+    matrix.data = rng.normal(loc=3, size=matrix.data.size).astype(np.float32)
+    ends = np.sort(rng.integers(0, 401, 300))
+    starts = np.maximum(0, ends - rng.integers(0, 60, 300))
+    ours = mended.aggregate_ranges(starts, ends, matrix, agg, 9).toarray()
+    theirs = stock["matrix"](pl.DataFrame({"min_index": starts, "max_index": ends}), matrix, agg, 9).toarray()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+    if agg == "value/min":
+        assert (ours[ours != 0] > -10).all() and (ours > 0).sum() > 100  # minima of the values, not 0
+
+
+@pytest.fixture(scope="module")
+def medstab(export, tmp_path_factory):
+    from sepsis_fusion.pipelines.meds.medstab import run_medstab
+
+    out = tmp_path_factory.mktemp("medstab") / "out"
+    return run_medstab(export.root, out, trials=3, lookbacks=("7d", "full"), say=lambda line: None)
+
+
+def test_medstab_runs_on_the_export_with_value_features(medstab, export):
+    from MEDS_tabular_automl.utils import load_matrix
+
+    cache = medstab.out / task.TASK / "task_cache" / "held_out"
+    minima = sorted(cache.glob("*/7d/value/min.npz"))
+    assert minima, f"no 7d value/min matrix under {cache}"
+    matrix = load_matrix(minima[0])
+    assert matrix.nnz > 0 and (matrix.data > 0).mean() > 0.9  # lab minima, not the implicit zeros
+    held_out = set(
+        pq.read_table(export.root / meds.subject_splits_filepath).to_pandas().query("split == 'held_out'")["subject_id"]
+    )
+    assert set(medstab.predictions["subject_id"]) == held_out
+    assert medstab.predictions["probability"].between(0, 1).all() and medstab.predictions["probability"].nunique() > 10
+    assert 0 < medstab.threshold < 1
+
+
+def test_medstab_joins_the_report_and_meds_evaluation_agrees(medstab, trained_run, synthetic_training_set, tmp_path):
+    import json
+
+    from sepsis_fusion.model.evaluate import evaluate
+    from sepsis_fusion.pipelines.meds.export import subject_splits
+    from sepsis_fusion.pipelines.meds.medstab import NAME, summary
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    stays = subject_splits(run).set_index("subject_id")["stay_id"]
+    probabilities = pd.Series(
+        medstab.predictions["probability"].to_numpy(), index=stays.loc[medstab.predictions["subject_id"]].to_numpy()
+    )
+    RunFolder(run).write_external_baseline(NAME, probabilities, summary(medstab, 3))
+    report = evaluate(synthetic_training_set, run, resamples=50).read_text()
+    assert NAME in report and "Peer baselines" in report
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert NAME in metrics["paired_differences"]
+    ours = metrics["models"][NAME]["auroc"]["value"]
+    theirs = medstab.meds_evaluation["samples_equally_weighted"]["roc_auc_score"]
+    assert abs(ours - theirs) < 1e-9
+
+
+def test_a_peer_baseline_missing_a_held_out_stay_is_refused(trained_run, tmp_path):
+    from sepsis_fusion.model.errors import StudyError
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    test = RunFolder(run).read_csv(PREDICTIONS)["stay_id"]
+    with pytest.raises(StudyError, match="no prediction for 1 held-out stay"):
+        RunFolder(run).write_external_baseline("x", pd.Series(0.5, index=test.iloc[1:]), {"threshold": 0.5})
+    assert not (run / "external_baselines.json").exists()
