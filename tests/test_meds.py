@@ -114,6 +114,36 @@ def test_aces_labels_equal_the_projects_for_every_cohort_stay(export):
     assert 0 < project["boolean_value"].mean() < 1
 
 
+def test_aces_cli_as_docs_meds_md_shows_it_gives_the_projects_labels(export, tmp_path):
+    import subprocess
+    import sys
+
+    project = task.project_labels(export.root)
+    for shard in sorted((export.root / "data").glob("*/0.parquet")):
+        name = f"{shard.parent.name}/0"
+        out = tmp_path / f"{name}.parquet"
+        subprocess.run(
+            [
+                str(Path(sys.executable).with_name("aces-cli")),
+                "data=sharded",
+                "data.standard=meds",
+                f"data.root={export.root / 'data'}",
+                f"data.shard={name}",
+                f"cohort_dir={export.aces_config.parent}",
+                f"cohort_name={task.TASK}",
+                f"output_filepath={out}",
+            ],
+            check=True,
+            capture_output=True,
+            cwd=tmp_path,
+        )
+        aces = pq.read_table(out).to_pandas()[["subject_id", "prediction_time", "boolean_value"]]
+        shard_subjects = set(pq.read_table(shard, columns=["subject_id"]).column(0).to_pylist())
+        expected = project.loc[project["subject_id"].isin(shard_subjects)]
+        assert len(aces) == len(expected) > 0
+        assert task.label_differences(expected, aces).empty
+
+
 def test_the_aces_config_names_the_studys_offset_and_horizon(export):
     text = export.aces_config.read_text()
     assert "end: start + 24h" in text and "end: start + 28d" in text and "trigger: recognised" in text

@@ -3,7 +3,7 @@
   project knows one (its panel features' items, the task's trigger, MEDS' own codes). parent_codes is
   empty: the project maps no code to an ontology.
 -#}
-{{ config(materialized='view', tags=['meds']) }}
+{{ config(materialized='view', tags=['meds'], enabled=(target.type == 'duckdb')) }}
 
 with
 

@@ -16,7 +16,7 @@
     (sepsis-fusion export meds writes the config); T is recognition + var prediction_hours.
   Every patient with a cohort stay, all of the patient's rows (earlier admissions too), as MEDS asks.
 -#}
-{{ config(materialized='view', tags=['meds']) }}
+{{ config(materialized='view', tags=['meds'], enabled=(target.type == 'duckdb')) }}
 
 with
 
