@@ -3,6 +3,7 @@ peer baseline (docs/MEDS.md), on the synthetic build and its trained run."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def test_the_export_is_a_valid_meds_dataset_split_as_the_run_was(export, trained
         frame = table.select(["subject_id", "time"]).to_pandas()
         assert frame.equals(frame.sort_values(["subject_id", "time"], na_position="first", kind="stable"))
     meds.CodeMetadataSchema.validate(pq.read_table(export.root / meds.code_metadata_filepath))
+    meds.DatasetMetadataSchema.validate(json.loads((export.root / meds.dataset_metadata_filepath).read_text()))
     splits = pq.read_table(export.root / meds.subject_splits_filepath)
     meds.SubjectSplitSchema.validate(splits)
     for path in sorted(export.labels.glob("*/*.parquet")):
@@ -282,8 +284,6 @@ def test_medstab_runs_on_the_export_with_value_features(medstab, export):
 
 
 def test_medstab_joins_the_report_and_meds_evaluation_agrees(medstab, trained_run, synthetic_training_set, tmp_path):
-    import json
-
     from sepsis_fusion.model.evaluate import evaluate
     from sepsis_fusion.pipelines.meds.export import subject_splits
     from sepsis_fusion.pipelines.meds.medstab import NAME, summary

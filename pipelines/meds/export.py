@@ -130,9 +130,9 @@ def export_meds(
             bar.close()
     labels = task.write_labels(work, splits, stays, outcome)
     aces = task.write_aces_config(work, cohort)
-    (work / meds.dataset_metadata_filepath).write_text(
-        json.dumps(_dataset_metadata(meds, run, data, outcome, cohort), indent=2)
-    )
+    dataset = _dataset_metadata(meds, run, data, outcome, cohort)
+    meds.DatasetMetadataSchema.validate(dataset)
+    (work / meds.dataset_metadata_filepath).write_text(json.dumps(dataset, indent=2))
     if out.exists():
         _remove(out)
     work.rename(out)
