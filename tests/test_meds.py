@@ -283,6 +283,43 @@ def test_medstab_runs_on_the_export_with_value_features(medstab, export):
     assert 0 < medstab.threshold < 1
 
 
+def test_only_the_rows_cache_task_reads_are_tabulated_and_they_equal_medstabs(medstab, export, monkeypatch):
+    """The time series is tabulated at the rows the labels read (each label's last event time by T, found as
+    MEDS-Tab's cache-task finds it), equal there to the tabulation of every row; the other rows stay empty."""
+    import polars as pl
+    from MEDS_tabular_automl.describe_codes import get_feature_columns
+    from MEDS_tabular_automl.generate_ts_features import get_flat_ts_rep
+    from MEDS_tabular_automl.utils import get_events_df, get_unique_time_events_df
+
+    from sepsis_fusion.pipelines.meds import medstab_patches
+
+    medstab_patches.apply()
+    features = get_feature_columns(medstab.out / "metadata" / "codes.parquet")
+    shard = sorted((export.root / "data" / "held_out").glob("*.parquet"))[0]
+    frame = pl.scan_parquet(shard)
+    index_df, matrix = get_flat_ts_rep("value/max", features, frame)
+    monkeypatch.delenv(medstab_patches.LABELS_VARIABLE, raising=False)
+    every = medstab_patches.compute_agg(index_df, matrix, "7d", "value/max", len(features)).toarray()
+    monkeypatch.setenv(medstab_patches.LABELS_VARIABLE, str(task.labels_dir(export.root)))
+    read = medstab_patches.compute_agg(index_df, matrix, "7d", "value/max", len(features)).toarray()
+
+    labels = pl.read_parquet(task.labels_dir(export.root) / "held_out" / shard.name).lazy()
+    times = get_unique_time_events_df(get_events_df(frame, features)).with_row_index("event_id")
+    event_ids = (
+        labels.join_asof(
+            times.select("subject_id", "time", "event_id"), by="subject_id", left_on="prediction_time", right_on="time"
+        )
+        .collect()["event_id"]
+        .drop_nulls()
+        .to_numpy()
+    )
+    assert len(event_ids) > 50 and read.shape == every.shape
+    np.testing.assert_array_equal(read[event_ids], every[event_ids])
+    assert np.abs(read[event_ids]).sum() > 0
+    others = np.setdiff1d(np.arange(len(read)), event_ids)
+    assert not read[others].any() and every[others].any()
+
+
 def test_medstab_joins_the_report_and_meds_evaluation_agrees(medstab, trained_run, synthetic_training_set, tmp_path):
     from sepsis_fusion.model.evaluate import evaluate
     from sepsis_fusion.pipelines.meds.export import subject_splits

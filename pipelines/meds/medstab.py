@@ -19,6 +19,7 @@ import pandas as pd
 from sepsis_fusion.model.errors import SepsisFusionError
 
 from . import task
+from .medstab_patches import LABELS_VARIABLE
 
 NAME = "MEDS-Tab XGBoost"
 LOOKBACKS = ("1d", "7d", "30d", "full")
@@ -101,7 +102,8 @@ def run_medstab(
     ]
     seconds = {}
     for step, args in steps:
-        seconds[step] = _run_step(step, args, out, say)
+        # the time series only at the rows the labels read (medstab_patches.rows_read_by_labels)
+        seconds[step] = _run_step(step, args, out, say, labels if step == "tabularize-time-series" else None)
     best = _best_trial(out / "model")
     held_out = _predictions(best / "held_out_predictions.parquet")
     tuning = _predictions(best / "tuning_predictions.parquet")
@@ -142,10 +144,12 @@ def summary(result: MedsTab, trials: int) -> dict:
     }
 
 
-def _run_step(step: str, args: list[str], out: Path, say) -> float:
+def _run_step(step: str, args: list[str], out: Path, say, labels: Path | None = None) -> float:
     log = out / f"{step}.log"
     say(f"MEDS-Tab {step} ...")
     env = {**os.environ, "POLARS_MAX_THREADS": os.environ.get("POLARS_MAX_THREADS", str(os.cpu_count() or 1))}
+    if labels is not None:
+        env[LABELS_VARIABLE] = str(labels)
     started = time.perf_counter()
     with log.open("w") as handle:
         done = subprocess.run(

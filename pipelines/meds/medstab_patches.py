@@ -67,7 +67,43 @@ def compute_agg(index_df, matrix, window_size, agg, num_features, label_df=None,
     windows = reps.get_rolling_window_indicies(times, window_size, label_df)
     if isinstance(windows, pl.LazyFrame):
         windows = windows.collect()
-    return aggregate_ranges(windows["min_index"].to_numpy(), windows["max_index"].to_numpy(), matrix, agg, num_features)
+    starts, ends = windows["min_index"].to_numpy(), windows["max_index"].to_numpy()
+    read = rows_read_by_labels(groups.select("subject_id", "time")) if label_df is None else None
+    if read is not None:  # the other rows left empty: no label's features come from them
+        unread = np.ones(len(starts), dtype=bool)
+        unread[read] = False
+        starts, ends = starts.copy(), ends.copy()
+        ends[unread] = starts[unread]
+    return aggregate_ranges(starts, ends, matrix, agg, num_features)
+
+
+LABELS_VARIABLE = "SEPSIS_FUSION_MEDSTAB_LABELS"
+_label_times = {}
+
+
+def rows_read_by_labels(times) -> np.ndarray | None:
+    """The rows of `times` (subject_id, time; one per event time, in order) that MEDS-Tab's cache-task will read
+    for the labels under $SEPSIS_FUSION_MEDSTAB_LABELS: for each label, its subject's last event time at or
+    before its prediction time (cache-task's as-of join). None when the variable is unset: every row is
+    tabulated, as MEDS-Tab does. MEDS-Tab tabulates every event time of every patient, which at MIMIC-IV's
+    charting density writes tens of gigabytes that cache-task then reads a few thousand rows of."""
+    import os
+
+    import polars as pl
+
+    folder = os.environ.get(LABELS_VARIABLE)
+    if not folder:
+        return None
+    if folder not in _label_times:
+        _label_times[folder] = (
+            pl.read_parquet(f"{folder}/**/*.parquet", columns=["subject_id", "prediction_time"])
+            .with_columns(pl.col("prediction_time").cast(pl.Datetime("us")))
+            .sort("subject_id", "prediction_time")
+        )
+    labels = _label_times[folder]
+    rows = times.with_columns(pl.col("time").cast(pl.Datetime("us"))).with_row_index("row").sort("subject_id", "time")
+    read = labels.join_asof(rows, left_on="prediction_time", right_on="time", by="subject_id", strategy="backward")
+    return read["row"].drop_nulls().to_numpy().astype(np.int64)
 
 
 def aggregate_ranges(starts, ends, matrix, agg: str, num_features: int):
