@@ -105,6 +105,13 @@ def test_each_event_is_exported_at_the_time_it_existed_in_the_record(export, syn
     before_t = known.loc[known["time"] <= known["prediction_time"]]
     assert (before_t["time"] < before_t["time_rec"]).all()
     assert len(known) > len(before_t)  # the cohort admission's own diagnoses come after T
+    deaths = events.loc[events["code"] == meds.death_code].set_index("subject_id")["time"]
+    discharges_ = events.loc[events["code"].str.startswith("HOSPITAL_DISCHARGE//")].groupby("subject_id")["time"].max()
+    both = discharges_.index.intersection(deaths.index)
+    assert len(both) > 0 and (deaths.loc[both] >= discharges_.loc[both]).all()  # a death never before a discharge
+    at_t = labels.set_index("subject_id")["prediction_time"]
+    died = deaths.index.intersection(at_t.index)
+    assert len(died) > 0 and (deaths.loc[died] > at_t.loc[died]).all()  # no death at or before T, as the cohort
 
 
 def test_aces_labels_equal_the_projects_for_every_cohort_stay(export):

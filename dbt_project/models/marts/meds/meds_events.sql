@@ -8,7 +8,8 @@
   - Diagnoses are coded after discharge: DIAGNOSIS//ICD//<version>//<code> at the admission's dischtime,
     never while the admission is open.
   - Prescriptions at their starttime; admissions, discharges and ICU transfers at their times; MEDS_DEATH
-    at the hospital deathtime, else the date of death (patients.dod, at midnight); MEDS_BIRTH on 1 January
+    at the hospital deathtime, else the date of death (patients.dod, at midnight, or at the discharge when
+    the patient left hospital that day); MEDS_BIRTH on 1 January
     of anchor_year - anchor_age; GENDER//<g> static (no time).
   - Radiology reports (the notes the model reads; never discharge summaries) at available_at, the report
     in text_value.
@@ -29,7 +30,17 @@ admissions as (
 ),
 
 deaths as (
-    select p.subject_id, coalesce(min(a.deathtime), cast(p.dod as timestamp)) as time
+    -- a death known by its date only (after discharge) is placed at midnight, unless the patient was
+    -- discharged that day: then at the discharge, so that it never precedes a same-day discharge or T
+    select
+        p.subject_id,
+        coalesce(
+            min(a.deathtime),
+            greatest(
+                cast(p.dod as timestamp),
+                coalesce(max(case when cast(a.dischtime as date) = p.dod then a.dischtime end), cast(p.dod as timestamp))
+            )
+        ) as time
     from {{ ref('stg_hosp_patients') }} as p
     inner join subjects as s on s.subject_id = p.subject_id
     left join admissions as a on a.subject_id = p.subject_id
