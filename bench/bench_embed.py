@@ -1,10 +1,28 @@
-"""Benchmark of note embedding: the pipeline (length-sorted dynamic batches) against a naive loop
-(one note at a time, in file order) on the same notes and model, with the vectors compared.
+"""Benchmark of note embedding: batching, and the forward pass in fp32 against bf16, side by side in one run.
 
-Target: at least 3x the naive loop's notes per second on this CPU with all-MiniLM-L6-v2, and
-the same vectors (max abs difference < 1e-4).
+1. Batching: the pipeline (length-sorted dynamic batches) against a naive loop (one note at a time, in file
+   order) on the same notes, MiniLM in fp32. Target: at least 3x the naive loop's notes/s, the same vectors
+   (max abs difference < 1e-4).
+2. Precision: `embed_texts` with the encoder loaded in fp32 and in bf16 (`load_encoder(precision=...)`,
+   what `embed --precision` does), notes/s of each (the two alternate, best of --repeats, so both see
+   the same machine) and how far bf16 moves the vectors: cosine to the fp32 vector (min, mean) and the
+   share of each note's 10 nearest neighbours (by fp32 cosine, within the sample) that bf16 keeps. For
+   each encoder:
+     - minilm: the packaged all-MiniLM-L6-v2 (6 layers x 384);
+     - bert-base: a randomly initialised BERT of Bio_ClinicalBERT's shape (12 layers x 768, 12 heads,
+       3,072 intermediate, 512 positions), built here without the hub, with MiniLM's uncased WordPiece
+       tokenizer (30,522 entries; Bio_ClinicalBERT's cased vocabulary has 28,996, only on the hub): its
+       speed is ClinicalBERT's, its vectors are not (random weights), so its cosines only say how bf16
+       rounds a network of that depth.
+   and each length: the generator's radiology reports as written (~100 tokens), and --long-tokens (reports
+   joined until each note has about that many tokens, drawn uniformly from 0.5x to 1.5x of it; real
+   MIMIC-IV reports are longer than the generator's). Targets: on a CPU with bf16, bf16 >= 2x fp32 for
+   MiniLM with mean cosine >= 0.999.
+3. Projection: hours to embed --notes-to-serve notes (the notes some stay can serve; docs/SCALING.md says
+   how the count was made) with each encoder, precision and length, at the measured notes/s.
 
-    python bench/bench_embed.py --notes 400 [--encoder minilm] [--device auto]
+    python bench/bench_embed.py [--notes 300] [--bert-notes 60] [--long-tokens 400] [--device auto]
+                                [--notes-to-serve 226000] [--skip-batching]
 """
 
 from __future__ import annotations
@@ -17,8 +35,13 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+CLINICALBERT_SHAPE = dict(
+    hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, max_position_embeddings=512
+)
 
 
 def synthetic_notes(n: int) -> list[str]:
@@ -32,38 +55,171 @@ def synthetic_notes(n: int) -> list[str]:
     return [r[0] for r in rows]
 
 
-def main() -> None:
+def long_notes(reports: list[str], n: int, tokens: int, tokenizer, seed: int = 0) -> list[str]:
+    """n notes of reports joined in turn until each reaches its target, drawn from 0.5x-1.5x `tokens`."""
+    rng = np.random.default_rng(seed)
+    lengths = [len(ids) for ids in tokenizer(reports, add_special_tokens=False)["input_ids"]]
+    notes, k = [], 0
+    for target in rng.integers(tokens // 2, tokens * 3 // 2 + 1, n):
+        parts, have = [], 0
+        while have < target:
+            parts.append(reports[k % len(reports)])
+            have += lengths[k % len(reports)]
+            k += 1
+        notes.append("\n\n".join(parts))
+    return notes
+
+
+def bert_base_folder(out: Path) -> Path:
+    """A randomly initialised BERT of Bio_ClinicalBERT's shape with MiniLM's tokenizer, saved as a folder."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from sepsis_fusion.pipelines.embed.encoder import model_location
+
+    tokenizer = AutoTokenizer.from_pretrained(model_location("minilm"))
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, **CLINICALBERT_SHAPE)).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def neighbours_kept(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
+    """Mean share of each note's k nearest neighbours by cosine under `a` that `b` keeps."""
+
+    def top(x: np.ndarray) -> np.ndarray:
+        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+        sim = unit @ unit.T
+        np.fill_diagonal(sim, -np.inf)
+        return np.argsort(-sim, axis=1, kind="stable")[:, :k]
+
+    ta, tb = top(a), top(b)
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(ta, tb)]))
+
+
+def timed(enc, texts: list[str]) -> tuple[float, np.ndarray]:
+    from sepsis_fusion.pipelines.embed.run import embed_texts
+
+    start = time.perf_counter()
+    vectors = embed_texts(enc, texts)
+    return time.perf_counter() - start, vectors
+
+
+def batching(texts: list[str], device: str) -> None:
     from sepsis_fusion.pipelines.embed.encoder import load_encoder
     from sepsis_fusion.pipelines.embed.run import embed_texts
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--notes", type=int, default=400)
-    parser.add_argument("--encoder", default="minilm")
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
-    texts = synthetic_notes(args.notes)
-    enc = load_encoder(args.encoder, device=args.device)
-    tokens = [len(t) for t in enc.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    enc = load_encoder("minilm", device=device, precision="fp32")
     embed_texts(enc, texts[:8])  # warm-up
-
     start = time.perf_counter()
     naive = np.stack([embed_texts(enc, [t])[0] for t in texts])
     naive_s = time.perf_counter() - start
-    start = time.perf_counter()
-    batched = embed_texts(enc, texts)
-    batched_s = time.perf_counter() - start
-
+    batched_s, batched = timed(enc, texts)
     diff = float(np.abs(naive - batched).max())
-    print(
-        f"{len(texts)} notes, {np.mean(tokens):.0f} tokens on average (max {max(tokens)}), model {args.encoder} "
-        f"on {enc.device}"
-    )
+    print(f"\n1. batching, minilm fp32 on {enc.device}, {len(texts)} generator reports")
     print(f"naive loop (one note at a time): {len(texts) / naive_s:8.1f} notes/s")
     print(f"pipeline (sorted dynamic batches): {len(texts) / batched_s:6.1f} notes/s")
     print(
         f"speed-up {naive_s / batched_s:.2f}x (target >= 3x); max abs difference of the vectors {diff:.2e} "
         f"(target < 1e-4)"
     )
+
+
+def precision_rows(name: str, location: str, samples: dict[str, list[str]], device: str, repeats: int) -> list[dict]:
+    from sepsis_fusion.pipelines.embed.encoder import load_encoder
+
+    encoders = {p: load_encoder(location, device=device, precision=p) for p in ("fp32", "bf16")}
+    rows = []
+    for length, texts in samples.items():
+        tokens = [len(t) for t in encoders["fp32"].tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        best = {p: np.inf for p in encoders}
+        vectors = {}
+        for enc in encoders.values():
+            timed(enc, texts[:4])  # warm-up (oneDNN picks its kernels on the first call)
+        for _ in range(repeats):
+            for p, enc in encoders.items():
+                seconds, vectors[p] = timed(enc, texts)
+                best[p] = min(best[p], seconds)
+        a, b = vectors["fp32"], vectors["bf16"]
+        cosine = (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        rows.append(
+            {
+                "encoder": name,
+                "length": length,
+                "notes": len(texts),
+                "tokens_mean": float(np.mean(tokens)),
+                "tokens_p50": float(np.median(tokens)),
+                "tokens_max": int(max(tokens)),
+                "fp32": len(texts) / best["fp32"],
+                "bf16": len(texts) / best["bf16"],
+                "cos_min": float(cosine.min()),
+                "cos_mean": float(cosine.mean()),
+                "kept": neighbours_kept(a, b),
+                "device": str(encoders["fp32"].device),
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    from sepsis_fusion.pipelines.embed.encoder import cpu_supports_bf16, model_location, resolve_device
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notes", type=int, default=300, help="MiniLM's sample per length")
+    parser.add_argument("--bert-notes", type=int, default=60, help="the BERT-base shape's sample per length")
+    parser.add_argument("--long-tokens", type=int, default=400)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--notes-to-serve", type=int, default=226_000, help="notes for the projection")
+    parser.add_argument("--skip-batching", action="store_true")
+    args = parser.parse_args()
+    from transformers import AutoTokenizer
+
+    device = resolve_device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    native = cpu_supports_bf16() if device.type == "cpu" else torch.cuda.is_bf16_supported()
+    print(f"device: {device} ({where}); native bf16: {'yes' if native else 'no'}; torch {torch.__version__}")
+    reports = synthetic_notes(max(args.notes, args.bert_notes) * 4)
+    tokenizer = AutoTokenizer.from_pretrained(model_location("minilm"))
+    if not args.skip_batching:
+        batching(reports[: args.notes], args.device)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, location, n in (
+            ("minilm", "minilm", args.notes),
+            ("bert-base", str(bert_base_folder(Path(tmp) / "bert-base")), args.bert_notes),
+        ):
+            samples = {
+                "generator": reports[:n],
+                f"~{args.long_tokens} tokens": long_notes(reports, n, args.long_tokens, tokenizer),
+            }
+            rows += precision_rows(name, location, samples, args.device, args.repeats)
+
+    print(f"\n2. precision: fp32 against bf16, best of {args.repeats}, alternating")
+    print(
+        "| encoder | notes | tokens mean (p50, max) | fp32 notes/s | bf16 notes/s | bf16/fp32 | cosine min / mean "
+        "| top-10 neighbours kept |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['encoder']}, {r['length']} | {r['notes']} | {r['tokens_mean']:.0f} ({r['tokens_p50']:.0f}, "
+            f"{r['tokens_max']}) | {r['fp32']:.1f} | {r['bf16']:.1f} | {r['bf16'] / r['fp32']:.2f}x | "
+            f"{r['cos_min']:.5f} / {r['cos_mean']:.5f} | {r['kept']:.2f} |"
+        )
+    minilm = next(r for r in rows if r["encoder"] == "minilm" and r["length"] == "generator")
+    met = minilm["bf16"] >= 2 * minilm["fp32"] and minilm["cos_mean"] >= 0.999
+    print(
+        f"target (minilm, generator reports: bf16 >= 2x fp32, mean cosine >= 0.999): "
+        f"{'met' if met else 'not met'} ({minilm['bf16'] / minilm['fp32']:.2f}x, {minilm['cos_mean']:.5f})"
+    )
+
+    print(f"\n3. projection: hours to embed {args.notes_to_serve:,} notes at the rates above")
+    print("| encoder, length | fp32 | bf16 |")
+    print("|---|---:|---:|")
+    for r in rows:
+        hours = {p: args.notes_to_serve / r[p] / 3600 for p in ("fp32", "bf16")}
+        print(f"| {r['encoder']}, {r['length']} | {hours['fp32']:.1f} h | {hours['bf16']:.1f} h |")
 
 
 if __name__ == "__main__":

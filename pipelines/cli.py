@@ -266,10 +266,17 @@ def embed(
     batch_tokens: int = typer.Option(
         _default(workflow.embed, "batch_tokens"), "--batch-tokens", help="Padded tokens per encoder batch."
     ),
+    precision: Literal["auto", "fp32", "bf16"] = typer.Option(
+        _default(workflow.embed, "precision"),
+        "--precision",
+        help="The encoder's forward pass: 'auto' (bf16 where the CPU has AVX512-BF16 or AMX, or the GPU has "
+        "bf16; else fp32), 'fp32' or 'bf16'. Part of the cache key: bf16 and fp32 vectors never mix.",
+    ),
 ) -> None:
     """Embed the notes of notes_to_embed (only new or changed ones): one vector per note, for the note sequence."""
-    result = workflow.embed(encoder, pooling, device, max_length, stride, batch_tokens)
+    result = workflow.embed(encoder, pooling, device, max_length, stride, batch_tokens, precision=precision)
     rate = f", {result.embedded / result.seconds_encoding:.1f} notes/s" if result.seconds_encoding else ""
+    rate += f" in {result.precision}" if result.precision else ""
     say(
         f"notes: {result.notes:,} ({result.embedded:,} embedded now{rate}, the rest from the cache) of "
         f"{result.stays_with_notes:,} stays, in {result.slots} sequence slots; written to {result.features}"
@@ -874,7 +881,7 @@ def describe(result: object) -> str:
             return "no notes (no note/ folder, or no report of a cohort stay): every note slot is empty"
         case workflow.EmbedStep():
             return (
-                f"{result.notes:,} notes ({result.embedded:,} embedded now), "
+                f"{result.notes:,} notes ({result.embedded:,} embedded now, {result.precision}), "
                 f"{result.stays_with_notes:,} stays with notes (the last {result.slots} served)"
             )
         case workflow.ApplyStep():

@@ -390,6 +390,7 @@ def _log(client, experiment_id: str, run_dir: Path, version: str, save_model=Non
         "calibration": meta.get("calibration"),
         **{f"data.{k}": v for k, v in data.items() if k != "encoder"},
         "encoder": (data.get("encoder") or {}).get("model"),
+        "encoder.precision": (data.get("encoder") or {}).get("precision"),
         **{f"version.{k}": v for k, v in versions.items()},
         "mlflow.note.content": (
             f"Run folder `{run_dir}` ({version}), outcome {config.get('outcome')}: test AUROC "

@@ -120,6 +120,7 @@ class EmbedStep:
     slots: int  # the note sequence's length N
     seconds_encoding: float
     features: Path
+    precision: str | None = None  # the encoder's forward pass ("fp32", "bf16"); None: no encoder was loaded
 
 
 @dataclass(frozen=True)
@@ -283,16 +284,20 @@ def embed(
     stride: int = 64,
     batch_tokens: int = 16384,
     loaded=None,
+    precision: str = "auto",
 ) -> EmbedStep:
     """Embed the notes of notes_to_embed (new or changed ones only) and write the note-sequence slots. Data
     without notes (the open demo) writes empty slots without loading the encoder (no hub, no download).
-    `loaded`: the encoder, already loaded (run_chain loads it before the build when the data have notes)."""
+    `loaded`: the encoder, already loaded (run_chain loads it before the build when the data have notes).
+    `precision`: the encoder's forward pass, 'auto' (bf16 where the CPU or GPU has it), 'fp32' or 'bf16'."""
     from .embed.encoder import load_encoder
     from .embed.run import embed_feature_folder, notes_to_embed
 
     enc = None
     if notes_to_embed(paths.features_dir()):
-        enc = loaded or load_encoder(encoder, pooling=pooling, device=device, max_length=max_length)
+        enc = loaded or load_encoder(
+            encoder, pooling=pooling, device=device, max_length=max_length, precision=precision
+        )
     result = embed_feature_folder(
         enc,
         paths.features_dir(),
@@ -309,6 +314,7 @@ def embed(
         result.slots,
         result.seconds_encoding,
         paths.features_dir(),
+        enc.precision if enc is not None else None,
     )
 
 

@@ -12,15 +12,23 @@ import pytest
 import torch
 from conftest import SENTENCES
 
+from sepsis_fusion.pipelines.embed import encoder as encoder_module
 from sepsis_fusion.pipelines.embed.chunks import chunk_spans, clean_text
-from sepsis_fusion.pipelines.embed.encoder import EmbedError, EncoderNotFound, load_encoder
-from sepsis_fusion.pipelines.embed.run import embed_feature_folder, embed_texts, slot_file, special_tokens_around
+from sepsis_fusion.pipelines.embed.encoder import EmbedError, EncoderNotFound, load_encoder, model_fingerprint
+from sepsis_fusion.pipelines.embed.run import (
+    embed_feature_folder,
+    embed_texts,
+    read_encoder_record,
+    slot_file,
+    special_tokens_around,
+)
 
 
 @pytest.fixture()
 def encoder(tiny_bert, monkeypatch):
+    """fp32, so that the pipeline's vectors can be held to a direct fp32 model call."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return load_encoder(str(tiny_bert), pooling="mean", device="cpu", max_length=16)
+    return load_encoder(str(tiny_bert), pooling="mean", device="cpu", max_length=16, precision="fp32")
 
 
 def direct(enc, ids: list[int], pooling: str = "mean") -> np.ndarray:
@@ -147,8 +155,8 @@ def test_cache_hits_misses_and_resume_after_interruption(encoder, tmp_path, capf
 def test_other_settings_never_reuse_cached_vectors(tiny_bert, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     write_features(tmp_path, {f"n{i}": SENTENCES[i] for i in range(5)})
-    mean = load_encoder(str(tiny_bert), pooling="mean", device="cpu", max_length=16)
-    cls = load_encoder(str(tiny_bert), pooling="cls", device="cpu", max_length=16)
+    mean = load_encoder(str(tiny_bert), pooling="mean", device="cpu", max_length=16, precision="fp32")
+    cls = load_encoder(str(tiny_bert), pooling="cls", device="cpu", max_length=16, precision="fp32")
     assert embed_feature_folder(mean, tmp_path, tmp_path / "c", stride=4, progress=False, slots=SLOTS).embedded == 5
     assert embed_feature_folder(cls, tmp_path, tmp_path / "c", stride=4, progress=False, slots=SLOTS).embedded == 5
 
@@ -177,3 +185,48 @@ def test_packaged_minilm_loads_offline(monkeypatch):
     enc = load_encoder("minilm", device="cpu")
     assert enc.dim == 384
     assert np.isfinite(embed_texts(enc, ["Diffuse bilateral airspace opacities."])).all()
+
+
+def fake_cpuinfo(tmp_path: Path, monkeypatch, flags: str) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: fpu sse2 avx2 {flags}\n\n")
+    monkeypatch.setattr(encoder_module, "CPUINFO", cpuinfo)
+
+
+@pytest.mark.parametrize(
+    ("flags", "chosen"), [("avx512f", "fp32"), ("avx512f avx512_bf16", "bf16"), ("amx_tile amx_bf16", "bf16")]
+)
+def test_auto_precision_is_bf16_only_on_a_cpu_with_native_bf16(tiny_bert, tmp_path, monkeypatch, flags, chosen):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fake_cpuinfo(tmp_path, monkeypatch, flags)
+    enc = load_encoder(str(tiny_bert), device="cpu", max_length=16)
+    assert enc.precision == chosen
+    expected = torch.bfloat16 if chosen == "bf16" else torch.float32
+    assert {p.dtype for p in enc.model.parameters()} == {expected}
+    # asked for by name, a precision is kept whatever the CPU has
+    assert load_encoder(str(tiny_bert), device="cpu", max_length=16, precision="fp32").precision == "fp32"
+    assert load_encoder(str(tiny_bert), device="cpu", max_length=16, precision="bf16").precision == "bf16"
+    with pytest.raises(EmbedError, match="precision must be one of auto, fp32, bf16 .got 'fp16'"):
+        load_encoder(str(tiny_bert), device="cpu", precision="fp16")
+
+
+def test_bf16_vectors_are_fp32_close_and_never_share_the_fp32_cache(encoder, tiny_bert, tmp_path):
+    bf16 = load_encoder(str(tiny_bert), pooling="mean", device="cpu", max_length=16, precision="bf16")
+    texts = list(SENTENCES[:6])
+    full, half = embed_texts(encoder, texts, stride=4), embed_texts(bf16, texts, stride=4)
+    assert half.dtype == np.float32  # pooled in fp32 whatever the forward pass
+    cosine = (full * half).sum(axis=1) / np.linalg.norm(full, axis=1) / np.linalg.norm(half, axis=1)
+    assert cosine.min() > 0.99 and np.abs(full - half).max() > 0  # close, and really computed in bf16
+    # fp32 keeps the fingerprint it had before precisions existed, so existing caches stay valid
+    assert model_fingerprint(encoder, 4).count("|") == 4 and model_fingerprint(bf16, 4).endswith("|bf16")
+
+    write_features(tmp_path, {f"n{i}": SENTENCES[i] for i in range(5)})
+    cache = tmp_path / "cache"
+    assert embed_feature_folder(encoder, tmp_path, cache, stride=4, progress=False, slots=SLOTS).embedded == 5
+    assert read_encoder_record(tmp_path)["precision"] == "fp32"
+    assert embed_feature_folder(bf16, tmp_path, cache, stride=4, progress=False, slots=SLOTS).embedded == 5
+    assert read_encoder_record(tmp_path)["precision"] == "bf16"
+    served = pq.read_table(tmp_path / "note_embeddings.parquet").to_pandas().set_index("note_id")
+    vectors = np.stack(served.loc[[f"n{i}" for i in range(5)], "embedding"])
+    np.testing.assert_allclose(vectors, half[:5], atol=0.02)  # bf16 rounding depends on the batch's shape
+    assert embed_feature_folder(encoder, tmp_path, cache, stride=4, progress=False, slots=SLOTS).embedded == 0

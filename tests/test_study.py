@@ -234,6 +234,7 @@ def test_the_report_a_reviewer_asks_for(ts, run_dir, report):
     # the model card: headline table, ablation, encoder, fingerprint, ceiling
     assert "| **fusion model** |" in card and "| logistic regression |" in card and "| OASIS at T |" in card
     assert "Modality ablation" in card and "Note encoder: `" in card and str(ts.encoder["dim"]) in card
+    assert f"forward pass in {ts.encoder['precision']}" in card
     assert json.loads((run_dir / "data.json").read_text())["fingerprint"] in card
     assert "the generator's true probabilities of in-hospital death reach AUROC" in card
     assert "The data's own ceiling" in text

