@@ -58,7 +58,7 @@ def synthetic_notes(n: int) -> list[str]:
 def long_notes(reports: list[str], n: int, tokens: int, tokenizer, seed: int = 0) -> list[str]:
     """n notes of reports joined in turn until each reaches its target, drawn from 0.5x-1.5x `tokens`."""
     rng = np.random.default_rng(seed)
-    lengths = [len(ids) for ids in tokenizer(reports, add_special_tokens=False)["input_ids"]]
+    lengths = [len(ids) for ids in tokenizer(reports, add_special_tokens=False, verbose=False)["input_ids"]]
     notes, k = [], 0
     for target in rng.integers(tokens // 2, tokens * 3 // 2 + 1, n):
         parts, have = [], 0
@@ -130,7 +130,9 @@ def precision_rows(name: str, location: str, samples: dict[str, list[str]], devi
     encoders = {p: load_encoder(location, device=device, precision=p) for p in ("fp32", "bf16")}
     rows = []
     for length, texts in samples.items():
-        tokens = [len(t) for t in encoders["fp32"].tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        tokens = [
+            len(t) for t in encoders["fp32"].tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        ]
         best = {p: np.inf for p in encoders}
         vectors = {}
         for enc in encoders.values():
