@@ -1,8 +1,11 @@
 """Benchmark of note embedding: batching, and the forward pass in fp32 against bf16, side by side in one run.
 
-1. Batching: the pipeline (length-sorted dynamic batches) against a naive loop (one note at a time, in file
-   order) on the same notes, MiniLM in fp32. Target: at least 3x the naive loop's notes/s, the same vectors
-   (max abs difference < 1e-4).
+1. Batching: the pipeline (length-sorted dynamic batches at the device's default budget) against a naive
+   loop (one note at a time, in file order) on the same notes, MiniLM in fp32. Target: at least 3x the naive
+   loop's notes/s, the same vectors (max abs difference < 1e-4).
+   Batch budget: notes/s of MiniLM in fp32 and bf16 at --budgets padded tokens per batch, on the generator's
+   reports and on long notes (alternating, best of --repeats): the evidence for the default budget
+   (embed.run.CPU_BATCH_TOKENS, GPU_BATCH_TOKENS).
 2. Precision: `embed_texts` with the encoder loaded in fp32 and in bf16 (`load_encoder(precision=...)`,
    what `embed --precision` does), notes/s of each (the two alternate, best of --repeats, so both see
    the same machine) and how far bf16 moves the vectors: cosine to the fp32 vector (min, mean) and the
@@ -18,11 +21,14 @@
    joined until each note has about that many tokens, drawn uniformly from 0.5x to 1.5x of it; real
    MIMIC-IV reports are longer than the generator's). Targets: on a CPU with bf16, bf16 >= 2x fp32 for
    MiniLM with mean cosine >= 0.999.
+   Where the time goes: the encoder's own operators (torch.profiler, MiniLM, the generator's reports, one
+   pass each) in fp32 and bf16: the linear layers, attention, and the rest, with each part's bf16 speed-up.
 3. Projection: hours to embed --notes-to-serve notes (the notes some stay can serve; docs/SCALING.md says
    how the count was made) with each encoder, precision and length, at the measured notes/s.
 
     python bench/bench_embed.py [--notes 300] [--bert-notes 60] [--long-tokens 400] [--device auto]
-                                [--notes-to-serve 226000] [--skip-batching]
+                                [--budgets 1024,2048,4096,8192,16384] [--notes-to-serve 226000]
+                                [--skip-batching]
 """
 
 from __future__ import annotations
@@ -124,6 +130,65 @@ def batching(texts: list[str], device: str) -> None:
     )
 
 
+def budget_sweep(samples: dict[str, list[str]], budgets: list[int], device: str, repeats: int) -> None:
+    from sepsis_fusion.pipelines.embed.encoder import load_encoder
+    from sepsis_fusion.pipelines.embed.run import default_batch_tokens, embed_texts
+
+    encoders = {p: load_encoder("minilm", device=device, precision=p) for p in ("fp32", "bf16")}
+    default = default_batch_tokens(encoders["fp32"].device)
+    print(f"\nbatch budget, minilm (padded tokens per batch; this device's default {default:,}), best of {repeats}")
+    print("| notes | budget | fp32 notes/s | bf16 notes/s | bf16/fp32 |")
+    print("|---|---:|---:|---:|---:|")
+    for length, texts in samples.items():
+        for enc in encoders.values():
+            embed_texts(enc, texts[:4])  # warm-up
+        best = {(p, b): np.inf for p in encoders for b in budgets}
+        for _ in range(repeats):
+            for budget in budgets:
+                for p, enc in encoders.items():
+                    start = time.perf_counter()
+                    embed_texts(enc, texts, batch_tokens=budget)
+                    best[p, budget] = min(best[p, budget], time.perf_counter() - start)
+        for budget in budgets:
+            fp32, bf16 = (len(texts) / best[p, budget] for p in ("fp32", "bf16"))
+            mark = " (default)" if budget == default else ""
+            print(f"| {length} | {budget:,}{mark} | {fp32:.1f} | {bf16:.1f} | {bf16 / fp32:.2f}x |")
+
+
+def time_by_operator(texts: list[str], device: str) -> None:
+    """Self time of the encoder's operators in one pass over `texts`, fp32 against bf16, in three parts."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from sepsis_fusion.pipelines.embed.encoder import load_encoder
+    from sepsis_fusion.pipelines.embed.run import embed_texts
+
+    def part(name: str) -> str:
+        if name in ("aten::addmm", "aten::mm", "aten::linear"):
+            return "linear layers"
+        return "attention" if "scaled_dot_product" in name else "the rest"
+
+    seconds = {}
+    for p in ("fp32", "bf16"):
+        enc = load_encoder("minilm", device=device, precision=p)
+        embed_texts(enc, texts[:4])
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if enc.device.type == "cuda" else [])
+        with profile(activities=activities) as prof:
+            embed_texts(enc, texts)
+        totals = {"linear layers": 0.0, "attention": 0.0, "the rest": 0.0}
+        for event in prof.key_averages():
+            self_us = event.self_device_time_total if enc.device.type == "cuda" else event.self_cpu_time_total
+            totals[part(event.key)] += self_us / 1e6
+        seconds[p] = totals
+    print(f"\nwhere the time goes, minilm, {len(texts)} generator reports, one profiled pass each")
+    print("| part | fp32 s | bf16 s | bf16 speed-up | share of bf16 time |")
+    print("|---|---:|---:|---:|---:|")
+    whole = {p: sum(seconds[p].values()) for p in seconds}
+    for name in ("linear layers", "attention", "the rest"):
+        a, b = seconds["fp32"][name], seconds["bf16"][name]
+        print(f"| {name} | {a:.2f} | {b:.2f} | {a / b:.2f}x | {b / whole['bf16']:.0%} |")
+    print(f"| all | {whole['fp32']:.2f} | {whole['bf16']:.2f} | {whole['fp32'] / whole['bf16']:.2f}x | 100% |")
+
+
 def precision_rows(name: str, location: str, samples: dict[str, list[str]], device: str, repeats: int) -> list[dict]:
     from sepsis_fusion.pipelines.embed.encoder import load_encoder
 
@@ -172,6 +237,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--notes-to-serve", type=int, default=226_000, help="notes for the projection")
+    parser.add_argument("--budgets", default="1024,2048,4096,8192,16384", help="batch budgets to sweep")
     parser.add_argument("--skip-batching", action="store_true")
     args = parser.parse_args()
     from transformers import AutoTokenizer
@@ -184,6 +250,12 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_location("minilm"))
     if not args.skip_batching:
         batching(reports[: args.notes], args.device)
+        budgets = [int(b) for b in args.budgets.split(",")]
+        sweep = {
+            "generator": reports[: args.notes],
+            f"~{args.long_tokens} tokens": long_notes(reports, args.notes // 3, args.long_tokens, tokenizer),
+        }
+        budget_sweep(sweep, budgets, args.device, args.repeats)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,6 +287,8 @@ def main() -> None:
         f"target (minilm, generator reports: bf16 >= 2x fp32, mean cosine >= 0.999): "
         f"{'met' if met else 'not met'} ({minilm['bf16'] / minilm['fp32']:.2f}x, {minilm['cos_mean']:.5f})"
     )
+
+    time_by_operator(reports[: args.notes], args.device)
 
     print(f"\n3. projection: hours to embed {args.notes_to_serve:,} notes at the rates above")
     print("| encoder, length | fp32 | bf16 |")

@@ -263,8 +263,12 @@ def embed(
     stride: int = typer.Option(
         _default(workflow.embed, "stride"), "--stride", help="Tokens shared by consecutive chunks of a long note."
     ),
-    batch_tokens: int = typer.Option(
-        _default(workflow.embed, "batch_tokens"), "--batch-tokens", help="Padded tokens per encoder batch."
+    batch_tokens: int | None = typer.Option(
+        None,
+        "--batch-tokens",
+        min=1,
+        help="Padded tokens per encoder batch (default: 2,048 on a CPU, 16,384 on a GPU; bench/bench_embed.py "
+        "measures the choice).",
     ),
     precision: Literal["auto", "fp32", "bf16"] = typer.Option(
         _default(workflow.embed, "precision"),

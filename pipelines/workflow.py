@@ -282,14 +282,15 @@ def embed(
     device: str = "auto",
     max_length: int = 512,
     stride: int = 64,
-    batch_tokens: int = 16384,
+    batch_tokens: int | None = None,
     loaded=None,
     precision: str = "auto",
 ) -> EmbedStep:
     """Embed the notes of notes_to_embed (new or changed ones only) and write the note-sequence slots. Data
     without notes (the open demo) writes empty slots without loading the encoder (no hub, no download).
     `loaded`: the encoder, already loaded (run_chain loads it before the build when the data have notes).
-    `precision`: the encoder's forward pass, 'auto' (bf16 where the CPU or GPU has it), 'fp32' or 'bf16'."""
+    `precision`: the encoder's forward pass, 'auto' (bf16 where the CPU or GPU has it), 'fp32' or 'bf16'.
+    `batch_tokens`: padded tokens per encoder batch; None: 2,048 on a CPU, 16,384 on a GPU."""
     from .embed.encoder import load_encoder
     from .embed.run import embed_feature_folder, notes_to_embed
 

@@ -16,6 +16,9 @@ from sepsis_fusion.pipelines.embed import encoder as encoder_module
 from sepsis_fusion.pipelines.embed.chunks import chunk_spans, clean_text
 from sepsis_fusion.pipelines.embed.encoder import EmbedError, EncoderNotFound, load_encoder, model_fingerprint
 from sepsis_fusion.pipelines.embed.run import (
+    CPU_BATCH_TOKENS,
+    GPU_BATCH_TOKENS,
+    default_batch_tokens,
     embed_feature_folder,
     embed_texts,
     read_encoder_record,
@@ -77,6 +80,22 @@ def test_long_note_is_the_token_weighted_mean_of_its_chunks(encoder):
         embed_texts(encoder, [text, "short"], stride=4, batch_tokens=100_000),
         atol=1e-5,
     )
+
+
+def test_batches_on_a_cpu_hold_the_cpu_budget_by_default(encoder):
+    assert default_batch_tokens(torch.device("cpu")) == CPU_BATCH_TOKENS == 2048
+    assert default_batch_tokens(torch.device("cuda")) == GPU_BATCH_TOKENS == 16384
+    padded = []
+    hook = encoder.model.register_forward_pre_hook(
+        lambda module, args, kwargs: padded.append(kwargs["input_ids"].numel()), with_kwargs=True
+    )
+    texts = [SENTENCES[i % len(SENTENCES)] for i in range(400)]
+    try:
+        vectors = embed_texts(encoder, texts, stride=4)
+    finally:
+        hook.remove()
+    assert len(padded) > 1 and max(padded) <= CPU_BATCH_TOKENS
+    np.testing.assert_allclose(vectors, embed_texts(encoder, texts, stride=4, batch_tokens=100_000), atol=1e-5)
 
 
 def test_empty_note_and_invalid_utf8(encoder):

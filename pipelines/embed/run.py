@@ -47,9 +47,22 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def embed_texts(enc: Encoder, texts: list[str], stride: int = 64, batch_tokens: int = 16384) -> np.ndarray:
+# Padded tokens per encoder batch when none is asked for. On a CPU small batches are fastest (fp32 and bf16
+# alike, MiniLM and the BERT-base shape: bench/bench_embed.py's sweep, docs/EMBEDDINGS.md); a GPU wants big ones.
+CPU_BATCH_TOKENS = 2048
+GPU_BATCH_TOKENS = 16384
+
+
+def default_batch_tokens(device: torch.device) -> int:
+    return CPU_BATCH_TOKENS if device.type == "cpu" else GPU_BATCH_TOKENS
+
+
+def embed_texts(enc: Encoder, texts: list[str], stride: int = 64, batch_tokens: int | None = None) -> np.ndarray:
     """One pooled vector per text: chunks of at most enc.max_length tokens overlapping by `stride`,
-    encoded in length-sorted batches of about `batch_tokens` tokens, pooled by token count."""
+    encoded in length-sorted batches of about `batch_tokens` padded tokens (None: the device's default),
+    pooled by token count."""
+    if batch_tokens is None:
+        batch_tokens = default_batch_tokens(enc.device)
     tok = enc.tokenizer
     texts = [clean_text(t) for t in texts]
     ids = tok(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
@@ -153,7 +166,7 @@ def embed_feature_folder(
     features: Path,
     cache_root: Path,
     stride: int = 64,
-    batch_tokens: int = 16384,
+    batch_tokens: int | None = None,
     notes_per_part: int = 256,
     progress: bool = True,
     after_part=None,
