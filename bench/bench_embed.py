@@ -27,7 +27,7 @@
    how the count was made) with each encoder, precision and length, at the measured notes/s.
 
     python bench/bench_embed.py [--notes 300] [--bert-notes 60] [--long-tokens 400] [--device auto]
-                                [--budgets 1024,2048,4096,8192,16384] [--notes-to-serve 226000]
+                                [--budgets 1024,2048,4096,8192,16384] [--notes-to-serve 221178]
                                 [--skip-batching]
 """
 
@@ -236,7 +236,7 @@ def main() -> None:
     parser.add_argument("--long-tokens", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--notes-to-serve", type=int, default=226_000, help="notes for the projection")
+    parser.add_argument("--notes-to-serve", type=int, default=221_178, help="notes for the projection")
     parser.add_argument("--budgets", default="1024,2048,4096,8192,16384", help="batch budgets to sweep")
     parser.add_argument("--skip-batching", action="store_true")
     args = parser.parse_args()

@@ -17,6 +17,7 @@ table is printed and written to bench/results/full_scale_<stays>.json. The synth
 and reused; every other step runs again on each invocation.
 
     python bench/bench_full_scale.py [--stays 94000] [--sample-notes 2000] [--resume-at "features apply"]
+    python bench/bench_full_scale.py --notes-only   # synth (once) and the embedding figures, no chain
 """
 
 from __future__ import annotations
@@ -122,6 +123,11 @@ def main() -> None:
     parser.add_argument(
         "--resume-at", default=None, help="run from this step on, reusing the earlier steps' rows and data"
     )
+    parser.add_argument(
+        "--notes-only",
+        action="store_true",
+        help="only the embedding figures (notes/s, reports in a stay): to full_scale_<stays>_notes.json",
+    )
     args = parser.parse_args()
     root = (args.out or RESULTS / f"full_{args.stays}").resolve()
     mimic, data = root / "mimic", root / "data"
@@ -135,6 +141,11 @@ def main() -> None:
     notes = root / "notes_held_out"
     if (mimic / "note").exists() and not notes.exists():
         shutil.move(mimic / "note", notes)  # the chain runs without the note modality (see embed below)
+    if args.notes_only:
+        embedding = embedding_rate(_notes_root(notes, root), args.sample_notes, mimic / "icu" / "icustays.csv.gz")
+        print(embedding_line(embedding))
+        write_results(f"full_scale_{args.stays}_notes.json", {"stays": args.stays, "embedding": embedding})
+        return
     warehouse = data / "warehouse.duckdb"
     import duckdb
 
@@ -190,15 +201,23 @@ def main() -> None:
             f"{r['step']:<40}{r['seconds']:>10,.0f} s{r['peak_gib']:>10.2f}{r['disk_gib']:>10.2f}"
             + ("  MISSES its target (15 min, 16 GiB)" if missed else "")
         )
-    print(
+    print(embedding_line(embedding))
+    write_results(f"full_scale_{args.stays}.json", report)
+
+
+def embedding_line(embedding: dict) -> str:
+    return (
         f"embedding: {embedding['notes_per_s']:.1f} notes/s with MiniLM in fp32 on this CPU ({embedding['notes']} "
         f"notes); {embedding['reports_in_a_stay']:,} of the {embedding['reports_written']:,} generated reports are "
         f"charted in an ICU stay: {embedding['projected_hours_in_stay']:.1f} h to embed them "
         f"({embedding['projected_hours_2_3M']:.0f} h for all 2.3M of MIMIC-IV-Note; the cache makes it resumable)"
     )
-    # bench/results/ is not in a clone (ignored), and --out may be elsewhere: the table above is printed first
+
+
+def write_results(name: str, report: dict) -> None:
+    # bench/results/ is not in a clone (ignored), and --out may be elsewhere: the table is printed first
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"full_scale_{args.stays}.json"
+    out = RESULTS / name
     out.write_text(json.dumps(report, indent=2))
     print(f"written to {out}")
 
