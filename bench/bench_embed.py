@@ -102,19 +102,40 @@ def neighbours_kept(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(ta, tb)]))
 
 
-def timed(enc, texts: list[str]) -> tuple[float, np.ndarray]:
+def timed(enc, texts: list[str], batch_tokens: int | None = None) -> tuple[float, np.ndarray]:
     from sepsis_fusion.pipelines.embed.run import embed_texts
 
     start = time.perf_counter()
-    vectors = embed_texts(enc, texts)
+    vectors = embed_texts(enc, texts, batch_tokens=batch_tokens)
     return time.perf_counter() - start, vectors
 
 
-def batching(texts: list[str], device: str) -> None:
+def load_pair(location: str, device: str) -> dict:
+    """The encoder loaded in fp32 and in bf16, as `embed --precision` loads it."""
     from sepsis_fusion.pipelines.embed.encoder import load_encoder
+
+    return {p: load_encoder(location, device=device, precision=p) for p in ("fp32", "bf16")}
+
+
+def alternating_best(
+    encoders: dict, texts: list[str], repeats: int, batch_tokens: int | None = None
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Each precision's best seconds over `repeats` passes, the two alternating so both see the same machine,
+    and its vectors."""
+    for enc in encoders.values():
+        timed(enc, texts[:4], batch_tokens)  # warm-up (oneDNN picks its kernels on the first call)
+    best = {p: np.inf for p in encoders}
+    vectors = {}
+    for _ in range(repeats):
+        for p, enc in encoders.items():
+            seconds, vectors[p] = timed(enc, texts, batch_tokens)
+            best[p] = min(best[p], seconds)
+    return best, vectors
+
+
+def batching(enc, texts: list[str]) -> None:
     from sepsis_fusion.pipelines.embed.run import embed_texts
 
-    enc = load_encoder("minilm", device=device, precision="fp32")
     embed_texts(enc, texts[:8])  # warm-up
     start = time.perf_counter()
     naive = np.stack([embed_texts(enc, [t])[0] for t in texts])
@@ -130,36 +151,25 @@ def batching(texts: list[str], device: str) -> None:
     )
 
 
-def budget_sweep(samples: dict[str, list[str]], budgets: list[int], device: str, repeats: int) -> None:
-    from sepsis_fusion.pipelines.embed.encoder import load_encoder
-    from sepsis_fusion.pipelines.embed.run import default_batch_tokens, embed_texts
+def budget_sweep(encoders: dict, samples: dict[str, list[str]], budgets: list[int], repeats: int) -> None:
+    from sepsis_fusion.pipelines.embed.run import default_batch_tokens
 
-    encoders = {p: load_encoder("minilm", device=device, precision=p) for p in ("fp32", "bf16")}
     default = default_batch_tokens(encoders["fp32"].device)
     print(f"\nbatch budget, minilm (padded tokens per batch; this device's default {default:,}), best of {repeats}")
     print("| notes | budget | fp32 notes/s | bf16 notes/s | bf16/fp32 |")
     print("|---|---:|---:|---:|---:|")
     for length, texts in samples.items():
-        for enc in encoders.values():
-            embed_texts(enc, texts[:4])  # warm-up
-        best = {(p, b): np.inf for p in encoders for b in budgets}
-        for _ in range(repeats):
-            for budget in budgets:
-                for p, enc in encoders.items():
-                    start = time.perf_counter()
-                    embed_texts(enc, texts, batch_tokens=budget)
-                    best[p, budget] = min(best[p, budget], time.perf_counter() - start)
         for budget in budgets:
-            fp32, bf16 = (len(texts) / best[p, budget] for p in ("fp32", "bf16"))
+            best, _ = alternating_best(encoders, texts, repeats, budget)
+            fp32, bf16 = (len(texts) / best[p] for p in ("fp32", "bf16"))
             mark = " (default)" if budget == default else ""
             print(f"| {length} | {budget:,}{mark} | {fp32:.1f} | {bf16:.1f} | {bf16 / fp32:.2f}x |")
 
 
-def time_by_operator(texts: list[str], device: str) -> None:
+def time_by_operator(encoders: dict, texts: list[str]) -> None:
     """Self time of the encoder's operators in one pass over `texts`, fp32 against bf16, in three parts."""
     from torch.profiler import ProfilerActivity, profile
 
-    from sepsis_fusion.pipelines.embed.encoder import load_encoder
     from sepsis_fusion.pipelines.embed.run import embed_texts
 
     def part(name: str) -> str:
@@ -168,8 +178,7 @@ def time_by_operator(texts: list[str], device: str) -> None:
         return "attention" if "scaled_dot_product" in name else "the rest"
 
     seconds = {}
-    for p in ("fp32", "bf16"):
-        enc = load_encoder("minilm", device=device, precision=p)
+    for p, enc in encoders.items():
         embed_texts(enc, texts[:4])
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if enc.device.type == "cuda" else [])
         with profile(activities=activities) as prof:
@@ -189,23 +198,13 @@ def time_by_operator(texts: list[str], device: str) -> None:
     print(f"| all | {whole['fp32']:.2f} | {whole['bf16']:.2f} | {whole['fp32'] / whole['bf16']:.2f}x | 100% |")
 
 
-def precision_rows(name: str, location: str, samples: dict[str, list[str]], device: str, repeats: int) -> list[dict]:
-    from sepsis_fusion.pipelines.embed.encoder import load_encoder
-
-    encoders = {p: load_encoder(location, device=device, precision=p) for p in ("fp32", "bf16")}
+def precision_rows(name: str, encoders: dict, samples: dict[str, list[str]], repeats: int) -> list[dict]:
     rows = []
     for length, texts in samples.items():
         tokens = [
             len(t) for t in encoders["fp32"].tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
         ]
-        best = {p: np.inf for p in encoders}
-        vectors = {}
-        for enc in encoders.values():
-            timed(enc, texts[:4])  # warm-up (oneDNN picks its kernels on the first call)
-        for _ in range(repeats):
-            for p, enc in encoders.items():
-                seconds, vectors[p] = timed(enc, texts)
-                best[p] = min(best[p], seconds)
+        best, vectors = alternating_best(encoders, texts, repeats)
         a, b = vectors["fp32"], vectors["bf16"]
         cosine = (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
         rows.append(
@@ -248,26 +247,27 @@ def main() -> None:
     print(f"device: {device} ({where}); native bf16: {'yes' if native else 'no'}; torch {torch.__version__}")
     reports = synthetic_notes(max(args.notes, args.bert_notes) * 4)
     tokenizer = AutoTokenizer.from_pretrained(model_location("minilm"))
+    minilm = load_pair("minilm", args.device)
     if not args.skip_batching:
-        batching(reports[: args.notes], args.device)
+        batching(minilm["fp32"], reports[: args.notes])
         budgets = [int(b) for b in args.budgets.split(",")]
         sweep = {
             "generator": reports[: args.notes],
             f"~{args.long_tokens} tokens": long_notes(reports, args.notes // 3, args.long_tokens, tokenizer),
         }
-        budget_sweep(sweep, budgets, args.device, args.repeats)
+        budget_sweep(minilm, sweep, budgets, args.repeats)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, location, n in (
-            ("minilm", "minilm", args.notes),
-            ("bert-base", str(bert_base_folder(Path(tmp) / "bert-base")), args.bert_notes),
+        for name, encoders, n in (
+            ("minilm", minilm, args.notes),
+            ("bert-base", load_pair(str(bert_base_folder(Path(tmp) / "bert-base")), args.device), args.bert_notes),
         ):
             samples = {
                 "generator": reports[:n],
                 f"~{args.long_tokens} tokens": long_notes(reports, n, args.long_tokens, tokenizer),
             }
-            rows += precision_rows(name, location, samples, args.device, args.repeats)
+            rows += precision_rows(name, encoders, samples, args.repeats)
 
     print(f"\n2. precision: fp32 against bf16, best of {args.repeats}, alternating")
     print(
@@ -288,7 +288,7 @@ def main() -> None:
         f"{'met' if met else 'not met'} ({minilm['bf16'] / minilm['fp32']:.2f}x, {minilm['cos_mean']:.5f})"
     )
 
-    time_by_operator(reports[: args.notes], args.device)
+    time_by_operator(minilm, reports[: args.notes])
 
     print(f"\n3. projection: hours to embed {args.notes_to_serve:,} notes at the rates above")
     print("| encoder, length | fp32 | bf16 |")
